@@ -1,0 +1,37 @@
+# hybridc developer entry points. `make demo` and `make test` are all a fresh machine needs.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+# Find a Python 3.10: on PATH first, then through pyenv.
+PYTHON310 := $(shell command -v python3.10 2>/dev/null || \
+	( command -v pyenv >/dev/null 2>&1 && ls -d $$(pyenv root)/versions/3.10.*/bin/python 2>/dev/null | tail -1 ))
+
+.PHONY: setup demo test test-all bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@if [ -z "$(PYTHON310)" ]; then \
+	  echo "hybridc needs Python 3.10 (lava-nc and lava-dl support nothing else)."; \
+	  echo "Install it (for example 'pyenv install 3.10') and run 'make setup' again."; \
+	  exit 1; fi
+	@test -x $(PY) || $(PYTHON310) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/hybridc compile examples/dvs_gesture/model.py --target loihi+jetson -o build/demo --force --verify
+
+test: setup
+	$(PY) -m pytest -q
+
+test-all: setup
+	$(PY) -m pytest -q -m ''
+
+bench: setup
+	$(PY) benchmarks/compile_bench.py
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,52 @@
+"""hybridc: compile hybrid spiking/non-spiking PyTorch models for Loihi + Jetson.
+
+Heavy stacks (torch, Lava, onnx) are imported only when a function needs them,
+so `import hybridc` and `hybridc --help` stay instant.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["compile", "load", "run", "verify", "annotate", "nn", "errors", "__version__"]
+
+
+def compile(model, example_input, target="loihi+jetson", output_dir=None, **kwargs):
+    """Compile `model` for `target`; see hybridc.compiler.driver.compile."""
+    from .compiler.driver import compile as _compile
+
+    return _compile(model, example_input, target, output_dir, **kwargs)
+
+
+def load(path):
+    """Open a compiled build directory (checks format and sha256 of every artifact)."""
+    from .compiler.compiled import load as _load
+
+    return _load(path)
+
+
+def run(compiled, x, return_stages=False):
+    """Run a build as deployed: Lava fixed-point for loihi, onnxruntime for jetson."""
+    from .compiler.runtime import run as _run
+
+    return _run(compiled, x, return_stages=return_stages)
+
+
+def verify(compiled, x):
+    """Parity figures between an in-memory compile and its PyTorch model on `x`."""
+    from .compiler.verify import verify as _verify
+
+    return _verify(compiled, x)
+
+
+def annotate(module, target):
+    """Pin a module to a target ('loihi', 'jetson') or a side ('spiking', 'dense')."""
+    from .compiler.annotate import annotate as _annotate
+
+    return _annotate(module, target)
+
+
+def __getattr__(name):
+    if name in ("nn", "errors"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(name)

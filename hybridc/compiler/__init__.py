@@ -1,0 +1,1 @@
+"""Front end and driver: load a model file, trace it, run the passes, lower, save."""

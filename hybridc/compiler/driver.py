@@ -1,0 +1,61 @@
+"""The compile driver: trace, run the passes, hand each partition to its target.
+
+Passes only tag and partition; this is the one place that cuts the graph and
+calls each backend's `preprocess` (ExecuTorch's partitioner/backend split).
+"""
+
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from ..errors import TimestepError
+from ..passes import insert_cut_accumulators, partition, recognise_accumulators, tag_targets
+from ..targets.registry import parse_target_string
+from .compiled import CompiledModel, PartitionSummary
+from .graph import to_networkx
+from .manifest import Manifest, Source
+from .tracer import record_shapes, trace_with_shapes
+
+
+def lower(model: torch.nn.Module, example_input: torch.Tensor, target: str = "loihi+jetson"):
+    """Trace and partition without writing artifacts: (GraphModule, partitions, targets)."""
+    targets = parse_target_string(target)
+    model.eval()
+    if example_input.dim() < 2:
+        raise TimestepError(
+            f"example_input has shape {tuple(example_input.shape)}; hybridc expects spikes with a "
+            "batch axis first and time last: (N, C, H, W, T) or (N, F, T)."
+        )
+    gm = trace_with_shapes(model, example_input)
+    if recognise_accumulators(gm):
+        record_shapes(gm, example_input)
+    tag_targets(gm, targets)
+    insert_cut_accumulators(gm)
+    partitions = partition(gm)
+    return gm, partitions, targets
+
+
+def compile(model: torch.nn.Module, example_input: torch.Tensor, target: str = "loihi+jetson",
+            output_dir=None, *, force: bool = False, source_path=None, source_sha256=None) -> CompiledModel:
+    """Compile a hybrid model for `target` ("loihi+jetson"); save to output_dir if given."""
+    gm, partitions, targets = lower(model, example_input, target)
+    workdir = tempfile.TemporaryDirectory(prefix="hybridc-build-")
+    with torch.no_grad():
+        stages = [targets[p.domain].preprocess(p, gm, Path(workdir.name)) for p in partitions]
+    manifest = Manifest(
+        target=target, timesteps=int(example_input.shape[-1]),
+        source=Source(str(source_path) if source_path else None, source_sha256),
+        stages=stages, hybridc_version=__version__,
+    )
+    compiled = CompiledModel(
+        manifest, Path(workdir.name), to_networkx(gm),
+        [PartitionSummary(p.name, p.target, [n.name for n in p.nodes]) for p in partitions],
+        keepalive=workdir,
+    )
+    compiled.module = gm  # the traced, partitioned model: the reference for verification
+    compiled.fx_partitions = partitions
+    if output_dir is not None:
+        compiled.save(output_dir, force=force)
+    return compiled

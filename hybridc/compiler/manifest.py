@@ -1,0 +1,114 @@
+"""The deployment manifest: what each device runs, in what order, on which tensors.
+
+A dataclass tree serialised to `manifest.json` and checked against the JSON Schema
+shipped beside this module (copied to docs/manifest.schema.json).
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ..errors import ArtifactError
+
+FORMAT = "hybridc-manifest/1"
+SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
+
+
+@dataclass
+class TensorSpec:
+    name: str
+    shape: list  # without the batch axis
+    dtype: str
+    layout: str  # axis letters without batch: "WHCT" (netx), "CHWT"/"FT" (PyTorch), ...
+
+
+@dataclass
+class AccumulatorSpec:
+    interval: int
+    windows: int
+    fold: bool
+
+
+@dataclass
+class Stage:
+    name: str
+    target: str
+    artifact: str  # relative to the manifest
+    sha256: str
+    inputs: list
+    outputs: list
+    # loihi stages
+    delay: Optional[int] = None
+    layers: Optional[int] = None
+    neurons: Optional[int] = None
+    synapses: Optional[int] = None
+    # jetson stages
+    accumulator: Optional[AccumulatorSpec] = None
+    opset: Optional[int] = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class Source:
+    path: Optional[str]
+    sha256: Optional[str]
+
+
+@dataclass
+class Manifest:
+    target: str
+    timesteps: int
+    source: Source
+    stages: list
+    hybridc_version: str
+    format: str = FORMAT
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["stages"] = [s.to_dict() for s in self.stages]
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def stage(self, name: str) -> Stage:
+        return next(s for s in self.stages if s.name == name)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Manifest":
+        validate(data)
+        stages = []
+        for s in data["stages"]:
+            s = dict(s)
+            s["inputs"] = [TensorSpec(**t) for t in s["inputs"]]
+            s["outputs"] = [TensorSpec(**t) for t in s["outputs"]]
+            if "accumulator" in s:
+                s["accumulator"] = AccumulatorSpec(**s["accumulator"])
+            stages.append(Stage(**s))
+        return cls(target=data["target"], timesteps=data["timesteps"], source=Source(**data["source"]),
+                   stages=stages, hybridc_version=data["hybridc_version"], format=data["format"],
+                   extra=data.get("extra", {}))
+
+
+def schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def validate(data: dict) -> None:
+    import jsonschema
+
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise ArtifactError(
+            f"This manifest has format {found!r}; this hybridc ({FORMAT}) reads only {FORMAT!r}. "
+            "Recompile the model with this version of hybridc."
+        )
+    try:
+        jsonschema.validate(data, schema())
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
+        raise ArtifactError(f"manifest.json is not valid at `{where}`: {exc.message}.") from None

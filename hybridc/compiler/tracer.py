@@ -1,0 +1,118 @@
+"""Trace a hybrid model with torch.fx and record every node's output shape.
+
+slayer blocks, hybridc.nn modules and annotated modules stay opaque leaves: the
+passes reason about whole layers, the way netx maps one block to one layer.
+"""
+
+import inspect
+
+import torch
+import torch.fx
+
+from ..errors import HybridcError, TraceError
+from ..nn import Accumulator
+from .annotate import annotated_domain
+
+
+def is_slayer_module(module: torch.nn.Module) -> bool:
+    return type(module).__module__.startswith("lava.lib.dl.slayer")
+
+
+class HybridTracer(torch.fx.Tracer):
+    def is_leaf_module(self, m: torch.nn.Module, qualname: str) -> bool:
+        if is_slayer_module(m) or isinstance(m, Accumulator) or annotated_domain(m):
+            return True
+        return super().is_leaf_module(m, qualname)
+
+
+def _user_frame(exc: BaseException) -> str:
+    """The innermost traceback frame outside torch/hybridc: the user's line."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if "/torch/" not in f.filename and "/hybridc/" not in f.filename]
+    if not frames:
+        return ""
+    f = frames[-1]
+    return f" at {f.filename}:{f.lineno} (`{(f.line or '').strip()}`)"
+
+
+def trace(model: torch.nn.Module) -> torch.fx.GraphModule:
+    model.eval()
+    try:
+        graph = HybridTracer().trace(model)
+    except torch.fx.proxy.TraceError as exc:
+        raise TraceError(
+            f"torch.fx cannot trace {type(model).__name__}.forward{_user_frame(exc)}: {exc}. "
+            "Data-dependent control flow (an `if` or loop on tensor values) cannot be traced; "
+            "move that code into its own nn.Module and mark it with "
+            "hybridc.annotate(module, 'jetson') so it is kept as one opaque node."
+        ) from None
+    except HybridcError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any user code may raise anything
+        raise TraceError(
+            f"Tracing {type(model).__name__}.forward failed{_user_frame(exc)}: "
+            f"{type(exc).__name__}: {exc}. hybridc traces forward() symbolically with torch.fx; "
+            "wrap untraceable code in a module and mark it with hybridc.annotate."
+        ) from None
+    return torch.fx.GraphModule(model, graph, type(model).__name__)
+
+
+class ShapeRecorder(torch.fx.Interpreter):
+    """Runs the example input through the graph, storing each tensor's shape and dtype
+    in node.meta["shape"] / node.meta["dtype"] and naming the node when one fails."""
+
+    def run_node(self, n: torch.fx.Node):
+        try:
+            result = super().run_node(n)
+        except HybridcError as exc:
+            raise type(exc)(f"At node `{n.name}` ({_describe(self.module, n)}): {exc}") from None
+        except Exception as exc:  # noqa: BLE001
+            raise TraceError(
+                f"The example input does not run through node `{n.name}` "
+                f"({_describe(self.module, n)}): {type(exc).__name__}: {exc}. Check that "
+                "example_input has the shape (N, C, H, W, T) or (N, F, T) and dtype the model "
+                "expects."
+            ) from None
+        if isinstance(result, torch.Tensor):
+            n.meta["shape"] = tuple(result.shape)
+            n.meta["dtype"] = str(result.dtype).replace("torch.", "")
+        return result
+
+
+def _describe(gm: torch.fx.GraphModule, n: torch.fx.Node) -> str:
+    if n.op == "call_module":
+        return f"module `{n.target}`: {type(gm.get_submodule(n.target)).__name__}"
+    if n.op in ("call_function", "call_method"):
+        name = getattr(n.target, "__name__", str(n.target))
+        return f"{n.op.replace('call_', '')} `{name}`"
+    return n.op
+
+
+def describe(gm: torch.fx.GraphModule, n: torch.fx.Node) -> str:
+    """A short human description of a node, for error messages and tables."""
+    return _describe(gm, n)
+
+
+@torch.no_grad()
+def record_shapes(gm: torch.fx.GraphModule, example_input: torch.Tensor):
+    """Returns the model output for the example input; annotates shapes on the graph."""
+    return ShapeRecorder(gm).run(example_input)
+
+
+def trace_with_shapes(model: torch.nn.Module, example_input: torch.Tensor) -> torch.fx.GraphModule:
+    if not isinstance(model, torch.nn.Module):
+        raise TraceError(f"`model` must be a torch.nn.Module, got {type(model).__name__}.")
+    if not isinstance(example_input, torch.Tensor):
+        raise TraceError(f"`example_input` must be a torch.Tensor, got {type(example_input).__name__}.")
+    n_args = len([p for p in inspect.signature(model.forward).parameters.values()
+                  if p.default is inspect.Parameter.empty and p.kind == p.POSITIONAL_OR_KEYWORD])
+    if n_args != 1:
+        raise TraceError(
+            f"{type(model).__name__}.forward takes {n_args} required inputs; hybridc compiles "
+            "models with exactly one input tensor (the spike tensor)."
+        )
+    gm = trace(model)
+    record_shapes(gm, example_input)
+    return gm

@@ -1,0 +1,48 @@
+"""Modules a hybrid model is written with. Pure torch: importing this is cheap."""
+
+import torch
+
+from .errors import TimestepError
+
+
+class Accumulator(torch.nn.Module):
+    """The bridge between the spiking and the dense half (Seekings et al. 2024).
+
+    Sums spikes over non-overlapping windows of `interval` timesteps. With
+    `fold=True` (the paper's design) the T/interval windows are folded into the
+    feature axis, channel-major, so a conv ANN can consume them:
+    (N, C, H, W, T) -> (N, C*T/I, H, W), channel c*(T/I)+k holds window k of c;
+    (N, F, T) -> (N, F*T/I). With `fold=False` the window axis stays last:
+    (..., T) -> (..., T/I). `interval=1, fold=False` is the identity: raw spikes.
+    """
+
+    def __init__(self, interval: int, fold: bool = True):
+        super().__init__()
+        if int(interval) < 1:
+            raise TimestepError(f"Accumulator interval must be a positive integer, got {interval!r}.")
+        self.interval = int(interval)
+        self.fold = bool(fold)
+
+    def extra_repr(self) -> str:
+        return f"interval={self.interval}, fold={self.fold}"
+
+    def windows(self, timesteps: int) -> int:
+        if timesteps % self.interval:
+            raise TimestepError(
+                f"The accumulator sums windows of I={self.interval} timesteps but its input has "
+                f"T={timesteps} timesteps, and {timesteps} is not a multiple of {self.interval}. "
+                f"Choose an interval that divides T (divisors of {timesteps}: "
+                f"{[d for d in range(1, timesteps + 1) if timesteps % d == 0]}) or change T."
+            )
+        return timesteps // self.interval
+
+    def forward(self, spikes: torch.Tensor) -> torch.Tensor:
+        *lead, timesteps = spikes.shape
+        windows = self.windows(timesteps)
+        counts = spikes.reshape(*lead, windows, self.interval).sum(-1)
+        if not self.fold:
+            return counts
+        n, c, *spatial = lead
+        # (N, C, *S, K) -> (N, C, K, *S) -> (N, C*K, *S): channel-major fold.
+        order = [0, 1, counts.dim() - 1] + list(range(2, counts.dim() - 1))
+        return counts.permute(*order).reshape(n, c * windows, *spatial)

@@ -1,0 +1,167 @@
+"""NVIDIA Jetson (any ONNX runtime): the dense partition becomes one ONNX model.
+
+The model's input is the spike tensor exactly as it crosses the cut (PyTorch
+layout). The part after the accumulator is exported with torch.onnx; the
+accumulator itself is then written in front of it as plain ONNX nodes with
+onnx-graphsurgeon (Reshape -> ReduceSum -> Transpose -> Reshape), so the runtime
+on the Jetson sees one self-contained graph and no Python.
+"""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.fx.passes.operator_support import create_op_support
+
+from ..compiler.manifest import AccumulatorSpec, Stage, TensorSpec
+from ..errors import InputError, LoweringError
+from ..nn import Accumulator
+from .loihi import sha256
+
+ARTIFACT = "ann.onnx"
+OPSET = 17
+SPIKES = "spikes"
+
+
+def pytorch_layout(shape, time_last: bool) -> str:
+    """Axis letters (without batch) for a PyTorch-layout shape."""
+    spatial = {1: "F", 2: "FL", 3: "CHW", 4: "CDHW"}
+    if time_last:
+        return {1: "T", 2: "FT", 3: "CLT", 4: "CHWT"}.get(len(shape), "X" * len(shape))
+    return spatial.get(len(shape), "X" * len(shape)) if shape else "S"
+
+
+def _accumulator_nodes(gs, spikes, out_var, spec: AccumulatorSpec, shape):
+    """ONNX nodes computing Accumulator(spec) from `spikes` (N, *lead, T) into out_var."""
+    lead = list(shape[1:-1])
+    k, i = spec.windows, spec.interval
+    if i == 1 and not spec.fold:
+        return [gs.Node("Identity", inputs=[spikes], outputs=[out_var])]
+
+    def const(name, values):
+        return gs.Constant(f"{out_var.name}_{name}", np.array(values, dtype=np.int64))
+
+    windows = gs.Variable(f"{out_var.name}_windows", dtype=np.float32)
+    counts = gs.Variable(f"{out_var.name}_counts", dtype=np.float32)
+    nodes = [
+        gs.Node("Reshape", inputs=[spikes, const("window_shape", [0, *lead, k, i])], outputs=[windows]),
+        gs.Node("ReduceSum", inputs=[windows, const("axes", [-1])], outputs=[counts if spec.fold else out_var],
+                attrs={"keepdims": 0}),
+    ]
+    if spec.fold:
+        ndim = len(shape)  # counts: (N, C, *S, K)
+        moved = gs.Variable(f"{out_var.name}_moved", dtype=np.float32)
+        nodes += [
+            gs.Node("Transpose", inputs=[counts], outputs=[moved],
+                    attrs={"perm": [0, 1, ndim - 1] + list(range(2, ndim - 1))}),
+            gs.Node("Reshape", inputs=[moved, const("fold_shape", [0, lead[0] * k, *lead[1:]])],
+                    outputs=[out_var]),
+        ]
+    return nodes
+
+
+class JetsonTarget:
+    name = "jetson"
+    domain = "dense"
+    supported_ops = ["any torch operation torch.onnx exports at opset 17",
+                     "hybridc.nn.Accumulator (written as ONNX nodes)"]
+    supports = create_op_support(lambda submodules, node: True)
+
+    def why_unsupported(self, submodules, node) -> str:
+        return ""
+
+    def preprocess(self, partition, gm, workdir: Path) -> Stage:
+        import onnx
+        import onnx_graphsurgeon as gs
+        from torch.fx.passes.utils.fuser_utils import fuse_as_graphmodule
+
+        sub, orig_inputs, orig_outputs = fuse_as_graphmodule(gm, partition.nodes, "DenseStage")
+        placeholders = [n for n in sub.graph.nodes if n.op == "placeholder"]
+        if len(placeholders) != 1:
+            raise LoweringError(
+                f"The dense stage reads {len(placeholders)} tensors ({[n.name for n in orig_inputs]}); "
+                "hybridc supports exactly one tensor crossing the cut."
+            )
+        cut = placeholders[0]
+        cut_shape = orig_inputs[0].meta["shape"]
+        from_spikes = orig_inputs[0].meta.get("hybridc_domain") == "spiking"
+        accumulators = []  # (new placeholder name, AccumulatorSpec)
+        if from_spikes:
+            first = next(n for n in sub.graph.nodes if n.op != "placeholder")
+            for node in list(cut.users):
+                module = sub.get_submodule(node.target)
+                assert isinstance(module, Accumulator)
+                spec = AccumulatorSpec(module.interval, module.windows(cut_shape[-1]), module.fold)
+                with sub.graph.inserting_before(first):
+                    counts = sub.graph.placeholder(f"{node.name}_counts")
+                counts.meta.update(node.meta)
+                node.replace_all_uses_with(counts)
+                sub.graph.erase_node(node)
+                accumulators.append((counts.name, spec, counts.meta["shape"]))
+            sub.graph.erase_node(cut)
+            sub.graph.lint()
+            sub.recompile()
+        out_nodes = list(orig_outputs)
+        output_names = ["output"] if len(out_nodes) == 1 else [f"output_{i}" for i in range(len(out_nodes))]
+        input_names = [a[0] for a in accumulators] if from_spikes else [SPIKES]
+        examples = tuple(torch.zeros(a[2]) for a in accumulators) if from_spikes else (torch.zeros(cut_shape),)
+        path = Path(workdir) / ARTIFACT
+        sub.eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                torch.onnx.export(
+                    sub, examples, str(path), opset_version=OPSET, input_names=input_names,
+                    output_names=output_names,
+                    dynamic_axes={n: {0: "batch"} for n in input_names + output_names},
+                )
+            except Exception as exc:  # noqa: BLE001 - exporter errors are many and varied
+                raise LoweringError(
+                    f"torch.onnx could not export the dense stage (nodes "
+                    f"{', '.join(n.name for n in partition.nodes[:6])}...): {type(exc).__name__}: "
+                    f"{exc}. Replace the operation it names with one ONNX opset {OPSET} supports."
+                ) from None
+
+        graph = gs.import_onnx(onnx.load(str(path)))
+        if from_spikes:
+            spikes = gs.Variable(SPIKES, dtype=np.float32, shape=["batch", *cut_shape[1:]])
+            by_name = {v.name: v for v in graph.inputs}
+            for name, spec, _ in accumulators:
+                if name not in by_name:  # exporter dropped an unused input
+                    continue
+                graph.nodes.extend(_accumulator_nodes(gs, spikes, by_name[name], spec, cut_shape))
+            graph.inputs = [spikes]
+        graph.cleanup().toposort()
+        model = gs.export_onnx(graph)
+        model.opset_import[0].version = OPSET
+        onnx.save(model, str(path))
+        try:
+            onnx.checker.check_model(str(path), full_check=True)
+        except Exception as exc:  # noqa: BLE001
+            raise LoweringError(f"The ONNX model for stage `{partition.name}` fails onnx.checker: {exc}") from None
+
+        outputs = [TensorSpec(name, list(node.meta["shape"][1:]), node.meta.get("dtype", "float32"),
+                              pytorch_layout(node.meta["shape"][1:], time_last=False))
+                   for name, node in zip(output_names, out_nodes)]
+        return Stage(
+            name=partition.name, target=self.name, artifact=ARTIFACT, sha256=sha256(path),
+            inputs=[TensorSpec(SPIKES, list(cut_shape[1:]), "float32", pytorch_layout(cut_shape[1:], True))],
+            outputs=outputs,
+            accumulator=accumulators[0][1] if accumulators else None,
+            opset=OPSET,
+        )
+
+    def run(self, stage: Stage, build_dir: Path, x: torch.Tensor, progress=None):
+        import onnxruntime as ort
+
+        spec = stage.inputs[0]
+        if tuple(x.shape[1:]) != tuple(spec.shape):
+            raise InputError(
+                f"Stage `{stage.name}` (jetson) expects input of shape (N, "
+                f"{', '.join(map(str, spec.shape))}) in layout N{spec.layout}, got {tuple(x.shape)}."
+            )
+        session = ort.InferenceSession(str(Path(build_dir) / stage.artifact), providers=["CPUExecutionProvider"])
+        results = session.run(None, {SPIKES: x.detach().cpu().numpy().astype(np.float32)})
+        tensors = [torch.from_numpy(r) for r in results]
+        return tensors[0] if len(tensors) == 1 else tuple(tensors)

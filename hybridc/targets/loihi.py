@@ -1,0 +1,260 @@
+"""Loihi 2 through Lava: the spiking partition becomes one netx HDF5 network.
+
+netx builds layers `layer/0`, `layer/1`, ... strictly in order and implements
+only input, flatten, dense and conv. So, like netx's own `create_<type>`
+functions, there is one `write_<type>` per slayer block here: Conv, Dense and
+Flatten reuse slayer's own `export_hdf5` (the fixed-point integers slayer would
+export), Pool becomes a depthwise conv with the pool's constant weight, and
+neuron Dropout (identity at inference) writes nothing.
+"""
+
+import hashlib
+from math import prod
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.fx.passes.operator_support import create_op_support
+
+from ..compiler.manifest import Stage, TensorSpec
+from ..errors import InputError, LoweringError
+
+ARTIFACT = "snn.net"
+
+
+def _slayer():
+    from lava.lib.dl import slayer
+
+    return slayer
+
+
+# --- one writer per supported block -------------------------------------------------
+
+def write_exported(block, group):
+    block.export_hdf5(group)
+
+
+def write_pool(block, group):
+    """netx has no pool layer: a slayer Pool is a shared (1,1,k,k) kernel of one
+    constant weight, i.e. a depthwise conv with that weight on every channel."""
+    synapse = block.synapse
+    weight = synapse.pre_hook_fx(synapse.weight, descale=True).detach().cpu().numpy()
+    channels = int(block.neuron.shape[0])
+    kernel = weight.reshape(weight.shape[2:4])
+    group.create_dataset("type", (1,), "S10", [b"conv"])
+    group.create_dataset("shape", data=np.array(block.neuron.shape))
+    group.create_dataset("weight", data=np.broadcast_to(kernel, (channels, 1, *kernel.shape)).copy())
+    group.create_dataset("stride", data=np.array(synapse.stride[:2]))
+    group.create_dataset("padding", data=np.array(synapse.padding[:2]))
+    group.create_dataset("dilation", data=np.array(synapse.dilation[:2]))
+    group.create_dataset("groups", data=channels)
+    for key, value in block.neuron.device_params.items():
+        group.create_dataset(f"neuron/{key}", data=value)
+
+
+def write_nothing(block, group):
+    pass
+
+
+def _writers():
+    cuba = _slayer().block.cuba
+    return {
+        cuba.Conv: write_exported,
+        cuba.Dense: write_exported,
+        cuba.Flatten: write_exported,
+        cuba.Input: write_exported,
+        cuba.Pool: write_pool,
+        _slayer().neuron.Dropout: write_nothing,
+    }
+
+
+SUPPORTED = ["slayer.block.cuba.Conv", "slayer.block.cuba.Dense", "slayer.block.cuba.Pool",
+             "slayer.block.cuba.Flatten", "slayer.block.cuba.Input (without neuron)",
+             "slayer.neuron.Dropout (identity at inference)"]
+
+
+# --- support predicates (torch.fx operator_support style) -----------------------------
+
+def _problem(block) -> str:
+    """Why netx cannot run this block, or '' when it can."""
+    if type(block) not in _writers():
+        return f"netx has no layer for slayer `{type(block).__module__}.{type(block).__name__}`."
+    if isinstance(block, _slayer().block.cuba.Input) and block.neuron is not None:
+        return ("a netx input layer takes its data through the neuron bias, not as a spike "
+                "stream, so an Input block with a neuron cannot receive the model's input "
+                "(use Input without neuron_params, or start with a Conv/Dense block).")
+    if getattr(block, "delay", None) is not None:
+        return "learnable axonal delays (delay=True) are not lowered by hybridc yet."
+    if getattr(block, "count_log", False):
+        return "count_log=True makes the block return a tuple; build it with count_log=False."
+    return ""
+
+
+def _is_supported(submodules, node) -> bool:
+    return node.op == "call_module" and not _problem(submodules[node.target])
+
+
+# --- shapes and counts -----------------------------------------------------------------
+
+def netx_layout(shape) -> tuple:
+    """PyTorch (C,H,W,T) -> netx (W,H,C,T); flat (F,T) stays."""
+    if len(shape) == 4:
+        c, h, w, t = shape
+        return (w, h, c, t), "WHCT"
+    if len(shape) == 2:
+        return tuple(shape), "FT"
+    raise LoweringError(f"The Loihi stage takes (C,H,W,T) or (F,T) spikes; got a tensor of shape {shape}.")
+
+
+def to_netx(x: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W, T) -> (N, W, H, C, T); (N, F, T) unchanged."""
+    return (x.permute(0, 3, 2, 1, 4) if x.dim() == 5 else x).cpu().numpy()
+
+
+def from_netx(y: np.ndarray) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(y)).float()
+    return t.permute(0, 3, 2, 1, 4) if t.dim() == 5 else t
+
+
+def _synapses(block, in_shape) -> int:
+    """Exact count of connections: dense is in*out, conv/pool count the valid fan-in of
+    each output neuron (padding removes some), computed by convolving ones."""
+    slayer = _slayer()
+    if isinstance(block, slayer.block.cuba.Dense):
+        return int(block.synapse.in_channels * block.synapse.out_channels)
+    if isinstance(block, (slayer.block.cuba.Conv, slayer.block.cuba.Pool)):
+        s = block.synapse
+        channels = in_shape[0]
+        groups = getattr(s, "groups", channels if isinstance(block, slayer.block.cuba.Pool) else 1)
+        out_per_group = block.neuron.shape[0] // groups if hasattr(s, "groups") else 1
+        kernel = torch.ones(groups, channels // groups, *s.kernel_size[:2])
+        ones = torch.ones(1, channels, *in_shape[1:3])
+        fan_in = F.conv2d(ones, kernel, stride=s.stride[:2], padding=s.padding[:2],
+                          dilation=s.dilation[:2], groups=groups)
+        return int(fan_in.sum().item()) * out_per_group
+    return 0
+
+
+def _lag(block) -> int:
+    """Steps by which Lava's output trails PyTorch's for this block. slayer's
+    delay_shift models Loihi's one-step hop per layer; without it Lava lags a step.
+    A neuron-less Input block is only a shape in netx, but shifts in PyTorch."""
+    if isinstance(block, _slayer().neuron.Dropout) or isinstance(block, _slayer().block.cuba.Flatten):
+        return 0
+    if isinstance(block, _slayer().block.cuba.Input):
+        return -1 if block.delay_shift else 0
+    return 0 if block.delay_shift else 1
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class LoihiTarget:
+    name = "loihi"
+    domain = "spiking"
+    supported_ops = SUPPORTED
+    supports = create_op_support(_is_supported)
+
+    def why_unsupported(self, submodules, node) -> str:
+        if node.op != "call_module":
+            return "only slayer blocks run on Loihi; this is a tensor operation."
+        return _problem(submodules[node.target])
+
+    def preprocess(self, partition, gm, workdir: Path) -> Stage:
+        import h5py
+
+        blocks = [gm.get_submodule(n.target) for n in partition.nodes if n.op == "call_module"]
+        layers = [b for b in blocks if _writers()[type(b)] is not write_nothing]
+        in_shape = partition.inputs[0].meta["shape"][1:]
+        out_node = partition.outputs[0]
+        path = Path(workdir) / ARTIFACT
+        neurons = synapses = 0
+        shape = in_shape
+        with h5py.File(path, "w") as h5:
+            group = h5.create_group("layer")
+            for node in partition.nodes:
+                block = gm.get_submodule(node.target)
+                writer = _writers()[type(block)]
+                if writer is write_nothing:
+                    continue
+                writer(block, group.create_group(str(len(group))))
+                synapses += _synapses(block, shape)
+                if getattr(block, "neuron", None) is not None:
+                    neurons += prod(block.neuron.shape)
+                shape = node.meta["shape"][1:]
+        netx_in, in_layout = netx_layout(in_shape)
+        netx_out, out_layout = netx_layout(out_node.meta["shape"][1:])
+        return Stage(
+            name=partition.name, target=self.name, artifact=ARTIFACT, sha256=sha256(path),
+            inputs=[TensorSpec("spikes_in", list(netx_in), "float32", in_layout)],
+            outputs=[TensorSpec(out_node.name, list(netx_out), "float32", out_layout)],
+            delay=sum(_lag(b) for b in blocks), layers=len(layers),
+            neurons=int(neurons), synapses=int(synapses),
+        )
+
+    def run(self, stage: Stage, build_dir: Path, x: torch.Tensor, progress=None) -> torch.Tensor:
+        """Runs each sample through Lava's bit-accurate fixed-point simulator."""
+        spec = stage.inputs[0]
+        expected = tuple(spec.shape[:-1])
+        got = to_netx(x).shape[1:-1] if x.dim() in (3, 5) else None
+        if got != expected:
+            raise InputError(
+                f"Stage `{stage.name}` (loihi) expects spikes of PyTorch shape (N, "
+                f"{_pytorch_shape(spec)}), got {tuple(x.shape)}."
+            )
+        values = torch.unique(x)
+        if not bool(((values == 0) | (values == 1)).all()):
+            raise InputError(
+                f"Stage `{stage.name}` (loihi) receives unary spikes, but the input holds values "
+                f"{values[:6].tolist()}...; binarise it (e.g. `(x > 0).float()`)."
+            )
+        data = to_netx(x)
+        outputs = []
+        for i in range(data.shape[0]):
+            outputs.append(simulate(Path(build_dir) / stage.artifact, data[i], stage.delay,
+                                    input_shape=tuple(spec.shape[:-1])))
+            if progress:
+                progress()
+        return from_netx(np.stack(outputs))
+
+
+def _pytorch_shape(spec: TensorSpec) -> str:
+    if spec.layout == "WHCT":
+        w, h, c, t = spec.shape
+        return f"{c}, {h}, {w}, T"
+    return ", ".join(map(str, spec.shape[:-1])) + ", T"
+
+
+def simulate(net_path: Path, sample: np.ndarray, delay: int, input_shape=None) -> np.ndarray:
+    """One sample (netx layout, time last) through netx under Loihi2SimCfg(fixed_pt).
+    Returns the output spikes aligned with PyTorch's (shifted back by `delay`)."""
+    from lava.lib.dl import netx
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc import io
+
+    steps = sample.shape[-1]
+    net = netx.hdf5.Network(net_config=str(net_path),
+                            input_shape=input_shape if len(input_shape) == 3 else None)
+    pad = len(net) + max(delay, 0) + 1  # let the last spikes drain through every layer
+    padded = np.concatenate([sample, np.zeros(sample.shape[:-1] + (pad,))], axis=-1)
+    source = io.source.RingBuffer(data=padded)
+    sink = io.sink.RingBuffer(shape=net.out.shape, buffer=steps + pad)
+    source.s_out.connect(net.inp)
+    net.out.connect(sink.a_in)
+    try:
+        net.run(condition=RunSteps(num_steps=steps + pad), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+        out = sink.data.get()
+    finally:
+        net.stop()
+    if delay >= 0:
+        return out[..., delay:delay + steps]
+    # Lava leads PyTorch: PyTorch's first -delay steps come from an empty pipeline.
+    lead = np.zeros(out.shape[:-1] + (-delay,), dtype=out.dtype)
+    return np.concatenate([lead, out[..., :steps + delay]], axis=-1)
