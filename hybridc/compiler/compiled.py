@@ -63,6 +63,9 @@ class CompiledModel:
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.hybridc-", dir=dest.parent))
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; a build is not
         except OSError as exc:
             raise OutputError(f"Cannot create the output directory {dest}: {exc.strerror}.") from None
         try:

@@ -115,6 +115,7 @@ def recognise_accumulators(gm: torch.fx.GraphModule) -> list:
                 created.append(_replace(gm, node, source, Accumulator(interval, fold=False)))
                 gm.graph.erase_node(node)
     if created:
+        gm.graph.eliminate_dead_code()  # e.g. the `x.shape[0]` a replaced reshape read
         gm.graph.lint()
         gm.recompile()
         gm.delete_all_unused_submodules()

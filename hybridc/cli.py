@@ -1,0 +1,197 @@
+"""The `hybridc` command line. Imports torch and Lava only inside commands, so
+`hybridc --help` answers instantly."""
+
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    name="hybridc",
+    help="Compile hybrid spiking/non-spiking PyTorch models for Loihi (Lava netx) + Jetson (ONNX).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+_state = {"debug": False}
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks on errors.")):
+    _state["debug"] = debug
+
+
+def _console(stderr=False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _quiet_imports():
+    """Lava and lava-dl print CUDA/Prophesee notices on import; they are noise here."""
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    warnings.filterwarnings("ignore", module="lava")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        import lava.lib.dl.slayer  # noqa: F401
+
+
+def _fail(exc) -> None:
+    from rich.markup import escape
+
+    _console(stderr=True).print(f"[bold red]error[/] ({type(exc).__name__}): {escape(str(exc))}",
+                                soft_wrap=True)
+    raise typer.Exit(code=exc.exit_code)
+
+
+def _guard(fn):
+    """Run a command body; HybridcError becomes one paragraph and its exit code."""
+    from .errors import HybridcError
+
+    try:
+        return fn()
+    except HybridcError as exc:
+        if _state["debug"]:
+            raise
+        _fail(exc)
+    except KeyboardInterrupt:
+        _console(stderr=True).print("interrupted; nothing was written")
+        raise typer.Exit(code=130)
+
+
+def _warning_printer(console):
+    def show(message, category, filename, lineno, file=None, line=None):
+        if "hybridc" in filename or category is UserWarning and "accumulator" in str(message):
+            console.print(f"[yellow]warning[/]: {message}", soft_wrap=True)
+    return show
+
+
+def partition_table(manifest, title: str):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("stage", "target", "layers", "input", "output", "neurons / params", "accumulator"):
+        table.add_column(col)
+    for stage in manifest.stages:
+        shape = lambda specs: ", ".join(f"{s.layout}{tuple(s.shape)}" for s in specs)  # noqa: E731
+        size = (f"{stage.neurons} neurons, {stage.synapses} synapses" if stage.target == "loihi"
+                else "")
+        acc = (f"I={stage.accumulator.interval}, {stage.accumulator.windows} windows"
+               f"{', folded' if stage.accumulator.fold else ''}" if stage.accumulator else "")
+        table.add_row(stage.name, stage.target, str(stage.layers or ""), shape(stage.inputs),
+                      shape(stage.outputs), size, acc)
+    return table
+
+
+@app.command()
+def compile(
+    model_file: Path = typer.Argument(..., help="Python file defining `model` and `example_input`."),
+    target: str = typer.Option("loihi+jetson", "--target", "-t", help="Spiking+dense targets."),
+    output: Path = typer.Option(Path("build"), "--output", "-o", help="Output directory."),
+    entry: Optional[str] = typer.Option(None, help="Function returning (model, example_input)."),
+    weights: Optional[Path] = typer.Option(None, help="state_dict checkpoint to load (weights_only)."),
+    verify: bool = typer.Option(False, "--verify", help="Also run the example in Lava and onnxruntime "
+                                "and print parity with PyTorch."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing hybridc build in OUTPUT."),
+):
+    """Compile MODEL_FILE into a Loihi netx network, an ONNX model and manifest.json."""
+    console = _console()
+
+    def body():
+        from .targets.registry import parse_target_string
+
+        parse_target_string(target)  # fail fast on a bad target, before importing the model
+        with console.status("loading model"):
+            _quiet_imports()
+            from .compiler.driver import compile as compile_model
+            from .compiler.loader import load_model_file
+
+            model, example_input, path, digest = load_model_file(model_file, entry, weights)
+        warnings.showwarning = _warning_printer(console)
+        with console.status("tracing, partitioning, lowering"):
+            compiled = compile_model(model, example_input, target, output, force=force,
+                                     source_path=path, source_sha256=digest)
+        console.print(partition_table(compiled.manifest, f"{path.name} -> {output}"))
+        if verify:
+            _print_parity(console, compiled, example_input)
+        console.print(f"wrote {output}/manifest.json")
+
+    _guard(body)
+
+
+def _print_parity(console, compiled, example_input):
+    from rich.progress import Progress
+
+    from .compiler.verify import verify as verify_build
+
+    with Progress(transient=True, console=console) as progress:
+        task = progress.add_task("Lava fixed-point simulation", total=int(example_input.shape[0]))
+        parity = verify_build(compiled, example_input, progress=lambda: progress.advance(task))
+    ok = parity.spike_match in (None, 1.0) and parity.argmax_agreement == 1.0 and parity.run_max_abs_err < 1e-4
+    console.print(
+        f"[{'green' if ok else 'red'}]parity[/] on {parity.samples} sample(s): "
+        + (f"spikes at the cut equal {parity.spike_match:.2%} of {parity.cut_entries} entries; "
+           if parity.spike_match is not None else "")
+        + (f"ONNX vs PyTorch max |err| {parity.onnx_max_abs_err:.2e}; "
+           if parity.onnx_max_abs_err is not None else "")
+        + f"deployment vs model(x) max |err| {parity.run_max_abs_err:.2e}, "
+        f"argmax agreement {parity.argmax_agreement:.0%}"
+    )
+    if not ok:
+        raise typer.Exit(code=12)
+
+
+@app.command()
+def run(
+    build: Path = typer.Argument(..., help="Build directory written by `hybridc compile`."),
+    input: Path = typer.Option(..., "--input", "-i", help=".npy spikes, PyTorch layout (N, ..., T)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to save outputs (.npy)."),
+):
+    """Run a build as deployed: Lava fixed-point for loihi, onnxruntime for jetson."""
+    console = _console()
+
+    def body():
+        import numpy as np
+
+        from .errors import InputError
+
+        if not input.is_file():
+            raise InputError(f"Input file {input} does not exist.")
+        try:
+            x = np.load(input, allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(f"{input} is not a readable .npy array: {exc}.") from None
+        _quiet_imports()
+        from rich.progress import Progress
+
+        from .compiler.compiled import load
+        from .compiler.runtime import run as run_build
+
+        compiled = load(build)
+        with Progress(transient=True, console=console) as progress:
+            task = progress.add_task("running", total=int(x.shape[0]) if x.ndim else 1)
+            y = run_build(compiled, x, progress=lambda: progress.advance(task))
+        y = y.numpy()
+        if output:
+            np.save(output, y)
+            console.print(f"wrote {output} {y.shape}")
+        else:
+            console.print(y)
+            if y.ndim == 2:
+                console.print(f"argmax: {y.argmax(-1).tolist()}")
+
+    _guard(body)
+
+
+def main():
+    app()
+
+
+if __name__ == "__main__":
+    main()
