@@ -51,6 +51,12 @@ def trace(model: torch.nn.Module) -> torch.fx.GraphModule:
     except HybridcError:
         raise
     except Exception as exc:  # noqa: BLE001 - any user code may raise anything
+        if "not installed as a submodule" in str(exc):
+            raise TraceError(
+                f"{type(model).__name__}.forward{_user_frame(exc)} calls a module that is created "
+                "inside forward() or not assigned to the model. Create it in __init__ "
+                "(self.name = Module(...)) so torch.fx can trace it as a layer."
+            ) from None
         raise TraceError(
             f"Tracing {type(model).__name__}.forward failed{_user_frame(exc)}: "
             f"{type(exc).__name__}: {exc}. hybridc traces forward() symbolically with torch.fx; "
@@ -62,6 +68,10 @@ def trace(model: torch.nn.Module) -> torch.fx.GraphModule:
 class ShapeRecorder(torch.fx.Interpreter):
     """Runs the example input through the graph, storing each tensor's shape and dtype
     in node.meta["shape"] / node.meta["dtype"] and naming the node when one fails."""
+
+    def __init__(self, module):
+        super().__init__(module)
+        self.extra_traceback = False  # our messages already name the node
 
     def run_node(self, n: torch.fx.Node):
         try:

@@ -50,7 +50,9 @@ def _check_edges(gm):
                     "from dense to spiking. Move this computation before the spiking layers "
                     "into a slayer block, or out of the model (into data preprocessing)."
                 )
-            if (node.op == "placeholder" and has_spiking and user.meta.get("hybridc_domain") == "dense"):
+    for node in gm.graph.nodes:
+        for user in node.users:
+            if node.op == "placeholder" and has_spiking and user.meta.get("hybridc_domain") == "dense":
                 raise PartitionError(
                     f"Dense node `{user.name}` ({describe(gm, user)}) reads the model input "
                     "directly, but the dense stage only receives the spikes at the cut. Feed the "

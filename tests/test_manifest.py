@@ -1,0 +1,94 @@
+"""The manifest: schema-valid, honest sha256s, and a build that refuses to run when tampered with."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+import torch
+
+import hybridc
+from conftest import ROOT, spikes
+from hybridc.compiler.manifest import schema
+from hybridc.targets.loihi import sha256
+
+
+@pytest.fixture(scope="module")
+def build(example, tmp_path_factory):
+    model, x = example.build("S2A4", interval=4, size=32, timesteps=16, batch=2, seed=7)
+    out = tmp_path_factory.mktemp("m") / "build"
+    compiled = hybridc.compile(model, x, output_dir=out)
+    return model, x, compiled, out
+
+
+def test_manifest_validates_and_hashes_match(build):
+    _, _, compiled, out = build
+    data = json.loads((out / "manifest.json").read_text())
+    jsonschema.validate(data, schema())
+    assert data["format"] == "hybridc-manifest/1" and data["target"] == "loihi+jetson" and data["timesteps"] == 16
+    assert [s["name"] for s in data["stages"]] == ["snn", "ann"]
+    for stage in data["stages"]:
+        assert sha256(out / stage["artifact"]) == stage["sha256"]
+    assert compiled.manifest.to_dict() == data
+
+
+def test_docs_schema_is_the_shipped_schema():
+    assert json.loads((ROOT / "docs/manifest.schema.json").read_text()) == schema()
+
+
+def test_modified_artifact_is_named(build, tmp_path):
+    _, _, compiled, out = build
+    copy = compiled.save(tmp_path / "copy")
+    with open(copy / "ann.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(hybridc.errors.ArtifactError, match=r"Stage `ann`.*ann.onnx was modified"):
+        hybridc.load(copy)
+
+
+def test_unknown_format_version_is_refused(build, tmp_path):
+    _, _, compiled, _ = build
+    copy = compiled.save(tmp_path / "copy")
+    data = json.loads((copy / "manifest.json").read_text())
+    data["format"] = "hybridc-manifest/9"
+    (copy / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(hybridc.errors.ArtifactError, match="hybridc-manifest/9"):
+        hybridc.load(copy)
+
+
+def test_partition_graph_round_trips(build):
+    _, _, compiled, out = build
+    loaded = hybridc.load(out)
+    assert set(loaded.graph.nodes) == set(compiled.graph.nodes)
+    targets = {d["target"] for _, d in loaded.graph.nodes(data=True) if d["target"]}
+    assert targets == {"loihi", "jetson"}
+    assert [p.name for p in loaded.partitions] == ["snn", "ann"]
+    snn_nodes = [n for n, d in loaded.graph.nodes(data=True) if d["partition"] == "snn"]
+    assert len([n for n in snn_nodes if loaded.graph.nodes[n]["module_type"] == "Conv"]) == 2
+
+
+def test_cli_run_matches_model(build, tmp_path):
+    model, x, _, out = build
+    np.save(tmp_path / "x.npy", x.numpy())
+    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "run", str(out), "-i", str(tmp_path / "x.npy"),
+                             "-o", str(tmp_path / "y.npy")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    with torch.no_grad():
+        expected = model(x).numpy()
+    y = np.load(tmp_path / "y.npy")
+    assert np.abs(y - expected).max() < 1e-4 and (y.argmax(-1) == expected.argmax(-1)).all()
+
+
+def test_run_rejects_wrong_timesteps(build):
+    _, _, compiled, _ = build
+    with pytest.raises(hybridc.errors.InputError, match="T=16"):
+        hybridc.run(compiled, spikes(1, 2, 32, 32, 12))
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; import hybridc.cli; assert 'torch' not in sys.modules and 'lava' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "compile" in result.stdout
