@@ -3,9 +3,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-# Find a Python 3.10: on PATH first, then through pyenv.
-PYTHON310 := $(shell command -v python3.10 2>/dev/null || \
-	( command -v pyenv >/dev/null 2>&1 && ls -d $$(pyenv root)/versions/3.10.*/bin/python 2>/dev/null | tail -1 ))
+# Find a working Python 3.10: pyenv's installs first, then python3.10 on PATH
+# (a pyenv shim on PATH may exist without a selected 3.10, so each candidate is run).
+PYTHON310 := $(shell for c in $$(pyenv root 2>/dev/null)/versions/3.10.*/bin/python python3.10; do \
+	"$$c" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { echo "$$c"; break; }; done)
 
 .PHONY: setup demo test test-all bench clean
 
