@@ -1,18 +1,16 @@
 """CompiledModel: a manifest plus its artifacts, in memory or in a build directory.
 
-Saving is atomic: the build is written to a hidden temporary directory beside the
-destination and renamed into place, so a failed or killed compile leaves either
-the previous build or nothing, never a half-written directory.
+Saving is atomic (see atomic.py): a failed or killed compile leaves either the
+previous build or nothing, never a half-written directory.
 """
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ArtifactError, OutputError
+from ..errors import ArtifactError
+from .atomic import atomic_directory
 from .graph import from_json_data, to_json_data
 from .manifest import Manifest
 
@@ -42,52 +40,18 @@ class CompiledModel:
     def artifact(self, stage_name: str) -> Path:
         return self.directory / self.manifest.stage(stage_name).artifact
 
+    def write_metadata(self, directory: Path) -> None:
+        (directory / GRAPH).write_text(json.dumps(to_json_data(self.graph)))
+        (directory / MANIFEST).write_text(self.manifest.to_json())  # last: marks the build complete
+
     def save(self, path, force: bool = False) -> Path:
         """Write the build to `path` atomically. An existing directory is replaced only with
         force=True, and only if it is empty or a previous hybridc build."""
-        dest = Path(path).resolve()
-        if dest.exists():
-            if not dest.is_dir():
-                raise OutputError(f"Output path {dest} exists and is not a directory; choose another -o.")
-            if any(dest.iterdir()):
-                if not force:
-                    raise OutputError(
-                        f"Output directory {dest} already exists and is not empty. Pass --force "
-                        "(force=True) to replace a previous hybridc build, or choose another -o."
-                    )
-                if not (dest / MANIFEST).exists():
-                    raise OutputError(
-                        f"Output directory {dest} is not a hybridc build (no {MANIFEST}); hybridc "
-                        "will not delete files it did not write. Choose another -o."
-                    )
-        try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.hybridc-", dir=dest.parent))
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; a build is not
-        except OSError as exc:
-            raise OutputError(f"Cannot create the output directory {dest}: {exc.strerror}.") from None
-        try:
+        with atomic_directory(path, force) as staging:
             for stage in self.manifest.stages:
                 shutil.copy2(self.directory / stage.artifact, staging / stage.artifact)
-            (staging / GRAPH).write_text(json.dumps(to_json_data(self.graph)))
-            (staging / MANIFEST).write_text(self.manifest.to_json())  # last: marks the build complete
-            if dest.exists():
-                old = dest.with_name(f".{dest.name}.hybridc-old-{os.getpid()}")
-                os.rename(dest, old)
-                os.rename(staging, dest)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.rename(staging, dest)
-        except OSError as exc:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise OutputError(f"Writing the build to {dest} failed: {exc.strerror or exc}. "
-                              "Nothing was changed there.") from None
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return dest
+            self.write_metadata(staging)
+        return Path(path).resolve()
 
 
 def load(path) -> CompiledModel:

@@ -13,6 +13,7 @@ from .. import __version__
 from ..errors import TimestepError
 from ..passes import insert_cut_accumulators, partition, recognise_accumulators, tag_targets
 from ..targets.registry import parse_target_string
+from .atomic import atomic_directory
 from .compiled import CompiledModel, PartitionSummary
 from .graph import to_networkx
 from .manifest import Manifest, Source
@@ -41,21 +42,33 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, target: str = "
             output_dir=None, *, force: bool = False, source_path=None, source_sha256=None) -> CompiledModel:
     """Compile a hybrid model for `target` ("loihi+jetson"); save to output_dir if given."""
     gm, partitions, targets = lower(model, example_input, target)
-    workdir = tempfile.TemporaryDirectory(prefix="hybridc-build-")
+    if output_dir is None:
+        workdir = tempfile.TemporaryDirectory(prefix="hybridc-build-")
+        return _build(gm, partitions, targets, Path(workdir.name), target, example_input,
+                      source_path, source_sha256, keepalive=workdir)
+    # Build straight into the staging directory that becomes output_dir: no copies.
+    with atomic_directory(output_dir, force) as staging:
+        compiled = _build(gm, partitions, targets, staging, target, example_input, source_path, source_sha256)
+        compiled.write_metadata(staging)
+    compiled.directory = Path(output_dir).resolve()
+    return compiled
+
+
+def _build(gm, partitions, targets, directory: Path, target, example_input, source_path, source_sha256,
+           keepalive=None) -> CompiledModel:
+    """Hand each partition to its target's preprocess; collect the stages into a manifest."""
     with torch.no_grad():
-        stages = [targets[p.domain].preprocess(p, gm, Path(workdir.name)) for p in partitions]
+        stages = [targets[p.domain].preprocess(p, gm, directory) for p in partitions]
     manifest = Manifest(
         target=target, timesteps=int(example_input.shape[-1]),
         source=Source(str(source_path) if source_path else None, source_sha256),
         stages=stages, hybridc_version=__version__,
     )
     compiled = CompiledModel(
-        manifest, Path(workdir.name), to_networkx(gm),
+        manifest, directory, to_networkx(gm),
         [PartitionSummary(p.name, p.target, [n.name for n in p.nodes]) for p in partitions],
-        keepalive=workdir,
+        keepalive=keepalive,
     )
     compiled.module = gm  # the traced, partitioned model: the reference for verification
     compiled.fx_partitions = partitions
-    if output_dir is not None:
-        compiled.save(output_dir, force=force)
     return compiled

@@ -7,6 +7,7 @@ onnx-graphsurgeon (Reshape -> ReduceSum -> Transpose -> Reshape), so the runtime
 on the Jetson sees one self-contained graph and no Python.
 """
 
+import io
 import warnings
 from pathlib import Path
 
@@ -107,12 +108,13 @@ class JetsonTarget:
         input_names = [a[0] for a in accumulators] if from_spikes else [SPIKES]
         examples = tuple(torch.zeros(a[2]) for a in accumulators) if from_spikes else (torch.zeros(cut_shape),)
         path = Path(workdir) / ARTIFACT
+        exported = io.BytesIO()  # stays in memory until the graph surgery is done
         sub.eval()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
                 torch.onnx.export(
-                    sub, examples, str(path), opset_version=OPSET, input_names=input_names,
+                    sub, examples, exported, opset_version=OPSET, input_names=input_names,
                     output_names=output_names,
                     dynamic_axes={n: {0: "batch"} for n in input_names + output_names},
                 )
@@ -123,7 +125,7 @@ class JetsonTarget:
                     f"{exc}. Replace the operation it names with one ONNX opset {OPSET} supports."
                 ) from None
 
-        graph = gs.import_onnx(onnx.load(str(path)))
+        graph = gs.import_onnx(onnx.load_from_string(exported.getvalue()))
         if from_spikes:
             spikes = gs.Variable(SPIKES, dtype=np.float32, shape=["batch", *cut_shape[1:]])
             by_name = {v.name: v for v in graph.inputs}

@@ -1,0 +1,66 @@
+"""Write a build directory atomically.
+
+Everything is written into a hidden staging directory beside the destination and
+renamed into place at the end, so a failed, interrupted or killed compile leaves
+either the previous build or nothing, never a directory that looks complete.
+"""
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import OutputError
+
+MARKER = "manifest.json"  # written last; only hybridc builds are ever replaced
+
+
+def check_destination(dest: Path, force: bool) -> None:
+    if not dest.exists():
+        return
+    if not dest.is_dir():
+        raise OutputError(f"Output path {dest} exists and is not a directory; choose another -o.")
+    if any(dest.iterdir()):
+        if not force:
+            raise OutputError(
+                f"Output directory {dest} already exists and is not empty. Pass --force "
+                "(force=True) to replace a previous hybridc build, or choose another -o."
+            )
+        if not (dest / MARKER).exists():
+            raise OutputError(
+                f"Output directory {dest} is not a hybridc build (no {MARKER}); hybridc "
+                "will not delete files it did not write. Choose another -o."
+            )
+
+
+@contextmanager
+def atomic_directory(path, force: bool = False):
+    """Yields a staging directory; on success it replaces `path`, on any error it vanishes."""
+    dest = Path(path).resolve()
+    check_destination(dest, force)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.hybridc-", dir=dest.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; a build is not
+    except OSError as exc:
+        raise OutputError(f"Cannot create the output directory {dest}: {exc.strerror or exc}.") from None
+    try:
+        yield staging
+        check_destination(dest, force)  # it may have appeared meanwhile
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.hybridc-old-{os.getpid()}")
+            os.rename(dest, old)
+            os.rename(staging, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(staging, dest)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OutputError(f"Writing the build to {dest} failed: {exc.strerror or exc}. "
+                          "Nothing was changed there.") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
