@@ -58,7 +58,7 @@ def measure(fn, model, x, repeats):
     return statistics.median(times)
 
 
-def main(repeats: int = 5):
+def main(repeats: int = 11):
     example = load_example()
     model, x = example.build("S2A4", interval=4, size=128, timesteps=16)
     measure(hybridc_route, model, x, 1)  # warm-up: first-call import and allocator costs

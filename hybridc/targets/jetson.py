@@ -7,6 +7,7 @@ onnx-graphsurgeon (Reshape -> ReduceSum -> Transpose -> Reshape), so the runtime
 on the Jetson sees one self-contained graph and no Python.
 """
 
+import hashlib
 import io
 import warnings
 from pathlib import Path
@@ -18,7 +19,6 @@ from torch.fx.passes.operator_support import create_op_support
 from ..compiler.manifest import AccumulatorSpec, Stage, TensorSpec
 from ..errors import InputError, LoweringError
 from ..nn import Accumulator
-from .loihi import sha256
 
 ARTIFACT = "ann.onnx"
 OPSET = 17
@@ -137,17 +137,18 @@ class JetsonTarget:
         graph.cleanup().toposort()
         model = gs.export_onnx(graph)
         model.opset_import[0].version = OPSET
-        onnx.save(model, str(path))
+        data = model.SerializeToString()  # serialised once: checked, hashed and written from memory
         try:
-            onnx.checker.check_model(str(path), full_check=True)
+            onnx.checker.check_model(data, full_check=True)
         except Exception as exc:  # noqa: BLE001
             raise LoweringError(f"The ONNX model for stage `{partition.name}` fails onnx.checker: {exc}") from None
+        path.write_bytes(data)
 
         outputs = [TensorSpec(name, list(node.meta["shape"][1:]), node.meta.get("dtype", "float32"),
                               pytorch_layout(node.meta["shape"][1:], time_last=False))
                    for name, node in zip(output_names, out_nodes)]
         return Stage(
-            name=partition.name, target=self.name, artifact=ARTIFACT, sha256=sha256(path),
+            name=partition.name, target=self.name, artifact=ARTIFACT, sha256=hashlib.sha256(data).hexdigest(),
             inputs=[TensorSpec(SPIKES, list(cut_shape[1:]), "float32", pytorch_layout(cut_shape[1:], True))],
             outputs=outputs,
             accumulator=accumulators[0][1] if accumulators else None,
