@@ -72,20 +72,28 @@ def _warning_printer(console):
     return show
 
 
-def partition_table(manifest, title: str):
+def _shape(specs) -> str:
+    return ", ".join(f"{s.layout} {'x'.join(map(str, s.shape))}" for s in specs)
+
+
+def partition_table(compiled, title: str):
+    """One row per stage: what runs where, on which tensors, and how big it is."""
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("stage", "target", "layers", "input", "output", "neurons / params", "accumulator"):
+    for col in ("stage", "target", "layers", "input", "output", "size", "accumulator"):
         table.add_column(col)
-    for stage in manifest.stages:
-        shape = lambda specs: ", ".join(f"{s.layout}{tuple(s.shape)}" for s in specs)  # noqa: E731
-        size = (f"{stage.neurons} neurons, {stage.synapses} synapses" if stage.target == "loihi"
-                else "")
-        acc = (f"I={stage.accumulator.interval}, {stage.accumulator.windows} windows"
-               f"{', folded' if stage.accumulator.fold else ''}" if stage.accumulator else "")
-        table.add_row(stage.name, stage.target, str(stage.layers or ""), shape(stage.inputs),
-                      shape(stage.outputs), size, acc)
+    for stage in compiled.manifest.stages:
+        if stage.target == "loihi":
+            size = f"{stage.neurons:,} neurons, {stage.synapses:,} synapses"
+        else:
+            params = sum(d.get("parameters", 0) for _, d in compiled.graph.nodes(data=True)
+                         if d.get("partition") == stage.name) if compiled.graph is not None else 0
+            size = f"{params:,} parameters"
+        acc = stage.accumulator
+        acc_text = f"I={acc.interval}, {acc.windows} windows{', folded' if acc.fold else ''}" if acc else ""
+        table.add_row(stage.name, stage.target, str(stage.layers or ""), _shape(stage.inputs),
+                      _shape(stage.outputs), size, acc_text)
     return table
 
 
@@ -117,7 +125,7 @@ def compile(
         with console.status("tracing, partitioning, lowering"):
             compiled = compile_model(model, example_input, target, output, force=force,
                                      source_path=path, source_sha256=digest)
-        console.print(partition_table(compiled.manifest, f"{path.name} -> {output}"))
+        console.print(partition_table(compiled, f"{path.name} -> {output}"))
         if verify:
             _print_parity(console, compiled, example_input)
         console.print(f"wrote {output}/manifest.json")
