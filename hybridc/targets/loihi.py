@@ -70,7 +70,8 @@ def _writers():
 
 
 SUPPORTED = ["slayer.block.cuba.Conv", "slayer.block.cuba.Dense", "slayer.block.cuba.Pool",
-             "slayer.block.cuba.Flatten", "slayer.block.cuba.Input (without neuron)",
+             "slayer.block.cuba.Flatten",
+             "slayer.block.cuba.Input (without neuron, delay_shift=False)",
              "slayer.neuron.Dropout (identity at inference)"]
 
 
@@ -84,6 +85,9 @@ def _problem(block) -> str:
         return ("a netx input layer takes its data through the neuron bias, not as a spike "
                 "stream, so an Input block with a neuron cannot receive the model's input "
                 "(use Input without neuron_params, or start with a Conv/Dense block).")
+    if isinstance(block, _slayer().block.cuba.Input) and block.delay_shift:
+        return ("slayer cannot run an Input block without a neuron when delay_shift=True; "
+                "build it with delay_shift=False (it is then only the input's shape).")
     if getattr(block, "delay", None) is not None:
         return "learnable axonal delays (delay=True) are not lowered by hybridc yet."
     if getattr(block, "count_log", False):
@@ -139,11 +143,11 @@ def _synapses(block, in_shape) -> int:
 def _lag(block) -> int:
     """Steps by which Lava's output trails PyTorch's for this block. slayer's
     delay_shift models Loihi's one-step hop per layer; without it Lava lags a step.
-    A neuron-less Input block is only a shape in netx, but shifts in PyTorch."""
-    if isinstance(block, _slayer().neuron.Dropout) or isinstance(block, _slayer().block.cuba.Flatten):
+    A neuron-less Input block is only a shape in netx and (with delay_shift=False,
+    the only way slayer can run it) the identity in PyTorch."""
+    slayer = _slayer()
+    if isinstance(block, (slayer.neuron.Dropout, slayer.block.cuba.Flatten, slayer.block.cuba.Input)):
         return 0
-    if isinstance(block, _slayer().block.cuba.Input):
-        return -1 if block.delay_shift else 0
     return 0 if block.delay_shift else 1
 
 
@@ -242,7 +246,7 @@ def simulate(net_path: Path, sample: np.ndarray, delay: int, input_shape=None) -
     steps = sample.shape[-1]
     net = netx.hdf5.Network(net_config=str(net_path),
                             input_shape=input_shape if len(input_shape) == 3 else None)
-    pad = len(net) + max(delay, 0) + 1  # let the last spikes drain through every layer
+    pad = len(net) + delay + 1  # let the last spikes drain through every layer
     padded = np.concatenate([sample, np.zeros(sample.shape[:-1] + (pad,))], axis=-1)
     source = io.source.RingBuffer(data=padded)
     sink = io.sink.RingBuffer(shape=net.out.shape, buffer=steps + pad)
@@ -253,8 +257,4 @@ def simulate(net_path: Path, sample: np.ndarray, delay: int, input_shape=None) -
         out = sink.data.get()
     finally:
         net.stop()
-    if delay >= 0:
-        return out[..., delay:delay + steps]
-    # Lava leads PyTorch: PyTorch's first -delay steps come from an empty pipeline.
-    lead = np.zeros(out.shape[:-1] + (-delay,), dtype=out.dtype)
-    return np.concatenate([lead, out[..., :steps + delay]], axis=-1)
+    return out[..., delay:delay + steps]
