@@ -169,8 +169,12 @@ def run(
 
         from .errors import InputError
 
+        from .errors import OutputError
+
         if not input.is_file():
             raise InputError(f"Input file {input} does not exist.")
+        if output and not output.resolve().parent.is_dir():
+            raise OutputError(f"Cannot write {output}: directory {output.resolve().parent} does not exist.")
         try:
             x = np.load(input, allow_pickle=False)
         except Exception as exc:  # noqa: BLE001
@@ -187,7 +191,10 @@ def run(
             y = run_build(compiled, x, progress=lambda: progress.advance(task))
         y = y.numpy()
         if output:
-            np.save(output, y)
+            try:
+                np.save(output, y)
+            except OSError as exc:
+                raise OutputError(f"Cannot write {output}: {exc.strerror or exc}.") from None
             console.print(f"wrote {output} {y.shape}")
         else:
             console.print(y)

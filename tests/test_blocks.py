@@ -1,5 +1,7 @@
 """Beyond SxAy: Pool and Dense blocks, and accumulators recognised from plain tensor code."""
 
+import warnings
+
 import pytest
 import torch
 from lava.lib.dl import slayer
@@ -152,3 +154,52 @@ def test_accumulator_folds_channel_major():
     assert flat.shape == (1, 8) and bool((flat == 3).all())
     with pytest.raises(hybridc.errors.TimestepError, match="not a multiple"):
         Accumulator(4)(torch.ones(1, 4, 6))
+
+
+def test_pool_synapses_counted_per_channel(tmp_path):
+    torch.manual_seed(0)
+    compiled = hybridc.compile(PoolNet(), spikes(1, 2, 24, 24, 12, density=0.3))
+    # conv1: 6 outputs x 2 inputs, 5x5 kernel, pad 2, stride 2 over 24x24 -> valid taps per row/col
+    taps = lambda size, k, s, p, out: sum(  # noqa: E731
+        sum(1 for j in range(k) if 0 <= o * s - p + j < size) for o in range(out))
+    conv1 = 6 * 2 * taps(24, 5, 2, 2, 12) ** 2
+    pool = 6 * 2 * 2 * 6 * 6  # each of 6x6x6 outputs sums a 2x2 window of its own channel
+    conv2 = 8 * 6 * taps(6, 3, 1, 1, 6) ** 2
+    assert compiled.manifest.stages[0].synapses == conv1 + pool + conv2
+
+
+class SumAndMean(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.snn = slayer.block.cuba.Dense(NEURON, 10, 6, weight_scale=3)
+        self.acc = Accumulator(2)
+        self.head = torch.nn.Linear(6 + 6 + 6 * 3, 2)
+
+    def forward(self, x):
+        s = self.snn(x)
+        return self.head(torch.cat([s.sum(-1), s.mean(-1), self.acc(s).reshape(s.shape[0], -1)], 1))
+
+
+def test_several_accumulators_and_shape_query_on_one_cut(tmp_path):
+    torch.manual_seed(6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # a shape query is not a raw spike crossing
+        _, loaded = assert_deploys_exactly(SumAndMean(), spikes(2, 10, 6, density=0.5), tmp_path)
+    assert loaded.manifest.stages[1].inputs[0].shape == [6, 6]
+
+
+class TwoOutputs(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.snn = slayer.block.cuba.Dense(NEURON, 10, 6)
+        self.acc = Accumulator(2)
+        self.head = torch.nn.Linear(12, 2)
+
+    def forward(self, x):
+        features = self.acc(self.snn(x))
+        return self.head(features), features
+
+
+def test_two_outputs_refused_with_names():
+    with pytest.raises(hybridc.errors.LoweringError, match="returns 2 tensors"):
+        hybridc.compile(TwoOutputs(), spikes(1, 10, 4))

@@ -53,7 +53,11 @@ def atomic_directory(path, force: bool = False):
         if dest.exists():
             old = dest.with_name(f".{dest.name}.hybridc-old-{os.getpid()}")
             os.rename(dest, old)
-            os.rename(staging, dest)
+            try:
+                os.rename(staging, dest)
+            except OSError:
+                os.rename(old, dest)  # put the previous build back before reporting
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(staging, dest)

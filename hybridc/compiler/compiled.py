@@ -81,7 +81,10 @@ def load(path) -> CompiledModel:
     graph = None
     partitions = []
     if (directory / GRAPH).is_file():
-        graph = from_json_data(json.loads((directory / GRAPH).read_text()))
+        try:
+            graph = from_json_data(json.loads((directory / GRAPH).read_text()))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ArtifactError(f"{directory / GRAPH} is corrupt ({exc}); recompile the model.") from None
         for stage in manifest.stages:
             nodes = [n for n, d in graph.nodes(data=True) if d.get("partition") == stage.name]
             partitions.append(PartitionSummary(stage.name, stage.target, nodes))

@@ -16,8 +16,6 @@ def _user_traceback_line(exc: BaseException, path: Path) -> str:
 
 def load_model_file(path, entry=None, weights=None):
     """Returns (model, example_input, resolved path, sha256 of the file)."""
-    import torch
-
     path = Path(path).resolve()
     if not path.is_file():
         raise ModelFileError(f"Model file {path} does not exist. Pass the path of a Python file "
@@ -26,7 +24,17 @@ def load_model_file(path, entry=None, weights=None):
     name = f"hybridc_user_model_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.parent))
+    sys.path.insert(0, str(path.parent))  # sibling imports work, also inside --entry
+    sys.modules[name] = module  # dataclasses and pickling look the module up by name
+    try:
+        return _load(module, spec, path, entry, weights, source)
+    finally:
+        sys.path.remove(str(path.parent))
+
+
+def _load(module, spec, path, entry, weights, source):
+    import torch
+
     try:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
@@ -37,8 +45,6 @@ def load_model_file(path, entry=None, weights=None):
             f"Importing {path} raised {type(exc).__name__}: {exc}{_user_traceback_line(exc, path)}. "
             "The file must import cleanly; run it with `python` to debug."
         ) from None
-    finally:
-        sys.path.remove(str(path.parent))
 
     if entry:
         factory = getattr(module, entry, None)

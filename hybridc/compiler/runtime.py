@@ -30,6 +30,8 @@ def run(compiled, x, return_stages: bool = False, progress=None):
             f"The build was compiled for T={expected_t} timesteps (time is the last axis), but the "
             f"input has shape {tuple(x.shape)}. Pass (N, ..., {expected_t})."
         )
+    if x.shape[0] == 0:
+        raise InputError("The input batch is empty (shape[0] == 0); pass at least one sample.")
     tensor = x.float()
     per_stage = {}
     for stage in compiled.manifest.stages:

@@ -29,8 +29,11 @@ def _user_frame(exc: BaseException) -> str:
     """The innermost traceback frame outside torch/hybridc: the user's line."""
     import traceback
 
+    from pathlib import Path
+
+    package = str(Path(__file__).resolve().parents[1])
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if "/torch/" not in f.filename and "/hybridc/" not in f.filename]
+              if "/torch/" not in f.filename and not str(Path(f.filename).resolve()).startswith(package)]
     if not frames:
         return ""
     f = frames[-1]

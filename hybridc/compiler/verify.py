@@ -48,7 +48,12 @@ def reference_stages(gm: torch.fx.GraphModule, partitions, x: torch.Tensor) -> d
 
 @torch.no_grad()
 def verify(compiled, x: torch.Tensor, progress=None) -> Parity:
-    gm = compiled.module
+    from ..errors import ArtifactError
+
+    gm = getattr(compiled, "module", None)
+    if gm is None:
+        raise ArtifactError("verify needs the PyTorch model as reference: call it on the result of "
+                            "hybridc.compile(...), not on a build loaded from disk.")
     reference = reference_stages(gm, compiled.fx_partitions, x)
     deployed, per_stage = run(compiled, x, return_stages=True, progress=progress)
     spike_match = cut_entries = onnx_err = None

@@ -17,6 +17,13 @@ def is_accumulator(gm: torch.fx.GraphModule, node: torch.fx.Node) -> bool:
     return node.op == "call_module" and isinstance(gm.get_submodule(node.target), Accumulator)
 
 
+def _is_shape_query(node: torch.fx.Node) -> bool:
+    """`x.shape`, `x.size()`, `x.dim()`: reads metadata, moves no spikes."""
+    if node.op == "call_function" and node.target is getattr:
+        return node.args[1] == "shape"
+    return node.op == "call_method" and node.target in ("size", "dim")
+
+
 def insert_cut_accumulators(gm: torch.fx.GraphModule) -> list:
     created = []
     for node in list(gm.graph.nodes):
@@ -35,6 +42,9 @@ def insert_cut_accumulators(gm: torch.fx.GraphModule) -> list:
         dense_target = raw_users[0].meta["hybridc_target"]
         bridge.meta.update(shape=node.meta["shape"], dtype=node.meta["dtype"],
                            hybridc_domain="dense", hybridc_target=dense_target)
+        created.append(bridge)
+        if all(_is_shape_query(u) for u in raw_users):
+            continue
         per_sample = prod(node.meta["shape"][1:])
         warnings.warn(
             f"Spikes from `{node.name}` cross into dense code ({', '.join(u.name for u in raw_users)}) "
@@ -43,7 +53,6 @@ def insert_cut_accumulators(gm: torch.fx.GraphModule) -> list:
             "hybridc.nn.Accumulator(interval=I) at the cut to send T/I counts instead.",
             stacklevel=2,
         )
-        created.append(bridge)
     if created:
         gm.recompile()
     return created

@@ -89,13 +89,14 @@ class JetsonTarget:
         from_spikes = orig_inputs[0].meta.get("hybridc_domain") == "spiking"
         accumulators = []  # (new placeholder name, AccumulatorSpec)
         if from_spikes:
-            first = next(n for n in sub.graph.nodes if n.op != "placeholder")
+            cursor = cut
             for node in list(cut.users):
                 module = sub.get_submodule(node.target)
                 assert isinstance(module, Accumulator)
                 spec = AccumulatorSpec(module.interval, module.windows(cut_shape[-1]), module.fold)
-                with sub.graph.inserting_before(first):
+                with sub.graph.inserting_after(cursor):  # in order, ahead of all compute
                     counts = sub.graph.placeholder(f"{node.name}_counts")
+                cursor = counts
                 counts.meta.update(node.meta)
                 node.replace_all_uses_with(counts)
                 sub.graph.erase_node(node)
@@ -104,6 +105,12 @@ class JetsonTarget:
             sub.graph.lint()
             sub.recompile()
         out_nodes = list(orig_outputs)
+        if len(out_nodes) != 1:
+            raise LoweringError(
+                f"The dense stage returns {len(out_nodes)} tensors ({', '.join(n.name for n in out_nodes)}); "
+                "hybridc deploys models with one output tensor. Return only the final output "
+                "(e.g. the logits) from forward()."
+            )
         output_names = ["output"] if len(out_nodes) == 1 else [f"output_{i}" for i in range(len(out_nodes))]
         input_names = [a[0] for a in accumulators] if from_spikes else [SPIKES]
         examples = tuple(torch.zeros(a[2]) for a in accumulators) if from_spikes else (torch.zeros(cut_shape),)

@@ -130,8 +130,10 @@ def _synapses(block, in_shape) -> int:
     if isinstance(block, (slayer.block.cuba.Conv, slayer.block.cuba.Pool)):
         s = block.synapse
         channels = in_shape[0]
-        groups = getattr(s, "groups", channels if isinstance(block, slayer.block.cuba.Pool) else 1)
-        out_per_group = block.neuron.shape[0] // groups if hasattr(s, "groups") else 1
+        if isinstance(block, slayer.block.cuba.Pool):  # one shared kernel applied per channel
+            groups, out_per_group = channels, 1
+        else:
+            groups, out_per_group = s.groups, block.neuron.shape[0] // s.groups
         kernel = torch.ones(groups, channels // groups, *s.kernel_size[:2])
         ones = torch.ones(1, channels, *in_shape[1:3])
         fan_in = F.conv2d(ones, kernel, stride=s.stride[:2], padding=s.padding[:2],
@@ -174,7 +176,9 @@ class LoihiTarget:
         import h5py
 
         blocks = [gm.get_submodule(n.target) for n in partition.nodes if n.op == "call_module"]
-        layers = [b for b in blocks if _writers()[type(b)] is not write_nothing]
+        cuba = _slayer().block.cuba
+        layers = [b for b in blocks if _writers()[type(b)] is not write_nothing
+                  and not isinstance(b, (cuba.Flatten, cuba.Input))]  # netx builds no layer for these
         in_shape = partition.inputs[0].meta["shape"][1:]
         out_node = partition.outputs[0]
         path = Path(workdir) / ARTIFACT
