@@ -6,7 +6,7 @@ so `import hybridc` and `hybridc --help` stay instant.
 
 __version__ = "0.1.0"
 
-__all__ = ["compile", "load", "run", "verify", "annotate", "nn", "errors", "__version__"]
+__all__ = ["compile", "load", "run", "verify", "inspect", "annotate", "nn", "errors", "__version__"]
 
 
 def compile(model, example_input, target="loihi+jetson", output_dir=None, **kwargs):
@@ -35,6 +35,16 @@ def verify(compiled, x):
     from .compiler.verify import verify as _verify
 
     return _verify(compiled, x)
+
+
+def inspect(compiled):
+    """An Inspection of a CompiledModel (or build directory): .table(), .to_json(),
+    .to_dot(), .to_html(path), and rich display in notebooks."""
+    from .compiler.compiled import CompiledModel
+    from .compiler.compiled import load as _load
+    from .inspection import Inspection
+
+    return Inspection(compiled if isinstance(compiled, CompiledModel) else _load(compiled))
 
 
 def annotate(module, target):

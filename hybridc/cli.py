@@ -27,7 +27,10 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show Python traceba
 def _console(stderr=False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:  # piped or captured: wide enough that tables do not wrap
+        console = Console(stderr=stderr, highlight=False, width=140)
+    return console
 
 
 def _quiet_imports():
@@ -200,6 +203,69 @@ def run(
             console.print(y)
             if y.ndim == 2:
                 console.print(f"argmax: {y.argmax(-1).tolist()}")
+
+    _guard(body)
+
+
+FORMATS = ("table", "json", "dot", "svg", "png", "html")
+
+
+@app.command()
+def inspect(
+    source: Path = typer.Argument(..., help="A model file (traced and partitioned, nothing written) "
+                                  "or a build directory written by `hybridc compile`."),
+    format: str = typer.Option("table", "--format", "-f", help=f"One of: {', '.join(FORMATS)}."),
+    level: str = typer.Option("stages", "--level", help="stages: one row per stage and cut; nodes: every fx node."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (needed for svg, png, html)."),
+    target: str = typer.Option("loihi+jetson", "--target", "-t", help="Targets, when SOURCE is a model file."),
+    entry: Optional[str] = typer.Option(None, help="Function returning (model, example_input)."),
+    weights: Optional[Path] = typer.Option(None, help="state_dict checkpoint to load (weights_only)."),
+):
+    """Show where the cut falls, what crosses it and how big each side is."""
+    console = _console()
+
+    def body():
+        from .errors import InputError, OutputError
+
+        if format not in FORMATS:
+            raise InputError(f"Unknown --format `{format}`; choose one of {', '.join(FORMATS)}.")
+        if level not in ("stages", "nodes"):
+            raise InputError(f"Unknown --level `{level}`; choose stages or nodes.")
+        if format in ("svg", "png", "html") and output is None:
+            raise OutputError(f"--format {format} writes a file: give it with -o, e.g. -o graph.{format}.")
+        _quiet_imports()
+        from .inspection import Inspection
+
+        if source.is_dir():
+            from .compiler.compiled import load
+
+            compiled = load(source)
+        else:
+            from .compiler.driver import compile as compile_model
+            from .compiler.loader import load_model_file
+
+            warnings.showwarning = _warning_printer(console)
+            model, example_input, path, digest = load_model_file(source, entry, weights)
+            compiled = compile_model(model, example_input, target, None, source_path=path, source_sha256=digest)
+        inspection = Inspection(compiled)
+        if format == "table":
+            console.print(inspection.table(level))
+            return
+        if format in ("svg", "png"):
+            from .inspection.dot import render
+
+            data = render(inspection.to_dot(), format)
+        else:
+            text = {"json": inspection.to_json, "dot": inspection.to_dot, "html": inspection.to_html}[format]()
+            data = text.encode()
+        if output is None:
+            sys.stdout.write(data.decode())
+            return
+        try:
+            output.write_bytes(data)
+        except OSError as exc:
+            raise OutputError(f"Cannot write {output}: {exc.strerror or exc}.") from None
+        console.print(f"wrote {output} ({len(data):,} bytes)")
 
     _guard(body)
 

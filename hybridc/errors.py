@@ -70,3 +70,9 @@ class LoweringError(HybridcError):
     """A backend failed to produce or check its artifact."""
 
     exit_code = 11
+
+
+class RenderError(HybridcError):
+    """A picture cannot be rendered (Graphviz's `dot` missing or failing)."""
+
+    exit_code = 13

@@ -37,6 +37,13 @@ class CompiledModel:
         stages = " -> ".join(f"{s.name}@{s.target}" for s in self.manifest.stages)
         return f"CompiledModel({stages}, T={self.manifest.timesteps}, dir={self.directory})"
 
+    @property
+    def partition_graph(self):
+        """networkx DiGraph of stages, with the cut tensors (shape, interval, bytes) on its edges."""
+        from ..inspection import partition_graph
+
+        return partition_graph(self)
+
     def artifact(self, stage_name: str) -> Path:
         return self.directory / self.manifest.stage(stage_name).artifact
 

@@ -3,6 +3,8 @@
 import networkx as nx
 import torch.fx
 
+from ..nn import Accumulator
+
 
 def _target_name(node: torch.fx.Node) -> str:
     if node.op in ("call_module", "get_attr"):
@@ -26,6 +28,8 @@ def to_networkx(gm: torch.fx.GraphModule) -> nx.DiGraph:
             partition=node.meta.get("hybridc_partition"),
             parameters=sum(p.numel() for p in module.parameters()) if module is not None else 0,
             recognised_from=node.meta.get("recognised_from"),
+            accumulator=({"interval": module.interval, "fold": module.fold}
+                         if isinstance(module, Accumulator) else None),
         )
     for node in gm.graph.nodes:
         for user in node.users:

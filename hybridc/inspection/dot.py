@@ -1,0 +1,73 @@
+"""Graphviz DOT: one cluster per partition, nodes coloured by target, accumulators as
+trapezia, the cut edges drawn bold with their bytes; and rendering with `dot`."""
+
+import shutil
+import subprocess
+
+from ..errors import RenderError
+
+COLOURS = {"loihi": "#f4a261", "jetson": "#76b900", None: "#dddddd"}
+FILL = {"loihi": "#fde8d7", "jetson": "#e4f3c6"}
+
+
+def _q(text) -> str:
+    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _label(n) -> str:
+    what = n["module_type"] or n["call"]
+    shape = "x".join(map(str, n["shape"] or []))
+    return f"{n['name']}\n{what}" + (f"\n{shape}" if shape else "")
+
+
+def to_dot(inspection) -> str:
+    nodes = inspection.nodes()
+    lines = ["digraph hybridc {", '  rankdir=TB; node [style=filled, fontname="Helvetica", fontsize=10];',
+             '  edge [color="#555555"];']
+    by_partition = {}
+    for n in nodes:
+        by_partition.setdefault(n["partition"], []).append(n)
+    targets = {s.name: s.target for s in inspection.stages}
+    for partition, members in by_partition.items():
+        indent = "  "
+        if partition:
+            lines.append(f"  subgraph cluster_{partition} {{")
+            lines.append(f"    label={_q(f'{partition} @ {targets.get(partition)}')}; style=filled; "
+                         f"color={_q(COLOURS.get(targets.get(partition)))}; "
+                         f"fillcolor={_q(FILL.get(targets.get(partition), '#ffffff'))};")
+            indent = "    "
+        for n in members:
+            shape = "invtrapezium" if n["accumulator"] else ("ellipse" if n["op"] in ("placeholder", "output") else "box")
+            tooltip = f"{n['op']} {n['call']} shape={n['shape']} target={n['target']} params={n['parameters']}"
+            lines.append(f"{indent}{_q(n['name'])} [label={_q(_label(n))}, shape={shape}, "
+                         f"fillcolor={_q(COLOURS.get(n['target']))}, tooltip={_q(tooltip)}];")
+        if partition:
+            lines.append("  }")
+    part = {n["name"]: n["partition"] for n in nodes}
+    cut_label = {(c.source, c.destination): f"cut: {c.bytes.raw_bytes:,.0f} B raw, "
+                 f"{c.bytes.accumulated_bytes:,.0f} B counts" for c in inspection.cuts}
+    for a, b in inspection.graph.edges:
+        pa, pb = part.get(a), part.get(b)
+        if pa and pb and pa != pb:
+            lines.append(f"  {_q(a)} -> {_q(b)} [penwidth=3, color=\"#d62828\", "
+                         f"label={_q(cut_label.get((pa, pb), 'cut'))}, fontcolor=\"#d62828\"];")
+        else:
+            lines.append(f"  {_q(a)} -> {_q(b)};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def render(dot_source: str, fmt: str) -> bytes:
+    """SVG or PNG bytes from Graphviz's `dot` program."""
+    exe = shutil.which("dot")
+    if exe is None:
+        raise RenderError(
+            f"Rendering {fmt} needs Graphviz's `dot` program, which is not installed. Install it "
+            "(Debian/Ubuntu: `apt-get install graphviz`; conda: `conda install graphviz`; the pip "
+            "package `graphviz` is only a wrapper and does not include it), or use --format dot "
+            "for the source or --format html for a page that needs nothing."
+        )
+    result = subprocess.run([exe, f"-T{fmt}"], input=dot_source.encode(), capture_output=True, timeout=120)
+    if result.returncode:
+        raise RenderError(f"Graphviz `dot -T{fmt}` failed: {result.stderr.decode(errors='replace')[:500]}")
+    return result.stdout

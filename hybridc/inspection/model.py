@@ -1,0 +1,150 @@
+"""What inspection shows, computed once from a CompiledModel: stages, cuts and nodes."""
+
+import json
+from dataclasses import asdict, dataclass
+from math import prod
+
+import networkx as nx
+
+FORMAT = "hybridc-inspect/1"
+
+
+def count_dtype(interval: int) -> tuple:
+    """(dtype name, bits) of the smallest unsigned integer holding a count of `interval` spikes."""
+    if interval == 1:
+        return "bit", 1
+    for name, bits in (("uint8", 8), ("uint16", 16), ("uint32", 32)):
+        if interval < 2 ** bits:
+            return name, bits
+    return "uint64", 64
+
+
+@dataclass
+class CutBytes:
+    spikes: int  # spike entries per inference (without batch)
+    raw_bytes: float  # those spikes as bits
+    counts: int  # accumulated values per inference
+    count_dtype: str
+    accumulated_bytes: float
+
+
+def cut_bytes(shape, timesteps: int, interval: int, windows: int) -> CutBytes:
+    """Bytes per inference crossing a cut of spike tensor `shape` (without batch, time last),
+    raw as one bit per spike, and after an accumulator of `interval` as integer counts."""
+    spikes = prod(shape)
+    counts = spikes // timesteps * windows
+    dtype, bits = count_dtype(interval)
+    return CutBytes(spikes, spikes / 8, counts, dtype, counts * bits / 8)
+
+
+@dataclass
+class StageRow:
+    name: str
+    target: str
+    layers: int
+    inputs: list  # "LAYOUT AxBxC"
+    outputs: list
+    neurons: int
+    synapses: int
+    parameters: int
+    nodes: int
+
+
+@dataclass
+class CutRow:
+    source: str  # stage names
+    destination: str
+    tensor: str
+    shape: list  # PyTorch layout, without batch
+    layout: str
+    interval: int
+    windows: int
+    fold: bool
+    bytes: CutBytes
+
+
+def _spec(s) -> str:
+    return f"{s.layout} {'x'.join(map(str, s.shape))}"
+
+
+def partition_graph(compiled) -> nx.DiGraph:
+    """Stages as nodes (with their sizes), cut tensors on the edges (with their bytes)."""
+    inspection = Inspection(compiled)
+    graph = nx.DiGraph()
+    for stage in inspection.stages:
+        graph.add_node(stage.name, **asdict(stage))
+    for cut in inspection.cuts:
+        graph.add_edge(cut.source, cut.destination, **asdict(cut))
+    return graph
+
+
+class Inspection:
+    def __init__(self, compiled):
+        self.compiled = compiled
+        manifest = compiled.manifest
+        self.timesteps = manifest.timesteps
+        self.graph = compiled.graph
+        self.stages = []
+        for stage in manifest.stages:
+            members = [d for _, d in self.graph.nodes(data=True) if d.get("partition") == stage.name]
+            self.stages.append(StageRow(
+                stage.name, stage.target, stage.layers or sum(1 for d in members if d["parameters"]),
+                [_spec(s) for s in stage.inputs], [_spec(s) for s in stage.outputs],
+                stage.neurons or 0, stage.synapses or 0, sum(d["parameters"] for d in members), len(members),
+            ))
+        self.cuts = []
+        for before, after in zip(manifest.stages, manifest.stages[1:]):
+            tensor = after.inputs[0]
+            acc = after.accumulator
+            interval, windows, fold = (acc.interval, acc.windows, acc.fold) if acc else (1, self.timesteps, False)
+            self.cuts.append(CutRow(before.name, after.name, before.outputs[0].name, tensor.shape, tensor.layout,
+                                    interval, windows, fold,
+                                    cut_bytes(tensor.shape, self.timesteps, interval, windows)))
+
+    # --- renderings ------------------------------------------------------------------
+
+    def nodes(self) -> list:
+        """Every fx node once, in graph order, with the attributes the renderings show."""
+        order = list(nx.topological_sort(self.graph))
+        return [{"name": n, **{k: self.graph.nodes[n].get(k) for k in
+                              ("op", "call", "module_type", "shape", "dtype", "target", "partition",
+                               "parameters", "accumulator", "recognised_from")}} for n in order]
+
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT,
+            "timesteps": self.timesteps,
+            "target": self.compiled.manifest.target,
+            "stages": [asdict(s) for s in self.stages],
+            "cuts": [asdict(c) for c in self.cuts],
+            "nodes": self.nodes(),
+            "edges": [[a, b] for a, b in self.graph.edges],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def table(self, level: str = "stages"):
+        from .table import nodes_table, stages_table
+
+        return nodes_table(self) if level == "nodes" else stages_table(self)
+
+    def to_dot(self) -> str:
+        from .dot import to_dot
+
+        return to_dot(self)
+
+    def to_html(self, path=None) -> str:
+        from .html import to_html
+
+        page = to_html(self)
+        if path is not None:
+            from pathlib import Path
+
+            Path(path).write_text(page, encoding="utf-8")
+        return page
+
+    def _repr_html_(self) -> str:
+        from .html import to_html
+
+        return to_html(self, standalone=False)

@@ -1,0 +1,43 @@
+"""rich tables: one row per stage and per cut, or one row per fx node."""
+
+from rich.table import Table
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024 or unit == "MiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+
+
+def stages_table(inspection) -> Table:
+    table = Table(title=f"partitions (T={inspection.timesteps})")
+    for col in ("stage / cut", "target", "layers", "input", "output", "size"):
+        table.add_column(col)
+    for s in inspection.stages:
+        size = (f"{s.neurons:,} neurons, {s.synapses:,} synapses" if s.target == "loihi"
+                else f"{s.parameters:,} parameters")
+        table.add_row(s.name, s.target, str(s.layers), ", ".join(s.inputs), ", ".join(s.outputs), size)
+    for c in inspection.cuts:
+        b = c.bytes
+        table.add_row(
+            f"[bold]cut {c.source} -> {c.destination}[/]", "link", "",
+            f"{c.tensor}: {c.layout} {'x'.join(map(str, c.shape))}",
+            f"accumulator I={c.interval}, {c.windows} windows{', folded' if c.fold else ''}",
+            f"raw {_bytes(b.raw_bytes)} ({b.spikes:,} spikes as bits) -> "
+            f"{_bytes(b.accumulated_bytes)} ({b.counts:,} {b.count_dtype} counts) per inference",
+        )
+    return table
+
+
+def nodes_table(inspection) -> Table:
+    table = Table(title="fx nodes")
+    for col in ("node", "op", "call", "shape", "target", "partition", "params"):
+        table.add_column(col)
+    for n in inspection.nodes():
+        call = n["call"] + (f" ({n['module_type']})" if n["module_type"] else "")
+        if n["accumulator"]:
+            call += f" I={n['accumulator']['interval']}"
+        table.add_row(n["name"], n["op"], call, "x".join(map(str, n["shape"] or [])) or "-",
+                      n["target"] or "-", n["partition"] or "-", f"{n['parameters']:,}" if n["parameters"] else "")
+    return table
