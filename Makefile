@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PYTHON310 := $(shell for c in $$(pyenv root 2>/dev/null)/versions/3.10.*/bin/python python3.10; do \
 	"$$c" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { echo "$$c"; break; }; done)
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo test test-all fuzz bench clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,11 @@ test: setup
 
 test-all: setup
 	$(PY) -m pytest -q -m ''
+
+# Long differential-fuzzing profile: 1000 random hybrids, counts written to fuzz_report.json.
+fuzz: setup
+	HYBRIDC_FUZZ_EXAMPLES=1000 HYBRIDC_FUZZ_REPORT=fuzz_report.json $(PY) -m pytest -q tests/test_fuzz.py
+	@cat fuzz_report.json
 
 bench: setup
 	$(PY) benchmarks/compile_bench.py

@@ -66,6 +66,18 @@ def _guard(fn):
     except KeyboardInterrupt:
         _console(stderr=True).print("interrupted; nothing was written")
         raise typer.Exit(code=130)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: no tracebacks for users
+        if _state["debug"]:
+            raise
+        from rich.markup import escape
+
+        _console(stderr=True).print(
+            f"[bold red]internal error[/] ({type(exc).__name__}): {escape(str(exc))}. This is a bug in "
+            "hybridc, not in your model: please report it with the output of `hybridc --debug ...`. "
+            "Nothing was written.", soft_wrap=True)
+        raise typer.Exit(code=70)
 
 
 def _warning_printer(console):
@@ -110,6 +122,8 @@ def compile(
     verify: bool = typer.Option(False, "--verify", help="Also run the example in Lava and onnxruntime "
                                 "and print parity with PyTorch."),
     force: bool = typer.Option(False, "--force", help="Replace an existing hybridc build in OUTPUT."),
+    on_overflow: str = typer.Option("error", "--on-overflow", help="Weights outside Loihi's 8-bit range: "
+                                    "error (default) or clip (as slayer's own forward does)."),
 ):
     """Compile MODEL_FILE into a Loihi netx network, an ONNX model and manifest.json."""
     console = _console()
@@ -126,7 +140,7 @@ def compile(
             model, example_input, path, digest = load_model_file(model_file, entry, weights)
         warnings.showwarning = _warning_printer(console)
         with console.status("tracing, partitioning, lowering"):
-            compiled = compile_model(model, example_input, target, output, force=force,
+            compiled = compile_model(model, example_input, target, output, force=force, on_overflow=on_overflow,
                                      source_path=path, source_sha256=digest)
         console.print(partition_table(compiled, f"{path.name} -> {output}"))
         if verify:

@@ -76,3 +76,9 @@ class RenderError(HybridcError):
     """A picture cannot be rendered (Graphviz's `dot` missing or failing)."""
 
     exit_code = 13
+
+
+class NumericsError(HybridcError):
+    """NaN/Inf in parameters, or values that do not fit the target's fixed-point ranges."""
+
+    exit_code = 14

@@ -34,6 +34,30 @@ def check_destination(dest: Path, force: bool) -> None:
             )
 
 
+def _remove_abandoned(dest: Path) -> None:
+    """Clean up after compiles that were killed (their process is gone): a previous build
+    set aside just before the final rename is put back; half-written staging is deleted."""
+    stale = sorted(dest.parent.glob(f".{dest.name}.hybridc-*"), key=lambda p: not p.name.endswith("-old"))
+    for path in stale:
+        pid = path.name.rsplit("-", 2)[-2] if path.name.count("-") >= 2 else ""
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        if path.name.endswith("-old") and not dest.exists():
+            os.rename(path, dest)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextmanager
 def atomic_directory(path, force: bool = False):
     """Yields a staging directory; on success it replaces `path`, on any error it vanishes."""
@@ -41,7 +65,8 @@ def atomic_directory(path, force: bool = False):
     check_destination(dest, force)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.hybridc-", dir=dest.parent))
+        _remove_abandoned(dest)
+        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.hybridc-{os.getpid()}-", dir=dest.parent))
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; a build is not
@@ -51,7 +76,7 @@ def atomic_directory(path, force: bool = False):
         yield staging
         check_destination(dest, force)  # it may have appeared meanwhile
         if dest.exists():
-            old = dest.with_name(f".{dest.name}.hybridc-old-{os.getpid()}")
+            old = dest.with_name(f".{dest.name}.hybridc-{os.getpid()}-old")
             os.rename(dest, old)
             try:
                 os.rename(staging, dest)

@@ -5,13 +5,14 @@ calls each backend's `preprocess` (ExecuTorch's partitioner/backend split).
 """
 
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
 
 from .. import __version__
 from ..errors import TimestepError
-from ..passes import insert_cut_accumulators, partition, recognise_accumulators, tag_targets
+from ..passes import check_numerics, insert_cut_accumulators, partition, recognise_accumulators, tag_targets
 from ..targets.registry import parse_target_string
 from .atomic import atomic_directory
 from .compiled import CompiledModel, PartitionSummary
@@ -20,7 +21,8 @@ from .manifest import Manifest, Source
 from .tracer import record_shapes, trace_with_shapes
 
 
-def lower(model: torch.nn.Module, example_input: torch.Tensor, target: str = "loihi+jetson"):
+def lower(model: torch.nn.Module, example_input: torch.Tensor, target: str = "loihi+jetson",
+          on_overflow: str = "error"):
     """Trace and partition without writing artifacts: (GraphModule, partitions, targets)."""
     targets = parse_target_string(target)
     model.eval()
@@ -33,15 +35,18 @@ def lower(model: torch.nn.Module, example_input: torch.Tensor, target: str = "lo
     if recognise_accumulators(gm):
         record_shapes(gm, example_input)
     tag_targets(gm, targets)
+    for note in check_numerics(gm, targets, on_overflow):
+        warnings.warn(note, stacklevel=2)
     insert_cut_accumulators(gm)
     partitions = partition(gm)
     return gm, partitions, targets
 
 
 def compile(model: torch.nn.Module, example_input: torch.Tensor, target: str = "loihi+jetson",
-            output_dir=None, *, force: bool = False, source_path=None, source_sha256=None) -> CompiledModel:
+            output_dir=None, *, force: bool = False, on_overflow: str = "error", source_path=None,
+            source_sha256=None) -> CompiledModel:
     """Compile a hybrid model for `target` ("loihi+jetson"); save to output_dir if given."""
-    gm, partitions, targets = lower(model, example_input, target)
+    gm, partitions, targets = lower(model, example_input, target, on_overflow)
     if output_dir is None:
         workdir = tempfile.TemporaryDirectory(prefix="hybridc-build-")
         return _build(gm, partitions, targets, Path(workdir.name), target, example_input,

@@ -119,6 +119,11 @@ def trace_with_shapes(model: torch.nn.Module, example_input: torch.Tensor) -> to
         raise TraceError(f"`model` must be a torch.nn.Module, got {type(model).__name__}.")
     if not isinstance(example_input, torch.Tensor):
         raise TraceError(f"`example_input` must be a torch.Tensor, got {type(example_input).__name__}.")
+    if not example_input.is_floating_point():
+        raise TraceError(
+            f"`example_input` has dtype {str(example_input.dtype).replace('torch.', '')}; slayer blocks "
+            "compute on float spikes. Use `.float()` (values 0 and 1)."
+        )
     n_args = len([p for p in inspect.signature(model.forward).parameters.values()
                   if p.default is inspect.Parameter.empty and p.kind == p.POSITIONAL_OR_KEYWORD])
     if n_args != 1:

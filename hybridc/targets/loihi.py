@@ -21,6 +21,8 @@ from ..compiler.manifest import Stage, TensorSpec
 from ..errors import InputError, LoweringError
 
 ARTIFACT = "snn.net"
+V_TH_MAX = (1 << 17) - 1  # Loihi threshold mantissa, unsigned 17 bits
+W_LIMIT = 256  # 8-bit weight mantissa: even values in [-256, 254]
 
 
 def _slayer():
@@ -95,8 +97,35 @@ def _problem(block) -> str:
     return ""
 
 
+def _pool_problem(block, in_shape) -> str:
+    """slayer's Pool pads odd sizes at the bottom/right only and pools over channels*rows
+    merged, so its windows straddle channels unless H and W are multiples of the kernel.
+    A symmetric-padding Loihi conv reproduces it exactly only in the plain case."""
+    s = block.synapse
+    k, stride = tuple(s.kernel_size[:2]), tuple(s.stride[:2])
+    if tuple(s.padding[:2]) != (0, 0) or tuple(s.dilation[:2]) != (1, 1) or stride != k:
+        return (f"hybridc lowers Pool exactly only with stride = kernel, no padding and no dilation "
+                f"(got kernel {k}, stride {stride}, padding {tuple(s.padding[:2])}).")
+    if len(in_shape) == 4 and (in_shape[1] % k[0] or in_shape[2] % k[1]):
+        return (f"its input is {in_shape[1]}x{in_shape[2]}, not a multiple of the {k[0]}x{k[1]} kernel: "
+                "slayer then pads only the bottom/right and its windows straddle channels, which "
+                "Loihi's conv cannot reproduce. Make the pooled size a multiple of the kernel "
+                "(crop/pad the input, or change the previous layer's stride/padding).")
+    return ""
+
+
+def _node_problem(submodules, node) -> str:
+    if node.op != "call_module":
+        return "only slayer blocks run on Loihi; this is a tensor operation."
+    block = submodules[node.target]
+    problem = _problem(block)
+    if not problem and isinstance(block, _slayer().block.cuba.Pool) and node.all_input_nodes:
+        problem = _pool_problem(block, node.all_input_nodes[0].meta.get("shape", ())[1:])
+    return problem
+
+
 def _is_supported(submodules, node) -> bool:
-    return node.op == "call_module" and not _problem(submodules[node.target])
+    return not _node_problem(submodules, node)
 
 
 # --- shapes and counts -----------------------------------------------------------------
@@ -167,10 +196,43 @@ class LoihiTarget:
     supported_ops = SUPPORTED
     supports = create_op_support(_is_supported)
 
+    def check_ranges(self, block, where: str, on_overflow: str) -> list:
+        """Loihi's fixed-point limits: 8-bit weight mantissas in [-256, 254] (slayer clips to
+        them in its own forward too, so clipping keeps PyTorch and Lava equal) and an
+        unsigned 17-bit threshold mantissa (no clipping can keep the model's meaning)."""
+        from ..errors import NumericsError
+
+        notes = []
+        neuron = getattr(block, "neuron", None)
+        if neuron is None:
+            return notes
+        v_th = float(neuron.threshold) * float(neuron.w_scale)
+        if not 0 < v_th <= V_TH_MAX:
+            raise NumericsError(
+                f"{where}: threshold {float(neuron.threshold):g} is {v_th:g} in Loihi's fixed point "
+                f"(threshold x {neuron.w_scale}), outside the threshold mantissa range 1..{V_TH_MAX}. "
+                "Scale the threshold and the weights down together."
+            )
+        synapse = getattr(block, "synapse", None)
+        weight = getattr(synapse, "weight", None)
+        if weight is not None and not isinstance(block, _slayer().block.cuba.Pool):
+            scaled = weight.detach() * neuron.w_scale
+            low, high = float(scaled.min()), float(scaled.max())
+            if low < -W_LIMIT - 1 or high > W_LIMIT - 1:
+                worst = low if -low - W_LIMIT > high - W_LIMIT else high
+                message = (f"{where}: weight {worst / neuron.w_scale:g} is {worst:g} in Loihi's "
+                           f"fixed point, outside the 8-bit weight range [-{W_LIMIT}, {W_LIMIT - 2}]")
+                if on_overflow == "error":
+                    raise NumericsError(
+                        message + ". slayer clips it silently; pass --on-overflow clip (on_overflow="
+                        "'clip') to accept that clipping, or retrain with smaller weights / a larger "
+                        "weight exponent."
+                    )
+                notes.append(message + "; clipped, as slayer's own forward does.")
+        return notes
+
     def why_unsupported(self, submodules, node) -> str:
-        if node.op != "call_module":
-            return "only slayer blocks run on Loihi; this is a tensor operation."
-        return _problem(submodules[node.target])
+        return _node_problem(submodules, node)
 
     def preprocess(self, partition, gm, workdir: Path) -> Stage:
         import h5py

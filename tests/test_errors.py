@@ -1,0 +1,238 @@
+"""Errors are product: every mistake a user can make gets one paragraph naming the
+node/module/file and what to do, its own exit code, no traceback, and no output."""
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import hybridc
+
+HEADER = """
+import torch
+from lava.lib.dl import slayer
+from hybridc.nn import Accumulator
+N = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
+"""
+
+GOOD = HEADER + """
+torch.manual_seed(0)
+model = torch.nn.Sequential(slayer.block.cuba.Dense(N, 10, 6, weight_scale=3), Accumulator(2), torch.nn.Linear(12, 2))
+example_input = (torch.rand(1, 10, 4) < 0.5).float()
+"""
+
+CASES = {
+    # name: (model file body or None for missing, extra args, exit code, fragments of the message)
+    "missing file": (None, [], 2, ["does not exist"]),
+    "syntax error": (HEADER + "model = torch.nn.Linear(2,\n", [], 2, ["syntax error at line"]),
+    "raises on import": (HEADER + "x = 1\nraise RuntimeError('no GPU here')\n", [], 2,
+                         ["RuntimeError: no GPU here", "line 7"]),
+    "no example_input": (HEADER + "model = torch.nn.Linear(2, 2)\n", [], 2, ["no `example_input`", "--entry"]),
+    "model not a module": (HEADER + "model = 3\nexample_input = torch.zeros(1, 2, 4)\n", [], 2,
+                           ["`model`", "is a int, not a torch.nn.Module"]),
+    "missing entry": (GOOD, ["--entry", "make"], 2, ["no function `make`"]),
+    "example_input wrong shape": (GOOD.replace("torch.rand(1, 10, 4)", "torch.rand(1, 7, 4)"), [], 3,
+                                  ["module `0`", "Dense", "example_input"]),
+    "example_input wrong dtype": (GOOD.replace("< 0.5).float()", "< 0.5).long()"), [], 3,
+                                  ["dtype int64", ".float()"]),
+    "data-dependent if": (HEADER + textwrap.dedent("""
+        class M(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.snn = slayer.block.cuba.Dense(N, 10, 6)
+            def forward(self, x):
+                s = self.snn(x)
+                if s.sum() > 3:
+                    return s.sum(-1)
+                return s.mean(-1)
+        model = M()
+        example_input = torch.zeros(1, 10, 4)
+        """), [], 3, ["model.py:", "if s.sum() > 3", "hybridc.annotate"]),
+    "two cuts": (HEADER + textwrap.dedent("""
+        model = torch.nn.Sequential(slayer.block.cuba.Dense(N, 10, 6), Accumulator(1, fold=False),
+                                    torch.nn.ReLU(), slayer.block.cuba.Dense(N, 6, 4), Accumulator(2))
+        example_input = torch.zeros(1, 10, 4)
+        """), [], 5, ["feeds spiking node"]),
+    "branching snn": (HEADER + textwrap.dedent("""
+        class M(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.a = slayer.block.cuba.Dense(N, 10, 6)
+                self.b = slayer.block.cuba.Dense(N, 6, 6)
+                self.c = slayer.block.cuba.Dense(N, 6, 6)
+                self.acc = Accumulator(2)
+            def forward(self, x):
+                s = self.a(x)
+                return self.acc(self.b(s)) + self.acc(self.c(s))
+        model = M()
+        example_input = torch.zeros(1, 10, 4)
+        """), [], 5, ["branches at `a`", "chain"]),
+    "threshold out of range": (GOOD.replace('"threshold": 1.0', '"threshold": 5000.0'), [], 14,
+                               ["`0`", "threshold 5000", "131071"]),
+    "weight overflow": (GOOD + "model[0].synapse.weight.data[0, 0] = 9.0\n", [], 14,
+                        ["`0`", "weight 9", "[-256, 254]", "--on-overflow clip"]),
+    "nan weight": (GOOD + "model[2].weight.data[0, 0] = float('nan')\n", [], 14, ["`2.weight`", "nan"]),
+}
+
+
+def hybridc_cli(*args, cwd, **kwargs):
+    return subprocess.run([sys.executable, "-m", "hybridc.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, **kwargs)
+
+
+def assert_clean_failure(result, code, fragments, tmp_path, output="out"):
+    message = " ".join(result.stderr.split())
+    assert result.returncode == code, result.stderr + result.stdout
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in: {message}"
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / output).exists()
+    assert not [p for p in tmp_path.iterdir() if ".hybridc-" in p.name]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_compile_error(case, tmp_path):
+    body, args, code, fragments = CASES[case]
+    if body is not None:
+        (tmp_path / "model.py").write_text(body)
+    result = hybridc_cli("compile", "model.py", "-o", "out", *args, cwd=tmp_path)
+    assert_clean_failure(result, code, fragments, tmp_path)
+
+
+def test_weight_overflow_clipped_on_request_still_deploys_exactly(tmp_path):
+    (tmp_path / "model.py").write_text(CASES["weight overflow"][0])
+    result = hybridc_cli("compile", "model.py", "-o", "out", "--on-overflow", "clip", "--verify", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "clipped" in result.stdout and "100.00%" in result.stdout
+
+
+@pytest.fixture()
+def model_dir(tmp_path):
+    (tmp_path / "model.py").write_text(GOOD)
+    return tmp_path
+
+
+def _state_dict_file(path, **changes):
+    sys.path.insert(0, str(path))
+    try:
+        import importlib
+
+        module = importlib.import_module("model")
+        state = module.model.state_dict()
+    finally:
+        sys.path.remove(str(path))
+        sys.modules.pop("model", None)
+    state.update(changes)
+    return state
+
+
+def test_weights_missing_file(model_dir):
+    result = hybridc_cli("compile", "model.py", "-o", "out", "--weights", "nope.pt", cwd=model_dir)
+    assert_clean_failure(result, 2, ["nope.pt does not exist"], model_dir)
+
+
+def test_weights_needing_pickled_code_are_refused(model_dir):
+    torch.save(torch.nn.Linear(2, 2), model_dir / "whole_model.pt")  # pickles the class, not a state_dict
+    result = hybridc_cli("compile", "model.py", "-o", "out", "--weights", "whole_model.pt", cwd=model_dir)
+    assert_clean_failure(result, 2, ["needs pickled Python code", "state_dict"], model_dir)
+
+
+def test_weights_with_wrong_keys_and_shapes(model_dir):
+    state = _state_dict_file(model_dir)
+    state["2.weight"] = torch.zeros(3, 12)
+    state["extra.bias"] = torch.zeros(1)
+    torch.save(state, model_dir / "ckpt.pt")
+    result = hybridc_cli("compile", "model.py", "-o", "out", "--weights", "ckpt.pt", cwd=model_dir)
+    assert_clean_failure(result, 2, ["unexpected keys ['extra.bias']", "2.weight: checkpoint (3, 12) vs model (2, 12)"],
+                         model_dir)
+
+
+def test_unwritable_output_location(model_dir):
+    (model_dir / "afile").write_text("")
+    result = hybridc_cli("compile", "model.py", "-o", "afile/out", cwd=model_dir)
+    assert result.returncode == 8 and "Traceback" not in result.stderr
+    assert "Cannot create the output directory" in " ".join(result.stderr.split())
+
+
+def _limit_file_size():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+
+def test_disk_full_keeps_the_previous_build(model_dir):
+    assert hybridc_cli("compile", "model.py", "-o", "out", cwd=model_dir).returncode == 0
+    before = json.loads((model_dir / "out/manifest.json").read_text())
+    (model_dir / "model.py").write_text(GOOD.replace("Linear(12, 2)", "Linear(12, 400)"))  # a bigger ONNX file
+    result = hybridc_cli("compile", "model.py", "-o", "out", "--force", cwd=model_dir, preexec_fn=_limit_file_size)
+    assert result.returncode == 8, result.stderr
+    assert "File too large" in result.stderr and "Nothing was changed" in " ".join(result.stderr.split())
+    assert json.loads((model_dir / "out/manifest.json").read_text()) == before
+    hybridc.load(model_dir / "out")  # still intact: every sha256 matches
+    assert not [p for p in model_dir.iterdir() if ".hybridc-" in p.name]
+
+
+def test_sigkill_midway_leaves_previous_build_or_nothing(example, tmp_path):
+    from conftest import ROOT
+
+    model_file = ROOT / "examples/dvs_gesture/model.py"
+    out = tmp_path / "out"
+    for delay in (0.5, 1.5, 2.5, 3.0, 3.5, 4.0, 5.0):
+        process = subprocess.Popen([sys.executable, "-m", "hybridc.cli", "compile", str(model_file), "-o", str(out),
+                                    "--force"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        if out.exists():
+            hybridc.load(out)  # complete: manifest valid, every artifact's sha256 matches
+        leftovers = [p.name for p in tmp_path.iterdir() if p.name not in ("out",)]
+        assert all(name.startswith(".out.hybridc-") for name in leftovers)  # hidden, never looks complete
+    assert out.exists(), "no run finished within 5 s: increase the delays"
+    result = hybridc_cli("compile", str(model_file), "-o", "out", "--force", cwd=tmp_path)
+    assert result.returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # abandoned staging cleaned up
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("b")
+    (directory / "model.py").write_text(GOOD)
+    assert hybridc_cli("compile", "model.py", "-o", "build", cwd=directory).returncode == 0
+    return directory
+
+
+def test_run_with_missing_artifact(build, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(build / "build", copy)
+    (copy / "snn.net").unlink()
+    np.save(tmp_path / "x.npy", np.zeros((1, 10, 4), np.float32))
+    result = hybridc_cli("run", str(copy), "-i", "x.npy", cwd=tmp_path)
+    assert result.returncode == 9 and "snn.net is missing" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize("array,fragment", [
+    (np.zeros((1, 4, 10), np.float32), "T=4 timesteps"),          # layout swapped: time not last
+    (np.zeros((1, 12, 4), np.float32), "expects spikes of PyTorch shape (N, 10, T)"),
+    (np.full((1, 10, 4), 0.5, np.float32), "unary spikes"),
+    (np.zeros((1, 10, 4), np.complex64), "dtype"),
+])
+def test_run_with_bad_input(build, tmp_path, array, fragment):
+    np.save(tmp_path / "x.npy", array)
+    result = hybridc_cli("run", str(build / "build"), "-i", "x.npy", cwd=tmp_path)
+    assert result.returncode == 10, result.stderr
+    assert fragment in " ".join(result.stderr.split()) and "Traceback" not in result.stderr
+
+
+def test_debug_flag_shows_the_traceback(tmp_path):
+    (tmp_path / "model.py").write_text(HEADER + "model = 3\nexample_input = torch.zeros(1, 2, 4)\n")
+    result = hybridc_cli("--debug", "compile", "model.py", "-o", "out", cwd=tmp_path)
+    assert result.returncode != 0 and "Traceback" in result.stderr

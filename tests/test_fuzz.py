@@ -1,0 +1,70 @@
+"""Differential fuzzing: every random hybrid model either compiles and then matches
+PyTorch exactly (Lava spikes 100%, deployed output within 1e-4, same argmax) or is
+refused with a hybridc.errors subclass. Anything else is a bug.
+
+Fast profile in `make test` (HYBRIDC_FUZZ_EXAMPLES, default 20, derandomized);
+`make fuzz` runs the long profile and writes the counts to fuzz_report.json.
+"""
+
+import collections
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+
+import hybridc
+from fuzz_models import build, specs
+from hybridc.compiler.verify import reference_stages
+from hybridc.errors import HybridcError
+from hybridc.targets.registry import get_target
+
+EXAMPLES = int(os.environ.get("HYBRIDC_FUZZ_EXAMPLES", "20"))
+REPORT = os.environ.get("HYBRIDC_FUZZ_REPORT")
+COUNTS = collections.Counter()
+
+
+def check(spec):
+    """Compile and compare one generated model; returns 'compiled' or 'refused: <Error>'."""
+    model, x = build(spec)
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            # half the models accept slayer's weight clipping, to check it stays exact
+            on_overflow = "clip" if spec.seed % 2 else "error"
+            compiled = hybridc.compile(model, x, output_dir=Path(tmp) / "build", on_overflow=on_overflow)
+        except HybridcError as exc:
+            return f"refused: {type(exc).__name__}"
+        reference = reference_stages(compiled.module, compiled.fx_partitions, x)
+        snn = compiled.manifest.stages[0]
+        lava = get_target("loihi").run(snn, compiled.directory, x)
+        cut = reference[snn.name]
+        assert torch.equal(lava, cut), f"Lava spikes differ in {(lava != cut).sum().item()} of {cut.numel()}: {spec}"
+        deployed = hybridc.run(compiled.directory, x)
+        with torch.no_grad():
+            expected = model(x)
+        assert (deployed - expected).abs().max() < 1e-4, f"deployed output differs: {spec}"
+        assert torch.equal(deployed.argmax(-1), expected.argmax(-1)), f"argmax differs: {spec}"
+        return "compiled (spiking cut)" if cut.sum() > 0 else "compiled (silent cut)"
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 50, print_blob=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(spec=specs())
+def test_random_hybrids_compile_exactly_or_are_refused(spec):
+    outcome = check(spec)
+    COUNTS[outcome] += 1
+    if REPORT:
+        Path(REPORT).write_text(json.dumps({"examples": sum(COUNTS.values()), "mismatched": 0,
+                                            **dict(sorted(COUNTS.items()))}, indent=2) + "\n")
+
+
+def test_fuzz_outcomes_were_mixed():
+    """The generator must reach both outcomes, or it proves little."""
+    if sum(COUNTS.values()) < 10:
+        pytest.skip("run together with the fuzz test")
+    assert any(k.startswith("compiled") for k in COUNTS) and COUNTS["compiled (spiking cut)"] > 0
