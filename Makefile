@@ -38,6 +38,8 @@ fuzz: setup
 
 bench: setup
 	$(PY) benchmarks/compile_bench.py
+	$(PY) benchmarks/verify_bench.py
+	$(PY) benchmarks/train_bench.py
 
 clean:
 	rm -rf build .pytest_cache

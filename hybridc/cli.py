@@ -5,7 +5,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -118,6 +118,7 @@ def compile(
     target: str = typer.Option("loihi+jetson", "--target", "-t", help="Spiking+dense targets."),
     output: Path = typer.Option(Path("build"), "--output", "-o", help="Output directory."),
     entry: Optional[str] = typer.Option(None, help="Function returning (model, example_input)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="NAME=VALUE argument for --entry (repeatable)."),
     weights: Optional[Path] = typer.Option(None, help="state_dict checkpoint to load (weights_only)."),
     verify: bool = typer.Option(False, "--verify", help="Also run the example in Lava and onnxruntime "
                                 "and print parity with PyTorch."),
@@ -135,19 +136,32 @@ def compile(
         with console.status("loading model"):
             _quiet_imports()
             from .compiler.driver import compile as compile_model
-            from .compiler.loader import load_model_file
+            from .compiler.loader import load_model_file, parse_entry_args
 
-            model, example_input, path, digest = load_model_file(model_file, entry, weights)
+            entry_args = parse_entry_args(set_)
+            model, example_input, path, digest = load_model_file(model_file, entry, weights, entry_args)
         warnings.showwarning = _warning_printer(console)
         with console.status("tracing, partitioning, lowering"):
             compiled = compile_model(model, example_input, target, output, force=force, on_overflow=on_overflow,
-                                     source_path=path, source_sha256=digest)
+                                     source_path=path, source_sha256=digest,
+                                     recipe=_recipe(entry, entry_args, weights))
         console.print(partition_table(compiled, f"{path.name} -> {output}"))
         if verify:
             _print_parity(console, compiled, example_input)
         console.print(f"wrote {output}/manifest.json")
 
     _guard(body)
+
+
+def _recipe(entry, entry_args, weights) -> dict:
+    """How to rebuild the reference model from the source file (for `hybridc verify`)."""
+    from .targets.loihi import sha256
+
+    recipe = {"entry": entry, "args": entry_args}
+    if weights:
+        recipe["weights"] = str(Path(weights).resolve())
+        recipe["weights_sha256"] = sha256(Path(weights))
+    return recipe
 
 
 def _print_parity(console, compiled, example_input):
@@ -221,6 +235,49 @@ def run(
     _guard(body)
 
 
+@app.command()
+def verify(
+    build: Path = typer.Argument(..., help="Build directory written by `hybridc compile`."),
+    data: str = typer.Option("synthetic", help="synthetic or dvsgesture:PATH (the test split is used)."),
+    samples: int = typer.Option(8, help="How many samples to run."),
+    backend: str = typer.Option("lava", help="lava (bit-accurate, slow) or emulate (slayer fixed point, fast)."),
+    batch_size: int = typer.Option(16, help="Samples per batch (emulate and onnxruntime)."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON here."),
+):
+    """Run a dataset through the deployment and the PyTorch model; report their agreement."""
+    console = _console()
+
+    def body():
+        import json
+
+        _quiet_imports()
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from .compiler.dataset_verify import verify_dataset
+
+        columns = [TextColumn(f"verify ({backend})"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task("verify", total=samples)
+            report = verify_dataset(build, data, samples, backend, batch_size,
+                                    progress=lambda n: bar.advance(task, n))
+        from rich.table import Table
+
+        table = Table(title=f"verify {build} ({report.samples} x {data}, {backend})")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for key, value in report.as_dict().items():
+            if key not in ("backend", "samples"):
+                table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
+        console.print(table)
+        if json_path:
+            json_path.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+            console.print(f"wrote {json_path}")
+        if report.spike_match < 1.0 or report.argmax_agreement < 1.0:
+            raise typer.Exit(code=12)
+
+    _guard(body)
+
+
 FORMATS = ("table", "json", "dot", "svg", "png", "html")
 
 
@@ -233,6 +290,7 @@ def inspect(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (needed for svg, png, html)."),
     target: str = typer.Option("loihi+jetson", "--target", "-t", help="Targets, when SOURCE is a model file."),
     entry: Optional[str] = typer.Option(None, help="Function returning (model, example_input)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="NAME=VALUE argument for --entry (repeatable)."),
     weights: Optional[Path] = typer.Option(None, help="state_dict checkpoint to load (weights_only)."),
 ):
     """Show where the cut falls, what crosses it and how big each side is."""
@@ -256,10 +314,10 @@ def inspect(
             compiled = load(source)
         else:
             from .compiler.driver import compile as compile_model
-            from .compiler.loader import load_model_file
+            from .compiler.loader import load_model_file, parse_entry_args
 
             warnings.showwarning = _warning_printer(console)
-            model, example_input, path, digest = load_model_file(source, entry, weights)
+            model, example_input, path, digest = load_model_file(source, entry, weights, parse_entry_args(set_))
             compiled = compile_model(model, example_input, target, None, source_path=path, source_sha256=digest)
         inspection = Inspection(compiled)
         if format == "table":

@@ -76,3 +76,25 @@ def test_entry_and_weights_round_trip(tmp_path):
     assert (hybridc.run(tmp_path / "build", x) - expected).abs().max() < 1e-4
     manifest = hybridc.load(tmp_path / "build").manifest
     assert manifest.source.path.endswith("m.py") and len(manifest.source.sha256) == 64
+
+
+def test_lava_runs_after_the_start_method_was_fixed(tmp_path):
+    """tqdm (and other libraries) lock the multiprocessing context before Lava is imported;
+    Lava's own import then fails unless hybridc lets its set_start_method('fork') through."""
+    code = textwrap.dedent("""
+        import multiprocessing, torch, warnings
+        warnings.filterwarnings("ignore")
+        multiprocessing.RLock()  # what tqdm does: fixes the default context
+        import hybridc
+        from hybridc.nn import Accumulator
+        from lava.lib.dl import slayer
+        n = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(slayer.block.cuba.Dense(n, 10, 6, weight_scale=3), Accumulator(2),
+                                    torch.nn.Linear(12, 2)).eval()
+        x = (torch.rand(1, 10, 4) < 0.5).float()
+        print(float((hybridc.run(hybridc.compile(model, x), x) - model(x)).abs().max()))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert float(result.stdout.strip().splitlines()[-1]) < 1e-4

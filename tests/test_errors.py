@@ -121,15 +121,12 @@ def model_dir(tmp_path):
 
 
 def _state_dict_file(path, **changes):
-    sys.path.insert(0, str(path))
-    try:
-        import importlib
+    import importlib.util
 
-        module = importlib.import_module("model")
-        state = module.model.state_dict()
-    finally:
-        sys.path.remove(str(path))
-        sys.modules.pop("model", None)
+    spec = importlib.util.spec_from_file_location("errors_test_model", path / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    state = module.model.state_dict()
     state.update(changes)
     return state
 

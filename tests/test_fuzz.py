@@ -18,7 +18,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 
 import hybridc
-from fuzz_models import build, specs
+from fuzz_models import Spec, build, specs
 from hybridc.compiler.verify import reference_stages
 from hybridc.errors import HybridcError
 from hybridc.targets.registry import get_target
@@ -68,3 +68,25 @@ def test_fuzz_outcomes_were_mixed():
     if sum(COUNTS.values()) < 10:
         pytest.skip("run together with the fuzz test")
     assert any(k.startswith("compiled") for k in COUNTS) and COUNTS["compiled (spiking cut)"] > 0
+
+
+# Regression examples the fuzzer found. Each was a crash or mismatch before its fix.
+REGRESSIONS = {
+    # netx raised "Expected synapse output shape (10, 10, 1), found (9, 9, 1)": slayer's Pool pads an
+    # odd 19x19 input at the bottom/right only; now refused before lowering.
+    "pool on odd size": Spec(timesteps=4, interval=2, fold=True, input_shape=(1, 19, 19),
+                             neuron={"threshold": 0.5, "current_decay": 0.0, "voltage_decay": 0.0,
+                                     "tau_grad": 0.01, "scale_grad": 1.0},
+                             spiking=[("pool", 2)], dense=[("flatten",), ("linear", 3)], seed=1),
+    # the same pool on an even size lowers exactly
+    "pool on even size": Spec(timesteps=4, interval=2, fold=True, input_shape=(1, 18, 18),
+                              neuron={"threshold": 0.5, "current_decay": 0.0, "voltage_decay": 0.0,
+                                      "tau_grad": 0.01, "scale_grad": 1.0},
+                              spiking=[("pool", 2)], dense=[("flatten",), ("linear", 3)], seed=1),
+}
+
+
+@pytest.mark.parametrize("name,outcome", [("pool on odd size", "refused: UnsupportedLayerError"),
+                                          ("pool on even size", "compiled (spiking cut)")])
+def test_fuzz_regressions(name, outcome):
+    assert check(REGRESSIONS[name]) == outcome

@@ -32,6 +32,8 @@ class HybridSxAy(torch.nn.Module):
     def __init__(self, spiking_layers: int, interval: int, size: int = 128, timesteps: int = 16,
                  classes: int = 11, weight_scale: float = 2.0):
         super().__init__()
+        if spiking_layers == 0:  # the ANN baseline sums the raw input events
+            interval = interval or timesteps
         if timesteps % interval:
             raise ValueError(f"timesteps={timesteps} is not a multiple of interval={interval}")
         spiking = []
@@ -62,13 +64,51 @@ class HybridSxAy(torch.nn.Module):
         return self.ann(self.accumulator(self.snn(spikes)))
 
 
+class SpikingBaseline(torch.nn.Module):
+    """The paper's SNN baseline: six spiking convs and spiking dense layers. Its class
+    scores are spike rates (`.mean(-1)`, recognised by hybridc as an accumulator with
+    I=T); it is trained here with cross-entropy on the rates (the paper used slayer's
+    SpikeRate loss)."""
+
+    def __init__(self, size: int = 128, timesteps: int = 16, classes: int = 11, weight_scale: float = 2.0):
+        super().__init__()
+        blocks = []
+        for i in range(6):
+            if i:
+                blocks.append(slayer.neuron.Dropout(p=0.05))
+            blocks.append(slayer.block.cuba.Conv(NEURON, CHANNELS[i], CHANNELS[i + 1], 3, stride=2, padding=1,
+                                                 weight_scale=weight_scale))
+        spatial = size
+        for _ in range(6):
+            spatial = _conv_out(spatial)
+        blocks += [slayer.block.cuba.Flatten(),
+                   slayer.block.cuba.Dense(NEURON, CHANNELS[6] * spatial * spatial, 128, weight_scale=weight_scale),
+                   slayer.block.cuba.Dense(NEURON, 128, classes, weight_scale=weight_scale)]
+        self.snn = torch.nn.Sequential(*blocks)
+        self.gain = torch.nn.Parameter(torch.tensor(10.0))  # rates are in [0, 1]: scale them to logits
+
+    def forward(self, spikes):
+        return self.snn(spikes).mean(-1) * self.gain
+
+
+def build_model(split: str = "S2A4", interval: int = 4, size: int = 128, timesteps: int = 16, seed: int = 0):
+    """One member of the family: S1A5 .. S6A0, `ANN` (accumulator on the raw input, six
+    Conv2d) or `SNN` (the spiking baseline)."""
+    torch.manual_seed(seed)
+    if split == "ANN":
+        return HybridSxAy(0, interval, size, timesteps).eval()
+    if split == "SNN":
+        return SpikingBaseline(size, timesteps).eval()
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}, ANN or SNN")
+    return HybridSxAy(SPLITS[split], interval, size, timesteps).eval()
+
+
 def build(split: str = "S2A4", interval: int = 4, size: int = 128, timesteps: int = 16, seed: int = 0,
           batch: int = 1, density: float = 0.2):
-    """(model, example_input) for one SxAy member; example_input is random spikes."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    torch.manual_seed(seed)
-    model = HybridSxAy(SPLITS[split], interval, size, timesteps).eval()
+    """(model, example_input) for one member; example_input is random spikes. As an entry:
+    hybridc compile model.py --entry build --set split=S3A3 --set size=32"""
+    model = build_model(split, interval, size, timesteps, seed)
     generator = torch.Generator().manual_seed(seed + 1)
     example_input = (torch.rand(batch, 2, size, size, timesteps, generator=generator) < density).float()
     return model, example_input

@@ -44,29 +44,30 @@ def lower(model: torch.nn.Module, example_input: torch.Tensor, target: str = "lo
 
 def compile(model: torch.nn.Module, example_input: torch.Tensor, target: str = "loihi+jetson",
             output_dir=None, *, force: bool = False, on_overflow: str = "error", source_path=None,
-            source_sha256=None) -> CompiledModel:
+            source_sha256=None, recipe=None) -> CompiledModel:
     """Compile a hybrid model for `target` ("loihi+jetson"); save to output_dir if given."""
     gm, partitions, targets = lower(model, example_input, target, on_overflow)
     if output_dir is None:
         workdir = tempfile.TemporaryDirectory(prefix="hybridc-build-")
         return _build(gm, partitions, targets, Path(workdir.name), target, example_input,
-                      source_path, source_sha256, keepalive=workdir)
+                      source_path, source_sha256, recipe, keepalive=workdir)
     # Build straight into the staging directory that becomes output_dir: no copies.
     with atomic_directory(output_dir, force) as staging:
-        compiled = _build(gm, partitions, targets, staging, target, example_input, source_path, source_sha256)
+        compiled = _build(gm, partitions, targets, staging, target, example_input, source_path, source_sha256,
+                          recipe)
         compiled.write_metadata(staging)
     compiled.directory = Path(output_dir).resolve()
     return compiled
 
 
 def _build(gm, partitions, targets, directory: Path, target, example_input, source_path, source_sha256,
-           keepalive=None) -> CompiledModel:
+           recipe=None, keepalive=None) -> CompiledModel:
     """Hand each partition to its target's preprocess; collect the stages into a manifest."""
     with torch.no_grad():
         stages = [targets[p.domain].preprocess(p, gm, directory) for p in partitions]
     manifest = Manifest(
         target=target, timesteps=int(example_input.shape[-1]),
-        source=Source(str(source_path) if source_path else None, source_sha256),
+        source=Source(str(source_path) if source_path else None, source_sha256, **(recipe or {})),
         stages=stages, hybridc_version=__version__,
     )
     compiled = CompiledModel(

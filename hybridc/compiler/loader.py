@@ -14,8 +14,26 @@ def _user_traceback_line(exc: BaseException, path: Path) -> str:
     return f" (line {frames[-1].lineno}: `{(frames[-1].line or '').strip()}`)" if frames else ""
 
 
-def load_model_file(path, entry=None, weights=None):
+def parse_entry_args(pairs) -> dict:
+    """['size=32', 'split=S3A3'] -> {'size': 32, 'split': 'S3A3'} (Python literals, else strings)."""
+    import ast
+
+    args = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise ModelFileError(f"--set expects NAME=VALUE, got {pair!r}.")
+        try:
+            args[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            args[key] = value
+    return args
+
+
+def load_model_file(path, entry=None, weights=None, entry_args=None):
     """Returns (model, example_input, resolved path, sha256 of the file)."""
+    if entry_args and not entry:
+        raise ModelFileError("--set passes arguments to the --entry function; name it with --entry NAME.")
     path = Path(path).resolve()
     if not path.is_file():
         raise ModelFileError(f"Model file {path} does not exist. Pass the path of a Python file "
@@ -27,12 +45,12 @@ def load_model_file(path, entry=None, weights=None):
     sys.path.insert(0, str(path.parent))  # sibling imports work, also inside --entry
     sys.modules[name] = module  # dataclasses and pickling look the module up by name
     try:
-        return _load(module, spec, path, entry, weights, source)
+        return _load(module, spec, path, entry, weights, source, entry_args or {})
     finally:
         sys.path.remove(str(path.parent))
 
 
-def _load(module, spec, path, entry, weights, source):
+def _load(module, spec, path, entry, weights, source, entry_args):
     import torch
 
     try:
@@ -52,9 +70,9 @@ def _load(module, spec, path, entry, weights, source):
             raise ModelFileError(f"{path} has no function `{entry}` (given with --entry). "
                                  f"Functions it defines: {_callables(module)}.")
         try:
-            result = factory()
+            result = factory(**entry_args)
         except Exception as exc:  # noqa: BLE001
-            raise ModelFileError(f"{entry}() in {path} raised {type(exc).__name__}: {exc}"
+            raise ModelFileError(f"{entry}({_call_args(entry_args)}) in {path} raised {type(exc).__name__}: {exc}"
                                  f"{_user_traceback_line(exc, path)}.") from None
         if not (isinstance(result, tuple) and len(result) == 2):
             raise ModelFileError(f"{entry}() in {path} must return (model, example_input); "
@@ -77,6 +95,10 @@ def _load(module, spec, path, entry, weights, source):
     if weights:
         load_weights(model, weights)
     return model, example_input, path, hashlib.sha256(source).hexdigest()
+
+
+def _call_args(args: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in args.items())
 
 
 def _callables(module) -> str:

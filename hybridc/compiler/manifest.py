@@ -55,6 +55,11 @@ class Stage:
 class Source:
     path: Optional[str]
     sha256: Optional[str]
+    # how the reference model was built, so `hybridc verify` can rebuild it
+    entry: Optional[str] = None
+    args: dict = field(default_factory=dict)
+    weights: Optional[str] = None
+    weights_sha256: Optional[str] = None
 
 
 @dataclass

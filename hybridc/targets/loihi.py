@@ -301,9 +301,32 @@ def _pytorch_shape(spec: TensorSpec) -> str:
     return ", ".join(map(str, spec.shape[:-1])) + ", T"
 
 
+def import_lava_runtime():
+    """Import Lava's runtime even when the process already fixed its multiprocessing start
+    method. Lava calls `multiprocessing.set_start_method('fork')` at import, which raises
+    "context has already been set" once anything (tqdm's lock, which torch.fx's
+    Interpreter creates when tqdm is installed, for one) has touched the default context.
+    Asking again for the method already in force is harmless, so it is let through."""
+    import multiprocessing
+
+    original = multiprocessing.set_start_method
+
+    def set_start_method(method, force=False):
+        if not force and multiprocessing.get_start_method(allow_none=True) == method:
+            return
+        original(method, force)
+
+    multiprocessing.set_start_method = set_start_method
+    try:
+        from lava.lib.dl import netx  # noqa: F401
+    finally:
+        multiprocessing.set_start_method = original
+
+
 def simulate(net_path: Path, sample: np.ndarray, delay: int, input_shape=None) -> np.ndarray:
     """One sample (netx layout, time last) through netx under Loihi2SimCfg(fixed_pt).
     Returns the output spikes aligned with PyTorch's (shifted back by `delay`)."""
+    import_lava_runtime()
     from lava.lib.dl import netx
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
