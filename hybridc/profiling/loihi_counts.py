@@ -1,0 +1,89 @@
+"""Counts for the Loihi stage, read from the netx HDF5 file itself: per layer neurons,
+synapses (exact fan-in), cores; and, given spikes from a run, synaptic operations."""
+
+from dataclasses import dataclass
+from math import ceil, prod
+
+import h5py
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class LoihiLayer:
+    index: int
+    kind: str  # conv | dense
+    shape: tuple  # output (C, H, W) or (F,)
+    neurons: int
+    synapses: int
+    cores: int
+    kernel: tuple = ()
+    stride: tuple = ()
+    padding: tuple = ()
+    groups: int = 1
+
+
+def _pair(value) -> tuple:
+    value = np.asarray(value).reshape(-1)
+    return (int(value[0]), int(value[-1])) if value.size else (1, 1)
+
+
+def read_layers(path, input_shape, neurons_per_core: int, synapses_per_core: int) -> list:
+    """input_shape: PyTorch (C, H, W) or (F,) without time."""
+    layers, shape = [], tuple(input_shape)
+    with h5py.File(path, "r") as h5:
+        group = h5["layer"]
+        for i in range(len(group)):
+            layer = group[str(i)]
+            kind = layer["type"][0].decode()
+            if kind == "flatten":
+                shape = (prod(shape),)
+                continue
+            if kind == "input":
+                continue
+            out = tuple(int(v) for v in np.asarray(layer["shape"]))
+            neurons = prod(out)
+            if kind == "conv":
+                weight = np.asarray(layer["weight"])
+                kernel = weight.shape[-2:]
+                stride, padding = _pair(layer["stride"]), _pair(layer["padding"])
+                groups = int(np.asarray(layer["groups"]))
+                synapses = conv_synapses(shape, out, kernel, stride, padding, groups)
+                entry = LoihiLayer(i, kind, out, neurons, synapses, 0, tuple(kernel), stride, padding, groups)
+            else:
+                synapses = prod(shape) * neurons
+                entry = LoihiLayer(i, "dense", out, neurons, synapses, 0)
+            entry.cores = max(ceil(neurons / neurons_per_core), ceil(synapses / synapses_per_core), 1)
+            layers.append(entry)
+            shape = out
+    return layers
+
+
+def conv_synapses(in_shape, out_shape, kernel, stride, padding, groups) -> int:
+    """Connections of a conv layer, counting only taps that land inside the input."""
+    c_in = in_shape[0]
+    fan_in = F.conv2d(torch.ones(1, c_in, *in_shape[1:]), torch.ones(groups, c_in // groups, *kernel),
+                      stride=stride, padding=padding, groups=groups)
+    return int(fan_in.sum()) * (out_shape[0] // groups)
+
+
+def fan_out(layer: LoihiLayer, in_shape) -> torch.Tensor:
+    """For every input neuron, how many synapses its spike drives (a map shaped like the input)."""
+    if layer.kind == "dense":
+        return torch.full(tuple(in_shape), float(layer.neurons))
+    c_in = in_shape[0]
+    ones = torch.ones(1, layer.shape[0], *layer.shape[1:])
+    kernel = torch.ones(layer.shape[0], c_in // layer.groups, *layer.kernel)
+    height, width = in_shape[1], in_shape[2]
+    out_h, out_w = layer.shape[1], layer.shape[2]
+    extra = (height + 2 * layer.padding[0] - layer.kernel[0] - (out_h - 1) * layer.stride[0],
+             width + 2 * layer.padding[1] - layer.kernel[1] - (out_w - 1) * layer.stride[1])
+    return F.conv_transpose2d(ones, kernel, stride=layer.stride, padding=layer.padding, groups=layer.groups,
+                              output_padding=extra)[0]
+
+
+def synaptic_ops(layer: LoihiLayer, in_shape, input_spikes: torch.Tensor) -> float:
+    """Synaptic operations caused by `input_spikes` (C, H, W[, T]) or (F[, T]) summed over time."""
+    counts = input_spikes.sum(-1) if input_spikes.dim() == len(in_shape) + 1 else input_spikes
+    return float((counts * fan_out(layer, in_shape)).sum())

@@ -1,0 +1,182 @@
+"""`hybridc profile`: per stage and in total, what one inference costs.
+
+Sizes come from the artifacts (netx HDF5, ONNX); activity (spikes, synaptic ops) from
+running samples through the model (slayer's fixed-point forward, which `hybridc
+verify` proves equal to Lava); energy and time from the per-operation figures of a
+device profile. Every figure is an estimate from those inputs, not a measurement on
+hardware, except the onnxruntime latency, which is measured on this machine.
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+from math import prod
+from pathlib import Path
+
+import torch
+
+from ..compiler.compiled import load
+from ..errors import InputError
+from ..inspection.model import cut_bytes
+from . import loihi_counts, onnx_counts
+from .devices import load_profile
+
+
+@dataclass
+class Profile:
+    build: str
+    samples: int
+    timesteps: int
+    devices: dict
+    loihi: dict = field(default_factory=dict)
+    jetson: dict = field(default_factory=dict)
+    cut: dict = field(default_factory=dict)
+    latency_s: dict = field(default_factory=dict)
+    energy_j: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+
+def _pytorch_shape(spec):
+    if spec.layout == "WHCT":
+        w, h, c, _ = spec.shape
+        return (c, h, w)
+    return tuple(spec.shape[:-1])
+
+
+@torch.no_grad()
+def _activity(manifest, layers, data, samples, seed=0, gm=None):
+    """Average spikes and synaptic ops per inference for each Loihi layer, from a run."""
+    from ..compiler.dataset_verify import _input_geometry, rebuild_reference
+    from ..data import open_dataset
+    from ..passes.tag_targets import is_spiking_node
+
+    if gm is None:
+        gm, _ = rebuild_reference(manifest)
+    size, timesteps = _input_geometry(manifest)
+    dataset = open_dataset(data, train=False, size=size, timesteps=timesteps, samples=samples, seed=seed)
+    count = min(samples, len(dataset))
+    x = torch.stack([dataset[i][0] for i in range(count)])
+    values = {}
+
+    class Capture(torch.fx.Interpreter):
+        def run_node(self, n):
+            values[n.name] = result = super().run_node(n)
+            return result
+
+    Capture(gm).run(x)
+    lowered = [n for n in gm.graph.nodes if is_spiking_node(gm, n)
+               and type(gm.get_submodule(n.target)).__name__ in ("Conv", "Dense", "Pool")]
+    if len(lowered) != len(layers):
+        raise InputError(f"The model has {len(lowered)} spiking layers but the netx file {len(layers)}; recompile.")
+    rows = []
+    for node, layer in zip(lowered, layers):
+        source = node.args[0]
+        inputs = values[source.name] if source.op != "placeholder" else x
+        in_shape = tuple(inputs.shape[1:-1])
+        synops = sum(loihi_counts.synaptic_ops(layer, in_shape, inputs[i]) for i in range(count)) / count
+        rows.append({"spikes_in": float(inputs.sum()) / count, "spikes_out": float(values[node.name].sum()) / count,
+                     "synops": synops})
+    return rows, count
+
+
+def profile_build(build_dir, data: str = "synthetic", samples: int = 16, device_profile=None,
+                  jetson: str = None, link: str = None, measure: bool = True, reference=None) -> Profile:
+    """reference: the traced model (compiled.module) when the build cannot be rebuilt from its source."""
+    compiled = load(build_dir)
+    manifest = compiled.manifest
+    devices = load_profile(device_profile, jetson, link)
+    T = manifest.timesteps
+    result = Profile(str(build_dir), 0, T, {"loihi": devices.loihi["name"], "jetson": devices.jetson["name"],
+                                            "link": devices.link["name"], "jetson_profile": devices.names["jetson"],
+                                            "link_profile": devices.names["link"]})
+    loihi_time = loihi_energy = jetson_time = jetson_energy = 0.0
+    stages = {s.target: s for s in manifest.stages}
+    if "loihi" in stages:
+        stage, chip = stages["loihi"], devices.loihi
+        layers = loihi_counts.read_layers(compiled.directory / stage.artifact, _pytorch_shape(stage.inputs[0]),
+                                          chip["neurons_per_core"], chip["synapses_per_core"])
+        activity, result.samples = _activity(manifest, layers, data, samples, gm=reference)
+        steps = T + len(layers)  # the last output leaves the pipeline after one step per layer
+        rows = []
+        busiest_step = 0.0
+        for layer, act in zip(layers, activity):
+            per_core_step = ((layer.neurons / layer.cores) * chip["neuron_update_time_ns"]
+                             + (act["synops"] / T / layer.cores) * chip["synop_time_ns"]) * 1e-9
+            busiest_step = max(busiest_step, per_core_step)
+            energy = (act["synops"] * chip["synop_energy_pj"] + layer.neurons * steps * chip["neuron_update_energy_pj"]
+                      + act["spikes_out"] * chip["spike_energy_pj"]) * 1e-12
+            loihi_energy += energy
+            rows.append({"layer": layer.index, "type": layer.kind, "shape": list(layer.shape),
+                         "neurons": layer.neurons, "synapses": layer.synapses, "cores": layer.cores,
+                         "spikes_in": act["spikes_in"], "spikes_out": act["spikes_out"],
+                         "synaptic_ops": act["synops"], "energy_j": energy})
+        loihi_time = steps * (busiest_step + chip["barrier_time_us"] * 1e-6)
+        result.loihi = {"layers": rows, "neurons": sum(r["neurons"] for r in rows),
+                        "synapses": sum(r["synapses"] for r in rows), "cores": sum(r["cores"] for r in rows),
+                        "chips": -(-sum(r["cores"] for r in rows) // chip["cores_per_chip"]),
+                        "spikes": sum(r["spikes_out"] for r in rows), "synaptic_ops": sum(r["synaptic_ops"] for r in rows),
+                        "timesteps_run": steps, "time_s": loihi_time, "energy_j": loihi_energy}
+    if "jetson" in stages:
+        stage, gpu = stages["jetson"], devices.jetson
+        path = compiled.directory / stage.artifact
+        layers = onnx_counts.read_layers(path)
+        macs = sum(layer.macs for layer in layers)
+        jetson_time = 2 * macs / (gpu["peak_flops"] * gpu["efficiency"]) + len(layers) * gpu["launch_overhead_us"] * 1e-6
+        jetson_energy = jetson_time * gpu["power_w"]
+        result.jetson = {"layers": [asdict(layer) for layer in layers], "parameters": onnx_counts.parameters(path),
+                         "macs": macs, "time_s": jetson_time, "energy_j": jetson_energy,
+                         "measured_onnxruntime_cpu_s": onnx_counts.measure_latency(path, stage.inputs[0].shape)
+                         if measure else None}
+    link_time = link_energy = 0.0
+    if len(manifest.stages) > 1:
+        after = manifest.stages[1]
+        acc = after.accumulator
+        interval, windows, fold = (acc.interval, acc.windows, acc.fold) if acc else (1, T, False)
+        b = cut_bytes(after.inputs[0].shape, T, interval, windows)
+        sent = b.raw_bytes  # the jetson stage takes the spike tensor: its accumulator runs there
+        link = devices.link
+        link_time = sent / link["bandwidth_bytes_per_s"] + link["latency_us"] * 1e-6
+        link_energy = sent * link["energy_pj_per_byte"] * 1e-12
+        result.cut = {"tensor": after.inputs[0].name, "shape": after.inputs[0].shape, "interval": interval,
+                      "windows": windows, "fold": fold, "raw_bytes": b.raw_bytes, "raw_bytes_per_window": b.raw_bytes / windows,
+                      "accumulated_bytes": b.accumulated_bytes, "accumulated_bytes_per_window": b.accumulated_bytes / windows,
+                      "count_dtype": b.count_dtype, "bytes_sent": sent, "time_s": link_time, "energy_j": link_energy}
+    overlap = 0.0
+    if result.cut and not result.cut["fold"] and result.cut["windows"] > 1:
+        # an ANN applied per window could start before the last window: an upper bound
+        overlap = loihi_time * (result.cut["windows"] - 1) / result.cut["windows"]
+    result.latency_s = {"loihi": loihi_time, "link": link_time, "jetson": jetson_time,
+                        "total": loihi_time + link_time + jetson_time, "possible_overlap": overlap}
+    result.energy_j = {"loihi": loihi_energy, "link": link_energy, "jetson": jetson_energy,
+                       "total": loihi_energy + link_energy + jetson_energy}
+    return result
+
+
+def chart(profile: Profile, path) -> None:
+    """Stacked horizontal bars: latency and energy per inference, by device."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    parts = ("loihi", "link", "jetson")
+    colours = {"loihi": "#f4a261", "link": "#d62828", "jetson": "#76b900"}
+    fig, axes = plt.subplots(2, 1, figsize=(8, 3.6))
+    for ax, (title, values, scale, unit) in zip(axes, (("latency", profile.latency_s, 1e3, "ms"),
+                                                       ("energy", profile.energy_j, 1e6, "uJ"))):
+        left = 0.0
+        for part in parts:
+            width = values.get(part, 0.0) * scale
+            ax.barh([title], [width], left=left, color=colours[part], label=part)
+            left += width
+        ax.set_xlabel(f"{title} per inference ({unit}), total {values['total'] * scale:.3g} {unit}")
+    axes[0].legend(loc="lower right", ncol=3, fontsize=8)
+    fig.suptitle(f"{Path(profile.build).name}: {profile.devices['loihi']} + {profile.devices['jetson']} "
+                 f"over {profile.devices['link']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,104 @@
+"""Cost estimates: counts checked against hand calculations for small layers, and the
+profile / explore commands end to end."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import hybridc
+from conftest import ROOT
+from hybridc.profiling import loihi_counts, onnx_counts
+from hybridc.profiling.explore import Candidate, pareto_front
+
+
+def _conv_layer(out_shape, kernel, stride, padding, groups=1):
+    from math import prod
+
+    return loihi_counts.LoihiLayer(0, "conv", out_shape, prod(out_shape), 0, 1, kernel, stride, padding, groups)
+
+
+def test_conv_synapses_count_only_taps_inside_the_input():
+    # 1 -> 1 channel, 3x3, padding 1 on 3x3: corners see 4 taps, edges 6, the centre 9
+    assert loihi_counts.conv_synapses((1, 3, 3), (1, 3, 3), (3, 3), (1, 1), (1, 1), 1) == 4 * 4 + 4 * 6 + 9
+    # 2 -> 4 channels, no padding, 3x3 on 5x5: 9 outputs x 9 taps x 2 inputs x 4 outputs
+    assert loihi_counts.conv_synapses((2, 5, 5), (4, 3, 3), (3, 3), (1, 1), (0, 0), 1) == 9 * 9 * 2 * 4
+    # depthwise (groups = channels = 3), 2x2 stride 2 on 4x4: each output sums 4 inputs of its own channel
+    assert loihi_counts.conv_synapses((3, 4, 4), (3, 2, 2), (2, 2), (2, 2), (0, 0), 3) == 3 * 4 * 4
+
+
+def test_synaptic_ops_follow_each_spike_to_its_targets():
+    layer = _conv_layer((2, 3, 3), (3, 3), (1, 1), (1, 1))
+    spikes = torch.zeros(1, 3, 3, 5)
+    spikes[0, 1, 1, 0] = 1  # the centre drives 9 positions x 2 output channels
+    spikes[0, 0, 0, 3] = 1  # a corner drives 4 x 2
+    assert loihi_counts.synaptic_ops(layer, (1, 3, 3), spikes) == 18 + 8
+    strided = _conv_layer((1, 2, 2), (3, 3), (2, 2), (1, 1))  # 3x3 stride 2 pad 1 on 4x4
+    fan = loihi_counts.fan_out(strided, (1, 4, 4))
+    assert fan.shape == (1, 4, 4) and int(fan.sum()) == loihi_counts.conv_synapses((1, 4, 4), (1, 2, 2), (3, 3),
+                                                                                    (2, 2), (1, 1), 1)
+    dense = loihi_counts.LoihiLayer(0, "dense", (7,), 7, 70, 1)
+    assert loihi_counts.synaptic_ops(dense, (10,), torch.ones(10, 3)) == 10 * 3 * 7
+
+
+def test_onnx_macs_and_parameters_by_hand(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(4 * 6 * 6, 5)).eval()
+    torch.onnx.export(model, torch.zeros(1, 2, 8, 8), str(tmp_path / "m.onnx"), opset_version=17)
+    conv, linear = onnx_counts.read_layers(tmp_path / "m.onnx")
+    assert (conv.op, conv.macs, conv.parameters) == ("Conv", 4 * 6 * 6 * 2 * 9, 4 * 2 * 9 + 4)
+    assert (linear.op, linear.macs, linear.parameters) == ("Gemm", 144 * 5, 144 * 5 + 5)
+    assert onnx_counts.parameters(tmp_path / "m.onnx") == 4 * 2 * 9 + 4 + 144 * 5 + 5
+
+
+def test_pareto_front_marks_only_undominated():
+    rows = [Candidate("fast", 1.0, 10.0), Candidate("frugal", 2.0, 5.0), Candidate("worse", 2.5, 11.0),
+            Candidate("tie", 1.0, 10.0, accuracy=None), Candidate("bad", None, None, refused="x")]
+    pareto_front(rows)
+    assert {r.name for r in rows if r.pareto} == {"fast", "frugal", "tie"}
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("p")
+    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "compile", str(ROOT / "examples/dvs_gesture/model.py"),
+                             "--entry", "build", "--set", "size=32", "-o", str(directory / "b")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return directory
+
+
+def test_profile_command_writes_consistent_json_and_chart(build):
+    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "profile", str(build / "b"), "--samples", "4",
+                             "--json", str(build / "p.json"), "--link", "usb3"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    p = json.loads((build / "p.json").read_text())
+    assert (build / "p.png").stat().st_size > 10_000
+    assert p["loihi"]["synapses"] == hybridc.load(build / "b").manifest.stages[0].synapses
+    assert p["loihi"]["neurons"] == 4 * 16 * 16 + 8 * 8 * 8 and p["loihi"]["synaptic_ops"] > 0
+    assert p["cut"]["raw_bytes"] == 8 * 8 * 8 * 16 / 8 and p["cut"]["accumulated_bytes"] == 8 * 8 * 8 * 4
+    link = p["cut"]["bytes_sent"] / 400e6 + 125e-6  # usb3 profile: 400 MB/s, 125 us
+    assert abs(p["cut"]["time_s"] - link) < 1e-12
+    for key in ("latency_s", "energy_j"):
+        parts = p[key]
+        assert abs(parts["total"] - (parts["loihi"] + parts["link"] + parts["jetson"])) < 1e-12
+    assert p["jetson"]["macs"] == sum(layer["macs"] for layer in p["jetson"]["layers"])
+
+
+def test_explore_ranks_candidates_and_writes_outputs(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "explore", str(ROOT / "examples/dvs_gesture/model.py"),
+                             "--splits", "S1A5,S3A3", "--intervals", "4,5", "--set", "size=32", "--samples", "2",
+                             "-o", str(tmp_path / "ex")], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "ex/explore.json").read_text())
+    names = [r["name"] for r in rows]
+    assert sorted(names) == ["S1A5-I4", "S1A5-I5", "S3A3-I4", "S3A3-I5"]
+    refused = {r["name"] for r in rows if r["refused"]}
+    assert refused == {"S1A5-I5", "S3A3-I5"}  # T=16 is not a multiple of 5
+    ok = [r for r in rows if not r["refused"]]
+    assert ok == sorted(ok, key=lambda r: r["energy_uj"]) and any(r["pareto"] for r in ok)
+    assert (tmp_path / "ex/explore.csv").read_text().startswith("name,latency_ms,energy_uj")
+    assert (tmp_path / "ex/explore.png").stat().st_size > 10_000
