@@ -30,6 +30,8 @@ class Report:
     accuracy_reference: float
     accuracy_deployed: float
     seconds_per_sample: float
+    accuracy_change: float = 0.0  # deployed - reference: nonzero only for quantised stages
+    quantized: bool = False  # a stage is int8: argmax may legitimately differ
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -111,5 +113,7 @@ def verify_dataset(build_dir, data: str = "synthetic", samples: int = 8, backend
         right_dep += int((tensor.argmax(-1) == labels).sum())
         if progress:
             progress(len(items))
+    quantized = any(stage.quantization for stage in stages)
     return Report(backend, count, equal / entries if entries else 1.0, agree / count, worst,
-                  right_ref / count, right_dep / count, elapsed / count)
+                  right_ref / count, right_dep / count, elapsed / count,
+                  (right_dep - right_ref) / count, quantized)

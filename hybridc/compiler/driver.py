@@ -22,9 +22,9 @@ from .tracer import record_shapes, trace_with_shapes
 
 
 def lower(model: torch.nn.Module, example_input: torch.Tensor, target: str = "loihi+jetson",
-          on_overflow: str = "error"):
+          on_overflow: str = "error", target_options: dict = None):
     """Trace and partition without writing artifacts: (GraphModule, partitions, targets)."""
-    targets = parse_target_string(target)
+    targets = parse_target_string(target, target_options)
     model.eval()
     if example_input.dim() < 2:
         raise TimestepError(
@@ -44,9 +44,10 @@ def lower(model: torch.nn.Module, example_input: torch.Tensor, target: str = "lo
 
 def compile(model: torch.nn.Module, example_input: torch.Tensor, target: str = "loihi+jetson",
             output_dir=None, *, force: bool = False, on_overflow: str = "error", source_path=None,
-            source_sha256=None, recipe=None) -> CompiledModel:
-    """Compile a hybrid model for `target` ("loihi+jetson"); save to output_dir if given."""
-    gm, partitions, targets = lower(model, example_input, target, on_overflow)
+            source_sha256=None, recipe=None, target_options: dict = None) -> CompiledModel:
+    """Compile a hybrid model for `target` ("loihi+jetson"); save to output_dir if given.
+    target_options: per-target settings, e.g. {"calibration": "synthetic", "calibration_samples": 32}."""
+    gm, partitions, targets = lower(model, example_input, target, on_overflow, target_options)
     if output_dir is None:
         workdir = tempfile.TemporaryDirectory(prefix="hybridc-build-")
         return _build(gm, partitions, targets, Path(workdir.name), target, example_input,

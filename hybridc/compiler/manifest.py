@@ -46,6 +46,7 @@ class Stage:
     # jetson stages
     accumulator: Optional[AccumulatorSpec] = None
     opset: Optional[int] = None
+    quantization: Optional[dict] = None  # jetson-int8 stages
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}

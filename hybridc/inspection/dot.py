@@ -6,8 +6,9 @@ import subprocess
 
 from ..errors import RenderError
 
-COLOURS = {"loihi": "#f4a261", "jetson": "#76b900", None: "#dddddd"}
-FILL = {"loihi": "#fde8d7", "jetson": "#e4f3c6"}
+COLOURS = {"loihi": "#f4a261", "nir": "#e76f51", "jetson": "#76b900", "jetson-int8": "#2a9d8f", "cpu": "#8ab17d",
+           None: "#dddddd"}
+FILL = {"loihi": "#fde8d7", "nir": "#fbe0d8", "jetson": "#e4f3c6", "jetson-int8": "#d4eeeb", "cpu": "#e8f0e2"}
 
 
 def _q(text) -> str:

@@ -104,7 +104,7 @@ def _svg(inspection) -> str:
 def _summary(inspection) -> str:
     rows = []
     for s in inspection.stages:
-        size = (f"{s.neurons:,} neurons, {s.synapses:,} synapses" if s.target == "loihi"
+        size = (f"{s.neurons:,} neurons, {s.synapses:,} synapses" if s.neurons
                 else f"{s.parameters:,} parameters")
         rows.append(f'<tr><td><span class="swatch" style="background:{COLOURS.get(s.target)}"></span>'
                     f'{html.escape(s.name)}</td><td>{html.escape(s.target)}</td><td>{s.layers}</td>'

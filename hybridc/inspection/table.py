@@ -15,7 +15,7 @@ def stages_table(inspection) -> Table:
     for col in ("stage / cut", "target", "layers", "input", "output", "size"):
         table.add_column(col)
     for s in inspection.stages:
-        size = (f"{s.neurons:,} neurons, {s.synapses:,} synapses" if s.target == "loihi"
+        size = (f"{s.neurons:,} neurons, {s.synapses:,} synapses" if s.neurons
                 else f"{s.parameters:,} parameters")
         table.add_row(s.name, s.target, str(s.layers), ", ".join(s.inputs), ", ".join(s.outputs), size)
     for c in inspection.cuts:

@@ -94,7 +94,10 @@ def profile_build(build_dir, data: str = "synthetic", samples: int = 16, device_
                                             "link": devices.link["name"], "jetson_profile": devices.names["jetson"],
                                             "link_profile": devices.names["link"]})
     loihi_time = loihi_energy = jetson_time = jetson_energy = 0.0
-    stages = {s.target: s for s in manifest.stages}
+    from ..targets.registry import domain_of
+
+    stages = {("loihi" if s.target == "loihi" else "jetson" if domain_of(s.target) == "dense" else s.target): s
+              for s in manifest.stages}
     if "loihi" in stages:
         stage, chip = stages["loihi"], devices.loihi
         layers = loihi_counts.read_layers(compiled.directory / stage.artifact, _pytorch_shape(stage.inputs[0]),

@@ -23,6 +23,7 @@ from ..nn import Accumulator
 ARTIFACT = "ann.onnx"
 OPSET = 17
 SPIKES = "spikes"
+ACCUMULATOR_PREFIX = "hybridc_accumulator/"
 
 
 def pytorch_layout(shape, time_last: bool) -> str:
@@ -38,7 +39,8 @@ def _accumulator_nodes(gs, spikes, out_var, spec: AccumulatorSpec, shape):
     lead = list(shape[1:-1])
     k, i = spec.windows, spec.interval
     if i == 1 and not spec.fold:
-        return [gs.Node("Identity", inputs=[spikes], outputs=[out_var])]
+        return [gs.Node("Identity", name=f"{ACCUMULATOR_PREFIX}{out_var.name}_identity", inputs=[spikes],
+                        outputs=[out_var])]
 
     def const(name, values):
         return gs.Constant(f"{out_var.name}_{name}", np.array(values, dtype=np.int64))
@@ -46,17 +48,20 @@ def _accumulator_nodes(gs, spikes, out_var, spec: AccumulatorSpec, shape):
     windows = gs.Variable(f"{out_var.name}_windows", dtype=np.float32)
     counts = gs.Variable(f"{out_var.name}_counts", dtype=np.float32)
     nodes = [
-        gs.Node("Reshape", inputs=[spikes, const("window_shape", [0, *lead, k, i])], outputs=[windows]),
-        gs.Node("ReduceSum", inputs=[windows, const("axes", [-1])], outputs=[counts if spec.fold else out_var],
+        gs.Node("Reshape", name=f"{ACCUMULATOR_PREFIX}{out_var.name}_reshape",
+                inputs=[spikes, const("window_shape", [0, *lead, k, i])], outputs=[windows]),
+        gs.Node("ReduceSum", name=f"{ACCUMULATOR_PREFIX}{out_var.name}_sum",
+                inputs=[windows, const("axes", [-1])], outputs=[counts if spec.fold else out_var],
                 attrs={"keepdims": 0}),
     ]
     if spec.fold:
         ndim = len(shape)  # counts: (N, C, *S, K)
         moved = gs.Variable(f"{out_var.name}_moved", dtype=np.float32)
         nodes += [
-            gs.Node("Transpose", inputs=[counts], outputs=[moved],
+            gs.Node("Transpose", name=f"{ACCUMULATOR_PREFIX}{out_var.name}_transpose", inputs=[counts], outputs=[moved],
                     attrs={"perm": [0, 1, ndim - 1] + list(range(2, ndim - 1))}),
-            gs.Node("Reshape", inputs=[moved, const("fold_shape", [0, lead[0] * k, *lead[1:]])],
+            gs.Node("Reshape", name=f"{ACCUMULATOR_PREFIX}{out_var.name}_fold",
+                    inputs=[moved, const("fold_shape", [0, lead[0] * k, *lead[1:]])],
                     outputs=[out_var]),
         ]
     return nodes
@@ -68,6 +73,9 @@ class JetsonTarget:
     supported_ops = ["any torch operation torch.onnx exports at opset 17",
                      "hybridc.nn.Accumulator (written as ONNX nodes)"]
     supports = create_op_support(lambda submodules, node: True)
+
+    def __init__(self, options=None):
+        self.options = options or {}
 
     def why_unsupported(self, submodules, node) -> str:
         return ""

@@ -196,6 +196,9 @@ class LoihiTarget:
     supported_ops = SUPPORTED
     supports = create_op_support(_is_supported)
 
+    def __init__(self, options=None):
+        self.options = options or {}
+
     def check_ranges(self, block, where: str, on_overflow: str) -> list:
         """Loihi's fixed-point limits: 8-bit weight mantissas in [-256, 254] (slayer clips to
         them in its own forward too, so clipping keeps PyTorch and Lava equal) and an

@@ -17,42 +17,55 @@ class TargetEntry:
     domain: str  # "spiking" or "dense": which side of the cut the target runs
     implementation: str  # "package.module:Class"
     summary: str
+    aliases: tuple = ()
 
 
 REGISTRY = {
     entry.name: entry
     for entry in (
         TargetEntry("loihi", "spiking", "hybridc.targets.loihi:LoihiTarget",
-                    "Intel Loihi 2 through Lava: one netx HDF5 network"),
+                    "Intel Loihi 2 through Lava: one netx HDF5 network, verified bit-exact in Lava"),
+        TargetEntry("nir", "spiking", "hybridc.targets.nir:NirTarget",
+                    "NIR graph (nir.write) for SpiNNaker2, Xylo, Speck and other NIR toolchains"),
         TargetEntry("jetson", "dense", "hybridc.targets.jetson:JetsonTarget",
-                    "NVIDIA Jetson (or any ONNX runtime): one ONNX model, opset 17"),
+                    "NVIDIA Jetson (TensorRT or onnxruntime): one float ONNX model, opset 17"),
+        TargetEntry("jetson-int8", "dense", "hybridc.targets.jetson_int8:JetsonInt8Target",
+                    "8-bit ANN half (Edge TPU style): QDQ int8 ONNX, static calibration", aliases=("edgetpu",)),
+        TargetEntry("cpu", "dense", "hybridc.targets.cpu:CpuTarget",
+                    "the host CPU through onnxruntime, for users without a Jetson"),
     )
 }
+ALIASES = {alias: entry.name for entry in REGISTRY.values() for alias in entry.aliases}
+
+
+def canonical(name: str) -> str:
+    name = ALIASES.get(name, name)
+    if name not in REGISTRY:
+        raise _unknown(name)
+    return name
 
 
 def _unknown(name: str) -> TargetError:
     known = ", ".join(f"{e.name} ({e.domain})" for e in REGISTRY.values())
     return TargetError(
-        f"Unknown target `{name}`. Known targets: {known}. Write the spiking target and the "
+        f"Unknown target `{name}`. Known targets: {known}; aliases: "
+        f"{', '.join(f'{a}={n}' for a, n in ALIASES.items())}. Write the spiking target and the "
         "dense target joined by '+', for example `--target loihi+jetson`."
     )
 
 
 def domain_of(name: str) -> str:
-    if name not in REGISTRY:
-        raise _unknown(name)
-    return REGISTRY[name].domain
+    return REGISTRY[canonical(name)].domain
 
 
-def get_target(name: str):
-    """An instance of the target class registered under `name`."""
-    if name not in REGISTRY:
-        raise _unknown(name)
-    module_name, class_name = REGISTRY[name].implementation.split(":")
-    return getattr(import_module(module_name), class_name)()
+def get_target(name: str, options: dict = None):
+    """An instance of the target class registered under `name` (or an alias)."""
+    module_name, class_name = REGISTRY[canonical(name)].implementation.split(":")
+    cls = getattr(import_module(module_name), class_name)
+    return cls(options or {})
 
 
-def parse_target_string(spec: str) -> dict:
+def parse_target_string(spec: str, options: dict = None) -> dict:
     """'loihi+jetson' -> {'spiking': LoihiTarget(), 'dense': JetsonTarget()}."""
     names = [part.strip() for part in (spec or "").split("+") if part.strip()]
     if not names:
@@ -66,4 +79,4 @@ def parse_target_string(spec: str) -> dict:
                 f"{name}); give at most one spiking and one dense target, e.g. `loihi+jetson`."
             )
         by_domain[domain] = name
-    return {domain: get_target(name) for domain, name in by_domain.items()}
+    return {domain: get_target(name, options) for domain, name in by_domain.items()}

@@ -1,0 +1,121 @@
+"""NIR (the Neuromorphic Intermediate Representation): the spiking half as a NIR graph
+file, the format SpiNNaker2, Xylo, Speck and other toolchains import (`nir.write`).
+
+Each slayer block becomes its synapse node (Conv2d, Linear; Pool as a depthwise Conv2d
+with the pool's constant weight, as for Loihi) followed by a CubaLIF node. Weights
+and thresholds are slayer's fixed-point integers (the ones the Loihi target writes),
+so one unit is one weight step. NIR's CubaLIF is a continuous-time ODE; with an Euler
+step of one timestep it reproduces slayer's neuron as closely as NIR allows:
+
+    I[t] = (1 - 1/tau_syn) I[t-1] + (w_in/tau_syn) x[t]    with tau_syn = 4096/iDecay, w_in = tau_syn
+    v[t] = (1 - 1/tau_mem) v[t-1] + (r/tau_mem) I          with tau_mem = 4096/vDecay, r = tau_mem
+    spike when v >= v_threshold (= vThMant), then v = v_reset = 0
+
+What NIR cannot express exactly (documented in docs/targets.md): slayer's fixed-point
+rounding of the decays (right shifts), that it adds the *new* current to the voltage
+(Euler uses the previous one), the one-step delay per layer that slayer's delay_shift
+models, and zero decay (tau = infinity is written as 1e12 timesteps).
+"""
+
+from math import prod
+from pathlib import Path
+
+import numpy as np
+
+from ..compiler.manifest import Stage, TensorSpec
+from ..errors import ArtifactError
+from . import loihi
+
+ARTIFACT = "snn.nir"
+NO_DECAY_TAU = 1e12
+
+
+def _tau(decay) -> np.ndarray:
+    decay = np.asarray(decay, dtype=np.float64)
+    return np.where(decay > 0, 4096.0 / np.maximum(decay, 1e-30), NO_DECAY_TAU)
+
+
+def neuron_node(nir, block, shape):
+    params = block.neuron.device_params
+    tau_syn = np.broadcast_to(_tau(params["iDecay"]), shape).astype(np.float64).copy()
+    tau_mem = np.broadcast_to(_tau(params["vDecay"]), shape).astype(np.float64).copy()
+    return nir.CubaLIF(tau_syn=tau_syn, tau_mem=tau_mem, r=tau_mem.copy(), v_leak=np.zeros(shape),
+                       v_threshold=np.full(shape, float(params["vThMant"])), v_reset=np.zeros(shape),
+                       w_in=tau_syn.copy())
+
+
+def _fixed_point_weight(synapse) -> np.ndarray:
+    weight = synapse.pre_hook_fx(synapse.weight, descale=True).detach().cpu().numpy()
+    return weight.reshape(weight.shape[:-1]) if weight.shape[-1] == 1 else weight
+
+
+class NirTarget(loihi.LoihiTarget):
+    """Same support predicate as Loihi: what netx can run, NIR can describe."""
+
+    name = "nir"
+
+    def preprocess(self, partition, gm, workdir: Path) -> Stage:
+        import nir
+
+        from lava.lib.dl import slayer
+
+        cuba = slayer.block.cuba
+        in_shape = tuple(partition.inputs[0].meta["shape"][1:-1])  # PyTorch layout without time
+        nodes = {"input": nir.Input(input_type={"input": np.array(in_shape)})}
+        chain = ["input"]
+        shape = in_shape
+        neurons = synapses = layers = 0
+        for node in partition.nodes:
+            block = gm.get_submodule(node.target)
+            if isinstance(block, slayer.neuron.Dropout) or (isinstance(block, cuba.Input) and block.neuron is None):
+                continue
+            name = node.name
+            if isinstance(block, cuba.Flatten):
+                nodes[name] = nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1)
+                chain.append(name)
+                shape = (prod(shape),)
+                continue
+            out_shape = tuple(node.meta["shape"][1:-1])
+            if isinstance(block, cuba.Dense):
+                weight = _fixed_point_weight(block.synapse).reshape(out_shape[0], -1)
+                synapse = nir.Linear(weight=weight.astype(np.float32))
+            else:
+                s = block.synapse
+                if isinstance(block, cuba.Pool):
+                    kernel = _fixed_point_weight(s).reshape(s.kernel_size[:2])
+                    weight, groups = np.broadcast_to(kernel, (shape[0], 1, *kernel.shape)).copy(), shape[0]
+                else:
+                    weight, groups = _fixed_point_weight(s), s.groups
+                synapse = nir.Conv2d(input_shape=tuple(shape[1:]), weight=weight.astype(np.float32),
+                                     stride=tuple(s.stride[:2]), padding=tuple(s.padding[:2]),
+                                     dilation=tuple(s.dilation[:2]), groups=int(groups),
+                                     bias=np.zeros(out_shape[0], dtype=np.float32))
+            nodes[f"{name}.synapse"] = synapse
+            nodes[f"{name}.neuron"] = neuron_node(nir, block, out_shape)
+            chain += [f"{name}.synapse", f"{name}.neuron"]
+            neurons += prod(out_shape)
+            synapses += loihi._synapses(block, shape)
+            layers += 1
+            shape = out_shape
+        nodes["output"] = nir.Output(output_type={"output": np.array(shape)})
+        chain.append("output")
+        graph = nir.NIRGraph(nodes=nodes, edges=list(zip(chain, chain[1:])),
+                             metadata={"producer": "hybridc", "dt": 1.0, "units": "slayer fixed point"})
+        path = Path(workdir) / ARTIFACT
+        nir.write(str(path), graph)
+        out_node = partition.outputs[0]
+        return Stage(
+            name=partition.name, target=self.name, artifact=ARTIFACT, sha256=loihi.sha256(path),
+            inputs=[TensorSpec("spikes_in", [*in_shape, partition.inputs[0].meta["shape"][-1]], "float32",
+                               "CHWT" if len(in_shape) == 3 else "FT")],
+            outputs=[TensorSpec(out_node.name, list(out_node.meta["shape"][1:]), "float32",
+                                "CHWT" if len(shape) == 3 else "FT")],
+            delay=0, layers=layers, neurons=int(neurons), synapses=int(synapses),
+        )
+
+    def run(self, stage, build_dir, x, progress=None):
+        raise ArtifactError(
+            f"Stage `{stage.name}` is a NIR graph ({stage.artifact}); hybridc has no NIR simulator. Load it "
+            "with your chip's NIR toolchain (e.g. `nir.read` then the vendor's importer), or compile with "
+            "--target loihi+... to run and verify in Lava."
+        )

@@ -1,0 +1,86 @@
+"""More targets from the one registry: loihi+cpu, an int8 dense half (edgetpu), and NIR."""
+
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import hybridc
+from conftest import ROOT, assert_deploys_exactly
+
+
+def test_loihi_plus_cpu_deploys_exactly(example, tmp_path):
+    model, x = example.build("S3A3", interval=4, size=32, timesteps=16, batch=2)
+    _, loaded = assert_deploys_exactly(model, x, tmp_path, target="loihi+cpu")
+    assert [s.target for s in loaded.manifest.stages] == ["loihi", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def int8_build(tmp_path_factory):
+    out = tmp_path_factory.mktemp("q") / "b"
+    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "compile", str(ROOT / "examples/dvs_gesture/model.py"),
+                             "--entry", "build", "--set", "size=32", "--target", "loihi+edgetpu",
+                             "--calibration-samples", "22", "-o", str(out)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_int8_stage_records_scales_and_quantises_counts_exactly(int8_build):
+    import onnx
+
+    stage = hybridc.load(int8_build).manifest.stages[1]
+    assert stage.target == "jetson-int8" and stage.artifact == "ann_int8.onnx"
+    q = stage.quantization
+    assert q["format"] == "QDQ" and "22 samples" in q["calibration"]
+    (counts,) = q["exact_counts"]
+    assert q["scales"][counts] == [1.0, 0]  # counts 0..4 map to uint8 0..4: no rounding
+    assert len(q["scales"]) > 3 and all(s > 0 for s, _ in q["scales"].values())
+    model = onnx.load(str(int8_build / stage.artifact))
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("QuantizeLinear") >= 4 and "ReduceSum" in ops  # accumulator kept in float before its QDQ
+
+
+def test_int8_verify_reports_the_accuracy_change(int8_build, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "verify", str(int8_build), "--backend", "emulate",
+                             "--samples", "44", "--json", str(tmp_path / "r.json")], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["quantized"] and report["spike_match"] == 1.0
+    assert report["accuracy_change"] == pytest.approx(report["accuracy_deployed"] - report["accuracy_reference"])
+    assert report["max_abs_err"] < 0.1 and report["argmax_agreement"] >= 0.9  # int8, not exact: but close
+
+
+def test_nir_graph_reads_back_with_loihi_weights(example, tmp_path):
+    import nir
+
+    model, x = example.build("S2A4", interval=4, size=32, timesteps=16)
+    hybridc.compile(model, x, target="nir+jetson", output_dir=tmp_path / "nir")
+    hybridc.compile(model, x, target="loihi+jetson", output_dir=tmp_path / "loihi")
+    graph = nir.read(tmp_path / "nir/snn.nir")
+    kinds = {name: type(node).__name__ for name, node in graph.nodes.items()}
+    chain = ["input", "snn_0.synapse", "snn_0.neuron", "snn_2.synapse", "snn_2.neuron", "output"]
+    assert sorted(graph.edges) == sorted(zip(chain, chain[1:]))
+    assert [kinds[n] for n in chain] == ["Input", "Conv2d", "CubaLIF", "Conv2d", "CubaLIF", "Output"]
+    with h5py.File(tmp_path / "loihi/snn.net") as h5:
+        for name, layer in (("snn_0", "0"), ("snn_2", "1")):
+            np.testing.assert_array_equal(graph.nodes[f"{name}.synapse"].weight, h5[f"layer/{layer}/weight"][()])
+            neuron = graph.nodes[f"{name}.neuron"]
+            assert np.all(neuron.v_threshold == h5[f"layer/{layer}/neuron/vThMant"][()])
+            assert np.allclose(neuron.tau_syn, 4096 / h5[f"layer/{layer}/neuron/iDecay"][()])
+            assert np.allclose(neuron.tau_mem, 4096 / h5[f"layer/{layer}/neuron/vDecay"][()])
+    assert graph.nodes["snn_0.neuron"].tau_syn.shape == (4, 16, 16)
+    assert tuple(graph.nodes["input"].input_type["input"]) == (2, 32, 32)
+    with pytest.raises(hybridc.errors.ArtifactError, match="no NIR simulator"):
+        hybridc.run(tmp_path / "nir", x)
+
+
+def test_targets_command_lists_every_target():
+    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "targets"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    for name in ("loihi", "nir", "jetson", "jetson-int8", "edgetpu", "cpu"):
+        assert name in result.stdout
