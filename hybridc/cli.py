@@ -91,6 +91,24 @@ def _shape(specs) -> str:
     return ", ".join(f"{s.layout} {'x'.join(map(str, s.shape))}" for s in specs)
 
 
+def write_file(path: Path, data) -> None:
+    """Write a report file whole or not at all, with a clean error when that is impossible."""
+    from .errors import OutputError
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.hybridc-tmp")
+    try:
+        if isinstance(data, str):
+            tmp.write_text(data)
+        else:
+            tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp.parent.is_dir():
+            tmp.unlink(missing_ok=True)
+        raise OutputError(f"Cannot write {path}: {exc.strerror or exc}.") from None
+
+
 def partition_table(compiled, title: str):
     """One row per stage: what runs where, on which tensors, and how big it is."""
     from rich.table import Table
@@ -293,12 +311,15 @@ def verify(
         table.add_column("value", justify="right")
         for key, value in report.as_dict().items():
             if key not in ("backend", "samples"):
-                table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
+                shown = ("n/a (emulate runs PyTorch's spiking half)" if value is None
+                         else f"{value:.6g}" if isinstance(value, float) else str(value))
+                table.add_row(key, shown)
         console.print(table)
         if json_path:
-            json_path.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+            write_file(json_path, json.dumps(report.as_dict(), indent=2) + "\n")
             console.print(f"wrote {json_path}")
-        if report.spike_match < 1.0 or (report.argmax_agreement < 1.0 and not report.quantized):
+        if (report.spike_match is not None and report.spike_match < 1.0) or (
+                report.argmax_agreement < 1.0 and not report.quantized):
             raise typer.Exit(code=12)
 
     _guard(body)
@@ -325,8 +346,13 @@ def profile(
             result = profile_build(build, data, samples, device_profile, jetson, link)
         console.print(profile_table(result))
         if json_path:
-            json_path.write_text(result.to_json())
-            chart(result, json_path.with_suffix(".png"))
+            write_file(json_path, result.to_json())
+            try:
+                chart(result, json_path.with_suffix(".png"))
+            except OSError as exc:
+                from .errors import OutputError
+
+                raise OutputError(f"Cannot write {json_path.with_suffix('.png')}: {exc.strerror or exc}.") from None
             console.print(f"wrote {json_path} and {json_path.with_suffix('.png')}")
 
     _guard(body)
@@ -358,6 +384,8 @@ def profile_table(result):
                       f"{j['energy_j'] * 1e6:.3f} uJ")
     table.add_row("[bold]total[/]", "", "", f"[bold]{result.latency_s['total'] * 1e3:.3f} ms[/]",
                   f"[bold]{result.energy_j['total'] * 1e6:.3f} uJ[/]")
+    for note in result.notes:
+        table.add_row("[yellow]note[/]", note, "", "", "")
     return table
 
 
@@ -468,10 +496,7 @@ def inspect(
         if output is None:
             sys.stdout.write(data.decode())
             return
-        try:
-            output.write_bytes(data)
-        except OSError as exc:
-            raise OutputError(f"Cannot write {output}: {exc.strerror or exc}.") from None
+        write_file(output, data)
         console.print(f"wrote {output} ({len(data):,} bytes)")
 
     _guard(body)

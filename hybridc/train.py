@@ -78,10 +78,13 @@ def train(model, train_set, test_set, epochs: int = 10, lr: float = 1e-3, batch_
     directory = Path(checkpoint_dir) if checkpoint_dir else None
     if directory and resume and (directory / "train_state.pt").is_file():
         state = torch.load(directory / "train_state.pt", weights_only=True)
-        model.load_state_dict(torch.load(directory / "model.pt", weights_only=True))
+        model.load_state_dict(state["model"])  # saved together with the epoch, never out of step
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
         generator.set_state(state["loader_rng"])
+        augmentation = getattr(getattr(train_set, "transform", None), "generator", None)
+        if augmentation is not None and "augment_rng" in state:
+            augmentation.set_state(state["augment_rng"])
         history = History([Epoch(**e) for e in json.loads(state["history"])])
         start = state["epoch"]
     columns = [TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
@@ -109,11 +112,14 @@ def train(model, train_set, test_set, epochs: int = 10, lr: float = 1e-3, batch_
                               f"test {test_accuracy:.1%}")
             if directory:
                 directory.mkdir(parents=True, exist_ok=True)
+                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                         "rng": torch.get_rng_state(), "loader_rng": generator.get_state(),
+                         "history": json.dumps([asdict(e) for e in history.epochs])}
+                augmentation = getattr(getattr(train_set, "transform", None), "generator", None)
+                if augmentation is not None:
+                    state["augment_rng"] = augmentation.get_state()
+                _save_atomically(state, directory / "train_state.pt")  # resume reads only this file
                 _save_atomically(model.state_dict(), directory / "model.pt")
-                _save_atomically({"optimizer": optimizer.state_dict(), "epoch": epoch,
-                                  "rng": torch.get_rng_state(), "loader_rng": generator.get_state(),
-                                  "history": json.dumps([asdict(e) for e in history.epochs])},
-                                 directory / "train_state.pt")
                 plot(history, directory / "curves.png")
             if stop is not None and stop(history):
                 break

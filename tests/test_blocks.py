@@ -203,3 +203,37 @@ class TwoOutputs(torch.nn.Module):
 def test_two_outputs_refused_with_names():
     with pytest.raises(hybridc.errors.LoweringError, match="returns 2 tensors"):
         hybridc.compile(TwoOutputs(), spikes(1, 10, 4))
+
+
+class ShapeDependent(torch.nn.Module):
+    """Python control flow torch.fx cannot trace (a bool of a traced value)."""
+
+    def forward(self, x):
+        if x.dim() == 2:
+            return x * 0.5
+        return x
+
+
+class NeedsAnnotation(torch.nn.Module):
+    def __init__(self, annotate):
+        super().__init__()
+        self.snn = slayer.block.cuba.Dense(NEURON, 10, 6, weight_scale=3)
+        self.acc = Accumulator(2)
+        self.scale = hybridc.annotate(ShapeDependent(), "jetson") if annotate else ShapeDependent()
+        self.head = torch.nn.Linear(12, 2)
+
+    def forward(self, x):
+        return self.head(self.scale(self.acc(self.snn(x))))
+
+
+def test_annotate_keeps_untraceable_code_as_one_dense_node(tmp_path):
+    torch.manual_seed(7)
+    with pytest.raises(hybridc.errors.TraceError, match="annotate"):
+        hybridc.compile(NeedsAnnotation(annotate=False), spikes(1, 10, 4))
+    compiled, _ = assert_deploys_exactly(NeedsAnnotation(annotate=True), spikes(2, 10, 4, density=0.5), tmp_path)
+    assert compiled.graph.nodes["scale"]["target"] == "jetson" and compiled.graph.nodes["scale"]["op"] == "call_module"
+
+
+def test_annotate_rejects_unknown_target():
+    with pytest.raises(hybridc.errors.TargetError, match="Unknown target `gpu9`"):
+        hybridc.annotate(torch.nn.ReLU(), "gpu9")

@@ -81,6 +81,15 @@ def test_cli_run_matches_model(build, tmp_path):
     assert np.abs(y - expected).max() < 1e-4 and (y.argmax(-1) == expected.argmax(-1)).all()
 
 
+def test_batch_axis_is_dynamic(build):
+    model, _, compiled, _ = build
+    x = spikes(3, 2, 32, 32, 16, seed=11)  # compiled with a batch of 2
+    with torch.no_grad():
+        expected = model(x)
+    deployed = hybridc.run(compiled, x)
+    assert deployed.shape == (3, 11) and (deployed - expected).abs().max() < 1e-4
+
+
 def test_run_rejects_wrong_timesteps(build):
     _, _, compiled, _ = build
     with pytest.raises(hybridc.errors.InputError, match="T=16"):

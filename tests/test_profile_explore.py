@@ -102,3 +102,29 @@ def test_explore_ranks_candidates_and_writes_outputs(tmp_path):
     assert ok == sorted(ok, key=lambda r: r["energy_uj"]) and any(r["pareto"] for r in ok)
     assert (tmp_path / "ex/explore.csv").read_text().startswith("name,latency_ms,energy_uj")
     assert (tmp_path / "ex/explore.png").stat().st_size > 10_000
+
+
+def test_profile_of_a_nir_and_cpu_build_says_what_it_leaves_out(example, tmp_path):
+    from hybridc.profiling import profile_build
+
+    model, x = example.build("S2A4", interval=4, size=32, timesteps=16)
+    compiled = hybridc.compile(model, x, target="nir+cpu", output_dir=tmp_path / "b")
+    p = profile_build(tmp_path / "b", samples=2, reference=compiled.module)
+    assert p.loihi == {} and p.latency_s["loihi"] == 0.0
+    assert any("nir" in note and "not estimated" in note for note in p.notes)
+    assert p.jetson["target"] == "cpu" and p.jetson["time_s"] == p.jetson["measured_onnxruntime_cpu_s"] > 0
+    assert p.jetson["parameters"] == sum(int(v.numel()) for k, v in model.state_dict().items() if k.startswith("ann."))
+
+
+def test_bad_numbers_and_paths_are_clean_errors(tmp_path):
+    from hybridc.profiling import load_profile
+    from hybridc.profiling.report import profile_build
+
+    with pytest.raises(hybridc.errors.InputError, match="at least 1"):
+        profile_build(tmp_path, samples=0)
+    (tmp_path / "p.json").write_text(json.dumps({"jetson": {"mine": {"name": "x"}}}))
+    with pytest.raises(hybridc.errors.InputError, match="lacks peak_flops"):
+        load_profile(tmp_path / "p.json", jetson="mine")
+    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "explore", str(tmp_path / "missing.py")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr

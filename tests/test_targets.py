@@ -50,7 +50,7 @@ def test_int8_verify_reports_the_accuracy_change(int8_build, tmp_path):
                             timeout=600)
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["quantized"] and report["spike_match"] == 1.0
+    assert report["quantized"] and report["spike_match"] is None  # emulate: no Lava run to compare
     assert report["accuracy_change"] == pytest.approx(report["accuracy_deployed"] - report["accuracy_reference"])
     assert report["max_abs_err"] < 0.1 and report["argmax_agreement"] >= 0.9  # int8, not exact: but close
 

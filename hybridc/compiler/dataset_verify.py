@@ -11,6 +11,7 @@ arguments, weights, each checked by sha256). Two backends run the deployment:
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -24,7 +25,7 @@ from .verify import reference_stages
 class Report:
     backend: str
     samples: int
-    spike_match: float  # fraction of equal entries at the cut
+    spike_match: Optional[float]  # fraction of equal entries at the cut (None: emulate compares nothing there)
     argmax_agreement: float
     max_abs_err: float
     accuracy_reference: float
@@ -76,6 +77,8 @@ def verify_dataset(build_dir, data: str = "synthetic", samples: int = 8, backend
 
     if backend not in ("lava", "emulate"):
         raise InputError(f"Unknown backend `{backend}`; use lava or emulate.")
+    if samples < 1 or batch_size < 1:
+        raise InputError(f"--samples and --batch-size must be at least 1 (got {samples} and {batch_size}).")
     compiled = load(build_dir)
     manifest = compiled.manifest
     size, timesteps = _input_geometry(manifest)
@@ -114,6 +117,9 @@ def verify_dataset(build_dir, data: str = "synthetic", samples: int = 8, backend
         if progress:
             progress(len(items))
     quantized = any(stage.quantization for stage in stages)
-    return Report(backend, count, equal / entries if entries else 1.0, agree / count, worst,
+    if count == 0:
+        raise InputError(f"The dataset `{data}` has no samples to verify.")
+    spike_match = None if backend == "emulate" or not entries else equal / entries
+    return Report(backend, count, spike_match, agree / count, worst,
                   right_ref / count, right_dep / count, elapsed / count,
                   (right_dep - right_ref) / count, quantized)

@@ -4,6 +4,7 @@ import hashlib
 import importlib.util
 import sys
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import ModelFileError
@@ -35,34 +36,41 @@ def load_model_file(path, entry=None, weights=None, entry_args=None):
     if entry_args and not entry:
         raise ModelFileError("--set passes arguments to the --entry function; name it with --entry NAME.")
     path = Path(path).resolve()
+    with model_module(path) as module:
+        return _load(module, path, entry, weights, path.read_bytes(), entry_args or {})
+
+
+@contextmanager
+def model_module(path):
+    """Import a user's model file with clean errors; its folder stays importable (for sibling
+    modules, also inside entry functions) until the block ends."""
+    path = Path(path).resolve()
     if not path.is_file():
         raise ModelFileError(f"Model file {path} does not exist. Pass the path of a Python file "
                              "that defines `model` and `example_input`.")
-    source = path.read_bytes()
     name = f"hybridc_user_model_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.parent))  # sibling imports work, also inside --entry
+    sys.path.insert(0, str(path.parent))
     sys.modules[name] = module  # dataclasses and pickling look the module up by name
     try:
-        return _load(module, spec, path, entry, weights, source, entry_args or {})
+        try:
+            spec.loader.exec_module(module)
+        except SyntaxError as exc:
+            raise ModelFileError(f"{path} has a syntax error at line {exc.lineno}: {exc.msg}. "
+                                 "Fix it and compile again.") from None
+        except Exception as exc:  # noqa: BLE001 - user code may raise anything
+            raise ModelFileError(
+                f"Importing {path} raised {type(exc).__name__}: {exc}{_user_traceback_line(exc, path)}. "
+                "The file must import cleanly; run it with `python` to debug."
+            ) from None
+        yield module
     finally:
         sys.path.remove(str(path.parent))
 
 
-def _load(module, spec, path, entry, weights, source, entry_args):
+def _load(module, path, entry, weights, source, entry_args):
     import torch
-
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        raise ModelFileError(f"{path} has a syntax error at line {exc.lineno}: {exc.msg}. "
-                             "Fix it and compile again.") from None
-    except Exception as exc:  # noqa: BLE001 - user code may raise anything
-        raise ModelFileError(
-            f"Importing {path} raised {type(exc).__name__}: {exc}{_user_traceback_line(exc, path)}. "
-            "The file must import cleanly; run it with `python` to debug."
-        ) from None
 
     if entry:
         factory = getattr(module, entry, None)

@@ -7,7 +7,8 @@ def jitter(x: torch.Tensor, generator: torch.Generator, temporal: int = 4, spati
     """Shift one (C, H, W, T) sample in time and space, filling with zeros (no wrap-around).
     `spatial` is in pixels of a 128x128 frame and scales with the frame size."""
     _, h, w, t = x.shape
-    limit = max(round(spatial * h / 128), 0)
+    limit = min(max(round(spatial * h / 128), 0), h - 1, w - 1)
+    temporal = min(temporal, t - 1)  # a shift as long as the axis would leave nothing
     dy, dx = (int(v) for v in torch.randint(-limit, limit + 1, (2,), generator=generator))
     dt = int(torch.randint(-temporal, temporal + 1, (1,), generator=generator))
     out = torch.zeros_like(x)

@@ -56,7 +56,7 @@ class DVSGesture(torch.utils.data.Dataset):
                 f"No DvsGesture {folder}/ under {root} (looked in {', '.join(map(str, candidates))}). "
                 "Point --data dvsgesture:PATH at the folder tonic.datasets.DVSGesture unpacks into."
             )
-        self.files = sorted(directory.glob("user*_*/*.npy"))
+        self.files = sorted(f for f in directory.glob("user*_*/*.npy") if f.stem.isdigit())
         if not self.files:
             raise InputError(f"{directory} holds no userNN_lighting/N.npy sample files.")
         self.labels = [int(f.stem) for f in self.files]

@@ -80,6 +80,11 @@ def partition_graph(compiled) -> nx.DiGraph:
 
 class Inspection:
     def __init__(self, compiled):
+        if compiled.graph is None:
+            from ..errors import ArtifactError
+
+            raise ArtifactError(f"{compiled.directory} has no graph.json, which inspection reads; recompile the "
+                                "model to write it.")
         self.compiled = compiled
         manifest = compiled.manifest
         self.timesteps = manifest.timesteps

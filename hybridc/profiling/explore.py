@@ -47,11 +47,28 @@ def candidates_from_file(path, splits, intervals, entry_args, weights_for):
     """Yields (name, model, example_input, weights path or None, recipe) per candidate."""
     from ..compiler.loader import load_model_file
 
-    module_candidates = _module_attr(path, "candidates")
-    if module_candidates is not None:
-        for name, model, example_input in module_candidates(**entry_args):
-            yield name, model, example_input, weights_for(name), None
-        return
+    from ..compiler.loader import load_weights, model_module
+    from ..errors import ModelFileError
+
+    with model_module(path) as module:
+        module_candidates = getattr(module, "candidates", None)
+        if callable(module_candidates):
+            try:
+                produced = list(module_candidates(**entry_args))
+            except Exception as exc:  # noqa: BLE001 - user code
+                raise ModelFileError(f"candidates() in {path} raised {type(exc).__name__}: {exc}.") from None
+            for item in produced:
+                if not (isinstance(item, tuple) and len(item) == 3):
+                    raise ModelFileError(f"candidates() in {path} must yield (name, model, example_input).")
+                name, model, example_input = item
+                weights = weights_for(name)
+                if weights is not None:
+                    try:
+                        load_weights(model, weights)
+                    except HybridcError as exc:
+                        model = exc
+                yield name, model, example_input, weights, None
+            return
     for split in splits:
         for interval in intervals:
             name = f"{split}-I{interval}"
@@ -64,15 +81,6 @@ def candidates_from_file(path, splits, intervals, entry_args, weights_for):
                 continue
             yield name, model, example_input, weights, {"entry": "build", "args": args, "source": source,
                                                         "sha256": digest}
-
-
-def _module_attr(path, name):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("hybridc_explore_probe", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return getattr(module, name, None)
 
 
 def explore(path, splits, intervals, out, entry_args=None, data="synthetic", samples=8, checkpoints=None,
@@ -101,7 +109,7 @@ def explore(path, splits, intervals, out, entry_args=None, data="synthetic", sam
         try:
             compiled = compile_model(model, example_input, "loihi+jetson", out / "candidates" / name, force=True)
             profile = profile_build(compiled.directory, data, samples, device_profile, jetson, link,
-                                    measure=False, reference=compiled.module)
+                                    measure=True, reference=compiled.module)
         except HybridcError as exc:
             row.refused = f"{type(exc).__name__}: {str(exc)[:200]}"
             continue

@@ -22,6 +22,7 @@ class LoihiLayer:
     stride: tuple = ()
     padding: tuple = ()
     groups: int = 1
+    dilation: tuple = (1, 1)
 
 
 def _pair(value) -> tuple:
@@ -48,9 +49,11 @@ def read_layers(path, input_shape, neurons_per_core: int, synapses_per_core: int
                 weight = np.asarray(layer["weight"])
                 kernel = weight.shape[-2:]
                 stride, padding = _pair(layer["stride"]), _pair(layer["padding"])
+                dilation = _pair(layer["dilation"]) if "dilation" in layer else (1, 1)
                 groups = int(np.asarray(layer["groups"]))
-                synapses = conv_synapses(shape, out, kernel, stride, padding, groups)
-                entry = LoihiLayer(i, kind, out, neurons, synapses, 0, tuple(kernel), stride, padding, groups)
+                synapses = conv_synapses(shape, out, kernel, stride, padding, groups, dilation)
+                entry = LoihiLayer(i, kind, out, neurons, synapses, 0, tuple(kernel), stride, padding, groups,
+                                   dilation)
             else:
                 synapses = prod(shape) * neurons
                 entry = LoihiLayer(i, "dense", out, neurons, synapses, 0)
@@ -60,11 +63,11 @@ def read_layers(path, input_shape, neurons_per_core: int, synapses_per_core: int
     return layers
 
 
-def conv_synapses(in_shape, out_shape, kernel, stride, padding, groups) -> int:
+def conv_synapses(in_shape, out_shape, kernel, stride, padding, groups, dilation=(1, 1)) -> int:
     """Connections of a conv layer, counting only taps that land inside the input."""
     c_in = in_shape[0]
     fan_in = F.conv2d(torch.ones(1, c_in, *in_shape[1:]), torch.ones(groups, c_in // groups, *kernel),
-                      stride=stride, padding=padding, groups=groups)
+                      stride=stride, padding=padding, dilation=dilation, groups=groups)
     return int(fan_in.sum()) * (out_shape[0] // groups)
 
 
@@ -77,10 +80,11 @@ def fan_out(layer: LoihiLayer, in_shape) -> torch.Tensor:
     kernel = torch.ones(layer.shape[0], c_in // layer.groups, *layer.kernel)
     height, width = in_shape[1], in_shape[2]
     out_h, out_w = layer.shape[1], layer.shape[2]
-    extra = (height + 2 * layer.padding[0] - layer.kernel[0] - (out_h - 1) * layer.stride[0],
-             width + 2 * layer.padding[1] - layer.kernel[1] - (out_w - 1) * layer.stride[1])
+    span = [layer.dilation[i] * (layer.kernel[i] - 1) + 1 for i in (0, 1)]
+    extra = (height + 2 * layer.padding[0] - span[0] - (out_h - 1) * layer.stride[0],
+             width + 2 * layer.padding[1] - span[1] - (out_w - 1) * layer.stride[1])
     return F.conv_transpose2d(ones, kernel, stride=layer.stride, padding=layer.padding, groups=layer.groups,
-                              output_padding=extra)[0]
+                              dilation=layer.dilation, output_padding=extra)[0]
 
 
 def synaptic_ops(layer: LoihiLayer, in_shape, input_spikes: torch.Tensor) -> float:

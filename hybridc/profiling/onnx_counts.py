@@ -57,10 +57,16 @@ def read_layers(path) -> list:
 
 
 def parameters(path) -> int:
+    """Weights and biases, float or quantised; not shapes, axes, scales or zero points."""
     import onnx
 
-    return int(sum(prod(init.dims) for init in onnx.load(str(path)).graph.initializer
-                   if init.data_type == onnx.TensorProto.FLOAT))
+    model = onnx.load(str(path))
+    bookkeeping = {name for node in model.graph.node if node.op_type in ("QuantizeLinear", "DequantizeLinear")
+                   for name in node.input[1:]}
+    numeric = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.INT8, onnx.TensorProto.UINT8,
+               onnx.TensorProto.INT32)
+    return int(sum(prod(init.dims) for init in model.graph.initializer
+                   if init.data_type in numeric and init.name not in bookkeeping))
 
 
 def measure_latency(path, input_shape, repeats: int = 30) -> float:

@@ -32,6 +32,7 @@ class Profile:
     cut: dict = field(default_factory=dict)
     latency_s: dict = field(default_factory=dict)
     energy_j: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)  # what the totals leave out, and why
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,6 +87,8 @@ def _activity(manifest, layers, data, samples, seed=0, gm=None):
 def profile_build(build_dir, data: str = "synthetic", samples: int = 16, device_profile=None,
                   jetson: str = None, link: str = None, measure: bool = True, reference=None) -> Profile:
     """reference: the traced model (compiled.module) when the build cannot be rebuilt from its source."""
+    if samples < 1:
+        raise InputError(f"--samples must be at least 1, got {samples}.")
     compiled = load(build_dir)
     manifest = compiled.manifest
     devices = load_profile(device_profile, jetson, link)
@@ -96,8 +99,17 @@ def profile_build(build_dir, data: str = "synthetic", samples: int = 16, device_
     loihi_time = loihi_energy = jetson_time = jetson_energy = 0.0
     from ..targets.registry import domain_of
 
-    stages = {("loihi" if s.target == "loihi" else "jetson" if domain_of(s.target) == "dense" else s.target): s
-              for s in manifest.stages}
+    stages = {}
+    for s in manifest.stages:
+        if s.target == "loihi":
+            stages["loihi"] = s
+        elif domain_of(s.target) == "dense":
+            stages["jetson"] = s
+        else:
+            result.notes.append(f"stage `{s.name}` ({s.target}): no device profile for this target; its time and "
+                                "energy are not estimated and not in the totals")
+    if "nir" in {s.target for s in manifest.stages}:
+        result.devices["loihi"] = "not estimated (nir)"
     if "loihi" in stages:
         stage, chip = stages["loihi"], devices.loihi
         layers = loihi_counts.read_layers(compiled.directory / stage.artifact, _pytorch_shape(stage.inputs[0]),
@@ -128,12 +140,20 @@ def profile_build(build_dir, data: str = "synthetic", samples: int = 16, device_
         path = compiled.directory / stage.artifact
         layers = onnx_counts.read_layers(path)
         macs = sum(layer.macs for layer in layers)
-        jetson_time = 2 * macs / (gpu["peak_flops"] * gpu["efficiency"]) + len(layers) * gpu["launch_overhead_us"] * 1e-6
-        jetson_energy = jetson_time * gpu["power_w"]
-        result.jetson = {"layers": [asdict(layer) for layer in layers], "parameters": onnx_counts.parameters(path),
-                         "macs": macs, "time_s": jetson_time, "energy_j": jetson_energy,
-                         "measured_onnxruntime_cpu_s": onnx_counts.measure_latency(path, stage.inputs[0].shape)
-                         if measure else None}
+        measured = onnx_counts.measure_latency(path, stage.inputs[0].shape) if measure or stage.target == "cpu" else None
+        if stage.target == "cpu":  # the host: its measured latency is the figure; its power is unknown
+            jetson_time, jetson_energy = measured, 0.0
+            result.devices["jetson"] = "this host's CPU (measured; energy not estimated)"
+            result.notes.append("cpu stage: latency measured with onnxruntime on this machine; energy not estimated")
+        else:
+            jetson_time = (2 * macs / (gpu["peak_flops"] * gpu["efficiency"])
+                           + len(layers) * gpu["launch_overhead_us"] * 1e-6)
+            jetson_energy = jetson_time * gpu["power_w"]
+            if stage.target == "jetson-int8":
+                result.notes.append("jetson-int8 stage: estimated with the float peak figures (int8 runs faster)")
+        result.jetson = {"target": stage.target, "layers": [asdict(layer) for layer in layers],
+                         "parameters": onnx_counts.parameters(path), "macs": macs, "time_s": jetson_time,
+                         "energy_j": jetson_energy, "measured_onnxruntime_cpu_s": measured}
     link_time = link_energy = 0.0
     if len(manifest.stages) > 1:
         after = manifest.stages[1]

@@ -28,6 +28,10 @@ def calibration_inputs(gm, partition, options) -> list:
     placeholder = next(n for n in gm.graph.nodes if n.op == "placeholder")
     shape = placeholder.meta["shape"]
     samples = int(options.get("calibration_samples", 32))
+    if samples < 1:
+        from ..errors import InputError
+
+        raise InputError(f"--calibration-samples must be at least 1, got {samples}.")
     spec = options.get("calibration", "synthetic")
     if len(shape) == 5 and shape[1] == 2 and shape[2] == shape[3]:
         dataset = open_dataset(spec, train=True, size=shape[2], timesteps=shape[4], samples=samples)
@@ -81,10 +85,11 @@ class JetsonInt8Target(JetsonTarget):
         overrides = {name: [{"scale": np.array(1.0, dtype=np.float32), "zero_point": np.array(0, dtype=np.uint8)}]
                      for name in counts}
         path = Path(workdir) / ARTIFACT
+        calibration = calibration_inputs(gm, partition, self.options)
         with tempfile.TemporaryDirectory() as scratch:
             try:
                 quantize_static(
-                    str(float_path), str(path), _Reader(calibration_inputs(gm, partition, self.options)),
+                    str(float_path), str(path), _Reader(calibration),
                     quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=accumulator_nodes,
                     extra_options={"TensorQuantOverrides": overrides, "ActivationSymmetric": False},
