@@ -128,3 +128,25 @@ def test_bad_numbers_and_paths_are_clean_errors(tmp_path):
     result = subprocess.run([sys.executable, "-m", "hybridc.cli", "explore", str(tmp_path / "missing.py")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_explore_adds_accuracy_from_checkpoints(example, tmp_path):
+    from hybridc.profiling.explore import explore
+
+    model = example.build_model("S2A4", 4, 32, 16, seed=5)
+    (tmp_path / "ckpt" / "S2A4-I4").mkdir(parents=True)
+    torch.save(model.state_dict(), tmp_path / "ckpt" / "S2A4-I4" / "model.pt")
+    rows = explore(ROOT / "examples/dvs_gesture/model.py", ["S2A4"], [4, 8], tmp_path / "ex", {"size": 32},
+                   samples=11, checkpoints=tmp_path / "ckpt")
+    by_name = {r.name: r for r in rows}
+    assert by_name["S2A4-I8"].accuracy is None  # no checkpoint for it
+    accuracy = by_name["S2A4-I4"].accuracy
+    assert accuracy is not None and 0.0 <= accuracy <= 1.0
+    # the same number as the deployed model scored by hand on the same 11 synthetic test samples
+    from hybridc.data import SyntheticGestures
+
+    data = SyntheticGestures(11, 32, 16, seed=10_000)
+    x = torch.stack([data[i][0] for i in range(11)])
+    labels = torch.tensor([data[i][1] for i in range(11)])
+    with torch.no_grad():
+        assert accuracy == pytest.approx(float((model.eval()(x).argmax(-1) == labels).float().mean()))
