@@ -2,7 +2,6 @@
 node/module/file and what to do, its own exit code, no traceback, and no output."""
 
 import json
-import os
 import resource
 import shutil
 import signal

@@ -7,7 +7,6 @@ import sys
 import h5py
 import numpy as np
 import pytest
-import torch
 
 import hybridc
 from conftest import ROOT, assert_deploys_exactly

@@ -36,7 +36,6 @@ def _layout(inspection):
 def _svg(inspection) -> str:
     positions, width, height = _layout(inspection)
     nodes = {n["name"]: n for n in inspection.nodes()}
-    targets = {s.name: s.target for s in inspection.stages}
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" id="graph" width="{width:.0f}" height="{height:.0f}" '
            f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="Helvetica, Arial, sans-serif">',
            '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '

@@ -9,7 +9,6 @@ hardware, except the onnxruntime latency, which is measured on this machine.
 
 import json
 from dataclasses import asdict, dataclass, field
-from math import prod
 from pathlib import Path
 
 import torch

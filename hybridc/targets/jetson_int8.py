@@ -22,7 +22,6 @@ ARTIFACT = "ann_int8.onnx"
 
 def calibration_inputs(gm, partition, options) -> list:
     """Cut tensors for calibration: the spiking half run on calibration samples."""
-    from ..compiler.verify import reference_stages  # noqa: F401  (same capture idea)
     from ..data import open_dataset
 
     placeholder = next(n for n in gm.graph.nodes if n.op == "placeholder")

@@ -1,0 +1,103 @@
+"""What every command shares: the typer app, quiet imports, and `_guard`, which turns a
+HybridcError into one paragraph and its exit code (never a traceback without --debug)."""
+
+import os
+import warnings
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    name="hybridc",
+    help="Compile hybrid spiking/non-spiking PyTorch models for Loihi (Lava netx) + Jetson (ONNX).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+_state = {"debug": False}
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks on errors.")):
+    _state["debug"] = debug
+
+
+def _console(stderr=False):
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:  # piped or captured: wide enough that tables do not wrap
+        console = Console(stderr=stderr, highlight=False, width=140)
+    return console
+
+
+def _quiet_imports():
+    """Lava and lava-dl print CUDA/Prophesee notices on import; they are noise here."""
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    warnings.filterwarnings("ignore", module="lava")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        import lava.lib.dl.slayer  # noqa: F401
+
+
+def _fail(exc) -> None:
+    from rich.markup import escape
+
+    _console(stderr=True).print(f"[bold red]error[/] ({type(exc).__name__}): {escape(str(exc))}",
+                                soft_wrap=True)
+    raise typer.Exit(code=exc.exit_code)
+
+
+def _guard(fn):
+    """Run a command body; HybridcError becomes one paragraph and its exit code."""
+    from ..errors import HybridcError
+
+    try:
+        return fn()
+    except HybridcError as exc:
+        if _state["debug"]:
+            raise
+        _fail(exc)
+    except KeyboardInterrupt:
+        _console(stderr=True).print("interrupted; nothing was written")
+        raise typer.Exit(code=130)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: no tracebacks for users
+        if _state["debug"]:
+            raise
+        from rich.markup import escape
+
+        _console(stderr=True).print(
+            f"[bold red]internal error[/] ({type(exc).__name__}): {escape(str(exc))}. This is a bug in "
+            "hybridc, not in your model: please report it with the output of `hybridc --debug ...`. "
+            "Nothing was written.", soft_wrap=True)
+        raise typer.Exit(code=70)
+
+
+def _warning_printer(console):
+    def show(message, category, filename, lineno, file=None, line=None):
+        if "hybridc" in filename or category is UserWarning and "accumulator" in str(message):
+            console.print(f"[yellow]warning[/]: {message}", soft_wrap=True)
+    return show
+
+
+def write_file(path: Path, data) -> None:
+    """Write a report file whole or not at all, with a clean error when that is impossible."""
+    from ..errors import OutputError
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.hybridc-tmp")
+    try:
+        if isinstance(data, str):
+            tmp.write_text(data)
+        else:
+            tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp.parent.is_dir():
+            tmp.unlink(missing_ok=True)
+        raise OutputError(f"Cannot write {path}: {exc.strerror or exc}.") from None

@@ -1,0 +1,161 @@
+"""`hybridc compile` and `hybridc run`."""
+
+import warnings
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ._common import _console, _guard, _quiet_imports, _warning_printer, app
+
+def _shape(specs) -> str:
+    return ", ".join(f"{s.layout} {'x'.join(map(str, s.shape))}" for s in specs)
+
+
+
+def partition_table(compiled, title: str):
+    """One row per stage: what runs where, on which tensors, and how big it is."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("stage", "target", "layers", "input", "output", "size", "accumulator"):
+        table.add_column(col)
+    for stage in compiled.manifest.stages:
+        if stage.neurons is not None:
+            size = f"{stage.neurons:,} neurons, {stage.synapses:,} synapses"
+        else:
+            params = sum(d.get("parameters", 0) for _, d in compiled.graph.nodes(data=True)
+                         if d.get("partition") == stage.name) if compiled.graph is not None else 0
+            size = f"{params:,} parameters"
+        acc = stage.accumulator
+        acc_text = f"I={acc.interval}, {acc.windows} windows{', folded' if acc.fold else ''}" if acc else ""
+        table.add_row(stage.name, stage.target, str(stage.layers or ""), _shape(stage.inputs),
+                      _shape(stage.outputs), size, acc_text)
+    return table
+
+
+@app.command()
+def compile(
+    model_file: Path = typer.Argument(..., help="Python file defining `model` and `example_input`."),
+    target: str = typer.Option("loihi+jetson", "--target", "-t", help="Spiking+dense targets."),
+    output: Path = typer.Option(Path("build"), "--output", "-o", help="Output directory."),
+    entry: Optional[str] = typer.Option(None, help="Function returning (model, example_input)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="NAME=VALUE argument for --entry (repeatable)."),
+    weights: Optional[Path] = typer.Option(None, help="state_dict checkpoint to load (weights_only)."),
+    verify: bool = typer.Option(False, "--verify", help="Also run the example in Lava and onnxruntime "
+                                "and print parity with PyTorch."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing hybridc build in OUTPUT."),
+    on_overflow: str = typer.Option("error", "--on-overflow", help="Weights outside Loihi's 8-bit range: "
+                                    "error (default) or clip (as slayer's own forward does)."),
+    calibration: str = typer.Option("synthetic", help="jetson-int8: calibration data (synthetic or dvsgesture:PATH)."),
+    calibration_samples: int = typer.Option(32, help="jetson-int8: how many calibration samples."),
+):
+    """Compile MODEL_FILE into a Loihi netx network, an ONNX model and manifest.json."""
+    console = _console()
+
+    def body():
+        from ..targets.registry import parse_target_string
+
+        parse_target_string(target)  # fail fast on a bad target, before importing the model
+        with console.status("loading model"):
+            _quiet_imports()
+            from ..compiler.driver import compile as compile_model
+            from ..compiler.loader import load_model_file, parse_entry_args
+
+            entry_args = parse_entry_args(set_)
+            model, example_input, path, digest = load_model_file(model_file, entry, weights, entry_args)
+        warnings.showwarning = _warning_printer(console)
+        with console.status("tracing, partitioning, lowering"):
+            compiled = compile_model(model, example_input, target, output, force=force, on_overflow=on_overflow,
+                                     source_path=path, source_sha256=digest,
+                                     recipe=_recipe(entry, entry_args, weights),
+                                     target_options={"calibration": calibration,
+                                                     "calibration_samples": calibration_samples})
+        console.print(partition_table(compiled, f"{path.name} -> {output}"))
+        if verify:
+            _print_parity(console, compiled, example_input)
+        console.print(f"wrote {output}/manifest.json")
+
+    _guard(body)
+
+
+def _recipe(entry, entry_args, weights) -> dict:
+    """How to rebuild the reference model from the source file (for `hybridc verify`)."""
+    from ..targets.loihi import sha256
+
+    recipe = {"entry": entry, "args": entry_args}
+    if weights:
+        recipe["weights"] = str(Path(weights).resolve())
+        recipe["weights_sha256"] = sha256(Path(weights))
+    return recipe
+
+
+def _print_parity(console, compiled, example_input):
+    from rich.progress import Progress
+
+    from ..compiler.verify import verify as verify_build
+
+    with Progress(transient=True, console=console) as progress:
+        task = progress.add_task("Lava fixed-point simulation", total=int(example_input.shape[0]))
+        parity = verify_build(compiled, example_input, progress=lambda: progress.advance(task))
+    ok = parity.spike_match in (None, 1.0) and parity.argmax_agreement == 1.0 and parity.run_max_abs_err < 1e-4
+    console.print(
+        f"[{'green' if ok else 'red'}]parity[/] on {parity.samples} sample(s): "
+        + (f"spikes at the cut equal {parity.spike_match:.2%} of {parity.cut_entries} entries; "
+           if parity.spike_match is not None else "")
+        + (f"ONNX vs PyTorch max |err| {parity.onnx_max_abs_err:.2e}; "
+           if parity.onnx_max_abs_err is not None else "")
+        + f"deployment vs model(x) max |err| {parity.run_max_abs_err:.2e}, "
+        f"argmax agreement {parity.argmax_agreement:.0%}"
+    )
+    if not ok:
+        raise typer.Exit(code=12)
+
+
+@app.command()
+def run(
+    build: Path = typer.Argument(..., help="Build directory written by `hybridc compile`."),
+    input: Path = typer.Option(..., "--input", "-i", help=".npy spikes, PyTorch layout (N, ..., T)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to save outputs (.npy)."),
+):
+    """Run a build as deployed: Lava fixed-point for loihi, onnxruntime for jetson."""
+    console = _console()
+
+    def body():
+        import numpy as np
+
+        from ..errors import InputError
+
+        from ..errors import OutputError
+
+        if not input.is_file():
+            raise InputError(f"Input file {input} does not exist.")
+        if output and not output.resolve().parent.is_dir():
+            raise OutputError(f"Cannot write {output}: directory {output.resolve().parent} does not exist.")
+        try:
+            x = np.load(input, allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(f"{input} is not a readable .npy array: {exc}.") from None
+        _quiet_imports()
+        from rich.progress import Progress
+
+        from ..compiler.compiled import load
+        from ..compiler.runtime import run as run_build
+
+        compiled = load(build)
+        with Progress(transient=True, console=console) as progress:
+            task = progress.add_task("running", total=int(x.shape[0]) if x.ndim else 1)
+            y = run_build(compiled, x, progress=lambda: progress.advance(task))
+        y = y.numpy()
+        if output:
+            try:
+                np.save(output, y)
+            except OSError as exc:
+                raise OutputError(f"Cannot write {output}: {exc.strerror or exc}.") from None
+            console.print(f"wrote {output} {y.shape}")
+        else:
+            console.print(y)
+            if y.ndim == 2:
+                console.print(f"argmax: {y.argmax(-1).tolist()}")
+
+    _guard(body)

@@ -1,0 +1,124 @@
+"""`hybridc profile` and `hybridc explore`."""
+
+import warnings
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ._common import _console, _guard, _quiet_imports, app, write_file
+
+@app.command()
+def profile(
+    build: Path = typer.Argument(..., help="Build directory written by `hybridc compile`."),
+    data: str = typer.Option("synthetic", help="Samples whose spikes are counted: synthetic or dvsgesture:PATH."),
+    samples: int = typer.Option(16, help="How many samples to average over."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the profile as JSON (and a PNG chart beside it)."),
+    device_profile: Optional[Path] = typer.Option(None, "--device-profile", help="JSON overriding the default figures."),
+    jetson: Optional[str] = typer.Option(None, help="jetson-nano or orin-nano (default from the profile)."),
+    link: Optional[str] = typer.Option(None, help="usb3, gige or pcie (default from the profile)."),
+):
+    """Estimate what one inference costs on Loihi, on the link and on the Jetson."""
+    console = _console()
+
+    def body():
+        _quiet_imports()
+        from ..profiling.report import chart, profile_build
+
+        with console.status("running samples and counting"):
+            result = profile_build(build, data, samples, device_profile, jetson, link)
+        console.print(profile_table(result))
+        if json_path:
+            write_file(json_path, result.to_json())
+            try:
+                chart(result, json_path.with_suffix(".png"))
+            except OSError as exc:
+                from ..errors import OutputError
+
+                raise OutputError(f"Cannot write {json_path.with_suffix('.png')}: {exc.strerror or exc}.") from None
+            console.print(f"wrote {json_path} and {json_path.with_suffix('.png')}")
+
+    _guard(body)
+
+
+def profile_table(result):
+    from rich.table import Table
+
+    table = Table(title=f"profile of {result.build} ({result.samples} samples; {result.devices['loihi']}, "
+                        f"{result.devices['jetson']}, {result.devices['link']})")
+    for col in ("part", "size", "activity per inference", "latency", "energy"):
+        table.add_column(col)
+    if result.loihi:
+        l = result.loihi  # noqa: E741
+        table.add_row("loihi", f"{l['neurons']:,} neurons, {l['synapses']:,} synapses, {l['cores']} cores",
+                      f"{l['spikes']:,.0f} spikes, {l['synaptic_ops']:,.0f} synaptic ops",
+                      f"{l['time_s'] * 1e3:.3f} ms ({l['timesteps_run']} steps)", f"{l['energy_j'] * 1e6:.3f} uJ")
+    if result.cut:
+        c = result.cut
+        table.add_row("link", f"{c['tensor']} {'x'.join(map(str, c['shape']))}",
+                      f"{c['bytes_sent']:,.0f} B raw spikes sent ({c['accumulated_bytes']:,.0f} B as "
+                      f"{c['count_dtype']} counts of I={c['interval']})",
+                      f"{c['time_s'] * 1e3:.3f} ms", f"{c['energy_j'] * 1e6:.3f} uJ")
+    if result.jetson:
+        j = result.jetson
+        measured = j.get("measured_onnxruntime_cpu_s")
+        table.add_row("jetson", f"{j['parameters']:,} parameters", f"{j['macs']:,} MACs",
+                      f"{j['time_s'] * 1e3:.3f} ms" + (f" (this CPU: {measured * 1e3:.3f} ms)" if measured else ""),
+                      f"{j['energy_j'] * 1e6:.3f} uJ")
+    table.add_row("[bold]total[/]", "", "", f"[bold]{result.latency_s['total'] * 1e3:.3f} ms[/]",
+                  f"[bold]{result.energy_j['total'] * 1e6:.3f} uJ[/]")
+    for note in result.notes:
+        table.add_row("[yellow]note[/]", note, "", "", "")
+    return table
+
+
+@app.command()
+def explore(
+    model_file: Path = typer.Argument(..., help="Model file with build(split=, interval=) or candidates()."),
+    splits: str = typer.Option("S1A5,S2A4,S3A3,S4A2", help="Comma-separated splits for build()."),
+    intervals: str = typer.Option("2,4,8", help="Comma-separated accumulator intervals."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="NAME=VALUE for build()/candidates() (repeatable)."),
+    data: str = typer.Option("synthetic", help="Data for activity (and accuracy)."),
+    samples: int = typer.Option(8, help="Samples per candidate."),
+    checkpoints: Optional[Path] = typer.Option(None, help="Directory with NAME/model.pt or NAME.pt to add accuracy."),
+    output: Path = typer.Option(Path("explore"), "--output", "-o", help="Where the table, plot and builds go."),
+    device_profile: Optional[Path] = typer.Option(None, "--device-profile"),
+    jetson: Optional[str] = typer.Option(None),
+    link: Optional[str] = typer.Option(None),
+):
+    """Compile and profile every candidate split; rank by energy, mark the Pareto front."""
+    console = _console()
+
+    def body():
+        _quiet_imports()
+        from rich.table import Table
+
+        from ..compiler.loader import parse_entry_args
+        from ..errors import InputError
+        from ..profiling.explore import explore as run_explore
+
+        try:
+            interval_list = [int(i) for i in intervals.split(",") if i.strip()]
+        except ValueError:
+            raise InputError(f"--intervals must be integers, got {intervals!r}.") from None
+        split_list = [s.strip() for s in splits.split(",") if s.strip()]
+        warnings.filterwarnings("ignore")
+        with console.status("compiling and profiling candidates") as status:
+            rows = run_explore(model_file, split_list, interval_list, output, parse_entry_args(set_), data, samples,
+                               checkpoints, device_profile, jetson, link,
+                               progress=lambda name: status.update(f"profiled {name}"))
+        table = Table(title=f"candidates of {model_file.name}, sorted by estimated energy (* = Pareto-optimal)")
+        for col in ("candidate", "latency ms", "energy uJ", "cut bytes", "neurons", "cores", "parameters",
+                    "accuracy"):
+            table.add_column(col, justify="left" if col == "candidate" else "right")
+        for r in rows:
+            if r.refused:
+                table.add_row(r.name, f"[dim]refused: {r.refused[:70]}[/]", "", "", "", "", "", "")
+                continue
+            table.add_row(("* " if r.pareto else "  ") + r.name, f"{r.latency_ms:.3f}", f"{r.energy_uj:.1f}",
+                          f"{r.cut_bytes:,.0f}", f"{r.neurons:,}", str(r.cores), f"{r.parameters:,}",
+                          f"{r.accuracy:.1%}" if r.accuracy is not None else "-")
+        console.print(table)
+        console.print(f"wrote {output}/explore.csv, explore.json, explore.png")
+
+    _guard(body)

@@ -1,0 +1,25 @@
+"""`hybridc targets`."""
+
+from ._common import _console, _guard, _quiet_imports, app
+
+
+@app.command()
+def targets():
+    """List every target, the side of the cut it runs, and what it supports."""
+    console = _console()
+
+    def body():
+        _quiet_imports()
+        from rich.table import Table
+
+        from ..targets.registry import REGISTRY, get_target
+
+        table = Table(title="targets (write the spiking and the dense one joined by '+', e.g. loihi+jetson)")
+        for col in ("target", "side", "aliases", "what it produces", "supports"):
+            table.add_column(col)
+        for entry in REGISTRY.values():
+            table.add_row(entry.name, entry.domain, ", ".join(entry.aliases), entry.summary,
+                          "\n".join(get_target(entry.name).supported_ops))
+        console.print(table)
+
+    _guard(body)

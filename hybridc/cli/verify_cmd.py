@@ -1,0 +1,53 @@
+"""`hybridc verify`."""
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._common import _console, _guard, _quiet_imports, app, write_file
+
+@app.command()
+def verify(
+    build: Path = typer.Argument(..., help="Build directory written by `hybridc compile`."),
+    data: str = typer.Option("synthetic", help="synthetic or dvsgesture:PATH (the test split is used)."),
+    samples: int = typer.Option(8, help="How many samples to run."),
+    backend: str = typer.Option("lava", help="lava (bit-accurate, slow) or emulate (slayer fixed point, fast)."),
+    batch_size: int = typer.Option(16, help="Samples per batch (emulate and onnxruntime)."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON here."),
+):
+    """Run a dataset through the deployment and the PyTorch model; report their agreement."""
+    console = _console()
+
+    def body():
+        import json
+
+        _quiet_imports()
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from ..compiler.dataset_verify import verify_dataset
+
+        columns = [TextColumn(f"verify ({backend})"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task("verify", total=samples)
+            report = verify_dataset(build, data, samples, backend, batch_size,
+                                    progress=lambda n: bar.advance(task, n))
+        from rich.table import Table
+
+        table = Table(title=f"verify {build} ({report.samples} x {data}, {backend})")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for key, value in report.as_dict().items():
+            if key not in ("backend", "samples"):
+                shown = ("n/a (emulate runs PyTorch's spiking half)" if value is None
+                         else f"{value:.6g}" if isinstance(value, float) else str(value))
+                table.add_row(key, shown)
+        console.print(table)
+        if json_path:
+            write_file(json_path, json.dumps(report.as_dict(), indent=2) + "\n")
+            console.print(f"wrote {json_path}")
+        if (report.spike_match is not None and report.spike_match < 1.0) or (
+                report.argmax_agreement < 1.0 and not report.quantized):
+            raise typer.Exit(code=12)
+
+    _guard(body)
