@@ -90,7 +90,7 @@ def specs(draw):
     dense.append(("linear", draw(st.integers(2, 6))))
     return Spec(timesteps, interval, fold, input_shape, neuron, spiking, dense,
                 weight_scale=draw(st.sampled_from([2.0, 3.0, 4.0, 6.0])), seed=draw(st.integers(0, 2**16)),
-                density=draw(st.sampled_from([0.2, 0.4, 0.6])))
+                density=draw(st.sampled_from([0.3, 0.5, 0.7])))
 
 
 def build(spec: Spec):
