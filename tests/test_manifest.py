@@ -100,3 +100,5 @@ def test_help_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     result = subprocess.run([sys.executable, "-m", "hybridc.cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "compile" in result.stdout
+    version = subprocess.run([sys.executable, "-m", "hybridc.cli", "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("hybridc 0.")

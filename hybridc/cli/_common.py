@@ -17,8 +17,18 @@ app = typer.Typer(
 _state = {"debug": False}
 
 
+def _print_version(value: bool):
+    if value:
+        from .. import __version__
+
+        typer.echo(f"hybridc {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks on errors.")):
+def _main(debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks on errors."),
+          version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print the version and exit.")):
     _state["debug"] = debug
 
 
