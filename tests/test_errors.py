@@ -250,3 +250,16 @@ def test_debug_flag_shows_the_traceback(tmp_path):
     (tmp_path / "model.py").write_text(HEADER + "model = 3\nexample_input = torch.zeros(1, 2, 4)\n")
     result = hybridc_cli("--debug", "compile", "model.py", "-o", "out", cwd=tmp_path)
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_verify_refuses_when_the_model_file_changed(build, tmp_path):
+    import shutil
+
+    copy = tmp_path / "proj"
+    shutil.copytree(build, copy)
+    result = hybridc_cli("compile", "model.py", "-o", "b2", cwd=copy)
+    assert result.returncode == 0, result.stderr
+    (copy / "model.py").write_text(GOOD + "# edited after compiling\n")
+    result = hybridc_cli("verify", "b2", "--samples", "1", cwd=copy)
+    assert result.returncode == 9 and "changed since this build was compiled" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr

@@ -81,10 +81,10 @@ def verify_dataset(build_dir, data: str = "synthetic", samples: int = 8, backend
         raise InputError(f"--samples and --batch-size must be at least 1 (got {samples} and {batch_size}).")
     compiled = load(build_dir)
     manifest = compiled.manifest
+    gm, partitions = rebuild_reference(manifest)  # first: a changed source file is the likelier mistake
     size, timesteps = _input_geometry(manifest)
     dataset = open_dataset(data, train=False, size=size, timesteps=timesteps, samples=samples, seed=seed)
     count = min(samples, len(dataset))
-    gm, partitions = rebuild_reference(manifest)
     stages = manifest.stages
     equal = entries = agree = right_ref = right_dep = 0
     worst, elapsed = 0.0, 0.0
