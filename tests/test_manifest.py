@@ -12,7 +12,7 @@ import torch
 import hybridc
 from conftest import ROOT, spikes
 from hybridc.compiler.manifest import schema
-from hybridc.targets.loihi import sha256
+from hybridc.compiler.digest import sha256
 
 
 @pytest.fixture(scope="module")

@@ -81,7 +81,7 @@ def compile(
 
 def _recipe(entry, entry_args, weights) -> dict:
     """How to rebuild the reference model from the source file (for `hybridc verify`)."""
-    from ..targets.loihi import sha256
+    from ..compiler.digest import sha256
 
     recipe = {"entry": entry, "args": entry_args}
     if weights:

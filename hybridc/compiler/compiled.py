@@ -26,12 +26,17 @@ class PartitionSummary:
 
 
 class CompiledModel:
-    def __init__(self, manifest: Manifest, directory: Path, graph, partitions, keepalive=None):
+    def __init__(self, manifest: Manifest, directory: Path, graph, partitions, keepalive=None,
+                 module=None, fx_partitions=None):
         self.manifest = manifest
         self.directory = Path(directory)
         self.graph = graph  # networkx DiGraph of fx nodes
         self.partitions = partitions
         self._keepalive = keepalive  # TemporaryDirectory holding unsaved artifacts
+        # Only after hybridc.compile, not hybridc.load: the traced, partitioned model and its
+        # fx partitions, the reference every parity check compares against.
+        self.module = module
+        self.fx_partitions = fx_partitions
 
     def __repr__(self) -> str:
         stages = " -> ".join(f"{s.name}@{s.target}" for s in self.manifest.stages)
@@ -63,7 +68,7 @@ class CompiledModel:
 
 def load(path) -> CompiledModel:
     """Open a build directory, checking the manifest format and every artifact's sha256."""
-    from ..targets.loihi import sha256
+    from .digest import sha256
 
     directory = Path(path)
     manifest_path = directory / MANIFEST

@@ -40,7 +40,7 @@ class Report:
 
 def rebuild_reference(manifest):
     """The PyTorch model a build was compiled from, traced and partitioned the same way."""
-    from ..targets.loihi import sha256
+    from .digest import sha256
     from .driver import lower
     from .loader import load_model_file
 
@@ -64,15 +64,15 @@ def rebuild_reference(manifest):
 def _input_geometry(manifest):
     """(size, timesteps) of the samples the build takes."""
     spec = manifest.stages[0].inputs[0]
-    if spec.layout == "WHCT":
-        return spec.shape[0], spec.shape[3]
-    if spec.layout == "CHWT":
-        return spec.shape[2], spec.shape[3]
-    raise InputError(f"verify feeds event frames (2, H, W, T); this build takes {spec.layout} input.")
+    if spec.layout not in ("WHCT", "CHWT"):
+        raise InputError(f"verify feeds event frames (2, H, W, T); this build takes {spec.layout} input.")
+    _, _, width, timesteps = spec.pytorch_shape()
+    return width, timesteps
 
 
 def verify_dataset(build_dir, data: str = "synthetic", samples: int = 8, backend: str = "lava",
-                   batch_size: int = 16, progress=None, seed: int = 0) -> Report:
+                   batch_size: int = 16, progress=None, seed: int = 0, reference=None) -> Report:
+    """reference: (traced model, partitions) when the build cannot be rebuilt from its source."""
     from ..data import open_dataset
 
     if backend not in ("lava", "emulate"):
@@ -81,7 +81,8 @@ def verify_dataset(build_dir, data: str = "synthetic", samples: int = 8, backend
         raise InputError(f"--samples and --batch-size must be at least 1 (got {samples} and {batch_size}).")
     compiled = load(build_dir)
     manifest = compiled.manifest
-    gm, partitions = rebuild_reference(manifest)  # first: a changed source file is the likelier mistake
+    # first: a changed source file is the likelier mistake than the data
+    gm, partitions = reference if reference is not None else rebuild_reference(manifest)
     size, timesteps = _input_geometry(manifest)
     dataset = open_dataset(data, train=False, size=size, timesteps=timesteps, samples=samples, seed=seed)
     count = min(samples, len(dataset))

@@ -71,11 +71,8 @@ def _build(gm, partitions, targets, directory: Path, target, example_input, sour
         source=Source(str(source_path) if source_path else None, source_sha256, **(recipe or {})),
         stages=stages, hybridc_version=__version__,
     )
-    compiled = CompiledModel(
+    return CompiledModel(
         manifest, directory, to_networkx(gm),
         [PartitionSummary(p.name, p.target, [n.name for n in p.nodes]) for p in partitions],
-        keepalive=keepalive,
+        keepalive=keepalive, module=gm, fx_partitions=partitions,
     )
-    compiled.module = gm  # the traced, partitioned model: the reference for verification
-    compiled.fx_partitions = partitions
-    return compiled

@@ -22,6 +22,13 @@ class TensorSpec:
     dtype: str
     layout: str  # axis letters without batch: "WHCT" (netx), "CHWT"/"FT" (PyTorch), ...
 
+    def pytorch_shape(self) -> tuple:
+        """The shape in PyTorch's layout: netx's (W, H, C, T) becomes (C, H, W, T)."""
+        if self.layout == "WHCT":
+            w, h, c, t = self.shape
+            return (c, h, w, t)
+        return tuple(self.shape)
+
 
 @dataclass
 class AccumulatorSpec:

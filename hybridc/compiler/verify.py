@@ -29,28 +29,32 @@ class Parity:
 
 
 @torch.no_grad()
-def reference_stages(gm: torch.fx.GraphModule, partitions, x: torch.Tensor) -> dict:
-    """PyTorch's value at each partition's output, computed by the traced model."""
-    wanted = {p.outputs[0].name: p.name for p in partitions}
+def run_capturing(gm: torch.fx.GraphModule, x: torch.Tensor, keep=None):
+    """(output, {node name: value}) for the nodes named in `keep` (every node when None)."""
     values = {}
 
     class Capture(torch.fx.Interpreter):
         def run_node(self, n):
             result = super().run_node(n)
-            if n.name in wanted:
-                values[wanted[n.name]] = result
+            if keep is None or n.name in keep:
+                values[n.name] = result
             return result
 
-    final = Capture(gm).run(x)
-    values["output"] = final
-    return values
+    return Capture(gm).run(x), values
+
+
+def reference_stages(gm: torch.fx.GraphModule, partitions, x: torch.Tensor) -> dict:
+    """PyTorch's value at each partition's output, computed by the traced model."""
+    wanted = {p.outputs[0].name: p.name for p in partitions}
+    output, values = run_capturing(gm, x, wanted)
+    return {**{wanted[name]: value for name, value in values.items()}, "output": output}
 
 
 @torch.no_grad()
 def verify(compiled, x: torch.Tensor, progress=None) -> Parity:
     from ..errors import ArtifactError
 
-    gm = getattr(compiled, "module", None)
+    gm = compiled.module
     if gm is None:
         raise ArtifactError("verify needs the PyTorch model as reference: call it on the result of "
                             "hybridc.compile(...), not on a build loaded from disk.")

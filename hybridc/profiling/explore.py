@@ -109,7 +109,7 @@ def explore(path, splits, intervals, out, entry_args=None, data="synthetic", sam
         try:
             compiled = compile_model(model, example_input, "loihi+jetson", out / "candidates" / name, force=True)
             profile = profile_build(compiled.directory, data, samples, device_profile, jetson, link,
-                                    measure=True, reference=compiled.module)
+                                    measure=False, reference=compiled.module)
         except HybridcError as exc:
             row.refused = f"{type(exc).__name__}: {str(exc)[:200]}"
             continue
@@ -131,24 +131,10 @@ def explore(path, splits, intervals, out, entry_args=None, data="synthetic", sam
 
 def _accuracy(compiled, data, samples) -> float:
     """Deployed accuracy with the emulation backend (exact, see hybridc verify)."""
-    import torch
+    from ..compiler.dataset_verify import verify_dataset
 
-    from ..compiler.dataset_verify import _input_geometry
-    from ..compiler.verify import reference_stages
-    from ..data import open_dataset
-    from ..targets.registry import get_target
-
-    size, timesteps = _input_geometry(compiled.manifest)
-    dataset = open_dataset(data, train=False, size=size, timesteps=timesteps, samples=samples)
-    count = min(samples, len(dataset))
-    x = torch.stack([dataset[i][0] for i in range(count)])
-    labels = torch.tensor([dataset[i][1] for i in range(count)])
-    reference = reference_stages(compiled.module, compiled.fx_partitions, x)
-    tensor = x
-    for stage in compiled.manifest.stages:
-        target = get_target(stage.target)
-        tensor = reference[stage.name] if target.domain == "spiking" else target.run(stage, compiled.directory, tensor)
-    return float((tensor.argmax(-1) == labels).float().mean())
+    return verify_dataset(compiled.directory, data, samples, "emulate",
+                          reference=(compiled.module, compiled.fx_partitions)).accuracy_deployed
 
 
 def write_outputs(rows: list, out: Path) -> None:

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..targets.loihi import conv_synapses
+
 
 @dataclass
 class LoihiLayer:
@@ -61,14 +63,6 @@ def read_layers(path, input_shape, neurons_per_core: int, synapses_per_core: int
             layers.append(entry)
             shape = out
     return layers
-
-
-def conv_synapses(in_shape, out_shape, kernel, stride, padding, groups, dilation=(1, 1)) -> int:
-    """Connections of a conv layer, counting only taps that land inside the input."""
-    c_in = in_shape[0]
-    fan_in = F.conv2d(torch.ones(1, c_in, *in_shape[1:]), torch.ones(groups, c_in // groups, *kernel),
-                      stride=stride, padding=padding, dilation=dilation, groups=groups)
-    return int(fan_in.sum()) * (out_shape[0] // groups)
 
 
 def fan_out(layer: LoihiLayer, in_shape) -> torch.Tensor:

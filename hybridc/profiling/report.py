@@ -40,18 +40,12 @@ class Profile:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
 
-def _pytorch_shape(spec):
-    if spec.layout == "WHCT":
-        w, h, c, _ = spec.shape
-        return (c, h, w)
-    return tuple(spec.shape[:-1])
-
-
 @torch.no_grad()
 def _activity(manifest, layers, data, samples, seed=0, gm=None):
     """Average spikes and synaptic ops per inference for each Loihi layer, from a run."""
     from ..compiler.dataset_verify import _input_geometry, rebuild_reference
     from ..data import open_dataset
+    from ..compiler.verify import run_capturing
     from ..passes.tag_targets import is_spiking_node
 
     if gm is None:
@@ -60,14 +54,7 @@ def _activity(manifest, layers, data, samples, seed=0, gm=None):
     dataset = open_dataset(data, train=False, size=size, timesteps=timesteps, samples=samples, seed=seed)
     count = min(samples, len(dataset))
     x = torch.stack([dataset[i][0] for i in range(count)])
-    values = {}
-
-    class Capture(torch.fx.Interpreter):
-        def run_node(self, n):
-            values[n.name] = result = super().run_node(n)
-            return result
-
-    Capture(gm).run(x)
+    _, values = run_capturing(gm, x)
     lowered = [n for n in gm.graph.nodes if is_spiking_node(gm, n)
                and type(gm.get_submodule(n.target)).__name__ in ("Conv", "Dense", "Pool")]
     if len(lowered) != len(layers):
@@ -111,7 +98,7 @@ def profile_build(build_dir, data: str = "synthetic", samples: int = 16, device_
         result.devices["loihi"] = "not estimated (nir)"
     if "loihi" in stages:
         stage, chip = stages["loihi"], devices.loihi
-        layers = loihi_counts.read_layers(compiled.directory / stage.artifact, _pytorch_shape(stage.inputs[0]),
+        layers = loihi_counts.read_layers(compiled.directory / stage.artifact, stage.inputs[0].pytorch_shape()[:-1],
                                           chip["neurons_per_core"], chip["synapses_per_core"])
         activity, result.samples = _activity(manifest, layers, data, samples, gm=reference)
         steps = T + len(layers)  # the last output leaves the pipeline after one step per layer

@@ -8,7 +8,6 @@ calibration. The manifest records every quantised tensor's scale and zero point.
 """
 
 import hashlib
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ ARTIFACT = "ann_int8.onnx"
 
 def calibration_inputs(gm, partition, options) -> list:
     """Cut tensors for calibration: the spiking half run on calibration samples."""
+    from ..compiler.verify import run_capturing
     from ..data import open_dataset
 
     placeholder = next(n for n in gm.graph.nodes if n.op == "placeholder")
@@ -35,25 +35,11 @@ def calibration_inputs(gm, partition, options) -> list:
     if len(shape) == 5 and shape[1] == 2 and shape[2] == shape[3]:
         dataset = open_dataset(spec, train=True, size=shape[2], timesteps=shape[4], samples=samples)
         x = torch.stack([dataset[i][0] for i in range(min(samples, len(dataset)))])
-    else:  # not event frames: random spikes at the example's density
+    else:  # not event frames: random spikes, density 0.2
         g = torch.Generator().manual_seed(0)
         x = (torch.rand(samples, *shape[1:], generator=g) < 0.2).float()
     cut = partition.inputs[0]
-    if cut.op == "placeholder":
-        values = x
-    else:
-        captured = {}
-
-        class Capture(torch.fx.Interpreter):
-            def run_node(self, n):
-                result = super().run_node(n)
-                if n is cut:
-                    captured["cut"] = result
-                return result
-
-        with torch.no_grad():
-            Capture(gm).run(x)
-        values = captured["cut"]
+    values = x if cut.op == "placeholder" else run_capturing(gm, x, {cut.name})[1][cut.name]
     return [values[i:i + 1].numpy().astype(np.float32) for i in range(values.shape[0])]
 
 
@@ -85,18 +71,16 @@ class JetsonInt8Target(JetsonTarget):
                      for name in counts}
         path = Path(workdir) / ARTIFACT
         calibration = calibration_inputs(gm, partition, self.options)
-        with tempfile.TemporaryDirectory() as scratch:
-            try:
-                quantize_static(
-                    str(float_path), str(path), _Reader(calibration),
-                    quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=accumulator_nodes,
-                    extra_options={"TensorQuantOverrides": overrides, "ActivationSymmetric": False},
-                )
-            except Exception as exc:  # noqa: BLE001 - the quantiser raises many kinds
-                raise LoweringError(f"onnxruntime could not quantise stage `{partition.name}`: "
-                                    f"{type(exc).__name__}: {exc}") from None
-            del scratch
+        try:
+            quantize_static(
+                str(float_path), str(path), _Reader(calibration),
+                quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=accumulator_nodes,
+                extra_options={"TensorQuantOverrides": overrides, "ActivationSymmetric": False},
+            )
+        except Exception as exc:  # noqa: BLE001 - the quantiser raises many kinds
+            raise LoweringError(f"onnxruntime could not quantise stage `{partition.name}`: "
+                                f"{type(exc).__name__}: {exc}") from None
         float_path.unlink()
         quantised = onnx.load(str(path))
         onnx.checker.check_model(quantised, full_check=True)

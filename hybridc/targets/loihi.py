@@ -8,7 +8,6 @@ export), Pool becomes a depthwise conv with the pool's constant weight, and
 neuron Dropout (identity at inference) writes nothing.
 """
 
-import hashlib
 from math import prod
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch.fx.passes.operator_support import create_op_support
 
+from ..compiler.digest import sha256
 from ..compiler.manifest import Stage, TensorSpec
 from ..errors import InputError, LoweringError
 
@@ -37,16 +37,25 @@ def write_exported(block, group):
     block.export_hdf5(group)
 
 
-def write_pool(block, group):
-    """netx has no pool layer: a slayer Pool is a shared (1,1,k,k) kernel of one
-    constant weight, i.e. a depthwise conv with that weight on every channel."""
-    synapse = block.synapse
+def fixed_point_weight(synapse) -> np.ndarray:
+    """The integer weights slayer itself exports (its own descaling), without the time axis."""
     weight = synapse.pre_hook_fx(synapse.weight, descale=True).detach().cpu().numpy()
+    return weight.reshape(weight.shape[:-1])
+
+
+def pool_weight(block, channels: int) -> np.ndarray:
+    """netx has no pool layer: a slayer Pool is a shared (1,1,k,k) kernel of one constant
+    weight, i.e. a depthwise conv with that weight on every channel: (channels, 1, k, k)."""
+    kernel = fixed_point_weight(block.synapse).reshape(block.synapse.kernel_size[:2])
+    return np.broadcast_to(kernel, (channels, 1, *kernel.shape)).copy()
+
+
+def write_pool(block, group):
+    synapse = block.synapse
     channels = int(block.neuron.shape[0])
-    kernel = weight.reshape(weight.shape[2:4])
     group.create_dataset("type", (1,), "S10", [b"conv"])
     group.create_dataset("shape", data=np.array(block.neuron.shape))
-    group.create_dataset("weight", data=np.broadcast_to(kernel, (channels, 1, *kernel.shape)).copy())
+    group.create_dataset("weight", data=pool_weight(block, channels))
     group.create_dataset("stride", data=np.array(synapse.stride[:2]))
     group.create_dataset("padding", data=np.array(synapse.padding[:2]))
     group.create_dataset("dilation", data=np.array(synapse.dilation[:2]))
@@ -150,24 +159,26 @@ def from_netx(y: np.ndarray) -> torch.Tensor:
     return t.permute(0, 3, 2, 1, 4) if t.dim() == 5 else t
 
 
+def conv_synapses(in_shape, out_shape, kernel, stride, padding, groups, dilation=(1, 1)) -> int:
+    """Connections of a conv layer, counting only taps that land inside the input
+    (padding removes some): the fan-in of every output neuron, found by convolving ones."""
+    c_in = in_shape[0]
+    fan_in = F.conv2d(torch.ones(1, c_in, *in_shape[1:]), torch.ones(groups, c_in // groups, *kernel),
+                      stride=stride, padding=padding, dilation=dilation, groups=groups)
+    return int(fan_in.sum()) * (out_shape[0] // groups)
+
+
 def _synapses(block, in_shape) -> int:
-    """Exact count of connections: dense is in*out, conv/pool count the valid fan-in of
-    each output neuron (padding removes some), computed by convolving ones."""
+    """Exact count of connections: dense is in*out, conv/pool by `conv_synapses`."""
     slayer = _slayer()
     if isinstance(block, slayer.block.cuba.Dense):
         return int(block.synapse.in_channels * block.synapse.out_channels)
     if isinstance(block, (slayer.block.cuba.Conv, slayer.block.cuba.Pool)):
         s = block.synapse
-        channels = in_shape[0]
-        if isinstance(block, slayer.block.cuba.Pool):  # one shared kernel applied per channel
-            groups, out_per_group = channels, 1
-        else:
-            groups, out_per_group = s.groups, block.neuron.shape[0] // s.groups
-        kernel = torch.ones(groups, channels // groups, *s.kernel_size[:2])
-        ones = torch.ones(1, channels, *in_shape[1:3])
-        fan_in = F.conv2d(ones, kernel, stride=s.stride[:2], padding=s.padding[:2],
-                          dilation=s.dilation[:2], groups=groups)
-        return int(fan_in.sum().item()) * out_per_group
+        # a Pool applies one shared kernel per channel: a depthwise conv
+        groups = in_shape[0] if isinstance(block, slayer.block.cuba.Pool) else s.groups
+        return conv_synapses(in_shape[:3], block.neuron.shape, s.kernel_size[:2], s.stride[:2], s.padding[:2],
+                             groups, s.dilation[:2])
     return 0
 
 
@@ -180,14 +191,6 @@ def _lag(block) -> int:
     if isinstance(block, (slayer.neuron.Dropout, slayer.block.cuba.Flatten, slayer.block.cuba.Input)):
         return 0
     return 0 if block.delay_shift else 1
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class LoihiTarget:
@@ -275,11 +278,11 @@ class LoihiTarget:
         """Runs each sample through Lava's bit-accurate fixed-point simulator."""
         spec = stage.inputs[0]
         expected = tuple(spec.shape[:-1])
-        got = to_netx(x).shape[1:-1] if x.dim() in (3, 5) else None
-        if got != expected:
+        data = to_netx(x)
+        if x.dim() not in (3, 5) or data.shape[1:-1] != expected:
             raise InputError(
                 f"Stage `{stage.name}` (loihi) expects spikes of PyTorch shape (N, "
-                f"{_pytorch_shape(spec)}), got {tuple(x.shape)}."
+                f"{', '.join(map(str, spec.pytorch_shape()[:-1]))}, T), got {tuple(x.shape)}."
             )
         values = torch.unique(x)
         if not bool(((values == 0) | (values == 1)).all()):
@@ -287,7 +290,6 @@ class LoihiTarget:
                 f"Stage `{stage.name}` (loihi) receives unary spikes, but the input holds values "
                 f"{values[:6].tolist()}...; binarise it (e.g. `(x > 0).float()`)."
             )
-        data = to_netx(x)
         outputs = []
         for i in range(data.shape[0]):
             outputs.append(simulate(Path(build_dir) / stage.artifact, data[i], stage.delay,
@@ -295,13 +297,6 @@ class LoihiTarget:
             if progress:
                 progress()
         return from_netx(np.stack(outputs))
-
-
-def _pytorch_shape(spec: TensorSpec) -> str:
-    if spec.layout == "WHCT":
-        w, h, c, t = spec.shape
-        return f"{c}, {h}, {w}, T"
-    return ", ".join(map(str, spec.shape[:-1])) + ", T"
 
 
 def import_lava_runtime():

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..compiler.digest import sha256
 from ..compiler.manifest import Stage, TensorSpec
 from ..errors import ArtifactError
 from . import loihi
@@ -42,11 +43,6 @@ def neuron_node(nir, block, shape):
     return nir.CubaLIF(tau_syn=tau_syn, tau_mem=tau_mem, r=tau_mem.copy(), v_leak=np.zeros(shape),
                        v_threshold=np.full(shape, float(params["vThMant"])), v_reset=np.zeros(shape),
                        w_in=tau_syn.copy())
-
-
-def _fixed_point_weight(synapse) -> np.ndarray:
-    weight = synapse.pre_hook_fx(synapse.weight, descale=True).detach().cpu().numpy()
-    return weight.reshape(weight.shape[:-1]) if weight.shape[-1] == 1 else weight
 
 
 class NirTarget(loihi.LoihiTarget):
@@ -77,15 +73,14 @@ class NirTarget(loihi.LoihiTarget):
                 continue
             out_shape = tuple(node.meta["shape"][1:-1])
             if isinstance(block, cuba.Dense):
-                weight = _fixed_point_weight(block.synapse).reshape(out_shape[0], -1)
+                weight = loihi.fixed_point_weight(block.synapse).reshape(out_shape[0], -1)
                 synapse = nir.Linear(weight=weight.astype(np.float32))
             else:
                 s = block.synapse
                 if isinstance(block, cuba.Pool):
-                    kernel = _fixed_point_weight(s).reshape(s.kernel_size[:2])
-                    weight, groups = np.broadcast_to(kernel, (shape[0], 1, *kernel.shape)).copy(), shape[0]
+                    weight, groups = loihi.pool_weight(block, shape[0]), shape[0]
                 else:
-                    weight, groups = _fixed_point_weight(s), s.groups
+                    weight, groups = loihi.fixed_point_weight(s), s.groups
                 synapse = nir.Conv2d(input_shape=tuple(shape[1:]), weight=weight.astype(np.float32),
                                      stride=tuple(s.stride[:2]), padding=tuple(s.padding[:2]),
                                      dilation=tuple(s.dilation[:2]), groups=int(groups),
@@ -105,7 +100,7 @@ class NirTarget(loihi.LoihiTarget):
         nir.write(str(path), graph)
         out_node = partition.outputs[0]
         return Stage(
-            name=partition.name, target=self.name, artifact=ARTIFACT, sha256=loihi.sha256(path),
+            name=partition.name, target=self.name, artifact=ARTIFACT, sha256=sha256(path),
             inputs=[TensorSpec("spikes_in", [*in_shape, partition.inputs[0].meta["shape"][-1]], "float32",
                                "CHWT" if len(in_shape) == 3 else "FT")],
             outputs=[TensorSpec(out_node.name, list(out_node.meta["shape"][1:]), "float32",
