@@ -15,9 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples/dvs_gesture"))
 
+import model as sxay  # noqa: E402
 import torch  # noqa: E402
 
-import model as sxay  # noqa: E402
 from hybridc.data import SyntheticGestures  # noqa: E402
 from hybridc.train import train  # noqa: E402
 

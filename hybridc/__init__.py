@@ -10,29 +10,29 @@ __all__ = ["compile", "load", "run", "verify", "inspect", "annotate", "nn", "err
 
 
 def compile(model, example_input, target="loihi+jetson", output_dir=None, **kwargs):
-    """Compile `model` for `target`; see hybridc.compiler.driver.compile."""
-    from .compiler.driver import compile as _compile
+    """Compile `model` for `target`; see hybridc.build.driver.compile."""
+    from .build.driver import compile as _compile
 
     return _compile(model, example_input, target, output_dir, **kwargs)
 
 
 def load(path):
     """Open a compiled build directory (checks format and sha256 of every artifact)."""
-    from .compiler.compiled import load as _load
+    from .build.compiled import load as _load
 
     return _load(path)
 
 
 def run(compiled, x, return_stages=False):
     """Run a build as deployed: Lava fixed-point for loihi, onnxruntime for jetson."""
-    from .compiler.runtime import run as _run
+    from .runtime.run import run as _run
 
     return _run(compiled, x, return_stages=return_stages)
 
 
 def verify(compiled, x):
     """Parity figures between an in-memory compile and its PyTorch model on `x`."""
-    from .compiler.verify import verify as _verify
+    from .runtime.verify import verify as _verify
 
     return _verify(compiled, x)
 
@@ -40,8 +40,8 @@ def verify(compiled, x):
 def inspect(compiled):
     """An Inspection of a CompiledModel (or build directory): .table(), .to_json(),
     .to_dot(), .to_html(path), and rich display in notebooks."""
-    from .compiler.compiled import CompiledModel
-    from .compiler.compiled import load as _load
+    from .build.compiled import CompiledModel
+    from .build.compiled import load as _load
     from .inspection import Inspection
 
     return Inspection(compiled if isinstance(compiled, CompiledModel) else _load(compiled))
@@ -49,7 +49,7 @@ def inspect(compiled):
 
 def annotate(module, target):
     """Pin a module to a target ('loihi', 'jetson') or a side ('spiking', 'dense')."""
-    from .compiler.annotate import annotate as _annotate
+    from .frontend.annotate import annotate as _annotate
 
     return _annotate(module, target)
 

@@ -67,7 +67,13 @@ def train(model, train_set, test_set, epochs: int = 10, lr: float = 1e-3, batch_
           console=None, stop=None) -> History:
     """Train `model` on (x, label) datasets; returns the per-epoch history.
     `stop(history) -> bool`, if given, is asked after each epoch whether to finish early."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)

@@ -29,8 +29,8 @@ def spikes(*shape, density=0.25, seed=0):
 def assert_deploys_exactly(model, x, tmp_path, target="loihi+jetson", min_cut_rate=0.01):
     """The three parity checks every compiled model must pass, against real Lava and onnxruntime."""
     import hybridc
-    from hybridc.compiler.verify import reference_stages
-    from hybridc.targets.registry import get_target
+    from hybridc.runtime.stages import run_stage
+    from hybridc.runtime.verify import reference_stages
 
     model.eval()
     compiled = hybridc.compile(model, x, target=target, output_dir=tmp_path / "build")
@@ -40,11 +40,11 @@ def assert_deploys_exactly(model, x, tmp_path, target="loihi+jetson", min_cut_ra
     # 1. Lava fixed-point spikes at the cut equal PyTorch's, every entry and timestep.
     cut = reference[snn.name]
     assert cut.mean() >= min_cut_rate, "test model too quiet to prove anything"
-    lava = get_target("loihi").run(snn, loaded.directory, x)
+    lava = run_stage(snn, loaded.directory, x)
     assert lava.shape == cut.shape
     assert torch.equal(lava, cut), f"{(lava != cut).sum()} of {cut.numel()} spikes differ"
     # 2. The ONNX stage fed PyTorch's cut tensor equals the PyTorch dense half.
-    onnx_out = get_target("jetson").run(ann, loaded.directory, cut)
+    onnx_out = run_stage(ann, loaded.directory, cut)
     with torch.no_grad():
         expected = model(x)
     assert torch.allclose(onnx_out, expected, atol=1e-5, rtol=0), (onnx_out - expected).abs().max()

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT
+
 from hybridc.data import DVSGesture, SyntheticGestures, jitter
 from hybridc.data.dvsgesture import bin_events
 from hybridc.errors import InputError

@@ -5,10 +5,10 @@ import sys
 import textwrap
 
 import torch
+from conftest import assert_deploys_exactly, spikes
 from lava.lib.dl import slayer
 
 import hybridc
-from conftest import assert_deploys_exactly, spikes
 from hybridc.nn import Accumulator
 
 NEURON = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from fuzz_models import Spec, build, specs
 from hypothesis import HealthCheck, given, settings
 
 import hybridc
-from fuzz_models import Spec, build, specs
-from hybridc.compiler.verify import reference_stages
 from hybridc.errors import HybridcError
-from hybridc.targets.registry import get_target
+from hybridc.runtime.stages import run_stage
+from hybridc.runtime.verify import reference_stages
 
 EXAMPLES = int(os.environ.get("HYBRIDC_FUZZ_EXAMPLES", "20"))
 REPORT = os.environ.get("HYBRIDC_FUZZ_REPORT")
@@ -41,7 +41,7 @@ def check(spec):
             return f"refused: {type(exc).__name__}"
         reference = reference_stages(compiled.module, compiled.fx_partitions, x)
         snn = compiled.manifest.stages[0]
-        lava = get_target("loihi").run(snn, compiled.directory, x)
+        lava = run_stage(snn, compiled.directory, x)
         cut = reference[snn.name]
         assert torch.equal(lava, cut), f"Lava spikes differ in {(lava != cut).sum().item()} of {cut.numel()}: {spec}"
         deployed = hybridc.run(compiled.directory, x)

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 import torch
+from conftest import spikes
 from lava.lib.dl import slayer
 
 import hybridc
-from conftest import spikes
 
 NEURON = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -8,11 +8,11 @@ import jsonschema
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, spikes
 
 import hybridc
-from conftest import ROOT, spikes
-from hybridc.compiler.manifest import schema
-from hybridc.compiler.digest import sha256
+from hybridc.digest import sha256
+from hybridc.manifest import schema
 
 
 @pytest.fixture(scope="module")

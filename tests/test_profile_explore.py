@@ -7,9 +7,9 @@ import sys
 
 import pytest
 import torch
+from conftest import ROOT
 
 import hybridc
-from conftest import ROOT
 from hybridc.profiling import loihi_counts, onnx_counts
 from hybridc.profiling.explore import Candidate, pareto_front
 

@@ -1,7 +1,6 @@
 """The paper's SxAy family compiles, and every artifact computes what PyTorch computes."""
 
 import pytest
-
 from conftest import assert_deploys_exactly
 
 

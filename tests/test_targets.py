@@ -7,9 +7,9 @@ import sys
 import h5py
 import numpy as np
 import pytest
+from conftest import ROOT, assert_deploys_exactly
 
 import hybridc
-from conftest import ROOT, assert_deploys_exactly
 
 
 def test_loihi_plus_cpu_deploys_exactly(example, tmp_path):

@@ -8,6 +8,7 @@ import typer
 
 from ._common import _console, _guard, _quiet_imports, _warning_printer, app
 
+
 def _shape(specs) -> str:
     return ", ".join(f"{s.layout} {'x'.join(map(str, s.shape))}" for s in specs)
 
@@ -59,8 +60,8 @@ def compile(
         parse_target_string(target)  # fail fast on a bad target, before importing the model
         with console.status("loading model"):
             _quiet_imports()
-            from ..compiler.driver import compile as compile_model
-            from ..compiler.loader import load_model_file, parse_entry_args
+            from ..build.driver import compile as compile_model
+            from ..frontend.loader import load_model_file, parse_entry_args
 
             entry_args = parse_entry_args(set_)
             model, example_input, path, digest = load_model_file(model_file, entry, weights, entry_args)
@@ -81,7 +82,7 @@ def compile(
 
 def _recipe(entry, entry_args, weights) -> dict:
     """How to rebuild the reference model from the source file (for `hybridc verify`)."""
-    from ..compiler.digest import sha256
+    from ..digest import sha256
 
     recipe = {"entry": entry, "args": entry_args}
     if weights:
@@ -93,7 +94,7 @@ def _recipe(entry, entry_args, weights) -> dict:
 def _print_parity(console, compiled, example_input):
     from rich.progress import Progress
 
-    from ..compiler.verify import verify as verify_build
+    from ..runtime.verify import verify as verify_build
 
     with Progress(transient=True, console=console) as progress:
         task = progress.add_task("Lava fixed-point simulation", total=int(example_input.shape[0]))
@@ -124,9 +125,7 @@ def run(
     def body():
         import numpy as np
 
-        from ..errors import InputError
-
-        from ..errors import OutputError
+        from ..errors import InputError, OutputError
 
         if not input.is_file():
             raise InputError(f"Input file {input} does not exist.")
@@ -139,8 +138,8 @@ def run(
         _quiet_imports()
         from rich.progress import Progress
 
-        from ..compiler.compiled import load
-        from ..compiler.runtime import run as run_build
+        from ..build.compiled import load
+        from ..runtime.run import run as run_build
 
         compiled = load(build)
         with Progress(transient=True, console=console) as progress:

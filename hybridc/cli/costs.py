@@ -8,6 +8,7 @@ import typer
 
 from ._common import _console, _guard, _quiet_imports, app, write_file
 
+
 @app.command()
 def profile(
     build: Path = typer.Argument(..., help="Build directory written by `hybridc compile`."),
@@ -93,8 +94,8 @@ def explore(
         _quiet_imports()
         from rich.table import Table
 
-        from ..compiler.loader import parse_entry_args
         from ..errors import InputError
+        from ..frontend.loader import parse_entry_args
         from ..profiling.explore import explore as run_explore
 
         try:

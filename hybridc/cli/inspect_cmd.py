@@ -40,12 +40,12 @@ def inspect(
         from ..inspection import Inspection
 
         if source.is_dir():
-            from ..compiler.compiled import load
+            from ..build.compiled import load
 
             compiled = load(source)
         else:
-            from ..compiler.driver import compile as compile_model
-            from ..compiler.loader import load_model_file, parse_entry_args
+            from ..build.driver import compile as compile_model
+            from ..frontend.loader import load_model_file, parse_entry_args
 
             warnings.showwarning = _warning_printer(console)
             model, example_input, path, digest = load_model_file(source, entry, weights, parse_entry_args(set_))

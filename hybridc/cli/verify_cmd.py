@@ -7,6 +7,7 @@ import typer
 
 from ._common import _console, _guard, _quiet_imports, app, write_file
 
+
 @app.command()
 def verify(
     build: Path = typer.Argument(..., help="Build directory written by `hybridc compile`."),
@@ -23,9 +24,15 @@ def verify(
         import json
 
         _quiet_imports()
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
-        from ..compiler.dataset_verify import verify_dataset
+        from ..runtime.dataset_verify import verify_dataset
 
         columns = [TextColumn(f"verify ({backend})"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
         with Progress(*columns, console=console, transient=True) as bar:

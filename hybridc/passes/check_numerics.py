@@ -7,8 +7,8 @@ fixed-point weights and thresholds) through an optional `check_ranges` method.
 import torch
 import torch.fx
 
-from ..compiler.tracer import describe
 from ..errors import NumericsError
+from ..frontend.tracer import describe
 
 
 def check_numerics(gm: torch.fx.GraphModule, targets: dict, on_overflow: str = "error") -> list:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import networkx as nx
 import torch.fx
 
-from ..compiler.tracer import describe
 from ..errors import PartitionError
+from ..frontend.tracer import describe
 from .insert_cut_accumulators import is_accumulator
 
 ORDER = ("spiking", "dense")

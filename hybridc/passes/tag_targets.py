@@ -8,9 +8,9 @@ torch.fx's composable OperatorSupport predicates.
 import torch.fx
 from torch.fx.passes.operator_support import create_op_support
 
-from ..compiler.annotate import annotated_domain
-from ..compiler.tracer import describe, is_slayer_module
 from ..errors import UnsupportedLayerError
+from ..frontend.annotate import annotated_domain
+from ..frontend.tracer import describe, is_slayer_module
 
 COMPUTE_OPS = ("call_module", "call_function", "call_method")
 

@@ -45,10 +45,8 @@ def pareto_front(rows: list) -> None:
 
 def candidates_from_file(path, splits, intervals, entry_args, weights_for):
     """Yields (name, model, example_input, weights path or None, recipe) per candidate."""
-    from ..compiler.loader import load_model_file
-
-    from ..compiler.loader import load_weights, model_module
     from ..errors import ModelFileError
+    from ..frontend.loader import load_model_file, load_weights, model_module
 
     with model_module(path) as module:
         module_candidates = getattr(module, "candidates", None)
@@ -85,7 +83,7 @@ def candidates_from_file(path, splits, intervals, entry_args, weights_for):
 
 def explore(path, splits, intervals, out, entry_args=None, data="synthetic", samples=8, checkpoints=None,
             device_profile=None, jetson=None, link=None, progress=None) -> list:
-    from ..compiler.driver import compile as compile_model
+    from ..build.driver import compile as compile_model
     from .report import profile_build
 
     out = Path(out)
@@ -131,7 +129,7 @@ def explore(path, splits, intervals, out, entry_args=None, data="synthetic", sam
 
 def _accuracy(compiled, data, samples) -> float:
     """Deployed accuracy with the emulation backend (exact, see hybridc verify)."""
-    from ..compiler.dataset_verify import verify_dataset
+    from ..runtime.dataset_verify import verify_dataset
 
     return verify_dataset(compiled.directory, data, samples, "emulate",
                           reference=(compiled.module, compiled.fx_partitions)).accuracy_deployed

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..compiler.compiled import load
+from ..build.compiled import load
 from ..errors import InputError
 from ..inspection.model import cut_bytes
 from . import loihi_counts, onnx_counts
@@ -43,10 +43,10 @@ class Profile:
 @torch.no_grad()
 def _activity(manifest, layers, data, samples, seed=0, gm=None):
     """Average spikes and synaptic ops per inference for each Loihi layer, from a run."""
-    from ..compiler.dataset_verify import _input_geometry, rebuild_reference
     from ..data import open_dataset
-    from ..compiler.verify import run_capturing
+    from ..frontend.capture import run_capturing
     from ..passes.tag_targets import is_spiking_node
+    from ..runtime.dataset_verify import _input_geometry, rebuild_reference
 
     if gm is None:
         gm, _ = rebuild_reference(manifest)

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch.fx.passes.operator_support import create_op_support
 
-from ..compiler.manifest import AccumulatorSpec, Stage, TensorSpec
-from ..errors import InputError, LoweringError
+from ..errors import LoweringError
+from ..manifest import AccumulatorSpec, Stage, TensorSpec
 from ..nn import Accumulator
 
 ARTIFACT = "ann.onnx"
@@ -169,17 +169,3 @@ class JetsonTarget:
             accumulator=accumulators[0][1] if accumulators else None,
             opset=OPSET,
         )
-
-    def run(self, stage: Stage, build_dir: Path, x: torch.Tensor, progress=None):
-        import onnxruntime as ort
-
-        spec = stage.inputs[0]
-        if tuple(x.shape[1:]) != tuple(spec.shape):
-            raise InputError(
-                f"Stage `{stage.name}` (jetson) expects input of shape (N, "
-                f"{', '.join(map(str, spec.shape))}) in layout N{spec.layout}, got {tuple(x.shape)}."
-            )
-        session = ort.InferenceSession(str(Path(build_dir) / stage.artifact), providers=["CPUExecutionProvider"])
-        results = session.run(None, {SPIKES: x.detach().cpu().numpy().astype(np.float32)})
-        tensors = [torch.from_numpy(r) for r in results]
-        return tensors[0] if len(tensors) == 1 else tuple(tensors)

@@ -21,8 +21,8 @@ ARTIFACT = "ann_int8.onnx"
 
 def calibration_inputs(gm, partition, options) -> list:
     """Cut tensors for calibration: the spiking half run on calibration samples."""
-    from ..compiler.verify import run_capturing
     from ..data import open_dataset
+    from ..frontend.capture import run_capturing
 
     placeholder = next(n for n in gm.graph.nodes if n.op == "placeholder")
     shape = placeholder.meta["shape"]
@@ -58,7 +58,12 @@ class JetsonInt8Target(JetsonTarget):
 
     def preprocess(self, partition, gm, workdir: Path):
         import onnx
-        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization import (
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
 
         stage = super().preprocess(partition, gm, workdir)
         float_path = Path(workdir) / stage.artifact

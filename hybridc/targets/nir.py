@@ -22,9 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..compiler.digest import sha256
-from ..compiler.manifest import Stage, TensorSpec
-from ..errors import ArtifactError
+from ..digest import sha256
+from ..manifest import Stage, TensorSpec
 from . import loihi
 
 ARTIFACT = "snn.nir"
@@ -52,7 +51,6 @@ class NirTarget(loihi.LoihiTarget):
 
     def preprocess(self, partition, gm, workdir: Path) -> Stage:
         import nir
-
         from lava.lib.dl import slayer
 
         cuba = slayer.block.cuba
@@ -106,11 +104,4 @@ class NirTarget(loihi.LoihiTarget):
             outputs=[TensorSpec(out_node.name, list(out_node.meta["shape"][1:]), "float32",
                                 "CHWT" if len(shape) == 3 else "FT")],
             delay=0, layers=layers, neurons=int(neurons), synapses=int(synapses),
-        )
-
-    def run(self, stage, build_dir, x, progress=None):
-        raise ArtifactError(
-            f"Stage `{stage.name}` is a NIR graph ({stage.artifact}); hybridc has no NIR simulator. Load it "
-            "with your chip's NIR toolchain (e.g. `nir.read` then the vendor's importer), or compile with "
-            "--target loihi+... to run and verify in Lava."
         )

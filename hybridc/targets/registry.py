@@ -18,21 +18,28 @@ class TargetEntry:
     implementation: str  # "package.module:Class"
     summary: str
     aliases: tuple = ()
+    # "package.module:function" that runs a stage of this target's artifact (hybridc.runtime);
+    # None when hybridc has no simulator for the format.
+    runner: str = None
 
 
 REGISTRY = {
     entry.name: entry
     for entry in (
         TargetEntry("loihi", "spiking", "hybridc.targets.loihi:LoihiTarget",
-                    "Intel Loihi 2 through Lava: one netx HDF5 network, verified bit-exact in Lava"),
+                    "Intel Loihi 2 through Lava: one netx HDF5 network, verified bit-exact in Lava",
+                    runner="hybridc.runtime.lava:run_stage"),
         TargetEntry("nir", "spiking", "hybridc.targets.nir:NirTarget",
                     "NIR graph (nir.write) for SpiNNaker2, Xylo, Speck and other NIR toolchains"),
         TargetEntry("jetson", "dense", "hybridc.targets.jetson:JetsonTarget",
-                    "NVIDIA Jetson (TensorRT or onnxruntime): one float ONNX model, opset 17"),
+                    "NVIDIA Jetson (TensorRT or onnxruntime): one float ONNX model, opset 17",
+                    runner="hybridc.runtime.onnx_stage:run_stage"),
         TargetEntry("jetson-int8", "dense", "hybridc.targets.jetson_int8:JetsonInt8Target",
-                    "8-bit ANN half (Edge TPU style): QDQ int8 ONNX, static calibration", aliases=("edgetpu",)),
+                    "8-bit ANN half (Edge TPU style): QDQ int8 ONNX, static calibration", aliases=("edgetpu",),
+                    runner="hybridc.runtime.onnx_stage:run_stage"),
         TargetEntry("cpu", "dense", "hybridc.targets.cpu:CpuTarget",
-                    "the host CPU through onnxruntime, for users without a Jetson"),
+                    "the host CPU through onnxruntime, for users without a Jetson",
+                    runner="hybridc.runtime.onnx_stage:run_stage"),
     )
 }
 ALIASES = {alias: entry.name for entry in REGISTRY.values() for alias in entry.aliases}
@@ -80,3 +87,12 @@ def parse_target_string(spec: str, options: dict = None) -> dict:
             )
         by_domain[domain] = name
     return {domain: get_target(name, options) for domain, name in by_domain.items()}
+
+
+def get_runner(name: str):
+    """The function that runs a stage of target `name` (run_stage(stage, build_dir, x, progress))."""
+    entry = REGISTRY[canonical(name)]
+    if entry.runner is None:
+        return None
+    module_name, function_name = entry.runner.split(":")
+    return getattr(import_module(module_name), function_name)

@@ -11,8 +11,10 @@ from typing import Optional
 import torch
 import torch.fx
 
-from ..targets.registry import get_target
-from .runtime import run
+from ..frontend.capture import run_capturing
+from ..targets.registry import domain_of
+from .run import run
+from .stages import run_stage
 
 
 @dataclass
@@ -26,21 +28,6 @@ class Parity:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-@torch.no_grad()
-def run_capturing(gm: torch.fx.GraphModule, x: torch.Tensor, keep=None):
-    """(output, {node name: value}) for the nodes named in `keep` (every node when None)."""
-    values = {}
-
-    class Capture(torch.fx.Interpreter):
-        def run_node(self, n):
-            result = super().run_node(n)
-            if keep is None or n.name in keep:
-                values[n.name] = result
-            return result
-
-    return Capture(gm).run(x), values
 
 
 def reference_stages(gm: torch.fx.GraphModule, partitions, x: torch.Tensor) -> dict:
@@ -63,13 +50,13 @@ def verify(compiled, x: torch.Tensor, progress=None) -> Parity:
     spike_match = cut_entries = onnx_err = None
     stages = compiled.manifest.stages
     for i, stage in enumerate(stages):
-        if get_target(stage.target).domain == "spiking":
+        if domain_of(stage.target) == "spiking":
             ref = reference[stage.name]
             spike_match = float((per_stage[stage.name] == ref).float().mean())
             cut_entries = int(ref.numel())
         elif i > 0:
             fed = reference[stages[i - 1].name]
-            onnx_out = get_target(stage.target).run(stage, compiled.directory, fed)
+            onnx_out = run_stage(stage, compiled.directory, fed)
             onnx_err = float((onnx_out - reference[stage.name]).abs().max())
     final_ref = reference["output"]
     run_err = float((deployed - final_ref).abs().max())

@@ -15,9 +15,10 @@ from typing import Optional
 
 import torch
 
+from ..build.compiled import load
 from ..errors import ArtifactError, InputError
-from ..targets.registry import get_target
-from .compiled import load
+from ..targets.registry import domain_of
+from .stages import run_stage
 from .verify import reference_stages
 
 
@@ -40,9 +41,9 @@ class Report:
 
 def rebuild_reference(manifest):
     """The PyTorch model a build was compiled from, traced and partitioned the same way."""
-    from .digest import sha256
-    from .driver import lower
-    from .loader import load_model_file
+    from ..build.driver import lower
+    from ..digest import sha256
+    from ..frontend.loader import load_model_file
 
     source = manifest.source
     if not source.path:
@@ -99,14 +100,13 @@ def verify_dataset(build_dir, data: str = "synthetic", samples: int = 8, backend
         began = time.perf_counter()
         tensor = x
         for i, stage in enumerate(stages):
-            target = get_target(stage.target)
-            if target.domain == "spiking":
-                tensor = reference[stage.name] if backend == "emulate" else target.run(stage, compiled.directory, x)
+            if domain_of(stage.target) == "spiking":
+                tensor = reference[stage.name] if backend == "emulate" else run_stage(stage, compiled.directory, x)
                 cut = reference[stage.name]
                 equal += int((tensor == cut).sum())
                 entries += cut.numel()
             else:
-                tensor = target.run(stage, compiled.directory, tensor)
+                tensor = run_stage(stage, compiled.directory, tensor)
         elapsed += time.perf_counter() - began
         if backend == "emulate":  # its spiking stage *is* slayer's forward, computed above
             elapsed += reference_seconds

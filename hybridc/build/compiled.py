@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ArtifactError
+from ..frontend.graph import from_json_data, to_json_data
+from ..manifest import Manifest
 from .atomic import atomic_directory
-from .graph import from_json_data, to_json_data
-from .manifest import Manifest
 
 MANIFEST = "manifest.json"
 GRAPH = "graph.json"
@@ -68,7 +68,7 @@ class CompiledModel:
 
 def load(path) -> CompiledModel:
     """Open a build directory, checking the manifest format and every artifact's sha256."""
-    from .digest import sha256
+    from ..digest import sha256
 
     directory = Path(path)
     manifest_path = directory / MANIFEST

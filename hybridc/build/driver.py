@@ -12,13 +12,19 @@ import torch
 
 from .. import __version__
 from ..errors import TimestepError
-from ..passes import check_numerics, insert_cut_accumulators, partition, recognise_accumulators, tag_targets
+from ..frontend.graph import to_networkx
+from ..frontend.tracer import record_shapes, trace_with_shapes
+from ..manifest import Manifest, Source
+from ..passes import (
+    check_numerics,
+    insert_cut_accumulators,
+    partition,
+    recognise_accumulators,
+    tag_targets,
+)
 from ..targets.registry import parse_target_string
 from .atomic import atomic_directory
 from .compiled import CompiledModel, PartitionSummary
-from .graph import to_networkx
-from .manifest import Manifest, Source
-from .tracer import record_shapes, trace_with_shapes
 
 
 def lower(model: torch.nn.Module, example_input: torch.Tensor, target: str = "loihi+jetson",

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..errors import ArtifactError
+from .errors import ArtifactError
 
 FORMAT = "hybridc-manifest/1"
 SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")

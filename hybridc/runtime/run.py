@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..build.compiled import CompiledModel, load
 from ..errors import InputError
-from ..targets.registry import get_target
-from .compiled import CompiledModel, load
+from .stages import run_stage
 
 
 def run(compiled, x, return_stages: bool = False, progress=None):
@@ -35,6 +35,6 @@ def run(compiled, x, return_stages: bool = False, progress=None):
     tensor = x.float()
     per_stage = {}
     for stage in compiled.manifest.stages:
-        tensor = get_target(stage.target).run(stage, compiled.directory, tensor, progress=progress)
+        tensor = run_stage(stage, compiled.directory, tensor, progress=progress)
         per_stage[stage.name] = tensor
     return (tensor, per_stage) if return_stages else tensor

@@ -28,7 +28,6 @@ class HybridTracer(torch.fx.Tracer):
 def _user_frame(exc: BaseException) -> str:
     """The innermost traceback frame outside torch/hybridc: the user's line."""
     import traceback
-
     from pathlib import Path
 
     package = str(Path(__file__).resolve().parents[1])

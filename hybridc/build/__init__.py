@@ -1,0 +1,1 @@
+"""Build: drive the passes and targets, write the build directory atomically, load it back."""

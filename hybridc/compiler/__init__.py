@@ -1,1 +1,0 @@
-"""Front end and driver: load a model file, trace it, run the passes, lower, save."""
