@@ -16,6 +16,8 @@ def verify(
     backend: str = typer.Option("lava", help="lava (bit-accurate, slow) or emulate (slayer fixed point, fast)."),
     batch_size: int = typer.Option(16, help="Samples per batch (emulate and onnxruntime)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON here."),
+    workers: Optional[int] = typer.Option(None, help="Split the samples across a local Ray with this many workers."),
+    address: Optional[str] = typer.Option(None, help="Split the samples across the Ray cluster at this address."),
 ):
     """Run a dataset through the deployment and the PyTorch model; report their agreement."""
     console = _console()
@@ -38,7 +40,7 @@ def verify(
         with Progress(*columns, console=console, transient=True) as bar:
             task = bar.add_task("verify", total=samples)
             report = verify_dataset(build, data, samples, backend, batch_size,
-                                    progress=lambda n: bar.advance(task, n))
+                                    progress=lambda n: bar.advance(task, n), workers=workers, address=address)
         from rich.table import Table
 
         table = Table(title=f"verify {build} ({report.samples} x {data}, {backend})")

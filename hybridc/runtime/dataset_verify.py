@@ -10,6 +10,7 @@ arguments, weights, each checked by sha256). Two backends run the deployment:
 
 import time
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
@@ -34,6 +35,7 @@ class Report:
     seconds_per_sample: float
     accuracy_change: float = 0.0  # deployed - reference: nonzero only for quantised stages
     quantized: bool = False  # a stage is int8: argmax may legitimately differ
+    workers: int = 1  # Ray tasks' CPUs the samples were split across (1: this process)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -71,27 +73,94 @@ def _input_geometry(manifest):
     return width, timesteps
 
 
+@dataclass
+class _Tally:
+    """Counts over some samples; tallies of disjoint slices add up to the whole run's."""
+    equal: int = 0
+    entries: int = 0
+    agree: int = 0
+    right_ref: int = 0
+    right_dep: int = 0
+    worst: float = 0.0
+    elapsed: float = 0.0
+
+    def __add__(self, other):
+        return _Tally(self.equal + other.equal, self.entries + other.entries, self.agree + other.agree,
+                      self.right_ref + other.right_ref, self.right_dep + other.right_dep,
+                      max(self.worst, other.worst), self.elapsed + other.elapsed)
+
+
 def verify_dataset(build_dir, data: str = "synthetic", samples: int = 8, backend: str = "lava",
-                   batch_size: int = 16, progress=None, seed: int = 0, reference=None) -> Report:
-    """reference: (traced model, partitions) when the build cannot be rebuilt from its source."""
-    from ..data import open_dataset
+                   batch_size: int = 16, progress=None, seed: int = 0, reference=None,
+                   workers: Optional[int] = None, address: Optional[str] = None) -> Report:
+    """reference: (traced model, partitions) when the build cannot be rebuilt from its source.
+    workers/address: split the samples across Ray tasks (see runtime/distributed.py); the
+    report is the serial run's, sample for sample, plus the number of workers."""
+    from .distributed import wants_ray
 
     if backend not in ("lava", "emulate"):
         raise InputError(f"Unknown backend `{backend}`; use lava or emulate.")
     if samples < 1 or batch_size < 1:
         raise InputError(f"--samples and --batch-size must be at least 1 (got {samples} and {batch_size}).")
+    distributed = wants_ray(workers, address)
+    if distributed and reference is not None:
+        raise InputError("Verifying on Ray rebuilds the reference model from the build's source file on "
+                         "each worker; call verify_dataset without `reference` (or without workers).")
     compiled = load(build_dir)
     manifest = compiled.manifest
     # first: a changed source file is the likelier mistake than the data
     gm, partitions = reference if reference is not None else rebuild_reference(manifest)
-    size, timesteps = _input_geometry(manifest)
-    dataset = open_dataset(data, train=False, size=size, timesteps=timesteps, samples=samples, seed=seed)
+    dataset = _open(manifest, data, samples, seed)
     count = min(samples, len(dataset))
-    stages = manifest.stages
-    equal = entries = agree = right_ref = right_dep = 0
-    worst, elapsed = 0.0, 0.0
-    for start in range(0, count, batch_size):
-        items = [dataset[i] for i in range(start, min(start + batch_size, count))]
+    if count == 0:
+        raise InputError(f"The dataset `{data}` has no samples to verify.")
+    used = 1
+    if distributed:
+        from .distributed import cluster_cpus, connect, run_tasks
+
+        used = min(count, workers or cluster_cpus(connect(workers, address)))
+        size = min(batch_size, -(-count // used))  # small tasks: an even spread and a live progress bar
+        jobs = [(str(Path(build_dir).resolve()), data, samples, seed, start, min(start + size, count), backend,
+                 batch_size) for start in range(0, count, size)]
+        parts = run_tasks(_verify_slice, jobs, workers, address,
+                          done=(lambda part: progress(part[1])) if progress else None)
+        tally = sum((part[0] for part in parts), _Tally())
+    else:
+        tally = _verify_range(compiled, gm, partitions, dataset, 0, count, backend, batch_size, progress)
+    quantized = any(stage.quantization for stage in manifest.stages)
+    spike_match = None if backend == "emulate" or not tally.entries else tally.equal / tally.entries
+    return Report(backend, count, spike_match, tally.agree / count, tally.worst,
+                  tally.right_ref / count, tally.right_dep / count, tally.elapsed / count,
+                  (tally.right_dep - tally.right_ref) / count, quantized, used)
+
+
+def _open(manifest, data, samples, seed):
+    from ..data import open_dataset
+
+    size, timesteps = _input_geometry(manifest)
+    return open_dataset(data, train=False, size=size, timesteps=timesteps, samples=samples, seed=seed)
+
+
+def _verify_slice(build_dir, data, samples, seed, start, stop, backend, batch_size):
+    """One Ray task: samples start..stop of the same dataset the serial run reads.
+    Returns (tally, number of samples)."""
+    compiled = load(build_dir)
+    gm, partitions = _cached_reference(str(build_dir), compiled.manifest.source.sha256)
+    dataset = _open(compiled.manifest, data, samples, seed)
+    return _verify_range(compiled, gm, partitions, dataset, start, stop, backend, batch_size, None), stop - start
+
+
+@lru_cache(maxsize=4)
+def _cached_reference(build_dir, source_sha256):
+    """A worker process runs many slices of one build: rebuild its reference once."""
+    return rebuild_reference(load(build_dir).manifest)
+
+
+def _verify_range(compiled, gm, partitions, dataset, start, stop, backend, batch_size, progress) -> _Tally:
+    stages = compiled.manifest.stages
+    tally = _Tally()
+    for first in range(start, stop, batch_size):
+        items = [dataset[i] for i in range(first, min(first + batch_size, stop))]
         x = torch.stack([item[0] for item in items])
         labels = torch.tensor([item[1] for item in items])
         began = time.perf_counter()
@@ -103,24 +172,18 @@ def verify_dataset(build_dir, data: str = "synthetic", samples: int = 8, backend
             if domain_of(stage.target) == "spiking":
                 tensor = reference[stage.name] if backend == "emulate" else run_stage(stage, compiled.directory, x)
                 cut = reference[stage.name]
-                equal += int((tensor == cut).sum())
-                entries += cut.numel()
+                tally.equal += int((tensor == cut).sum())
+                tally.entries += cut.numel()
             else:
                 tensor = run_stage(stage, compiled.directory, tensor)
-        elapsed += time.perf_counter() - began
+        tally.elapsed += time.perf_counter() - began
         if backend == "emulate":  # its spiking stage *is* slayer's forward, computed above
-            elapsed += reference_seconds
+            tally.elapsed += reference_seconds
         expected = reference["output"]
-        worst = max(worst, float((tensor - expected).abs().max()))
-        agree += int((tensor.argmax(-1) == expected.argmax(-1)).sum())
-        right_ref += int((expected.argmax(-1) == labels).sum())
-        right_dep += int((tensor.argmax(-1) == labels).sum())
+        tally.worst = max(tally.worst, float((tensor - expected).abs().max()))
+        tally.agree += int((tensor.argmax(-1) == expected.argmax(-1)).sum())
+        tally.right_ref += int((expected.argmax(-1) == labels).sum())
+        tally.right_dep += int((tensor.argmax(-1) == labels).sum())
         if progress:
             progress(len(items))
-    quantized = any(stage.quantization for stage in stages)
-    if count == 0:
-        raise InputError(f"The dataset `{data}` has no samples to verify.")
-    spike_match = None if backend == "emulate" or not entries else equal / entries
-    return Report(backend, count, spike_match, agree / count, worst,
-                  right_ref / count, right_dep / count, elapsed / count,
-                  (right_dep - right_ref) / count, quantized)
+    return tally
