@@ -34,10 +34,11 @@ class History:
 
 
 @torch.no_grad()
-def evaluate(model, loader) -> float:
+def evaluate(model, loader, device=None) -> float:
     model.eval()
     correct = total = 0
     for x, y in loader:
+        x, y = (x.to(device), y.to(device)) if device else (x, y)
         correct += int((model(x).argmax(-1) == y).sum())
         total += len(y)
     return correct / max(total, 1)
@@ -64,9 +65,10 @@ def plot(history: History, path) -> None:
 
 def train(model, train_set, test_set, epochs: int = 10, lr: float = 1e-3, batch_size: int = 32,
           checkpoint_dir=None, resume: bool = False, seed: int = 0, progress: bool = True,
-          console=None, stop=None) -> History:
+          console=None, stop=None, device=None) -> History:
     """Train `model` on (x, label) datasets; returns the per-epoch history.
-    `stop(history) -> bool`, if given, is asked after each epoch whether to finish early."""
+    `stop(history) -> bool`, if given, is asked after each epoch whether to finish early.
+    `device` (e.g. "cuda" on a GPU worker) trains there; the model ends back on the CPU."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -79,11 +81,13 @@ def train(model, train_set, test_set, epochs: int = 10, lr: float = 1e-3, batch_
     generator = torch.Generator().manual_seed(seed)
     loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=True, generator=generator)
     test_loader = torch.utils.data.DataLoader(test_set, batch_size=max(batch_size, 64))
+    if device:
+        model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     history, start = History(), 0
     directory = Path(checkpoint_dir) if checkpoint_dir else None
     if directory and resume and (directory / "train_state.pt").is_file():
-        state = torch.load(directory / "train_state.pt", weights_only=True)
+        state = torch.load(directory / "train_state.pt", weights_only=True, map_location="cpu")
         model.load_state_dict(state["model"])  # saved together with the epoch, never out of step
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
@@ -101,6 +105,7 @@ def train(model, train_set, test_set, epochs: int = 10, lr: float = 1e-3, batch_
             model.train()
             began, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
             for x, y in loader:
+                x, y = (x.to(device), y.to(device)) if device else (x, y)
                 out = model(x)
                 loss = torch.nn.functional.cross_entropy(out, y)
                 optimizer.zero_grad()
@@ -110,7 +115,7 @@ def train(model, train_set, test_set, epochs: int = 10, lr: float = 1e-3, batch_
                 correct += int((out.argmax(-1) == y).sum())
                 seen += len(y)
                 bar.update(task, advance=1, loss=loss_sum / seen, acc=correct / seen)
-            test_accuracy = evaluate(model, test_loader)
+            test_accuracy = evaluate(model, test_loader, device)
             history.epochs.append(Epoch(epoch, loss_sum / seen, correct / seen, test_accuracy,
                                         time.perf_counter() - began))
             bar.update(task, description="done", acc=test_accuracy)
@@ -130,6 +135,8 @@ def train(model, train_set, test_set, epochs: int = 10, lr: float = 1e-3, batch_
             if stop is not None and stop(history):
                 break
     model.eval()
+    if device:
+        model.to("cpu")
     return history
 
 

@@ -86,8 +86,16 @@ def explore(
     device_profile: Optional[Path] = typer.Option(None, "--device-profile"),
     jetson: Optional[str] = typer.Option(None),
     link: Optional[str] = typer.Option(None),
+    train_epochs: Optional[int] = typer.Option(None, help="Train each candidate this many epochs on --data first."),
+    train_samples: int = typer.Option(256, help="Synthetic training samples per candidate (with --train-epochs)."),
+    workers: Optional[int] = typer.Option(None, help="Run candidates as Ray Tune trials on a local Ray with N workers."),
+    address: Optional[str] = typer.Option(None, help="Run candidates as Ray Tune trials on the Ray cluster at ADDR."),
+    search: str = typer.Option("grid", help="grid (every split x interval) or optuna (sample --trials of them)."),
+    trials: Optional[int] = typer.Option(None, help="How many candidates --search optuna samples."),
+    gpus_per_trial: float = typer.Option(0.0, help="GPUs Ray gives each trial (training runs on it)."),
 ):
-    """Compile and profile every candidate split; rank by energy, mark the Pareto front."""
+    """Compile and profile every candidate split; rank by energy, mark the Pareto front.
+    With --train-epochs, train each candidate first (on Ray with --workers/--address)."""
     console = _console()
 
     def body():
@@ -104,10 +112,24 @@ def explore(
             raise InputError(f"--intervals must be integers, got {intervals!r}.") from None
         split_list = [s.strip() for s in splits.split(",") if s.strip()]
         warnings.filterwarnings("ignore")
-        with console.status("compiling and profiling candidates") as status:
-            rows = run_explore(model_file, split_list, interval_list, output, parse_entry_args(set_), data, samples,
-                               checkpoints, device_profile, jetson, link,
-                               progress=lambda name: status.update(f"profiled {name}"))
+        training = train_epochs is not None or workers is not None or address or search != "grid"
+        if training and train_epochs is None:
+            raise InputError("--workers, --address and --search run candidates as training trials: "
+                             "add --train-epochs E.")
+        with console.status("training, compiling and profiling candidates" if training else
+                            "compiling and profiling candidates") as status:
+            if training:
+                from ..profiling.train_explore import explore_trained
+
+                rows = explore_trained(model_file, split_list, interval_list, output, parse_entry_args(set_),
+                                       data, samples, train_epochs, train_samples, workers=workers,
+                                       address=address, search=search, trials=trials,
+                                       gpus_per_trial=gpus_per_trial, device_profile=device_profile,
+                                       jetson=jetson, link=link, progress=lambda name: status.update(f"done {name}"))
+            else:
+                rows = run_explore(model_file, split_list, interval_list, output, parse_entry_args(set_), data,
+                                   samples, checkpoints, device_profile, jetson, link,
+                                   progress=lambda name: status.update(f"profiled {name}"))
         table = Table(title=f"candidates of {model_file.name}, sorted by estimated energy (* = Pareto-optimal)")
         for col in ("candidate", "latency ms", "energy uJ", "cut bytes", "neurons", "cores", "parameters",
                     "accuracy"):
@@ -120,6 +142,7 @@ def explore(
                           f"{r.cut_bytes:,.0f}", f"{r.neurons:,}", str(r.cores), f"{r.parameters:,}",
                           f"{r.accuracy:.1%}" if r.accuracy is not None else "-")
         console.print(table)
-        console.print(f"wrote {output}/explore.csv, explore.json, explore.png")
+        console.print(f"wrote {output}/explore.csv, explore.json, explore.png"
+                      + (", explore_curves.png" if training else ""))
 
     _guard(body)

@@ -111,12 +111,7 @@ def explore(path, splits, intervals, out, entry_args=None, data="synthetic", sam
         except HybridcError as exc:
             row.refused = f"{type(exc).__name__}: {str(exc)[:200]}"
             continue
-        row.latency_ms = profile.latency_s["total"] * 1e3
-        row.energy_uj = profile.energy_j["total"] * 1e6
-        row.cut_bytes = profile.cut.get("bytes_sent", 0.0)
-        row.neurons = profile.loihi.get("neurons", 0)
-        row.cores = profile.loihi.get("cores", 0)
-        row.parameters = profile.jetson.get("parameters", 0)
+        fill_costs(row, profile)
         if weights is not None:
             row.accuracy = _accuracy(compiled, data, samples)
         if progress:
@@ -125,6 +120,16 @@ def explore(path, splits, intervals, out, entry_args=None, data="synthetic", sam
     rows.sort(key=lambda r: (r.refused is not None, r.energy_uj if r.energy_uj is not None else 0.0))
     write_outputs(rows, out)
     return rows
+
+
+def fill_costs(row: Candidate, profile) -> None:
+    """The profile's figures a candidate is ranked by."""
+    row.latency_ms = profile.latency_s["total"] * 1e3
+    row.energy_uj = profile.energy_j["total"] * 1e6
+    row.cut_bytes = profile.cut.get("bytes_sent", 0.0)
+    row.neurons = profile.loihi.get("neurons", 0)
+    row.cores = profile.loihi.get("cores", 0)
+    row.parameters = profile.jetson.get("parameters", 0)
 
 
 def _accuracy(compiled, data, samples) -> float:
