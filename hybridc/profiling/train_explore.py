@@ -169,12 +169,22 @@ def _run_on_ray(pending, splits, intervals, settings, workers, address, search, 
     from ..runtime.distributed import connect
 
     connect(workers, address)
+    import logging
+
     from ray import tune
 
+    logging.getLogger("ray.tune").setLevel(logging.WARNING)  # the table below is the report
+
     class Progress(tune.Callback):
+        def __init__(self, report):
+            self.report = report
+
+        def __getstate__(self):  # Tune saves its callbacks in tuner.pkl; a live progress bar stays here
+            return {"report": None}
+
         def on_trial_complete(self, iteration, trials, trial, **info):
-            if progress:
-                progress(candidate_name(*_split_interval(trial.config)))
+            if self.report:
+                self.report(candidate_name(*_split_interval(trial.config)))
 
     trainable = tune.with_resources(tune.with_parameters(_trial, settings=settings),
                                     {"cpu": 1, "gpu": gpus_per_trial})
@@ -188,7 +198,7 @@ def _run_on_ray(pending, splits, intervals, settings, workers, address, search, 
         space = {"candidate": tune.grid_search([list(c) for c in pending])}
         tune_config = tune.TuneConfig()
     run_config = tune.RunConfig(name=f"explore-{time.strftime('%Y%m%d-%H%M%S')}",
-                                storage_path=str(Path(settings.out) / "ray"), verbose=0, callbacks=[Progress()])
+                                storage_path=str(Path(settings.out) / "ray"), verbose=0, callbacks=[Progress(progress)])
     results = tune.Tuner(trainable, param_space=space, tune_config=tune_config, run_config=run_config).fit()
     for result in results:
         if result.error is not None:
