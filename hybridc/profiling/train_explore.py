@@ -168,8 +168,11 @@ def _trial(config, settings):
 def _run_on_ray(pending, splits, intervals, settings, workers, address, search, trials, gpus_per_trial, progress):
     from ..runtime.distributed import connect
 
-    connect(workers, address)
     import logging
+    import os
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: Tune silent, hybridc prints the ranking
+    connect(workers, address)
 
     from ray import tune
 
@@ -193,10 +196,10 @@ def _run_on_ray(pending, splits, intervals, settings, workers, address, search, 
 
         space = {"split": tune.choice(list(splits)), "interval": tune.choice(list(intervals))}
         searcher = OptunaSearch(metric=["accuracy", "energy_uj"], mode=["max", "min"], seed=0)
-        tune_config = tune.TuneConfig(search_alg=searcher, num_samples=trials)
+        tune_config = tune.TuneConfig(search_alg=searcher, num_samples=trials, reuse_actors=True)
     else:
         space = {"candidate": tune.grid_search([list(c) for c in pending])}
-        tune_config = tune.TuneConfig()
+        tune_config = tune.TuneConfig(reuse_actors=True)  # a reused trial process keeps torch/Lava imported
     run_config = tune.RunConfig(name=f"explore-{time.strftime('%Y%m%d-%H%M%S')}",
                                 storage_path=str(Path(settings.out) / "ray"), verbose=0, callbacks=[Progress(progress)])
     results = tune.Tuner(trainable, param_space=space, tune_config=tune_config, run_config=run_config).fit()
