@@ -97,3 +97,19 @@ def test_explore_optuna_samples_the_space(ray_session, tmp_path):
     rows = explore_trained(MODEL, ["S1A5", "S2A4"], [4, 8], tmp_path / "ex", {"size": 16}, samples=4,
                            train_epochs=1, train_samples=8, batch_size=8, workers=2, search="optuna", trials=2)
     assert 1 <= len(rows) <= 2 and all(r.accuracy is not None for r in rows)
+
+
+def test_scale_out_mistakes_are_clean_errors(tmp_path):
+    from hybridc.errors import InputError
+    from hybridc.profiling.train_explore import explore_trained
+    from hybridc.runtime.dataset_verify import verify_dataset
+
+    with pytest.raises(InputError, match="--workers must be at least 1"):
+        verify_dataset(tmp_path, samples=4, workers=0)
+    with pytest.raises(InputError, match="add --workers"):
+        explore_trained(MODEL, ["S1A5"], [4], tmp_path / "ex", search="optuna", trials=2)
+    with pytest.raises(InputError, match="needs --trials"):
+        explore_trained(MODEL, ["S1A5"], [4], tmp_path / "ex", search="optuna", workers=2)
+    with pytest.raises(InputError, match="--train-epochs must be at least 1"):
+        explore_trained(MODEL, ["S1A5"], [4], tmp_path / "ex", train_epochs=0)
+    assert not (tmp_path / "ex").exists()
