@@ -166,10 +166,10 @@ def _trial(config, settings):
 
 
 def _run_on_ray(pending, splits, intervals, settings, workers, address, search, trials, gpus_per_trial, progress):
-    from ..runtime.distributed import connect
-
     import logging
     import os
+
+    from ..runtime.distributed import connect
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: Tune silent, hybridc prints the ranking
     connect(workers, address)

@@ -8,6 +8,7 @@ arguments, weights, each checked by sha256). Two backends run the deployment:
 `lava` on a subset is what proves `emulate` exact; `emulate` then covers a whole test set.
 """
 
+import json
 import time
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -145,13 +146,14 @@ def _verify_slice(build_dir, data, samples, seed, start, stop, backend, batch_si
     """One Ray task: samples start..stop of the same dataset the serial run reads.
     Returns (tally, number of samples)."""
     compiled = load(build_dir)
-    gm, partitions = _cached_reference(str(build_dir), compiled.manifest.source.sha256)
+    recipe = json.dumps(asdict(compiled.manifest.source), sort_keys=True)  # file, entry, args, weights
+    gm, partitions = _cached_reference(str(build_dir), recipe)
     dataset = _open(compiled.manifest, data, samples, seed)
     return _verify_range(compiled, gm, partitions, dataset, start, stop, backend, batch_size, None), stop - start
 
 
 @lru_cache(maxsize=4)
-def _cached_reference(build_dir, source_sha256):
+def _cached_reference(build_dir, recipe):
     """A worker process runs many slices of one build: rebuild its reference once."""
     return rebuild_reference(load(build_dir).manifest)
 
