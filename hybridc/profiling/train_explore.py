@@ -38,6 +38,7 @@ class Settings:
     device_profile: Optional[str] = None
     jetson: Optional[str] = None
     link: Optional[str] = None
+    gpu: bool = False  # Ray gave each trial a GPU (--gpus-per-trial): train on it
 
 
 def candidate_name(split: str, interval: int) -> str:
@@ -95,7 +96,7 @@ def _train_compile_profile(row, history, split, interval, settings, folder, repo
                     "energy_uj": math.nan})
         return False
 
-    device = "cuda" if torch.cuda.is_available() else None  # the GPU Ray gave this trial, if any
+    device = "cuda" if settings.gpu and torch.cuda.is_available() else None  # the GPU Ray gave this trial
     result = train(model, train_set, test_set, settings.epochs, settings.lr, settings.batch_size,
                    checkpoint_dir=folder, resume=True, progress=False, stop=each_epoch, device=device)
     history.extend(asdict(e) for e in result.epochs)
@@ -130,7 +131,8 @@ def explore_trained(path, splits, intervals, out, entry_args=None, data="synthet
         raise InputError(f"The model file {path} does not exist.")
     out = Path(out).resolve()
     settings = Settings(str(Path(path).resolve()), str(out), dict(entry_args or {}), data, samples, train_samples,
-                        train_epochs, lr, batch_size, str(device_profile) if device_profile else None, jetson, link)
+                        train_epochs, lr, batch_size, str(device_profile) if device_profile else None, jetson, link,
+                        gpu=on_ray and gpus_per_trial > 0)
     grid = [(split, interval) for split in splits for interval in intervals]
     if not grid:
         raise InputError("--splits and --intervals name no candidate.")
