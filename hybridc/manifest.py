@@ -38,6 +38,32 @@ class AccumulatorSpec:
 
 
 @dataclass
+class WireSpec:
+    """How one stage input travels over a link, chosen at compile time (issue 18): raw spikes
+    at 1 bit each, or the accumulator's counts at `bits` = ceil(log2(interval+1)) bits each,
+    whichever is smaller. With "counts" the sender runs the accumulator and the stage's input
+    (its ONNX input) is the counts tensor (spikes_shape without T, then `windows`)."""
+    format: str  # "spikes" or "counts"
+    bits: int
+    interval: int
+    windows: int
+    spikes_shape: list  # the spike tensor the producer emits, PyTorch layout, without batch
+
+    @property
+    def shape(self) -> list:
+        """What crosses the link, without batch."""
+        return list(self.spikes_shape) if self.format == "spikes" else [*self.spikes_shape[:-1], self.windows]
+
+    @property
+    def bytes_per_inference(self) -> int:
+        """Payload bytes of one sample on the link: every value at `bits` bits, packed."""
+        values = 1
+        for n in self.shape:
+            values *= n
+        return -(-values * self.bits // 8)
+
+
+@dataclass
 class Stage:
     name: str
     target: str
@@ -54,6 +80,7 @@ class Stage:
     accumulator: Optional[AccumulatorSpec] = None
     opset: Optional[int] = None
     quantization: Optional[dict] = None  # jetson-int8 stages
+    wire: Optional[dict] = None  # input name -> WireSpec, for inputs that arrive over a link as spikes/counts
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -101,6 +128,8 @@ class Manifest:
             s["outputs"] = [TensorSpec(**t) for t in s["outputs"]]
             if "accumulator" in s:
                 s["accumulator"] = AccumulatorSpec(**s["accumulator"])
+            if "wire" in s:
+                s["wire"] = {name: WireSpec(**w) for name, w in s["wire"].items()}
             stages.append(Stage(**s))
         return cls(target=data["target"], timesteps=data["timesteps"], source=Source(**data["source"]),
                    stages=stages, hybridc_version=data["hybridc_version"], format=data["format"],

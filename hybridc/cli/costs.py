@@ -57,8 +57,11 @@ def profile_table(result):
     if result.cut:
         c = result.cut
         table.add_row("link", f"{c['tensor']} {'x'.join(map(str, c['shape']))}",
-                      f"{c['bytes_sent']:,.0f} B raw spikes sent ({c['accumulated_bytes']:,.0f} B as "
-                      f"{c['count_dtype']} counts of I={c['interval']})",
+                      (f"{c['bytes_sent']:,.0f} B sent as {c.get('wire_bits', 3)}-bit packed counts of "
+                       f"I={c['interval']} (raw spikes: {c['raw_bytes']:,.0f} B)"
+                       if c.get("wire") == "counts" else
+                       f"{c['bytes_sent']:,.0f} B raw spikes sent ({c['accumulated_bytes']:,.0f} B as "
+                       f"{c['count_dtype']} counts of I={c['interval']})"),
                       f"{c['time_s'] * 1e3:.3f} ms", f"{c['energy_j'] * 1e6:.3f} uJ")
     if result.jetson:
         j = result.jetson

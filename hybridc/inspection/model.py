@@ -26,6 +26,9 @@ class CutBytes:
     counts: int  # accumulated values per inference
     count_dtype: str
     accumulated_bytes: float
+    packed_count_bits: int = 1  # ceil(log2(I+1)): a count packed as tightly as it fits
+    packed_counts_bytes: int = 0  # the counts at those bits, whole bytes (what a "counts" link sends)
+    packed_spikes_bytes: int = 0  # the spikes at 1 bit, whole bytes (what a "spikes" link sends)
 
 
 def cut_bytes(shape, timesteps: int, interval: int, windows: int) -> CutBytes:
@@ -34,7 +37,9 @@ def cut_bytes(shape, timesteps: int, interval: int, windows: int) -> CutBytes:
     spikes = prod(shape)
     counts = spikes // timesteps * windows
     dtype, bits = count_dtype(interval)
-    return CutBytes(spikes, spikes / 8, counts, dtype, counts * bits / 8)
+    packed = interval.bit_length()
+    return CutBytes(spikes, spikes / 8, counts, dtype, counts * bits / 8, packed, -(-counts * packed // 8),
+                    -(-spikes // 8))
 
 
 @dataclass
@@ -61,6 +66,13 @@ class CutRow:
     windows: int
     fold: bool
     bytes: CutBytes
+    wire: str = "spikes"  # what crosses the link (chosen at compile time): spikes or counts
+    wire_bytes: int = 0  # payload bytes per inference in that form
+
+
+def link_wire(stage):
+    """The WireSpec of the stage's first input (None for builds from before wire formats)."""
+    return (stage.wire or {}).get(stage.inputs[0].name) if stage.inputs else None
 
 
 def _spec(s) -> str:
@@ -102,9 +114,13 @@ class Inspection:
             tensor = after.inputs[0]
             acc = after.accumulator
             interval, windows, fold = (acc.interval, acc.windows, acc.fold) if acc else (1, self.timesteps, False)
-            self.cuts.append(CutRow(before.name, after.name, before.outputs[0].name, tensor.shape, tensor.layout,
-                                    interval, windows, fold,
-                                    cut_bytes(tensor.shape, self.timesteps, interval, windows)))
+            wire = link_wire(after)
+            shape = wire.spikes_shape if wire else tensor.shape
+            layout = tensor.layout[:-1] + "T" if wire and wire.format == "counts" else tensor.layout
+            b = cut_bytes(shape, self.timesteps, interval, windows)
+            self.cuts.append(CutRow(before.name, after.name, before.outputs[0].name, shape, layout,
+                                    interval, windows, fold, b, wire.format if wire else "spikes",
+                                    wire.bytes_per_inference if wire else b.packed_spikes_bytes))
 
     # --- renderings ------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import torch
 
 from ..build.compiled import load
 from ..errors import InputError
-from ..inspection.model import cut_bytes
+from ..inspection.model import cut_bytes, link_wire
 from . import loihi_counts, onnx_counts
 from .devices import load_profile
 
@@ -145,12 +145,16 @@ def profile_build(build_dir, data: str = "synthetic", samples: int = 16, device_
         after = manifest.stages[1]
         acc = after.accumulator
         interval, windows, fold = (acc.interval, acc.windows, acc.fold) if acc else (1, T, False)
-        b = cut_bytes(after.inputs[0].shape, T, interval, windows)
-        sent = b.raw_bytes  # the jetson stage takes the spike tensor: its accumulator runs there
+        wire = link_wire(after)
+        shape = wire.spikes_shape if wire else after.inputs[0].shape
+        b = cut_bytes(shape, T, interval, windows)
+        # the wire format chosen at compile time: spikes (accumulator at the receiver) or packed counts
+        sent = wire.bytes_per_inference if wire else b.raw_bytes
         link = devices.link
         link_time = sent / link["bandwidth_bytes_per_s"] + link["latency_us"] * 1e-6
         link_energy = sent * link["energy_pj_per_byte"] * 1e-12
-        result.cut = {"tensor": after.inputs[0].name, "shape": after.inputs[0].shape, "interval": interval,
+        result.cut = {"tensor": after.inputs[0].name, "shape": shape, "interval": interval,
+                      "wire": wire.format if wire else "spikes", "wire_bits": wire.bits if wire else 1,
                       "windows": windows, "fold": fold, "raw_bytes": b.raw_bytes, "raw_bytes_per_window": b.raw_bytes / windows,
                       "accumulated_bytes": b.accumulated_bytes, "accumulated_bytes_per_window": b.accumulated_bytes / windows,
                       "count_dtype": b.count_dtype, "bytes_sent": sent, "time_s": link_time, "energy_j": link_energy}

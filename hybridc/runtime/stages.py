@@ -19,4 +19,21 @@ def run_stage(stage: Stage, build_dir: Path, x: torch.Tensor, progress=None):
             f"{stage.target.upper()} simulator to run it. Load it with that chip's toolchain, or compile with --target "
             "loihi+... to run and verify in Lava."
         )
-    return runner(stage, Path(build_dir), x, progress=progress)
+    return runner(stage, Path(build_dir), arriving_form(stage, x), progress=progress)
+
+
+def accumulate(spikes: torch.Tensor, wire) -> torch.Tensor:
+    """The accumulator's window counts (N, *lead, K) of spikes (N, *lead, T), as the sending
+    side of a "counts" link computes them: exact integers in float32."""
+    lead = spikes.shape[:-1]
+    return spikes.reshape(*lead, wire.windows, wire.interval).sum(-1)
+
+
+def arriving_form(stage: Stage, x: torch.Tensor) -> torch.Tensor:
+    """`x` as the stage's input expects it: a stage whose input arrives as counts (the wire
+    format chosen at compile time) is handed counts, even when the caller holds the spikes."""
+    for spec in stage.inputs[:1]:
+        wire = (stage.wire or {}).get(spec.name)
+        if wire is not None and wire.format == "counts" and list(x.shape[1:]) == list(wire.spikes_shape):
+            return accumulate(x, wire)
+    return x

@@ -17,12 +17,13 @@ import torch
 from torch.fx.passes.operator_support import create_op_support
 
 from ..errors import LoweringError
-from ..manifest import AccumulatorSpec, Stage, TensorSpec
+from ..manifest import AccumulatorSpec, Stage, TensorSpec, WireSpec
 from ..nn import Accumulator
 
 ARTIFACT = "ann.onnx"
 OPSET = 17
 SPIKES = "spikes"
+COUNTS = "counts"
 ACCUMULATOR_PREFIX = "hybridc_accumulator/"
 
 
@@ -34,26 +35,42 @@ def pytorch_layout(shape, time_last: bool) -> str:
     return spatial.get(len(shape), "X" * len(shape)) if shape else "S"
 
 
-def _accumulator_nodes(gs, spikes, out_var, spec: AccumulatorSpec, shape):
-    """ONNX nodes computing Accumulator(spec) from `spikes` (N, *lead, T) into out_var."""
+def wire_spec(spec: AccumulatorSpec, shape, allow_counts: bool = True) -> WireSpec:
+    """The smaller of raw spikes (1 bit each) and the accumulator's counts (ceil(log2(I+1))
+    bits each) for a cut of spike tensor `shape` (batch first, time last); ties go to spikes."""
+    bits = spec.interval.bit_length()  # ceil(log2(I + 1))
+    spikes_shape = list(shape[1:])
+    counts_smaller = spec.windows * bits < spikes_shape[-1]
+    if allow_counts and counts_smaller:
+        return WireSpec("counts", bits, spec.interval, spec.windows, spikes_shape)
+    return WireSpec("spikes", 1, spec.interval, spec.windows, spikes_shape)
+
+
+def _accumulator_nodes(gs, arriving, out_var, spec: AccumulatorSpec, shape, counts_arrive: bool = False):
+    """ONNX nodes computing Accumulator(spec) into out_var from `arriving`: the spikes
+    (N, *lead, T), or with counts_arrive the window counts (N, *lead, K) summed by the sender."""
     lead = list(shape[1:-1])
     k, i = spec.windows, spec.interval
-    if i == 1 and not spec.fold:
-        return [gs.Node("Identity", name=f"{ACCUMULATOR_PREFIX}{out_var.name}_identity", inputs=[spikes],
+    if (i == 1 or counts_arrive) and not spec.fold:
+        return [gs.Node("Identity", name=f"{ACCUMULATOR_PREFIX}{out_var.name}_identity", inputs=[arriving],
                         outputs=[out_var])]
 
     def const(name, values):
         return gs.Constant(f"{out_var.name}_{name}", np.array(values, dtype=np.int64))
 
-    windows = gs.Variable(f"{out_var.name}_windows", dtype=np.float32)
-    counts = gs.Variable(f"{out_var.name}_counts", dtype=np.float32)
-    nodes = [
-        gs.Node("Reshape", name=f"{ACCUMULATOR_PREFIX}{out_var.name}_reshape",
-                inputs=[spikes, const("window_shape", [0, *lead, k, i])], outputs=[windows]),
-        gs.Node("ReduceSum", name=f"{ACCUMULATOR_PREFIX}{out_var.name}_sum",
-                inputs=[windows, const("axes", [-1])], outputs=[counts if spec.fold else out_var],
-                attrs={"keepdims": 0}),
-    ]
+    nodes = []
+    if counts_arrive:
+        counts = arriving
+    else:
+        windows = gs.Variable(f"{out_var.name}_windows", dtype=np.float32)
+        counts = gs.Variable(f"{out_var.name}_counts", dtype=np.float32)
+        nodes += [
+            gs.Node("Reshape", name=f"{ACCUMULATOR_PREFIX}{out_var.name}_reshape",
+                    inputs=[arriving, const("window_shape", [0, *lead, k, i])], outputs=[windows]),
+            gs.Node("ReduceSum", name=f"{ACCUMULATOR_PREFIX}{out_var.name}_sum",
+                    inputs=[windows, const("axes", [-1])], outputs=[counts if spec.fold else out_var],
+                    attrs={"keepdims": 0}),
+        ]
     if spec.fold:
         ndim = len(shape)  # counts: (N, C, *S, K)
         moved = gs.Variable(f"{out_var.name}_moved", dtype=np.float32)
@@ -73,6 +90,8 @@ class JetsonTarget:
     supported_ops = ["any torch operation torch.onnx exports at opset 17",
                      "hybridc.nn.Accumulator (written as ONNX nodes)"]
     supports = create_op_support(lambda submodules, node: True)
+    # May the sender accumulate, so that counts cross the link and the ONNX input is counts?
+    wire_counts = True
 
     def __init__(self, options=None):
         self.options = options or {}
@@ -141,14 +160,19 @@ class JetsonTarget:
                 ) from None
 
         graph = gs.import_onnx(onnx.load_from_string(exported.getvalue()))
+        wire = None
         if from_spikes:
-            spikes = gs.Variable(SPIKES, dtype=np.float32, shape=["batch", *cut_shape[1:]])
+            specs = {(a[1].interval, a[1].windows) for a in accumulators}
+            # several accumulators of different intervals on one cut need the spikes themselves
+            wire = wire_spec(accumulators[0][1], cut_shape, self.wire_counts and len(specs) == 1)
+            counts_arrive = wire.format == COUNTS
+            arriving = gs.Variable(COUNTS if counts_arrive else SPIKES, dtype=np.float32, shape=["batch", *wire.shape])
             by_name = {v.name: v for v in graph.inputs}
             for name, spec, _ in accumulators:
                 if name not in by_name:  # exporter dropped an unused input
                     continue
-                graph.nodes.extend(_accumulator_nodes(gs, spikes, by_name[name], spec, cut_shape))
-            graph.inputs = [spikes]
+                graph.nodes.extend(_accumulator_nodes(gs, arriving, by_name[name], spec, cut_shape, counts_arrive))
+            graph.inputs = [arriving]
         graph.cleanup().toposort()
         model = gs.export_onnx(graph)
         model.opset_import[0].version = OPSET
@@ -159,13 +183,21 @@ class JetsonTarget:
             raise LoweringError(f"The ONNX model for stage `{partition.name}` fails onnx.checker: {exc}") from None
         path.write_bytes(data)
 
+        arrives = _input_spec(wire, cut_shape)
         outputs = [TensorSpec(name, list(node.meta["shape"][1:]), node.meta.get("dtype", "float32"),
                               pytorch_layout(node.meta["shape"][1:], time_last=False))
                    for name, node in zip(output_names, out_nodes)]
         return Stage(
             name=partition.name, target=self.name, artifact=ARTIFACT, sha256=hashlib.sha256(data).hexdigest(),
-            inputs=[TensorSpec(SPIKES, list(cut_shape[1:]), "float32", pytorch_layout(cut_shape[1:], True))],
+            inputs=[arrives],
             outputs=outputs,
             accumulator=accumulators[0][1] if accumulators else None,
             opset=OPSET,
+            wire={arrives.name: wire} if wire else None,
         )
+
+
+def _input_spec(wire, cut_shape) -> TensorSpec:
+    if wire is not None and wire.format == COUNTS:  # time replaced by windows: layout ...K
+        return TensorSpec(COUNTS, wire.shape, "float32", pytorch_layout(cut_shape[1:], True)[:-1] + "K")
+    return TensorSpec(SPIKES, list(cut_shape[1:]), "float32", pytorch_layout(cut_shape[1:], True))

@@ -55,6 +55,7 @@ class _Reader:
 class JetsonInt8Target(JetsonTarget):
     name = "jetson-int8"
     supported_ops = JetsonTarget.supported_ops + ["quantised to int8 (QDQ) by onnxruntime.quantization"]
+    wire_counts = False  # calibration feeds the spike tensor
 
     def preprocess(self, partition, gm, workdir: Path):
         import onnx
