@@ -6,7 +6,7 @@ so `import hybridc` and `hybridc --help` stay instant.
 
 __version__ = "0.1.0"
 
-__all__ = ["compile", "load", "run", "verify", "inspect", "annotate", "nn", "errors", "__version__"]
+__all__ = ["compile", "load", "run", "pipeline", "verify", "inspect", "annotate", "nn", "errors", "__version__"]
 
 
 def compile(model, example_input, target="loihi+jetson", output_dir=None, **kwargs):
@@ -28,6 +28,14 @@ def run(compiled, x, return_stages=False):
     from .runtime.run import run as _run
 
     return _run(compiled, x, return_stages=return_stages)
+
+
+def pipeline(build, samples, backend="lava", window=4):
+    """Stream samples (one tensor each, no batch axis) through every stage of a build, each
+    stage its own process linked over TCP; yields the outputs in order."""
+    from .deploy.pipeline import pipeline as _pipeline
+
+    return _pipeline(build, samples, backend, window)
 
 
 def verify(compiled, x):

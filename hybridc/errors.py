@@ -82,3 +82,16 @@ class NumericsError(HybridcError):
     """NaN/Inf in parameters, or values that do not fit the target's fixed-point ranges."""
 
     exit_code = 14
+
+
+class LinkError(HybridcError):
+    """A message on a link between stage processes is malformed, truncated, oversized or
+    corrupted, or a link cannot be opened (address in use, unreachable)."""
+
+    exit_code = 15
+
+
+class StageError(HybridcError):
+    """A stage process of `hybridc pipeline` died, failed or stopped answering mid-stream."""
+
+    exit_code = 16

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hybridc"
 # Shared by every stage: errors, the nn modules users write, the manifest format, hashing,
 # the target table (names and sides only) and event data.
 BASE = ("errors", "nn", "manifest", "digest", "targets.registry", "data")
-STAGES = ("frontend", "passes", "targets", "build", "runtime")
+STAGES = ("frontend", "passes", "targets", "build", "runtime", "deploy")
 # Known exceptions, each with its reason.
 ALLOWED = {
     # `CompiledModel.partition_graph` is a user convenience that renders the stage graph

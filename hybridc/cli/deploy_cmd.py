@@ -1,0 +1,78 @@
+"""`hybridc serve` and `hybridc pipeline`: stages as processes, linked over TCP."""
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._common import _console, _guard, app, write_file
+
+
+@app.command()
+def serve(
+    build: Path = typer.Argument(..., help="Build directory written by `hybridc compile`."),
+    stage: str = typer.Option(..., "--stage", help="Name of the stage to run (see manifest.json)."),
+    listen: str = typer.Option("127.0.0.1:5555", "--listen", help="HOST:PORT to receive the stage's input on "
+                               "(port 0: any free port)."),
+    to: str = typer.Option(..., "--to", help="HOST:PORT of the next stage, or of the client for the last stage."),
+    backend: str = typer.Option("lava", help="Spiking stages: lava or emulate."),
+    window: int = typer.Option(4, help="At most this many unacknowledged samples per link (backpressure)."),
+    announce: Optional[Path] = typer.Option(None, hidden=True, help="Write HOST:PORT here once listening."),
+):
+    """Run one stage as a long-lived process: receive its input, run it, send the output on."""
+
+    def body():
+        from ..deploy.serve import serve as serve_stage
+
+        def ready(endpoint):
+            if announce:
+                write_file(announce, endpoint + "\n")
+            _console(stderr=True).print(f"stage `{stage}` listening on tcp://{endpoint}")
+
+        serve_stage(build, stage, listen, to, backend, window, announce=ready)
+
+    _guard(body)
+
+
+@app.command()
+def pipeline(
+    build: Path = typer.Argument(..., help="Build directory written by `hybridc compile`."),
+    input: Path = typer.Option(..., "--input", "-i", help=".npy samples, PyTorch layout (N, ..., T)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write the outputs (.npy), in input order."),
+    backend: str = typer.Option("lava", help="Spiking stages: lava or emulate."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write per-stage and per-link measurements here."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from the first missing sample."),
+    window: int = typer.Option(4, help="At most this many unacknowledged samples per link (backpressure)."),
+):
+    """Every stage its own process, linked over TCP; stream the samples of INPUT through them."""
+    console = _console()
+
+    def body():
+        import numpy as np
+        from rich.progress import Progress
+
+        from ..deploy.pipeline import run_file
+
+        count = int(np.load(input, mmap_mode="r").shape[0]) if input.is_file() else 0
+        with Progress(transient=True, console=console) as progress:
+            task = progress.add_task("streaming", total=count)
+            stats = run_file(build, input, output, backend, window, resume, json_path,
+                             log=lambda m: console.print(m), progress=lambda n: progress.advance(task, n))
+        if stats.get("samples"):
+            console.print(f"wrote {output}: {stats['samples']} sample(s) streamed"
+                          + (f" (after {stats['resumed_from']} kept from the interrupted run)"
+                             if stats["resumed_from"] else "")
+                          + f", {stats['throughput_per_s']:.2f} samples/s, end-to-end latency "
+                          f"{stats['end_to_end_latency_s']['median'] * 1e3:.1f} ms (median)")
+            for edge in stats["edges"]:
+                measured = edge.get("payload_bytes_per_inference")
+                console.print(f"  {edge['source']} -> {edge['destination']}: {edge['form']}"
+                              f"{' at %d bits' % edge['bits'] if edge['bits'] else ''}, "
+                              f"{measured if measured is not None else float('nan'):,.0f} B/inference measured, "
+                              f"{edge['predicted_payload_bytes_per_inference']:,} B predicted")
+        else:
+            console.print(f"wrote {output}: every output was already received")
+        if json_path:
+            console.print(f"wrote {json_path}")
+
+    _guard(body)
