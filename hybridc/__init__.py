@@ -30,12 +30,13 @@ def run(compiled, x, return_stages=False):
     return _run(compiled, x, return_stages=return_stages)
 
 
-def pipeline(build, samples, backend="lava", window=4):
+def pipeline(build, samples, backend="lava", window=4, stats=None):
     """Stream samples (one tensor each, no batch axis) through every stage of a build, each
-    stage its own process linked over TCP; yields the outputs in order."""
+    stage its own process linked over TCP; yields the outputs in order (numpy arrays).
+    A dict passed as `stats` receives per-stage and per-link measurements at the end."""
     from .deploy.pipeline import pipeline as _pipeline
 
-    return _pipeline(build, samples, backend, window)
+    return _pipeline(build, samples, backend, window, stats=stats)
 
 
 def verify(compiled, x):

@@ -18,6 +18,8 @@ def profile(
     device_profile: Optional[Path] = typer.Option(None, "--device-profile", help="JSON overriding the default figures."),
     jetson: Optional[str] = typer.Option(None, help="jetson-nano or orin-nano (default from the profile)."),
     link: Optional[str] = typer.Option(None, help="usb3, gige or pcie (default from the profile)."),
+    measured: Optional[Path] = typer.Option(None, "--measured", help="Stats from `hybridc pipeline --json` to "
+                                            "show beside the estimates."),
 ):
     """Estimate what one inference costs on Loihi, on the link and on the Jetson."""
     console = _console()
@@ -29,6 +31,11 @@ def profile(
         with console.status("running samples and counting"):
             result = profile_build(build, data, samples, device_profile, jetson, link)
         console.print(profile_table(result))
+        if measured:
+            from ..profiling.report import attach_measured
+
+            attach_measured(result, measured)
+            console.print(measured_table(result))
         if json_path:
             write_file(json_path, result.to_json())
             try:
@@ -73,6 +80,28 @@ def profile_table(result):
                   f"[bold]{result.energy_j['total'] * 1e6:.3f} uJ[/]")
     for note in result.notes:
         table.add_row("[yellow]note[/]", note, "", "", "")
+    return table
+
+
+def measured_table(result):
+    from rich.table import Table
+
+    m = result.measured
+    table = Table(title=f"measured by `hybridc pipeline` ({m['samples']} samples, {m['backend']} backend, "
+                        f"{m['throughput_per_s']:.2f} samples/s, end-to-end "
+                        f"{m['end_to_end_latency_s']['median'] * 1e3:.1f} ms median)")
+    for col in ("link or stage", "form", "measured", "estimated"):
+        table.add_column(col)
+    for row in m["links"]:
+        kind = f"{row['bits']}-bit {row['form']}" if row["bits"] else row["form"]
+        estimate = row.get("estimated_bytes_per_inference", row["pipeline_predicted_bytes_per_inference"])
+        table.add_row(row["link"], kind, f"{row['measured_bytes_per_inference'] or 0:,.0f} B/inference "
+                      f"({row['measured_message_bytes_per_inference'] or 0:,.0f} B with headers)", f"{estimate:,.0f} B")
+    estimates = {"loihi": result.latency_s.get("loihi"), "jetson": result.latency_s.get("jetson")}
+    for stage in m["stages"]:
+        side = "loihi" if stage["target"] == "loihi" else "jetson"
+        table.add_row(stage["stage"], stage["target"], f"{stage['compute_s']['median'] * 1e3:.1f} ms per sample "
+                      "(simulator / this CPU)", f"{(estimates.get(side) or 0) * 1e3:.3f} ms on the device")
     return table
 
 

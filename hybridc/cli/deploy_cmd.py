@@ -43,6 +43,11 @@ def pipeline(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write per-stage and per-link measurements here."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from the first missing sample."),
     window: int = typer.Option(4, help="At most this many unacknowledged samples per link (backpressure)."),
+    connect: Optional[str] = typer.Option(None, help="Stages already served (`hybridc serve`): HOST:PORT of the "
+                                          "first stage."),
+    collect: Optional[str] = typer.Option(None, help="With --connect: HOST:PORT to receive the last stage's "
+                                          "outputs on (its --to)."),
+    stall_timeout: float = typer.Option(600.0, help="Seconds without any output before the run stops."),
 ):
     """Every stage its own process, linked over TCP; stream the samples of INPUT through them."""
     console = _console()
@@ -57,7 +62,8 @@ def pipeline(
         with Progress(transient=True, console=console) as progress:
             task = progress.add_task("streaming", total=count)
             stats = run_file(build, input, output, backend, window, resume, json_path,
-                             log=lambda m: console.print(m), progress=lambda n: progress.advance(task, n))
+                             log=lambda m: console.print(m), progress=lambda n: progress.advance(task, n),
+                             connect=connect, collect=collect, stall_timeout=stall_timeout)
         if stats.get("samples"):
             console.print(f"wrote {output}: {stats['samples']} sample(s) streamed"
                           + (f" (after {stats['resumed_from']} kept from the interrupted run)"

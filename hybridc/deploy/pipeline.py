@@ -40,7 +40,9 @@ class Pipeline:
     """Stage processes plus the client ends of the first and last links. Use as a context manager."""
 
     def __init__(self, build_dir, backend: str = "lava", window: int = 4, host: str = "127.0.0.1",
-                 stall_timeout: float = 600.0, log=None):
+                 stall_timeout: float = 600.0, log=None, connect: str = None, collect: str = None):
+        """connect/collect: stages already served elsewhere (`hybridc serve`): send to the first
+        at `connect`, receive the last's outputs on `collect`; no process is started."""
         if backend not in BACKENDS:
             raise InputError(f"Unknown backend `{backend}`; use lava or emulate.")
         if window < 1:
@@ -55,6 +57,10 @@ class Pipeline:
         self.stats = None
         self._logs = tempfile.TemporaryDirectory(prefix="hybridc-pipeline-")
         self._context = None
+        if bool(connect) != bool(collect):
+            raise InputError("Give both --connect (the first stage's HOST:PORT) and --collect (HOST:PORT the last "
+                             "stage sends to), or neither to start every stage here.")
+        self.remote = (connect, collect) if connect else None
 
     # --- processes ---------------------------------------------------------------------
 
@@ -72,6 +78,10 @@ class Pipeline:
 
         self._context = zmq.Context()
         last = self.links[-1]
+        if self.remote:
+            self.collector, _ = hop.receiver(self._context, self.remote[1], self.window, last.frame_bytes)
+            self.feeder = hop.Sender(self._context, self.remote[0], self.window, log=self.log)
+            return
         self.collector, to = hop.receiver(self._context, f"{self.host}:0", self.window, last.frame_bytes)
         ready = {}
         for stage in reversed(self.manifest.stages):  # each stage sends to its successor's address
@@ -184,8 +194,10 @@ class Pipeline:
                 yield index, outputs.pop(index)
             self._check_alive()
             if time.perf_counter() - last_progress > self.stall_timeout:
+                stages = ", ".join(f"`{s.name}`" for s in self.manifest.stages)
                 raise StageError(f"No output for {self.stall_timeout:.0f} s with {len(order)} sample(s) in flight "
-                                 f"through stages {', '.join(self.processes)}; a stage or link is stuck.")
+                                 f"through stages {stages}; a stage process or link is down or stuck. Outputs "
+                                 "received so far are kept; restart the stage and rerun with --resume.")
         wall = time.perf_counter() - began
         self.stats = self._gather(len(latencies), wall, latencies, payload, frames)
 
@@ -241,17 +253,20 @@ class Pipeline:
                 "end_to_end_latency_s": _summary(latencies), "stages": stages, "edges": edges}
 
 
-def pipeline(build_dir, samples, backend: str = "lava", window: int = 4, log=None):
+def pipeline(build_dir, samples, backend: str = "lava", window: int = 4, log=None, stats: dict = None):
     """Stream `samples` (an iterable of tensors or arrays, one sample each: no batch axis,
     time last) through every stage of a build, each in its own process; yields the outputs
-    in order. hybridc.pipeline(build, xs)."""
+    in order. hybridc.pipeline(build, xs). `stats`, if given, receives the measurements."""
     with Pipeline(build_dir, backend, window, log=log) as running:
         for _, output in running.stream(enumerate(samples)):
             yield output
+        if stats is not None:
+            stats.update(running.stats or {})
 
 
 def run_file(build_dir, input_path, output_path, backend: str = "lava", window: int = 4, resume: bool = False,
-             stats_path=None, log=None, progress=None) -> dict:
+             stats_path=None, log=None, progress=None, connect: str = None, collect: str = None,
+             stall_timeout: float = 600.0) -> dict:
     """`hybridc pipeline`: X.npy through the stage processes into Y.npy; returns the stats.
     Outputs are journalled as they arrive, so a stopped run keeps them and resume=True
     sends only the missing samples."""
@@ -278,7 +293,8 @@ def run_file(build_dir, input_path, output_path, backend: str = "lava", window: 
     stats = None
     try:
         if missing:
-            with Pipeline(build_dir, backend, window, log=log) as running:
+            with Pipeline(build_dir, backend, window, log=log, connect=connect, collect=collect,
+                          stall_timeout=stall_timeout) as running:
                 for index, output in running.stream((i, np.asarray(x[i])) for i in missing):
                     journal.add(index, output)
                     if progress:

@@ -32,6 +32,7 @@ class Profile:
     latency_s: dict = field(default_factory=dict)
     energy_j: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)  # what the totals leave out, and why
+    measured: dict = field(default_factory=dict)  # from `hybridc pipeline --json`, beside the estimates
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -167,6 +168,35 @@ def profile_build(build_dir, data: str = "synthetic", samples: int = 16, device_
     result.energy_j = {"loihi": loihi_energy, "link": link_energy, "jetson": jetson_energy,
                        "total": loihi_energy + link_energy + jetson_energy}
     return result
+
+
+def attach_measured(profile: Profile, stats_path) -> dict:
+    """Put the figures `hybridc pipeline --json` measured beside the estimates: bytes per
+    inference on each link (the cut's must equal the estimate for its wire format), per-stage
+    and end-to-end latency and throughput (measured in simulators and onnxruntime on the
+    machine that ran the pipeline, not on Loihi or a Jetson)."""
+    try:
+        stats = json.loads(Path(stats_path).read_text())
+        edges, stages = stats["edges"], stats["stages"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{stats_path} is not a stats file written by `hybridc pipeline --json` ({exc}).") from None
+    links = []
+    for edge in edges:
+        row = {"link": f"{edge['source']} -> {edge['destination']}", "form": edge["form"], "bits": edge["bits"],
+               "measured_bytes_per_inference": edge.get("payload_bytes_per_inference"),
+               "measured_message_bytes_per_inference": edge.get("message_bytes_per_inference"),
+               "pipeline_predicted_bytes_per_inference": edge["predicted_payload_bytes_per_inference"]}
+        if profile.cut and edge["form"] in ("spikes", "counts") and edge["source"] != "client":
+            row["estimated_bytes_per_inference"] = profile.cut["bytes_sent"]
+        links.append(row)
+    profile.measured = {
+        "stats": str(stats_path), "samples": stats.get("samples"), "backend": stats.get("backend"),
+        "throughput_per_s": stats.get("throughput_per_s"), "end_to_end_latency_s": stats.get("end_to_end_latency_s"),
+        "stages": [{"stage": s["stage"], "target": s["target"], "compute_s": s["compute_s"],
+                    "stage_latency_s": s["stage_latency_s"]} for s in stages],
+        "links": links,
+    }
+    return profile.measured
 
 
 def chart(profile: Profile, path) -> None:

@@ -1,0 +1,102 @@
+"""Deployment across processes (not a test), two figures measured in one run:
+
+1. bytes on the wire per inference on the S2A4 cut at 128x128, T=16, for I = 1, 2, 4, 8:
+   raw spikes at 1 bit against the accumulator's counts packed at ceil(log2(I+1)) bits,
+   the form the compiler chose, and the payload of a real frame encoded from the cut
+   tensor of a sample (slayer's forward, which `hybridc verify` proves equal to Lava);
+2. throughput of `hybridc pipeline` (every stage its own process, linked over TCP,
+   pipelined) against sequential `hybridc run` in this process, on the same samples.
+
+    .venv/bin/python benchmarks/pipeline_bench.py [--size 32] [--samples 8]
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+warnings.filterwarnings("ignore")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import hybridc  # noqa: E402
+from hybridc.deploy import links, wire  # noqa: E402
+from hybridc.deploy.pipeline import Pipeline  # noqa: E402
+from hybridc.frontend.loader import load_model_file  # noqa: E402
+from hybridc.runtime.verify import reference_stages  # noqa: E402
+
+SOURCE = ROOT / "examples/dvs_gesture/model.py"
+
+
+def wire_bytes(tmp: Path):
+    print("S2A4 cut at 128x128, T=16 (8x32x32x16 spikes per inference), bytes per inference:")
+    print(f"  {'I':>2}  {'raw spikes (1 bit)':>18}  {'packed counts':>22}  {'chosen':>7}  {'measured frame payload':>22}")
+    for interval in (1, 2, 4, 8):
+        args = {"split": "S2A4", "size": 128, "interval": interval}
+        model, x, path, digest = load_model_file(SOURCE, "build", None, args)
+        compiled = hybridc.compile(model, x, output_dir=tmp / f"i{interval}", source_path=path, source_sha256=digest,
+                                   recipe={"entry": "build", "args": args})
+        snn, ann = compiled.manifest.stages
+        link = links.incoming(compiled.manifest, ann.name)
+        cut = reference_stages(compiled.module, compiled.fx_partitions, x)[snn.name][0]
+        frame = wire.encode(0, links.to_wire(cut, link), link.bits)
+        payload = len(frame) - wire.HEADER.size - 4 * len(link.shape)
+        spikes = int(np.prod(link.spec.spikes_shape))
+        counts = spikes // interval
+        bits = interval.bit_length()
+        print(f"  {interval:>2}  {spikes // 8:>16,} B  {-(-counts * bits // 8):>12,} B ({bits} bit)  "
+              f"{link.form:>7}  {payload:>20,} B")
+
+
+def throughput(tmp: Path, size: int, samples: int):
+    args = {"split": "S2A4", "size": size}
+    model, x, path, digest = load_model_file(SOURCE, "build", None, args)
+    build = tmp / "throughput"
+    hybridc.compile(model, x, output_dir=build, source_path=path, source_sha256=digest,
+                    recipe={"entry": "build", "args": args})
+    xs = (torch.rand(samples, 2, size, size, 16, generator=torch.Generator().manual_seed(0)) < 0.2).float()
+    compiled = hybridc.load(build)
+    hybridc.run(compiled, xs[:1])  # warm: imports and first Lava start
+    began = time.perf_counter()
+    sequential = torch.cat([hybridc.run(compiled, xs[i:i + 1]) for i in range(samples)]).numpy()
+    sequential_s = time.perf_counter() - began
+    began = time.perf_counter()
+    with Pipeline(build) as running:
+        started = time.perf_counter()
+        pipelined = np.stack([y for _, y in running.stream((i, xs[i]) for i in range(samples))])
+        streamed_s = time.perf_counter() - started
+        stats = running.stats
+    total_s = time.perf_counter() - began
+    assert np.array_equal(pipelined, sequential), "pipelined outputs differ from hybridc run"
+    print(f"S2A4 I=4 {size}x{size} T=16, {samples} samples, Lava backend, outputs identical:")
+    print(f"  sequential hybridc run:  {samples / sequential_s:6.3f} samples/s")
+    print(f"  hybridc pipeline:        {samples / streamed_s:6.3f} samples/s streaming "
+          f"({streamed_s / sequential_s:.2f}x the time; with process start-up {samples / total_s:.3f} samples/s)")
+    for stage in stats["stages"]:
+        print(f"    stage {stage['stage']:>4}: {stage['compute_s']['median'] * 1e3:8.1f} ms/sample compute")
+    print(f"    end-to-end latency {stats['end_to_end_latency_s']['median'] * 1e3:.1f} ms (median)")
+    for edge in stats["edges"]:
+        print(f"    {edge['source']} -> {edge['destination']}: {edge['form']}, "
+              f"{edge['payload_bytes_per_inference']:,.0f} B/inference measured, "
+              f"{edge['predicted_payload_bytes_per_inference']:,} B predicted")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--skip-bytes", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        if not args.skip_bytes:
+            wire_bytes(Path(tmp))
+        throughput(Path(tmp), args.size, args.samples)
+
+
+if __name__ == "__main__":
+    main()

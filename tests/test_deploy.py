@@ -1,0 +1,194 @@
+"""hybridc serve / pipeline: real stage processes, real ZeroMQ sockets, real Lava and onnxruntime.
+
+One small S2A4 build (16x16, T=16, I=4: its cut crosses as 3-bit packed counts) serves
+every test; its `hybridc run` output on four samples is the reference the pipelined
+outputs must equal exactly."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import ROOT, spikes
+
+import hybridc
+from hybridc.deploy import wire
+from hybridc.errors import LinkError
+
+CLI = [sys.executable, "-m", "hybridc.cli"]
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory):
+    """(build dir, x.npy, reference outputs of `hybridc run`)."""
+    root = tmp_path_factory.mktemp("deploy")
+    build = root / "b"
+    result = subprocess.run(CLI + ["compile", str(ROOT / "examples/dvs_gesture/model.py"), "--entry", "build",
+                                   "--set", "size=16", "-o", str(build)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    x = spikes(4, 2, 16, 16, 16, density=0.3, seed=3)
+    np.save(root / "x.npy", x.numpy())
+    reference = hybridc.run(hybridc.load(build), x).numpy()
+    return build, root / "x.npy", reference
+
+
+def test_cut_crosses_as_packed_counts_and_run_is_unchanged(deployed, example):
+    build, x_path, reference = deployed
+    ann = hybridc.load(build).manifest.stages[1]
+    wire_spec = ann.wire["counts"]
+    assert (wire_spec.format, wire_spec.bits, ann.inputs[0].shape) == ("counts", 3, [8, 4, 4, 4])
+    model, _ = example.build("S2A4", size=16)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(np.load(x_path))).numpy()
+    assert np.abs(reference - expected).max() < 1e-4  # the ONNX now takes counts; the deployment still agrees
+
+
+def test_pipeline_api_equals_run_and_link_bytes_equal_profile(deployed, tmp_path):
+    build, x_path, reference = deployed
+    x = np.load(x_path)
+    stats = {}
+    outputs = list(hybridc.pipeline(build, (torch.from_numpy(sample) for sample in x), stats=stats))
+    assert np.array_equal(np.stack(outputs), reference)  # bit for bit, in input order
+    assert stats["samples"] == 4 and [s["stage"] for s in stats["stages"]] == ["snn", "ann"]
+    assert all(s["samples"] == 4 and s["refused_messages"] == 0 for s in stats["stages"])
+    cut = next(e for e in stats["edges"] if e["source"] == "snn")
+    assert cut["form"] == "counts" and cut["payload_bytes_per_inference"] == 8 * 4 * 4 * 4 * 3 / 8
+    assert stats["edges"][0]["payload_bytes_per_inference"] == 2 * 16 * 16 * 16 / 8  # input spikes at 1 bit
+    from hybridc.profiling.report import attach_measured, profile_build
+
+    (tmp_path / "stats.json").write_text(json.dumps(stats))
+    profile = profile_build(build, samples=1, measure=False)
+    assert profile.cut["bytes_sent"] == cut["payload_bytes_per_inference"] == 192
+    measured = attach_measured(profile, tmp_path / "stats.json")
+    row = next(r for r in measured["links"] if r["link"] == "snn -> ann")
+    assert row["measured_bytes_per_inference"] == row["estimated_bytes_per_inference"]
+
+
+def _stage_pids(process, names):
+    pids = {}
+    deadline = time.monotonic() + 600
+    while len(pids) < len(names) and time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        for name in names:
+            if f"stage `{name}` (pid" in line:
+                pids[name] = int(line.split("(pid ")[1].split(")")[0])
+    return pids
+
+
+def test_killed_stage_is_named_and_resume_completes(deployed, tmp_path):
+    build, x_path, reference = deployed
+    out = tmp_path / "y.npy"
+    journal = tmp_path / ".y.npy.hybridc-journal"
+    process = subprocess.Popen(CLI + ["pipeline", str(build), "--input", str(x_path), "--output", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "COLUMNS": "200"})
+    pids = _stage_pids(process, ["snn", "ann"])
+    assert set(pids) == {"snn", "ann"}
+    header = None
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:  # wait for the first output to be journalled
+        if journal.exists():
+            header = header or len(journal.read_bytes().split(b"\n", 2)[0]) + 1
+            if journal.stat().st_size > header + 200:
+                break
+        time.sleep(0.05)
+    os.kill(pids["snn"], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 16, stderr
+    assert "Stage `snn`" in stderr and "--resume" in stderr
+    assert not out.exists() and journal.exists()  # kept what arrived, wrote no partial output file
+    stats_path = tmp_path / "stats.json"
+    result = subprocess.run(CLI + ["pipeline", str(build), "--input", str(x_path), "--output", str(out), "--resume",
+                                   "--json", str(stats_path)], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    stats = json.loads(stats_path.read_text())
+    assert 1 <= stats["resumed_from"] < 4 and stats["samples"] == 4 - stats["resumed_from"]  # each sample once
+    assert np.array_equal(np.load(out), reference) and not journal.exists()
+
+
+def test_serve_refuses_bad_messages_and_keeps_serving(deployed):
+    import zmq
+
+    from hybridc.deploy.pipeline import free_port
+    from hybridc.runtime.stages import run_stage
+
+    build, x_path, _ = deployed
+    context = zmq.Context()
+    collector = context.socket(zmq.ROUTER)
+    back = collector.bind_to_random_port("tcp://127.0.0.1")
+    port = free_port("127.0.0.1")
+    server = subprocess.Popen(CLI + ["serve", str(build), "--stage", "ann", "--listen", f"127.0.0.1:{port}",
+                                     "--to", f"127.0.0.1:{back}", "--announce", str(build.parent / "ann.ready")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        while not (build.parent / "ann.ready").exists():
+            assert server.poll() is None, server.stderr.read()
+            time.sleep(0.05)
+        feeder = context.socket(zmq.DEALER)
+        feeder.connect(f"tcp://127.0.0.1:{port}")
+        counts = np.random.default_rng(0).integers(0, 5, size=(8, 4, 4, 4)).astype(np.float32)
+        good = wire.encode(7, counts, 3)
+        flipped = bytearray(good)
+        flipped[-3] ^= 0x10
+        bad = [b"not a hybridc message", good[:-5], bytes(flipped), good + b"\0" * 64,
+               wire.encode(8, np.zeros((8, 4, 4, 16)), 1),  # raw spikes where counts are due
+               wire.encode(9, np.zeros((8, 4, 4, 4000)), 3)]  # oversized: 192 kB
+        for frame in bad:
+            feeder.send(frame)
+            assert feeder.poll(30_000), "no answer to a bad frame"
+            answer = wire.decode(feeder.recv())
+            assert answer.kind == wire.NACK, answer
+        feeder.send(good)
+        assert feeder.poll(60_000)
+        assert wire.decode(feeder.recv()).kind == wire.ACK and server.poll() is None
+        assert collector.poll(60_000)
+        peer, frame = collector.recv_multipart()
+        output = wire.decode(frame)
+        expected = run_stage(hybridc.load(build).manifest.stages[1], build, torch.from_numpy(counts)[None])[0]
+        assert output.seq == 7 and np.array_equal(output.array(), expected.numpy())
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=30)
+        context.destroy(linger=0)
+    assert err.count("refused a message") == len(bad)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shape=st.lists(st.integers(1, 6), min_size=0, max_size=4), bits=st.integers(0, 9), seq=st.integers(0, 2**63),
+       data=st.data())
+def test_wire_round_trip_and_any_damage_is_refused(shape, bits, seq, data):
+    rng = np.random.default_rng(seq % 1000)
+    values = rng.integers(0, 2 ** bits, size=shape) if bits else rng.standard_normal(shape)
+    frame = wire.encode(seq, values, bits)
+    message = wire.decode(frame)
+    assert message.seq == seq and message.shape == tuple(shape)
+    assert np.array_equal(message.array(), values.astype(np.float32))
+    position = data.draw(st.integers(0, len(frame) - 1))
+    damaged = bytearray(frame)
+    damaged[position] ^= data.draw(st.integers(1, 255))
+    cut = data.draw(st.integers(0, len(frame) - 1))
+    for broken in (bytes(damaged), frame[:cut], frame + data.draw(st.binary(min_size=1, max_size=16))):
+        with pytest.raises(LinkError):
+            wire.decode(broken)
+    with pytest.raises(LinkError):
+        wire.decode(frame, max_bytes=len(frame) - 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_never_crash_the_decoder(frame):
+    try:
+        wire.decode(frame)
+    except LinkError:
+        pass
