@@ -58,7 +58,10 @@ def pipeline(
 
         from ..deploy.pipeline import run_file
 
-        count = int(np.load(input, mmap_mode="r").shape[0]) if input.is_file() else 0
+        try:  # for the progress bar only; run_file reports an unreadable input
+            count = int(np.load(input, mmap_mode="r", allow_pickle=False).shape[0])
+        except Exception:  # noqa: BLE001
+            count = None
         with Progress(transient=True, console=console) as progress:
             task = progress.add_task("streaming", total=count)
             stats = run_file(build, input, output, backend, window, resume, json_path,
