@@ -40,6 +40,7 @@ bench: setup
 	$(PY) benchmarks/compile_bench.py
 	$(PY) benchmarks/verify_bench.py
 	$(PY) benchmarks/train_bench.py
+	$(PY) benchmarks/pipeline_bench.py
 
 clean:
 	rm -rf build .pytest_cache
