@@ -212,3 +212,35 @@ def test_arbitrary_bytes_never_crash_the_decoder(frame):
         wire.decode(frame)
     except LinkError:
         pass
+
+
+@pytest.mark.slow  # a serve process and a pipeline client, about 20 s unloaded
+def test_pipeline_connects_to_stages_served_elsewhere(example, tmp_path):
+    """The two-machine recipe of docs/deploy.md on one machine: `hybridc serve` started by
+    hand, `hybridc pipeline --connect/--collect` feeding it (an all-dense build: no Lava)."""
+    from hybridc.deploy.pipeline import free_port
+
+    model, example_input = example.build("ANN", size=16)
+    build = tmp_path / "ann"
+    hybridc.compile(model, example_input, target="loihi+cpu", output_dir=build)
+    stages = hybridc.load(build).manifest.stages
+    x = spikes(3, 2, 16, 16, 16, density=0.3, seed=4)
+    np.save(tmp_path / "x.npy", x.numpy())
+    reference = hybridc.run(hybridc.load(build), x).numpy()
+    first, collect = free_port("127.0.0.1"), free_port("127.0.0.1")
+    ports = [first] + [free_port("127.0.0.1") for _ in stages[1:]] + [collect]
+    servers = [subprocess.Popen(CLI + ["serve", str(build), "--stage", stage.name, "--listen", f"127.0.0.1:{ports[i]}",
+                                       "--to", f"127.0.0.1:{ports[i + 1]}"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL) for i, stage in enumerate(stages)]
+    try:
+        result = subprocess.run(CLI + ["pipeline", str(build), "--input", str(tmp_path / "x.npy"), "--output",
+                                       str(tmp_path / "y.npy"), "--connect", f"127.0.0.1:{first}", "--collect",
+                                       f"127.0.0.1:{collect}", "--stall-timeout", "300"],
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert np.array_equal(np.load(tmp_path / "y.npy"), reference)
+        assert all(server.poll() is None for server in servers)  # long-lived: still serving
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=30)
