@@ -15,7 +15,9 @@ def test_sxay_32x32_deploys_exactly(example, split, tmp_path):
     assert ann.accumulator.interval == 4 and ann.accumulator.windows == 4 and ann.accumulator.fold
     channels = example.CHANNELS[spiking]
     side = 32 >> spiking
-    assert ann.inputs[0].shape == [channels, side, side, 16]
+    # I=4: 3-bit counts are smaller than 1-bit spikes, so the ONNX input is the 4 window counts
+    assert ann.inputs[0].shape == [channels, side, side, 4] and ann.inputs[0].layout == "CHWK"
+    assert ann.wire["counts"].spikes_shape == [channels, side, side, 16]
     assert snn.outputs[0].shape == [side, side, channels, 16] and snn.outputs[0].layout == "WHCT"
 
 
@@ -26,7 +28,7 @@ def test_s2a4_128x128_paper_shape(example, tmp_path):
     assert snn.inputs[0].shape == [128, 128, 2, 16]
     # 2->4 channels at 64x64 plus 4->8 at 32x32
     assert snn.neurons == 4 * 64 * 64 + 8 * 32 * 32
-    assert ann.inputs[0].shape == [8, 32, 32, 16]
+    assert ann.wire["counts"].spikes_shape == [8, 32, 32, 16] and ann.inputs[0].shape == [8, 32, 32, 4]
 
 
 @pytest.mark.parametrize("baseline,stages", [("ANN", ["jetson"]), ("SNN", ["loihi", "jetson"])])
