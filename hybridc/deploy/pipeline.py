@@ -208,6 +208,10 @@ class Pipeline:
             peer, frame = self._recv2()
             try:
                 message = w.decode(frame, max_bytes=max(self.links[-1].frame_bytes, w.TEXT_LIMIT))
+                last = self.links[-1]
+                if message.kind == w.DATA and (message.shape != last.shape or message.bits != last.bits):
+                    raise LinkError(f"Output {message.seq} has shape {message.shape}; the last stage's output is "
+                                    f"{last.shape}.")
             except LinkError as exc:
                 self.log(f"refused a message from the last stage: {exc}")
                 seq = hop.seq_of(frame)
