@@ -21,6 +21,9 @@ class TensorSpec:
     shape: list  # without the batch axis
     dtype: str
     layout: str  # axis letters without batch: "WHCT" (netx), "CHWT"/"FT" (PyTorch), ...
+    # graded values (sigma-delta): integer on the wire = value x graded["scale"]; inputs also
+    # give the grid ("step", "range") the integers are rounded and clipped to
+    graded: Optional[dict] = None
 
     def pytorch_shape(self) -> tuple:
         """The shape in PyTorch's layout: netx's (W, H, C, T) becomes (C, H, W, T)."""
@@ -83,7 +86,10 @@ class Stage:
     wire: Optional[dict] = None  # input name -> WireSpec, for inputs that arrive over a link as spikes/counts
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        data = {k: v for k, v in asdict(self).items() if v is not None}
+        for key in ("inputs", "outputs"):  # optional tensor fields too
+            data[key] = [{k: v for k, v in t.items() if v is not None} for t in data[key]]
+        return data
 
 
 @dataclass

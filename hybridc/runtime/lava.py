@@ -29,19 +29,32 @@ def run_stage(stage: Stage, build_dir: Path, x: torch.Tensor, progress=None) -> 
             f"Stage `{stage.name}` (loihi) expects spikes of PyTorch shape (N, "
             f"{', '.join(map(str, spec.pytorch_shape()[:-1]))}, T), got {tuple(x.shape)}."
         )
-    values = torch.unique(x)
-    if not bool(((values == 0) | (values == 1)).all()):
-        raise InputError(
-            f"Stage `{stage.name}` (loihi) receives unary spikes, but the input holds values "
-            f"{values[:6].tolist()}...; binarise it (e.g. `(x > 0).float()`)."
-        )
+    if spec.graded:
+        data = to_graded(spec.graded, data)
+    else:
+        values = torch.unique(x)
+        if not bool(((values == 0) | (values == 1)).all()):
+            raise InputError(
+                f"Stage `{stage.name}` (loihi) receives unary spikes, but the input holds values "
+                f"{values[:6].tolist()}...; binarise it (e.g. `(x > 0).float()`)."
+            )
     outputs = []
     for i in range(data.shape[0]):
         outputs.append(simulate(Path(build_dir) / stage.artifact, data[i], stage.delay,
                                 input_shape=tuple(spec.shape[:-1])))
         if progress:
             progress()
-    return from_netx(np.stack(outputs))
+    out = from_netx(np.stack(outputs))
+    graded = stage.outputs[0].graded
+    return out / graded["scale"] if graded else out
+
+
+def to_graded(graded: dict, values: np.ndarray) -> np.ndarray:
+    """Real values -> the integers a Delta encoder receives: value x scale, rounded to the
+    grid slayer's input quantisation uses (round half to even, like torch.round) and clipped."""
+    step = graded.get("step", 1)
+    low, high = graded.get("range", (-(1 << 23), (1 << 23) - 1))
+    return np.clip(np.round(values * graded["scale"] / step) * step, low, high)
 
 
 def import_lava_runtime():
@@ -82,7 +95,11 @@ def simulate(net_path: Path, sample: np.ndarray, delay: int, input_shape=None) -
     padded = np.concatenate([sample, np.zeros(sample.shape[:-1] + (pad,))], axis=-1)
     source = io.source.RingBuffer(data=padded)
     sink = io.sink.RingBuffer(shape=net.out.shape, buffer=steps + pad)
-    source.s_out.connect(net.inp)
+    if isinstance(net.in_layer, netx.blocks.process.Input):
+        # netx's input layer (a Delta encoder) takes its data at the neuron, not at `inp`
+        source.s_out.connect(net.in_layer.neuron.a_in)
+    else:
+        source.s_out.connect(net.inp)
     net.out.connect(sink.a_in)
     try:
         net.run(condition=RunSteps(num_steps=steps + pad), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))

@@ -5,7 +5,8 @@ only input, flatten, dense and conv. So, like netx's own `create_<type>`
 functions, there is one `write_<type>` per slayer block here: Conv, Dense and
 Flatten reuse slayer's own `export_hdf5` (the fixed-point integers slayer would
 export), Pool becomes a depthwise conv with the pool's constant weight, and
-neuron Dropout (identity at inference) writes nothing.
+neuron Dropout (identity at inference) writes nothing. Neuron families other than
+CUBA (sigma-delta, resonate-and-fire) are described in `loihi_neurons`.
 """
 
 from math import prod
@@ -19,6 +20,7 @@ from torch.fx.passes.operator_support import create_op_support
 from ..digest import sha256
 from ..errors import LoweringError
 from ..manifest import Stage, TensorSpec
+from . import loihi_neurons as neuron_models
 
 ARTIFACT = "snn.net"
 V_TH_MAX = (1 << 17) - 1  # Loihi threshold mantissa, unsigned 17 bits
@@ -69,29 +71,48 @@ def write_nothing(block, group):
 
 
 def _writers():
-    cuba = _slayer().block.cuba
-    return {
+    block = _slayer().block
+    cuba, sd = block.cuba, block.sigma_delta
+    writers = {
         cuba.Conv: write_exported,
         cuba.Dense: write_exported,
         cuba.Flatten: write_exported,
         cuba.Input: write_exported,
         cuba.Pool: write_pool,
+        sd.Input: write_exported,  # the Delta encoder
+        sd.Conv: write_exported,
+        sd.Dense: write_exported,
+        sd.Flatten: write_exported,
+        sd.Output: write_exported,  # a Sigma layer (sigma_output)
+        sd.Pool: write_pool,
         _slayer().neuron.Dropout: write_nothing,
     }
+    for family in (block.rf, block.rf_iz):
+        writers[family.Dense] = neuron_models.write_rf
+        writers[family.Flatten] = write_exported
+    return writers
 
 
 SUPPORTED = ["slayer.block.cuba.Conv", "slayer.block.cuba.Dense", "slayer.block.cuba.Pool",
              "slayer.block.cuba.Flatten",
              "slayer.block.cuba.Input (without neuron, delay_shift=False)",
+             "slayer.block.sigma_delta.Input (with neuron: the Delta encoder), .Conv, .Pool, .Flatten, "
+             ".Dense, .Output (ReLU, shared threshold on the 1/64 grid)",
+             "slayer.block.rf.Dense, slayer.block.rf_iz.Dense (+ .Flatten)",
              "slayer.neuron.Dropout (identity at inference)"]
+NEURON_MODELS = [text for _, text in neuron_models.FAMILIES.values()]
 
 
 # --- support predicates (torch.fx operator_support style) -----------------------------
 
 def _problem(block) -> str:
     """Why netx cannot run this block, or '' when it can."""
+    family_problem = neuron_models.family_problem(block)
+    if family_problem:
+        return family_problem
     if type(block) not in _writers():
-        return f"netx has no layer for slayer `{type(block).__module__}.{type(block).__name__}`."
+        return (f"hybridc's Loihi target has no lowering for slayer `{type(block).__module__}."
+                f"{type(block).__name__}` (netx's HDF5 reader implements input, conv, dense and flatten layers).")
     if isinstance(block, _slayer().block.cuba.Input) and block.neuron is not None:
         return ("a netx input layer takes its data through the neuron bias, not as a spike "
                 "stream, so an Input block with a neuron cannot receive the model's input "
@@ -128,7 +149,7 @@ def _node_problem(submodules, node) -> str:
         return "only slayer blocks run on Loihi; this is a tensor operation."
     block = submodules[node.target]
     problem = _problem(block)
-    if not problem and isinstance(block, _slayer().block.cuba.Pool) and node.all_input_nodes:
+    if not problem and isinstance(block, _slayer().block.base.AbstractPool) and node.all_input_nodes:
         problem = _pool_problem(block, node.all_input_nodes[0].meta.get("shape", ())[1:])
     return problem
 
@@ -160,13 +181,13 @@ def conv_synapses(in_shape, out_shape, kernel, stride, padding, groups, dilation
 
 def _synapses(block, in_shape) -> int:
     """Exact count of connections: dense is in*out, conv/pool by `conv_synapses`."""
-    slayer = _slayer()
-    if isinstance(block, slayer.block.cuba.Dense):
+    base = _slayer().block.base
+    if isinstance(block, (base.AbstractDense, _slayer().block.sigma_delta.Output)):
         return int(block.synapse.in_channels * block.synapse.out_channels)
-    if isinstance(block, (slayer.block.cuba.Conv, slayer.block.cuba.Pool)):
+    if isinstance(block, (base.AbstractConv, base.AbstractPool)):
         s = block.synapse
         # a Pool applies one shared kernel per channel: a depthwise conv
-        groups = in_shape[0] if isinstance(block, slayer.block.cuba.Pool) else s.groups
+        groups = in_shape[0] if isinstance(block, base.AbstractPool) else s.groups
         return conv_synapses(in_shape[:3], block.neuron.shape, s.kernel_size[:2], s.stride[:2], s.padding[:2],
                              groups, s.dilation[:2])
     return 0
@@ -178,9 +199,26 @@ def _lag(block) -> int:
     A neuron-less Input block is only a shape in netx and (with delay_shift=False,
     the only way slayer can run it) the identity in PyTorch."""
     slayer = _slayer()
-    if isinstance(block, (slayer.neuron.Dropout, slayer.block.cuba.Flatten, slayer.block.cuba.Input)):
+    if isinstance(block, (slayer.neuron.Dropout, slayer.block.base.AbstractFlatten, slayer.block.base.AbstractInput)):
         return 0
     return 0 if block.delay_shift else 1
+
+
+def _check_families(partition, blocks) -> None:
+    """One netx network runs one neuron family here: the scales of graded values are
+    per family, and a sigma-delta network must start at netx's Delta encoder."""
+    families = sorted({neuron_models.family_of(b) for b in blocks if neuron_models.has_neuron(b)})
+    if len(families) > 1:
+        raise LoweringError(
+            f"The spiking partition `{partition.name}` mixes neuron families ({', '.join(families)}); hybridc lowers "
+            "one family per Loihi stage. Build the spiking half from one slayer.block family."
+        )
+    if families == ["sigma_delta"] and not neuron_models.is_delta_input(blocks[0]):
+        raise LoweringError(
+            f"The sigma-delta partition `{partition.name}` starts with `{type(blocks[0]).__name__}`, not with a "
+            "sigma_delta.Input block with neuron_params: netx feeds a sigma-delta network through its Delta "
+            "input layer. Add slayer.block.sigma_delta.Input(neuron_params) first."
+        )
 
 
 class LoihiTarget:
@@ -203,15 +241,20 @@ class LoihiTarget:
         if neuron is None:
             return notes
         v_th = float(neuron.threshold) * float(neuron.w_scale)
-        if not 0 < v_th <= V_TH_MAX:
+        # a delta encoder may have threshold 0 (it then sends every change)
+        low_ok = v_th >= 0 if neuron_models.family_of(block) == "sigma_delta" else v_th > 0
+        if not (low_ok and v_th <= V_TH_MAX):
             raise NumericsError(
                 f"{where}: threshold {float(neuron.threshold):g} is {v_th:g} in Loihi's fixed point "
                 f"(threshold x {neuron.w_scale}), outside the threshold mantissa range 1..{V_TH_MAX}. "
                 "Scale the threshold and the weights down together."
             )
+        off_grid = neuron_models.threshold_problem(block, where)
+        if off_grid:
+            raise NumericsError(off_grid)
         synapse = getattr(block, "synapse", None)
         weight = getattr(synapse, "weight", None)
-        if weight is not None and not isinstance(block, _slayer().block.cuba.Pool):
+        if weight is not None and not isinstance(block, _slayer().block.base.AbstractPool):
             scaled = weight.detach() * neuron.w_scale
             low, high = float(scaled.min()), float(scaled.max())
             if low < -W_LIMIT - 1 or high > W_LIMIT - 1:
@@ -234,9 +277,10 @@ class LoihiTarget:
         import h5py
 
         blocks = [gm.get_submodule(n.target) for n in partition.nodes if n.op == "call_module"]
-        cuba = _slayer().block.cuba
-        layers = [b for b in blocks if _writers()[type(b)] is not write_nothing
-                  and not isinstance(b, (cuba.Flatten, cuba.Input))]  # netx builds no layer for these
+        _check_families(partition, blocks)
+        base = _slayer().block.base
+        layers = [b for b in blocks if _writers()[type(b)] is not write_nothing and not isinstance(b, base.AbstractFlatten)
+                  and not (isinstance(b, base.AbstractInput) and b.neuron is None)]  # netx builds no layer for these
         in_shape = partition.inputs[0].meta["shape"][1:]
         out_node = partition.outputs[0]
         path = Path(workdir) / ARTIFACT
@@ -256,10 +300,13 @@ class LoihiTarget:
                 shape = node.meta["shape"][1:]
         netx_in, in_layout = netx_layout(in_shape)
         netx_out, out_layout = netx_layout(out_node.meta["shape"][1:])
+        graded_in, graded_out = neuron_models.graded_input(blocks[0]), neuron_models.graded_output(layers[-1])
         return Stage(
             name=partition.name, target=self.name, artifact=ARTIFACT, sha256=sha256(path),
-            inputs=[TensorSpec("spikes_in", list(netx_in), "float32", in_layout)],
-            outputs=[TensorSpec(out_node.name, list(netx_out), "float32", out_layout)],
+            inputs=[TensorSpec("graded_in" if graded_in else "spikes_in", list(netx_in),
+                               "int32" if graded_in else "float32", in_layout, graded=graded_in)],
+            outputs=[TensorSpec(out_node.name, list(netx_out), "int32" if graded_out else "float32", out_layout,
+                                graded=graded_out)],
             delay=sum(_lag(b) for b in blocks), layers=len(layers),
             neurons=int(neurons), synapses=int(synapses),
         )
