@@ -13,7 +13,6 @@ from lava.lib.dl import slayer
 
 from hybridc.nn import Accumulator
 
-# thresholds on Loihi's 1/64 grid, so slayer and Loihi compare against the same value
 NEURON = {"threshold": 0.125, "activation": torch.nn.functional.relu}
 
 

@@ -15,11 +15,12 @@ def targets():
         from ..targets.registry import REGISTRY, get_target
 
         table = Table(title="targets (write the spiking and the dense one joined by '+', e.g. loihi+jetson)")
-        for col in ("target", "side", "aliases", "what it produces", "supports"):
+        for col in ("target", "side", "aliases", "what it produces", "neuron models", "supports"):
             table.add_column(col)
         for entry in REGISTRY.values():
+            target = get_target(entry.name)
             table.add_row(entry.name, entry.domain, ", ".join(entry.aliases), entry.summary,
-                          "\n".join(get_target(entry.name).supported_ops))
+                          "\n".join(getattr(target, "neuron_models", ())), "\n".join(target.supported_ops))
         console.print(table)
 
     _guard(body)

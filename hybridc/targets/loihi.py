@@ -97,7 +97,7 @@ SUPPORTED = ["slayer.block.cuba.Conv", "slayer.block.cuba.Dense", "slayer.block.
              "slayer.block.cuba.Flatten",
              "slayer.block.cuba.Input (without neuron, delay_shift=False)",
              "slayer.block.sigma_delta.Input (with neuron: the Delta encoder), .Conv, .Pool, .Flatten, "
-             ".Dense, .Output (ReLU, shared threshold on the 1/64 grid)",
+             ".Dense, .Output (ReLU, one threshold per layer)",
              "slayer.block.rf.Dense, slayer.block.rf_iz.Dense (+ .Flatten)",
              "slayer.neuron.Dropout (identity at inference)"]
 NEURON_MODELS = [text for _, text in neuron_models.FAMILIES.values()]
@@ -225,6 +225,7 @@ class LoihiTarget:
     name = "loihi"
     domain = "spiking"
     supported_ops = SUPPORTED
+    neuron_models = NEURON_MODELS
     supports = create_op_support(_is_supported)
 
     def __init__(self, options=None):
@@ -249,9 +250,6 @@ class LoihiTarget:
                 f"(threshold x {neuron.w_scale}), outside the threshold mantissa range 1..{V_TH_MAX}. "
                 "Scale the threshold and the weights down together."
             )
-        off_grid = neuron_models.threshold_problem(block, where)
-        if off_grid:
-            raise NumericsError(off_grid)
         synapse = getattr(block, "synapse", None)
         weight = getattr(synapse, "weight", None)
         if weight is not None and not isinstance(block, _slayer().block.base.AbstractPool):

@@ -90,20 +90,6 @@ def family_problem(block) -> str:
     return ""
 
 
-def threshold_problem(block, where: str) -> str:
-    """slayer compares sigma-delta and RF states with the real threshold, Loihi with its
-    mantissa int(threshold x 64): the two agree only when the threshold is on the 1/64 grid."""
-    if family_of(block) not in ("sigma_delta", "rf", "rf_iz") or not has_neuron(block):
-        return ""
-    value = float(block.neuron.threshold)
-    scaled = value * STATE_SCALE
-    if abs(scaled - round(scaled)) > 1e-6:
-        return (f"{where}: threshold {value:g} is {scaled:g} in Loihi's fixed point; Loihi compares with "
-                f"{int(scaled)} ({int(scaled) / STATE_SCALE:g}) while slayer compares with {value:g}, so the "
-                f"spikes would differ. Use a multiple of 1/{STATE_SCALE} (e.g. {round(scaled) / STATE_SCALE:g}).")
-    return ""
-
-
 def write_rf(block, group):
     """slayer's export, with the decays written so that netx's round trip lands on them.
     netx turns sinDecay/cosDecay into a period and a decay and Lava's RF turns those back

@@ -21,6 +21,7 @@ from math import prod
 from pathlib import Path
 
 import numpy as np
+from torch.fx.passes.operator_support import create_op_support
 
 from ..digest import sha256
 from ..manifest import Stage, TensorSpec
@@ -44,10 +45,28 @@ def neuron_node(nir, block, shape):
                        w_in=tau_syn.copy())
 
 
+def _nir_problem(submodules, node) -> str:
+    """Loihi's predicate, restricted to CUBA: the graph is written with CubaLIF nodes."""
+    problem = loihi._node_problem(submodules, node)
+    if problem or node.op != "call_module":
+        return problem
+    family = loihi.neuron_models.family_of(submodules[node.target])
+    if family not in ("", "cuba"):
+        return (f"hybridc writes NIR graphs with CubaLIF neurons only, and this is a slayer `{family}` block "
+                "(use --target loihi+... for sigma-delta and resonate-and-fire networks).")
+    return ""
+
+
 class NirTarget(loihi.LoihiTarget):
-    """Same support predicate as Loihi: what netx can run, NIR can describe."""
+    """Loihi's support predicate for CUBA blocks: what netx can run, NIR can describe."""
 
     name = "nir"
+    supported_ops = [op for op in loihi.SUPPORTED if "sigma_delta" not in op and ".rf" not in op]
+    neuron_models = loihi.NEURON_MODELS[:1]
+    supports = create_op_support(lambda submodules, node: not _nir_problem(submodules, node))
+
+    def why_unsupported(self, submodules, node) -> str:
+        return _nir_problem(submodules, node)
 
     def preprocess(self, partition, gm, workdir: Path) -> Stage:
         import nir
