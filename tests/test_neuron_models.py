@@ -51,22 +51,24 @@ def test_sdnn_cut_values_are_graded_and_a_wrong_weight_is_caught(tmp_path):
     from hybridc.runtime.verify import reference_stages
 
     model, x, _, _ = load_model_file(ROOT / "examples/sdnn/model.py")
-    compiled, loaded = assert_deploys_exactly(model, x, tmp_path)
-    cut = reference_stages(compiled.module, compiled.fx_partitions, x)[loaded.manifest.stages[0].name]
+    compiled = hybridc.compile(model, x, output_dir=tmp_path / "build")
+    snn = compiled.manifest.stages[0]
+    cut = reference_stages(compiled.module, compiled.fx_partitions, x)[snn.name]
     assert len(torch.unique(cut)) > 5 and bool((cut * 4096 == torch.round(cut * 4096)).all())
-    with h5py.File(loaded.directory / "snn.net", "r+") as h5:
+    with h5py.File(compiled.directory / "snn.net", "r+") as h5:
         weight = h5["layer/4/weight"]
         weight[0, :] = weight[0, :] + 32
-    tampered = run_stage(loaded.manifest.stages[0], loaded.directory, x)
-    assert not torch.equal(tampered, cut)
+    tampered = run_stage(snn, compiled.directory, x)
+    assert tampered.shape == cut.shape and not torch.equal(tampered[:, 0], cut[:, 0])
+    assert torch.equal(tampered[:, 1:], cut[:, 1:])  # the other 23 outputs are untouched
 
 
-@pytest.mark.parametrize("family", ["rf", "rf_iz"])
+@pytest.mark.parametrize("family", ["rf", pytest.param("rf_iz", marks=pytest.mark.slow)])
 def test_rf_hybrid_compiled_from_model_py_equals_pytorch_in_lava(family, tmp_path):
     model, x, _, _ = load_model_file(ROOT / "examples/rf/model.py", entry="build", entry_args={"family": family})
     compiled, loaded = assert_deploys_exactly(model, x, tmp_path, min_cut_rate=0.05)
     with h5py.File(loaded.directory / "snn.net") as h5:
-        assert h5["layer/0/neuron/type"][()] == (b"RF_PHASE" if family == "rf" else b"RF_IZ")
+        assert h5["layer/0/neuron/type"][()] == (b"RF_PHASE" if family == "rf" else b"RF_IZHIKEVICH")
         assert "weight/real" in h5["layer/0"] and "weight/imag" in h5["layer/0"]
 
 
