@@ -21,12 +21,14 @@ class Spec:
     fold: bool
     input_shape: tuple  # without batch and time
     neuron: dict
-    spiking: list  # ("conv", out, k, stride, pad, groups) | ("pool", k) | ("flatten",) | ("dense", out)
+    spiking: list  # ("conv", out, k, stride, pad, groups) | ("pool", k) | ("flatten",) | ("dense", out) | ("output", out)
     dense: list  # ("conv", out, k) | ("bn",) | ("relu",) | ("maxpool",) | ("avgpool",) | ("dropout",) | ("flatten",) | ("linear", out)
     weight_scale: float = 2.0
     seed: int = 0
     density: float = 0.3
     notes: list = field(default_factory=list)
+    # slayer.block family: cuba, sigma_delta (graded input and spikes; ReLU added in build), rf, rf_iz
+    family: str = "cuba"
 
 
 def _conv_out(size, k, s, p):
@@ -39,13 +41,22 @@ def specs(draw):
     divisors = [d for d in range(1, timesteps + 1) if timesteps % d == 0]
     # mostly valid intervals; sometimes one that does not divide T (must be refused)
     interval = draw(st.integers(2, 5)) if draw(st.integers(0, 7)) == 0 else draw(st.sampled_from(divisors))
-    neuron = {
-        "threshold": draw(st.sampled_from([0.5, 0.75, 0.9, 1.0, 1.01, 1.25, 1.5, 2.0])),
-        "current_decay": draw(st.sampled_from([0.0, 0.1, 0.25, 0.3, 0.5, 0.9, 1.0])),
-        "voltage_decay": draw(st.sampled_from([0.0, 0.05, 0.25, 0.5, 0.75, 1.0])),
-        "tau_grad": 0.01, "scale_grad": 1.0,
-    }
-    flat = draw(st.booleans())
+    family = draw(st.sampled_from(["cuba", "cuba", "sigma_delta", "rf", "rf_iz"]))
+    if family == "sigma_delta":
+        neuron = {"threshold": draw(st.sampled_from([0.0, 0.02, 0.1, 0.125, 0.3, 0.5]))}
+    elif family in ("rf", "rf_iz"):
+        neuron = {"threshold": draw(st.sampled_from([0.1, 0.25, 0.5, 1.0])),
+                  "period": draw(st.sampled_from([3, 4, 6.5, 8, 12, 20])),
+                  "decay": draw(st.sampled_from([0.0, 0.02, 0.1, 0.3]))}
+    else:
+        neuron = {
+            "threshold": draw(st.sampled_from([0.5, 0.75, 0.9, 1.0, 1.01, 1.25, 1.5, 2.0])),
+            "current_decay": draw(st.sampled_from([0.0, 0.1, 0.25, 0.3, 0.5, 0.9, 1.0])),
+            "voltage_decay": draw(st.sampled_from([0.0, 0.05, 0.25, 0.5, 0.75, 1.0])),
+            "tau_grad": 0.01, "scale_grad": 1.0,
+        }
+    # netx runs resonate-and-fire layers as dense layers only (an RF conv must be refused)
+    flat = draw(st.booleans()) if family not in ("rf", "rf_iz") or draw(st.integers(0, 5)) == 0 else True
     spiking, dense = [], []
     if flat:
         features = draw(st.integers(4, 40))
@@ -79,6 +90,8 @@ def specs(draw):
             spiking.append(("flatten",))
             spiking.append(("dense", draw(st.integers(2, 24))))
             shape = (spiking[-1][1],)
+    if family == "sigma_delta" and spiking[-1][0] == "dense" and draw(st.booleans()):
+        spiking[-1] = ("output", spiking[-1][1])  # a Sigma layer: the decoded sum crosses the cut
     fold = True if len(shape) == 1 else draw(st.booleans())
     if len(shape) == 3 and fold:
         for _ in range(draw(st.integers(0, 3))):
@@ -90,31 +103,39 @@ def specs(draw):
     dense.append(("linear", draw(st.integers(2, 6))))
     return Spec(timesteps, interval, fold, input_shape, neuron, spiking, dense,
                 weight_scale=draw(st.sampled_from([2.0, 3.0, 4.0, 6.0])), seed=draw(st.integers(0, 2**16)),
-                density=draw(st.sampled_from([0.3, 0.5, 0.7])))
+                density=draw(st.sampled_from([0.3, 0.5, 0.7])), family=family)
 
 
 def build(spec: Spec):
     """(model, example_input) for a spec. Dense layer sizes are inferred from shapes."""
     torch.manual_seed(spec.seed)
+    blocks = getattr(slayer.block, spec.family)
+    neuron = dict(spec.neuron)
     layers = []
+    if spec.family == "sigma_delta":
+        neuron["activation"] = torch.nn.functional.relu
+        layers.append(blocks.Input(neuron))  # netx's Delta encoder
     shape = spec.input_shape
     for layer in spec.spiking:
         if layer[0] == "conv":
             _, out, k, stride, pad, groups = layer
-            layers.append(slayer.block.cuba.Conv(spec.neuron, shape[0], out, k, stride=stride, padding=pad,
-                                                 groups=groups, weight_scale=spec.weight_scale))
+            layers.append(blocks.Conv(neuron, shape[0], out, k, stride=stride, padding=pad,
+                                      groups=groups, weight_scale=spec.weight_scale))
             side = _conv_out(shape[1], k, stride, pad)
             shape = (out, side, side)
         elif layer[0] == "pool":
             k = layer[1]
-            layers.append(slayer.block.cuba.Pool(spec.neuron, k, weight_scale=spec.weight_scale))
+            layers.append(blocks.Pool(neuron, k, weight_scale=spec.weight_scale))
             side = (shape[1] + shape[1] % k) // k  # slayer pads odd sizes by size % k
             shape = (shape[0], side, side)
         elif layer[0] == "flatten":
-            layers.append(slayer.block.cuba.Flatten())
+            layers.append(blocks.Flatten())
             shape = (shape[0] * shape[1] * shape[2],)
+        elif layer[0] == "output":
+            layers.append(blocks.Output(neuron, shape[0], layer[1], weight_scale=spec.weight_scale))
+            shape = (layer[1],)
         else:
-            layers.append(slayer.block.cuba.Dense(spec.neuron, shape[0], layer[1], weight_scale=spec.weight_scale))
+            layers.append(blocks.Dense(neuron, shape[0], layer[1], weight_scale=spec.weight_scale))
             shape = (layer[1],)
     layers.append(Accumulator(spec.interval, fold=spec.fold))
     windows = max(spec.timesteps // spec.interval, 1)
@@ -144,5 +165,7 @@ def build(spec: Spec):
             shape = (layer[1],)
     model = torch.nn.Sequential(*layers).eval()
     g = torch.Generator().manual_seed(spec.seed + 1)
-    x = (torch.rand(1, *spec.input_shape, spec.timesteps, generator=g) < spec.density).float()
-    return model, x
+    x = torch.rand(1, *spec.input_shape, spec.timesteps, generator=g)
+    if spec.family == "sigma_delta":  # graded frames, in and beyond slayer's 8-bit input range
+        return model, x * 5 * spec.density
+    return model, (x < spec.density).float()

@@ -294,7 +294,7 @@ class LoihiTarget:
                 writer(block, group.create_group(str(len(group))))
                 synapses += _synapses(block, shape)
                 if getattr(block, "neuron", None) is not None:
-                    neurons += prod(block.neuron.shape)
+                    neurons += prod(node.meta["shape"][1:-1])  # an Output block has no neuron.shape
                 shape = node.meta["shape"][1:]
         netx_in, in_layout = netx_layout(in_shape)
         netx_out, out_layout = netx_layout(out_node.meta["shape"][1:])
