@@ -112,7 +112,11 @@ def build(spec: Spec):
     blocks = getattr(slayer.block, spec.family)
     neuron = dict(spec.neuron)
     layers = []
-    if spec.family == "sigma_delta":
+    # sigma-delta activations are real values that Lava holds in 24 bits at 2^18 per unit (so
+    # below 32): smaller weights and averaging pools keep random models inside that range
+    sigma_delta = spec.family == "sigma_delta"
+    scale = spec.weight_scale / 4 if sigma_delta else spec.weight_scale
+    if sigma_delta:
         neuron["activation"] = torch.nn.functional.relu
         layers.append(blocks.Input(neuron))  # netx's Delta encoder
     shape = spec.input_shape
@@ -120,22 +124,22 @@ def build(spec: Spec):
         if layer[0] == "conv":
             _, out, k, stride, pad, groups = layer
             layers.append(blocks.Conv(neuron, shape[0], out, k, stride=stride, padding=pad,
-                                      groups=groups, weight_scale=spec.weight_scale))
+                                      groups=groups, weight_scale=scale))
             side = _conv_out(shape[1], k, stride, pad)
             shape = (out, side, side)
         elif layer[0] == "pool":
             k = layer[1]
-            layers.append(blocks.Pool(neuron, k, weight_scale=spec.weight_scale))
+            layers.append(blocks.Pool(neuron, k, weight_scale=scale / k ** 2 if sigma_delta else scale))
             side = (shape[1] + shape[1] % k) // k  # slayer pads odd sizes by size % k
             shape = (shape[0], side, side)
         elif layer[0] == "flatten":
             layers.append(blocks.Flatten())
             shape = (shape[0] * shape[1] * shape[2],)
         elif layer[0] == "output":
-            layers.append(blocks.Output(neuron, shape[0], layer[1], weight_scale=spec.weight_scale))
+            layers.append(blocks.Output(neuron, shape[0], layer[1], weight_scale=scale))
             shape = (layer[1],)
         else:
-            layers.append(blocks.Dense(neuron, shape[0], layer[1], weight_scale=spec.weight_scale))
+            layers.append(blocks.Dense(neuron, shape[0], layer[1], weight_scale=scale))
             shape = (layer[1],)
     layers.append(Accumulator(spec.interval, fold=spec.fold))
     windows = max(spec.timesteps // spec.interval, 1)

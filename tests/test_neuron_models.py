@@ -95,6 +95,31 @@ def test_rf_decays_survive_netx_round_trip(tmp_path):
     assert 0 < expected[0] - int(neuron.sin_decay.init) <= 1  # slayer 2607, Lava 2606 without the fix
 
 
+@pytest.mark.slow
+def test_sigma_delta_states_beyond_24_bits_wrap_in_lava_only(tmp_path):
+    """Lava keeps sigma-delta states in 24 bits at 2^18 per unit; slayer computes in float.
+    A 3x3 sum pool of weight 2.0 pushes some activations past 32 (2^23 / 2^18): Lava wraps
+    them negative (and the ReLU sends 0), and only those neurons differ from slayer."""
+    from fuzz_models import Spec, build
+
+    from hybridc.runtime.stages import run_stage
+    from hybridc.runtime.verify import reference_stages
+
+    spec = Spec(timesteps=4, interval=4, fold=True, input_shape=(2, 6, 6), neuron={"threshold": 0.125},
+                spiking=[("pool", 3)], dense=[("flatten",), ("linear", 2)], weight_scale=4 * 18, seed=378,
+                density=0.65, family="sigma_delta")
+    model, x = build(spec)  # the fuzzer scales sigma-delta pools by 1/k^2: weight 2.0 here
+    assert float(model[1].synapse.weight.flatten()[0]) == 2.0
+    compiled = _lower(model, x)
+    snn = compiled.manifest.stages[0]
+    cut = reference_stages(compiled.module, compiled.fx_partitions, x)[snn.name]
+    lava = run_stage(snn, compiled.directory, x)
+    in_range = (cut.cumsum(-1).abs() < 32).all(-1)  # slayer's activation = the sum of its deltas
+    differs = (lava != cut).any(-1)
+    assert bool(differs.any()) and bool(in_range.any())
+    assert not bool((differs & in_range).any())  # only neurons past 32 differ
+
+
 def _lower(model, x, target="loihi+jetson"):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
