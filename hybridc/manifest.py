@@ -146,17 +146,67 @@ def schema() -> dict:
     return json.loads(SCHEMA_PATH.read_text())
 
 
-def validate(data: dict) -> None:
+# Bounds JSON Schema cannot state: the elements of one tensor (a sample), checked in code.
+MAX_TENSOR_ELEMENTS = 1 << 28
+
+
+def _validator():
+    """A draft 2020-12 validator whose `integer` is a Python int only: JSON Schema counts 2.0 as
+    an integer, which would reach numpy as a float shape."""
     import jsonschema
 
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool))
+    return jsonschema.validators.extend(base, type_checker=checker)(schema())
+
+
+def _where(path) -> str:
+    return "/".join(str(p) for p in path) or "(top level)"
+
+
+def validate(data: dict) -> None:
+    """Check a manifest read from a build directory, which may come from anyone: its format,
+    the schema (with bounds on every string, shape and count), then what a schema cannot say."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise ArtifactError(
-            f"This manifest has format {found!r}; this hybridc ({FORMAT}) reads only {FORMAT!r}. "
+            f"This manifest has format {found!r:.80}; this hybridc ({FORMAT}) reads only {FORMAT!r}. "
             "Recompile the model with this version of hybridc."
         )
-    try:
-        jsonschema.validate(data, schema())
-    except jsonschema.ValidationError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
-        raise ArtifactError(f"manifest.json is not valid at `{where}`: {exc.message}.") from None
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_validator().iter_errors(data))
+    if error is not None:
+        message = error.message if len(error.message) <= 200 else error.message[:200] + "..."
+        raise ArtifactError(f"manifest.json is not valid at `{_where(error.absolute_path)}`: {message}. "
+                            "The build is damaged or was not written by this hybridc; recompile the model.")
+    _check_consistency(data)
+
+
+def _check_consistency(data: dict) -> None:
+    def refuse(where, what):
+        raise ArtifactError(f"manifest.json is not valid at `{where}`: {what}. The build is damaged or was "
+                            "not written by this hybridc; recompile the model.")
+
+    for kind in ("name", "artifact"):
+        seen = set()
+        for i, stage in enumerate(data["stages"]):
+            if stage[kind] in seen:
+                refuse(f"stages/{i}/{kind}", f"{stage[kind]!r} names two stages")
+            seen.add(stage[kind])
+    for i, stage in enumerate(data["stages"]):
+        for side in ("inputs", "outputs"):
+            for j, tensor in enumerate(stage[side]):
+                where = f"stages/{i}/{side}/{j}"
+                if len(tensor["layout"]) != len(tensor["shape"]):
+                    refuse(f"{where}/layout", f"layout {tensor['layout']!r} has {len(tensor['layout'])} axes "
+                                              f"but the shape {tensor['shape']} has {len(tensor['shape'])}")
+                if len(set(tensor["layout"])) != len(tensor["layout"]):
+                    refuse(f"{where}/layout", f"layout {tensor['layout']!r} repeats an axis")
+                elements = 1
+                for size in tensor["shape"]:
+                    elements *= size
+                if elements > MAX_TENSOR_ELEMENTS:
+                    refuse(f"{where}/shape", f"shape {tensor['shape']} holds {elements:,} values per sample, "
+                                             f"more than the {MAX_TENSOR_ELEMENTS:,} hybridc accepts")

@@ -13,6 +13,7 @@ from ..errors import ArtifactError
 from ..frontend.graph import from_json_data, to_json_data
 from ..manifest import Manifest
 from .atomic import atomic_directory
+from .untrusted import MAX_GRAPH_BYTES, MAX_MANIFEST_BYTES, inside, parsing, read_bounded
 
 MANIFEST = "manifest.json"
 GRAPH = "graph.json"
@@ -67,36 +68,35 @@ class CompiledModel:
 
 
 def load(path) -> CompiledModel:
-    """Open a build directory, checking the manifest format and every artifact's sha256."""
+    """Open a build directory, which may come from anyone: the manifest is read (bounded) and
+    validated against its schema before any artifact is touched, every file it names must lie
+    inside the directory, and every artifact's sha256 must match before anything parses it."""
     from ..digest import sha256
 
     directory = Path(path)
-    manifest_path = directory / MANIFEST
-    if not manifest_path.is_file():
+    if not (directory / MANIFEST).exists() and not (directory / MANIFEST).is_symlink():
         raise ArtifactError(f"{directory} is not a hybridc build: {MANIFEST} is missing. "
                             "Compile first with `hybridc compile MODEL.py -o DIR`.")
-    try:
-        data = json.loads(manifest_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{manifest_path} is not valid JSON ({exc}); recompile the model.") from None
+    manifest_path = inside(directory, MANIFEST, MANIFEST)
+    with parsing(manifest_path, "JSON"):
+        data = json.loads(read_bounded(manifest_path, MAX_MANIFEST_BYTES, MANIFEST))
     manifest = Manifest.from_dict(data)
-    for stage in manifest.stages:
-        artifact = directory / stage.artifact
-        if not artifact.is_file():
-            raise ArtifactError(f"Stage `{stage.name}`: artifact {artifact} is missing; recompile.")
+    artifacts = [inside(directory, stage.artifact, f"stages/{i}/artifact")
+                 for i, stage in enumerate(manifest.stages)]  # all confined before any is read
+    for stage, artifact in zip(manifest.stages, artifacts):
         digest = sha256(artifact)
         if digest != stage.sha256:
             raise ArtifactError(
-                f"Stage `{stage.name}`: {artifact} was modified after compiling (sha256 {digest[:12]}... "
-                f"but the manifest records {stage.sha256[:12]}...). Recompile, or restore the file."
+                f"Stage `{stage.name}`: {directory / stage.artifact} was modified after compiling (sha256 "
+                f"{digest[:12]}... but the manifest records {stage.sha256[:12]}...). Recompile, or restore the file."
             )
     graph = None
     partitions = []
-    if (directory / GRAPH).is_file():
-        try:
-            graph = from_json_data(json.loads((directory / GRAPH).read_text()))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ArtifactError(f"{directory / GRAPH} is corrupt ({exc}); recompile the model.") from None
+    if (directory / GRAPH).exists() or (directory / GRAPH).is_symlink():
+        graph_path = inside(directory, GRAPH, GRAPH)
+        with parsing(graph_path, "JSON"):
+            data = json.loads(read_bounded(graph_path, MAX_GRAPH_BYTES, GRAPH))
+        graph = from_json_data(data)
         for stage in manifest.stages:
             nodes = [n for n, d in graph.nodes(data=True) if d.get("partition") == stage.name]
             partitions.append(PartitionSummary(stage.name, stage.target, nodes))

@@ -41,5 +41,47 @@ def to_json_data(graph: nx.DiGraph) -> dict:
     return nx.node_link_data(graph)
 
 
+_TEXT = {"type": ["string", "null"], "maxLength": 1024}
+# graph.json as read back from a build directory, which may come from anyone: the fields
+# inspection uses, with their types and bounds.
+GRAPH_SCHEMA = {
+    "type": "object",
+    "required": ["nodes", "links"],
+    "properties": {
+        "nodes": {"type": "array", "maxItems": 100_000, "items": {
+            "type": "object",
+            "required": ["id", "op", "parameters"],
+            "properties": {
+                "id": {"type": "string", "maxLength": 1024},
+                "op": {"type": "string", "maxLength": 64},
+                "call": _TEXT, "module_type": _TEXT, "dtype": _TEXT, "target": _TEXT, "partition": _TEXT,
+                "recognised_from": _TEXT,
+                "shape": {"type": ["array", "null"], "maxItems": 16,
+                          "items": {"type": "integer", "minimum": 0, "maximum": 1 << 40}},
+                "parameters": {"type": "integer", "minimum": 0, "maximum": 1 << 40},
+                "accumulator": {"type": ["object", "null"], "properties": {
+                    "interval": {"type": "integer", "minimum": 1}, "fold": {"type": "boolean"}}},
+            },
+        }},
+        "links": {"type": "array", "maxItems": 1_000_000, "items": {
+            "type": "object", "required": ["source", "target"],
+            "properties": {"source": {"type": "string", "maxLength": 1024},
+                           "target": {"type": "string", "maxLength": 1024}},
+        }},
+    },
+}
+
+
 def from_json_data(data: dict) -> nx.DiGraph:
+    """The graph saved by to_json_data; ArtifactError naming the field when it is not one."""
+    import jsonschema
+    from jsonschema.exceptions import best_match
+
+    from ..errors import ArtifactError
+
+    error = best_match(jsonschema.Draft202012Validator(GRAPH_SCHEMA).iter_errors(data))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise ArtifactError(f"graph.json is not valid at `{where}`: {error.message[:200]}. The build is damaged "
+                            "or was not written by this hybridc; recompile the model.")
     return nx.node_link_graph(data, directed=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ..build.compiled import load
+from ..build.untrusted import parsing
 from ..errors import InputError
 from ..inspection.model import cut_bytes, link_wire
 from . import loihi_counts, onnx_counts
@@ -99,8 +100,10 @@ def profile_build(build_dir, data: str = "synthetic", samples: int = 16, device_
         result.devices["loihi"] = "not estimated (nir)"
     if "loihi" in stages:
         stage, chip = stages["loihi"], devices.loihi
-        layers = loihi_counts.read_layers(compiled.directory / stage.artifact, stage.inputs[0].pytorch_shape()[:-1],
-                                          chip["neurons_per_core"], chip["synapses_per_core"])
+        path = compiled.directory / stage.artifact
+        with parsing(path, "a netx HDF5 network", stage.name):
+            layers = loihi_counts.read_layers(path, stage.inputs[0].pytorch_shape()[:-1],
+                                              chip["neurons_per_core"], chip["synapses_per_core"])
         activity, result.samples = _activity(manifest, layers, data, samples, gm=reference)
         steps = T + len(layers)  # the last output leaves the pipeline after one step per layer
         rows = []
@@ -125,9 +128,12 @@ def profile_build(build_dir, data: str = "synthetic", samples: int = 16, device_
     if "jetson" in stages:
         stage, gpu = stages["jetson"], devices.jetson
         path = compiled.directory / stage.artifact
-        layers = onnx_counts.read_layers(path)
-        macs = sum(layer.macs for layer in layers)
-        measured = onnx_counts.measure_latency(path, stage.inputs[0].shape) if measure or stage.target == "cpu" else None
+        with parsing(path, "an ONNX model", stage.name):
+            layers = onnx_counts.read_layers(path)
+            parameters = onnx_counts.parameters(path)
+            macs = sum(layer.macs for layer in layers)
+            measured = (onnx_counts.measure_latency(path, stage.inputs[0].shape)
+                        if measure or stage.target == "cpu" else None)
         if stage.target == "cpu":  # the host: its measured latency is the figure; its power is unknown
             jetson_time, jetson_energy = measured, 0.0
             result.devices["jetson"] = "this host's CPU (measured; energy not estimated)"
@@ -139,7 +145,7 @@ def profile_build(build_dir, data: str = "synthetic", samples: int = 16, device_
             if stage.target == "jetson-int8":
                 result.notes.append("jetson-int8 stage: estimated with the float peak figures (int8 runs faster)")
         result.jetson = {"target": stage.target, "layers": [asdict(layer) for layer in layers],
-                         "parameters": onnx_counts.parameters(path), "macs": macs, "time_s": jetson_time,
+                         "parameters": parameters, "macs": macs, "time_s": jetson_time,
                          "energy_j": jetson_energy, "measured_onnxruntime_cpu_s": measured}
     link_time = link_energy = 0.0
     if len(manifest.stages) > 1:

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..build.untrusted import parsing
 from ..errors import InputError
 from ..manifest import Stage
 
@@ -89,21 +90,23 @@ def simulate(net_path: Path, sample: np.ndarray, delay: int, input_shape=None) -
     from lava.proc import io
 
     steps = sample.shape[-1]
-    net = netx.hdf5.Network(net_config=str(net_path),
-                            input_shape=input_shape if len(input_shape) == 3 else None)
-    pad = len(net) + delay + 1  # let the last spikes drain through every layer
-    padded = np.concatenate([sample, np.zeros(sample.shape[:-1] + (pad,))], axis=-1)
-    source = io.source.RingBuffer(data=padded)
-    sink = io.sink.RingBuffer(shape=net.out.shape, buffer=steps + pad)
-    if isinstance(net.in_layer, netx.blocks.process.Input):
-        # netx's input layer (a Delta encoder) takes its data at the neuron, not at `inp`
-        source.s_out.connect(net.in_layer.neuron.a_in)
-    else:
-        source.s_out.connect(net.inp)
-    net.out.connect(sink.a_in)
-    try:
-        net.run(condition=RunSteps(num_steps=steps + pad), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-        out = sink.data.get()
-    finally:
-        net.stop()
+    with parsing(net_path, "a netx HDF5 network taking the manifest's input shape"):
+        net = netx.hdf5.Network(net_config=str(net_path),
+                                input_shape=input_shape if len(input_shape) == 3 else None)
+        pad = len(net) + delay + 1  # let the last spikes drain through every layer
+        padded = np.concatenate([sample, np.zeros(sample.shape[:-1] + (pad,))], axis=-1)
+        source = io.source.RingBuffer(data=padded)
+        sink = io.sink.RingBuffer(shape=net.out.shape, buffer=steps + pad)
+        if isinstance(net.in_layer, netx.blocks.process.Input):
+            # netx's input layer (a Delta encoder) takes its data at the neuron, not at `inp`
+            source.s_out.connect(net.in_layer.neuron.a_in)
+        else:
+            source.s_out.connect(net.inp)
+        net.out.connect(sink.a_in)
+    with parsing(net_path, "a netx HDF5 network Lava can run"):
+        try:
+            net.run(condition=RunSteps(num_steps=steps + pad), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+            out = sink.data.get()
+        finally:
+            net.stop()
     return out[..., delay:delay + steps]
