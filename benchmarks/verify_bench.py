@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 
 from hybridc.build.driver import compile as compile_model  # noqa: E402
 from hybridc.frontend.loader import load_model_file  # noqa: E402
-from hybridc.runtime.dataset_verify import verify_dataset  # noqa: E402
+from hybridc.runtime.dataset_verify import ReferenceFiles, verify_dataset  # noqa: E402
 
 
 def main():
@@ -34,8 +34,9 @@ def main():
         build = Path(tmp) / "build"
         compile_model(model, x, "loihi+jetson", build, source_path=path, source_sha256=digest,
                       recipe={"entry": "build", "args": entry_args})
-        lava = verify_dataset(build, "synthetic", args.lava_samples, "lava")
-        emulate = verify_dataset(build, "synthetic", args.emulate_samples, "emulate", batch_size=64)
+        trusted = ReferenceFiles(trust_source=True)  # compiled just above from our own example
+        lava = verify_dataset(build, "synthetic", args.lava_samples, "lava", files=trusted)
+        emulate = verify_dataset(build, "synthetic", args.emulate_samples, "emulate", batch_size=64, files=trusted)
     print(f"{args.split} I=4 {args.size}x{args.size} T=16, synthetic test samples")
     print(f"  lava:    {lava.seconds_per_sample * 1000:9.2f} ms/sample over {lava.samples} samples, "
           f"spike_match {lava.spike_match:.4f}, argmax_agreement {lava.argmax_agreement:.4f}")

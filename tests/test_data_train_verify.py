@@ -122,7 +122,7 @@ def test_trained_checkpoint_compiles_and_verifies_in_lava(trained, tmp_path):
                               capture_output=True, text=True, timeout=300)
     assert compile_.returncode == 0, compile_.stderr
     result = subprocess.run([sys.executable, "-m", "hybridc.cli", "verify", str(tmp_path / "b"), "--data",
-                             "synthetic", "--samples", "8", "--json", str(tmp_path / "r.json")],
+                             "synthetic", "--trust-source", "--samples", "8", "--json", str(tmp_path / "r.json")],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "r.json").read_text())
@@ -130,6 +130,7 @@ def test_trained_checkpoint_compiles_and_verifies_in_lava(trained, tmp_path):
     assert report["spike_match"] == 1.0 and report["argmax_agreement"] == 1.0
     assert report["max_abs_err"] < 1e-4 and report["accuracy_deployed"] == report["accuracy_reference"]
     emulated = subprocess.run([sys.executable, "-m", "hybridc.cli", "verify", str(tmp_path / "b"), "--samples", "44",
+                               "--trust-source",
                                "--backend", "emulate", "--json", str(tmp_path / "e.json")],
                               capture_output=True, text=True, timeout=600)
     assert emulated.returncode == 0, emulated.stderr

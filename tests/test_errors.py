@@ -260,6 +260,6 @@ def test_verify_refuses_when_the_model_file_changed(build, tmp_path):
     result = hybridc_cli("compile", "model.py", "-o", "b2", cwd=copy)
     assert result.returncode == 0, result.stderr
     (copy / "model.py").write_text(GOOD + "# edited after compiling\n")
-    result = hybridc_cli("verify", "b2", "--samples", "1", cwd=copy)
+    result = hybridc_cli("verify", "b2", "--samples", "1", "--trust-source", cwd=copy)
     assert result.returncode == 9 and "changed since this build was compiled" in " ".join(result.stderr.split())
     assert "Traceback" not in result.stderr

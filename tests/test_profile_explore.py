@@ -71,7 +71,7 @@ def build(tmp_path_factory):
 
 
 def test_profile_command_writes_consistent_json_and_chart(build):
-    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "profile", str(build / "b"), "--samples", "4",
+    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "profile", str(build / "b"), "--samples", "4", "--trust-source",
                              "--json", str(build / "p.json"), "--link", "usb3"], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr

@@ -44,7 +44,7 @@ def test_int8_stage_records_scales_and_quantises_counts_exactly(int8_build):
 
 
 def test_int8_verify_reports_the_accuracy_change(int8_build, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "verify", str(int8_build), "--backend", "emulate",
+    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "verify", str(int8_build), "--backend", "emulate", "--trust-source",
                              "--samples", "44", "--json", str(tmp_path / "r.json")], capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr

@@ -111,3 +111,19 @@ def write_file(path: Path, data) -> None:
         if tmp.parent.is_dir():
             tmp.unlink(missing_ok=True)
         raise OutputError(f"Cannot write {path}: {exc.strerror or exc}.") from None
+
+
+# verify and profile rebuild a build's PyTorch model; a build may come from anyone, so the
+# model file it records is imported only when named (--model) or trusted (--trust-source).
+MODEL_OPTION = typer.Option(None, "--model", help="The model file this build was compiled from (checked by sha256 "
+                            "against the build), e.g. after moving it; hybridc imports it.")
+WEIGHTS_OPTION = typer.Option(None, "--weights", help="The checkpoint this build was compiled with (checked by "
+                              "sha256), e.g. after moving it.")
+TRUST_SOURCE_OPTION = typer.Option(False, "--trust-source", help="Import the model file the build records. Only for "
+                                   "builds you trust: importing a Python file runs its code.")
+
+
+def reference_files(model, weights, trust_source):
+    from ..runtime.dataset_verify import ReferenceFiles
+
+    return ReferenceFiles(model, weights, trust_source)

@@ -6,7 +6,17 @@ from typing import List, Optional
 
 import typer
 
-from ._common import _console, _guard, _quiet_imports, app, write_file
+from ._common import (
+    MODEL_OPTION,
+    TRUST_SOURCE_OPTION,
+    WEIGHTS_OPTION,
+    _console,
+    _guard,
+    _quiet_imports,
+    app,
+    reference_files,
+    write_file,
+)
 
 
 @app.command()
@@ -20,6 +30,9 @@ def profile(
     link: Optional[str] = typer.Option(None, help="usb3, gige or pcie (default from the profile)."),
     measured: Optional[Path] = typer.Option(None, "--measured", help="Stats from `hybridc pipeline --json` to "
                                             "show beside the estimates."),
+    model: Optional[Path] = MODEL_OPTION,
+    weights: Optional[Path] = WEIGHTS_OPTION,
+    trust_source: bool = TRUST_SOURCE_OPTION,
 ):
     """Estimate what one inference costs on Loihi, on the link and on the Jetson."""
     console = _console()
@@ -29,7 +42,8 @@ def profile(
         from ..profiling.report import chart, profile_build
 
         with console.status("running samples and counting"):
-            result = profile_build(build, data, samples, device_profile, jetson, link)
+            result = profile_build(build, data, samples, device_profile, jetson, link,
+                                   files=reference_files(model, weights, trust_source))
         console.print(profile_table(result))
         if measured:
             from ..profiling.report import attach_measured

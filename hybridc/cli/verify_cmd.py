@@ -5,7 +5,17 @@ from typing import Optional
 
 import typer
 
-from ._common import _console, _guard, _quiet_imports, app, write_file
+from ._common import (
+    MODEL_OPTION,
+    TRUST_SOURCE_OPTION,
+    WEIGHTS_OPTION,
+    _console,
+    _guard,
+    _quiet_imports,
+    app,
+    reference_files,
+    write_file,
+)
 
 
 @app.command()
@@ -18,6 +28,9 @@ def verify(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON here."),
     workers: Optional[int] = typer.Option(None, help="Split the samples across a local Ray with this many workers."),
     address: Optional[str] = typer.Option(None, help="Split the samples across the Ray cluster at this address."),
+    model: Optional[Path] = MODEL_OPTION,
+    weights: Optional[Path] = WEIGHTS_OPTION,
+    trust_source: bool = TRUST_SOURCE_OPTION,
 ):
     """Run a dataset through the deployment and the PyTorch model; report their agreement."""
     console = _console()
@@ -40,7 +53,8 @@ def verify(
         with Progress(*columns, console=console, transient=True) as bar:
             task = bar.add_task("verify", total=samples)
             report = verify_dataset(build, data, samples, backend, batch_size,
-                                    progress=lambda n: bar.advance(task, n), workers=workers, address=address)
+                                    progress=lambda n: bar.advance(task, n), workers=workers, address=address,
+                                    files=reference_files(model, weights, trust_source))
         from rich.table import Table
 
         table = Table(title=f"verify {build} ({report.samples} x {data}, {backend})")

@@ -43,7 +43,7 @@ class Profile:
 
 
 @torch.no_grad()
-def _activity(manifest, layers, data, samples, seed=0, gm=None):
+def _activity(manifest, layers, data, samples, seed=0, gm=None, files=None):
     """Average spikes and synaptic ops per inference for each Loihi layer, from a run."""
     from ..data import open_dataset
     from ..frontend.capture import run_capturing
@@ -51,7 +51,7 @@ def _activity(manifest, layers, data, samples, seed=0, gm=None):
     from ..runtime.dataset_verify import _input_geometry, rebuild_reference
 
     if gm is None:
-        gm, _ = rebuild_reference(manifest)
+        gm, _ = rebuild_reference(manifest, files)
     size, timesteps = _input_geometry(manifest)
     dataset = open_dataset(data, train=False, size=size, timesteps=timesteps, samples=samples, seed=seed)
     count = min(samples, len(dataset))
@@ -73,8 +73,10 @@ def _activity(manifest, layers, data, samples, seed=0, gm=None):
 
 
 def profile_build(build_dir, data: str = "synthetic", samples: int = 16, device_profile=None,
-                  jetson: str = None, link: str = None, measure: bool = True, reference=None) -> Profile:
-    """reference: the traced model (compiled.module) when the build cannot be rebuilt from its source."""
+                  jetson: str = None, link: str = None, measure: bool = True, reference=None,
+                  files=None) -> Profile:
+    """reference: the traced model (compiled.module) when the build cannot be rebuilt from its source;
+    files: a ReferenceFiles saying which model file may be imported to rebuild it."""
     if samples < 1:
         raise InputError(f"--samples must be at least 1, got {samples}.")
     compiled = load(build_dir)
@@ -104,7 +106,7 @@ def profile_build(build_dir, data: str = "synthetic", samples: int = 16, device_
         with parsing(path, "a netx HDF5 network", stage.name):
             layers = loihi_counts.read_layers(path, stage.inputs[0].pytorch_shape()[:-1],
                                               chip["neurons_per_core"], chip["synapses_per_core"])
-        activity, result.samples = _activity(manifest, layers, data, samples, gm=reference)
+        activity, result.samples = _activity(manifest, layers, data, samples, gm=reference, files=files)
         steps = T + len(layers)  # the last output leaves the pipeline after one step per layer
         rows = []
         busiest_step = 0.0

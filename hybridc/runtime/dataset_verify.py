@@ -42,25 +42,70 @@ class Report:
         return asdict(self)
 
 
-def rebuild_reference(manifest):
-    """The PyTorch model a build was compiled from, traced and partitioned the same way."""
-    from ..build.driver import lower
+@dataclass(frozen=True)
+class ReferenceFiles:
+    """Where `verify` and `profile` get a build's PyTorch model. A build directory may come from
+    anyone, so the model file it records is imported only when the user names a file (`model`,
+    checked against the recorded sha256) or trusts the build (`trust_source`, like
+    `trust_remote_code`). `weights` names a moved checkpoint, checked the same way."""
+
+    model: Optional[Path] = None
+    weights: Optional[Path] = None
+    trust_source: bool = False
+
+
+def _untrusted(source) -> ArtifactError:
+    recipe = "".join([f", entry `{source.entry}`" if source.entry else "",
+                      f", arguments {source.args}" if source.args else "",
+                      f", weights {source.weights}" if source.weights else ""])
+    return ArtifactError(
+        f"This build records its reference model as {source.path}{recipe}. hybridc does not import a Python "
+        "file because a build directory names it (a build may come from anyone, and importing runs its code). "
+        "Pass --model FILE to import a file you name (checked against the sha256 the build records), or "
+        "--trust-source to import the recorded file if you trust whoever wrote this build.")
+
+
+def _checked(path: Path, recorded: str, what: str, named: bool) -> Path:
+    """`path` if its sha256 is the recorded one; ArtifactError saying which file and why not."""
     from ..digest import sha256
+
+    if not path.is_file():
+        raise ArtifactError(f"The {what} {'you named' if named else 'this build was compiled from'}, {path}, "
+                            f"{'does not exist' if named else 'is gone'}; name where it is now with "
+                            f"--{'model' if what == 'model file' else 'weights'} FILE.")
+    if sha256(path) != recorded:
+        if named:
+            raise ArtifactError(f"{path} is not the {what} this build was compiled from (its sha256 differs "
+                                f"from the recorded {str(recorded)[:12]}...); name that file, or recompile.")
+        raise ArtifactError(f"{path} changed since this build was compiled (sha256 differs); recompile, or "
+                            f"name the original {what} with --{'model' if what == 'model file' else 'weights'}.")
+    return path
+
+
+def rebuild_reference(manifest, files: Optional[ReferenceFiles] = None):
+    """The PyTorch model a build was compiled from, traced and partitioned the same way.
+    Imports a model file only as `files` allows (see ReferenceFiles)."""
+    from ..build.driver import lower
     from ..frontend.loader import load_model_file
 
+    files = files or ReferenceFiles()
     source = manifest.source
     if not source.path:
         raise ArtifactError("This build was compiled from Python, not from a model file, so verify cannot "
                             "rebuild its reference model; use hybridc.verify(compiled, x) in Python.")
-    path = Path(source.path)
-    if not path.is_file():
-        raise ArtifactError(f"The model file this build was compiled from, {path}, is gone.")
-    if sha256(path) != source.sha256:
-        raise ArtifactError(f"{path} changed since this build was compiled (sha256 differs); recompile.")
-    if source.weights and (not Path(source.weights).is_file() or sha256(Path(source.weights)) != source.weights_sha256):
-        raise ArtifactError(f"The weights this build was compiled with, {source.weights}, are missing or "
-                            "changed since; recompile.")
-    model, example_input, _, _ = load_model_file(path, source.entry, source.weights, source.args)
+    if files.model is None and not files.trust_source:
+        raise _untrusted(source)
+    model = files.model if files.model is not None else Path(source.path)
+    path = _checked(Path(model), source.sha256, "model file", named=files.model is not None)
+    weights = None
+    if files.weights is not None and not source.weights:
+        raise InputError(f"This build was compiled without --weights, so --weights {files.weights} has no "
+                         "recorded checkpoint to stand for; leave it out.")
+    if source.weights:
+        named = files.weights is not None
+        weights = _checked(Path(files.weights if named else source.weights), source.weights_sha256,
+                           "weights", named)
+    model, example_input, _, _ = load_model_file(path, source.entry, weights, source.args)
     gm, partitions, _ = lower(model, example_input, manifest.target)
     return gm, partitions
 
@@ -93,8 +138,10 @@ class _Tally:
 
 def verify_dataset(build_dir, data: str = "synthetic", samples: int = 8, backend: str = "lava",
                    batch_size: int = 16, progress=None, seed: int = 0, reference=None,
-                   workers: Optional[int] = None, address: Optional[str] = None) -> Report:
-    """reference: (traced model, partitions) when the build cannot be rebuilt from its source.
+                   workers: Optional[int] = None, address: Optional[str] = None,
+                   files: Optional[ReferenceFiles] = None) -> Report:
+    """reference: (traced model, partitions) when the build cannot be rebuilt from its source;
+    files: which model file to import to rebuild it (none unless named or trusted).
     workers/address: split the samples across Ray tasks (see runtime/distributed.py); the
     report is the serial run's, sample for sample, plus the number of workers."""
     from .distributed import wants_ray
@@ -110,7 +157,7 @@ def verify_dataset(build_dir, data: str = "synthetic", samples: int = 8, backend
     compiled = load(build_dir)
     manifest = compiled.manifest
     # first: a changed source file is the likelier mistake than the data
-    gm, partitions = reference if reference is not None else rebuild_reference(manifest)
+    gm, partitions = reference if reference is not None else rebuild_reference(manifest, files)
     dataset = _open(manifest, data, samples, seed)
     count = min(samples, len(dataset))
     if count == 0:
@@ -121,8 +168,9 @@ def verify_dataset(build_dir, data: str = "synthetic", samples: int = 8, backend
 
         used = min(count, workers or cluster_cpus(connect(workers, address)))
         size = min(batch_size, -(-count // used))  # small tasks: an even spread and a live progress bar
+        files = _absolute(files or ReferenceFiles())  # workers may start elsewhere
         jobs = [(str(Path(build_dir).resolve()), data, samples, seed, start, min(start + size, count), backend,
-                 batch_size) for start in range(0, count, size)]
+                 batch_size, files) for start in range(0, count, size)]
         parts = run_tasks(_verify_slice, jobs, workers, address,
                           done=(lambda part: progress(part[1])) if progress else None)
         tally = sum((part[0] for part in parts), _Tally())
@@ -142,20 +190,25 @@ def _open(manifest, data, samples, seed):
     return open_dataset(data, train=False, size=size, timesteps=timesteps, samples=samples, seed=seed)
 
 
-def _verify_slice(build_dir, data, samples, seed, start, stop, backend, batch_size):
+def _absolute(files: ReferenceFiles) -> ReferenceFiles:
+    return ReferenceFiles(*(Path(p).resolve() if p is not None else None for p in (files.model, files.weights)),
+                          files.trust_source)
+
+
+def _verify_slice(build_dir, data, samples, seed, start, stop, backend, batch_size, files):
     """One Ray task: samples start..stop of the same dataset the serial run reads.
     Returns (tally, number of samples)."""
     compiled = load(build_dir)
     recipe = json.dumps(asdict(compiled.manifest.source), sort_keys=True)  # file, entry, args, weights
-    gm, partitions = _cached_reference(str(build_dir), recipe)
+    gm, partitions = _cached_reference(str(build_dir), recipe, files)
     dataset = _open(compiled.manifest, data, samples, seed)
     return _verify_range(compiled, gm, partitions, dataset, start, stop, backend, batch_size, None), stop - start
 
 
 @lru_cache(maxsize=4)
-def _cached_reference(build_dir, recipe):
+def _cached_reference(build_dir, recipe, files):
     """A worker process runs many slices of one build: rebuild its reference once."""
-    return rebuild_reference(load(build_dir).manifest)
+    return rebuild_reference(load(build_dir).manifest, files)
 
 
 def _verify_range(compiled, gm, partitions, dataset, start, stop, backend, batch_size, progress) -> _Tally:
