@@ -13,7 +13,13 @@ from ..errors import ArtifactError
 from ..frontend.graph import from_json_data, to_json_data
 from ..manifest import Manifest
 from .atomic import atomic_directory
-from .untrusted import MAX_GRAPH_BYTES, MAX_MANIFEST_BYTES, inside, parsing, read_bounded
+from .untrusted import (
+    MAX_GRAPH_BYTES,
+    MAX_MANIFEST_BYTES,
+    inside,
+    parsing,
+    read_bounded,
+)
 
 MANIFEST = "manifest.json"
 GRAPH = "graph.json"
