@@ -1,0 +1,299 @@
+"""Mutation fuzzing of build directories (issue 13): a build may come from anyone, so
+random edits to every manifest field, truncated, bit-flipped, random or swapped artifacts,
+and symlinks out of the build must each end in success or a `hybridc.errors` class with a
+clear message, with no internal error, no file read outside the build directory and no code
+run, across every verb that opens a build (load, inspect, run, verify, profile).
+
+Half the cases rewrite the manifest's sha256 fields to match the mutated files, as an
+attacker would, so the parsers (JSON, netx HDF5, onnxruntime) see the damage.
+
+Fast profile in `make test` (HYBRIDC_FUZZ_BUILD_EXAMPLES, default 12, derandomized);
+`make fuzz` runs the long profile and writes the counts to fuzz_builds_report.json.
+"""
+
+import collections
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from build_audit import audit
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_errors import HEADER
+from test_untrusted_build import hybridc_cli
+
+import hybridc
+from hybridc.digest import sha256
+from hybridc.errors import ArtifactError, HybridcError
+
+EXAMPLES = int(os.environ.get("HYBRIDC_FUZZ_BUILD_EXAMPLES", "12"))
+REPORT = os.environ.get("HYBRIDC_FUZZ_BUILD_REPORT")
+COUNTS = collections.Counter()
+
+# A small conv hybrid on event frames, so that verify and profile reach their data stage too.
+MODEL = HEADER + """
+torch.manual_seed(0)
+model = torch.nn.Sequential(slayer.block.cuba.Conv(N, 2, 4, 3, stride=2, padding=1, weight_scale=3),
+                            Accumulator(2), torch.nn.Flatten(), torch.nn.Linear(4 * 4 * 4 * 2, 3))
+example_input = (torch.rand(1, 2, 8, 8, 4) < 0.4).float()
+"""
+FILES = ("manifest.json", "graph.json", "snn.net", "ann.onnx")
+# Values a hostile manifest would try, beside random JSON.
+NASTY = ["../outside/secret.onnx", "../outside/secret.net", "/etc/hostname", "../../../../../../etc/hostname",
+         "", ".", "..", "snn.net", "ann.onnx", "graph.json", "manifest.json", "outside", "a" * 5000, "ünï/cöde",
+         None, True, 0, -1, 2 ** 31, 2 ** 63, 10 ** 30, 1e308, float("nan"), 2.0, [], {}, [0], [1] * 9,
+         [65536, 65536, 64], "WHCT", "CHWT", "FT", "loihi", "jetson", "nir", "cpu", "jetson-int8", "build",
+         "os.system", "float32", "object"]
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-2 ** 40, 2 ** 40) | st.floats() | st.text(max_size=12),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+                    max_leaves=6)
+VALUES = st.one_of(st.sampled_from(NASTY), JSON)
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    """The build every case starts from, compiled by the CLI from a model file and weights."""
+    project = tmp_path_factory.mktemp("fuzzsource")
+    (project / "model.py").write_text(MODEL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = hybridc_cli("compile", "model.py", "-o", project / "build", cwd=project)
+    assert result.exit_code == 0, result.output
+    compiled = hybridc.load(project / "build")
+    return {"project": project, "build": project / "build", "x": _input(compiled),
+            "paths": _json_paths(json.loads((project / "build/manifest.json").read_text()))}
+
+
+def _input(compiled):
+    torch.manual_seed(1)
+    return (torch.rand(2, *compiled.manifest.stages[0].inputs[0].pytorch_shape()) < 0.4).float()
+
+
+def _json_paths(data, prefix=()):
+    paths = [prefix]
+    children = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else []
+    for key, value in children:
+        paths += _json_paths(value, prefix + (key,))
+    return paths
+
+
+def mutations(paths):
+    path = st.sampled_from(paths)
+    file = st.sampled_from(FILES)
+    return st.one_of(
+        st.tuples(st.just("set"), path, VALUES),
+        st.tuples(st.just("delete"), path),
+        st.tuples(st.just("add key"), path, st.text(min_size=1, max_size=8), VALUES),
+        st.tuples(st.just("truncate"), file, st.floats(0, 1)),
+        st.tuples(st.just("flip bits"), file, st.lists(st.tuples(st.floats(0, 1), st.integers(0, 7)), min_size=1,
+                                                       max_size=8)),
+        st.tuples(st.just("random bytes"), file, st.binary(max_size=256)),
+        st.tuples(st.just("swap"), file, file),
+        st.tuples(st.just("symlink"), file, st.sampled_from(["outside secret", "outside text", "/etc/hostname",
+                                                             "other file", "itself", "missing", "..",
+                                                             "outside dir"])),
+        st.tuples(st.just("plant source"), st.booleans()),
+    )
+
+
+def _write(path: Path, data: bytes):
+    """Replace `path` by a regular file (never write through a symlink into the outside)."""
+    if path.is_symlink() or path.exists():
+        path.unlink()
+    path.write_bytes(data)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes() if path.is_file() and not path.is_symlink() else b""
+    except OSError:
+        return b""
+
+
+def _edit_json(build: Path, change):
+    try:
+        data = json.loads(_read(build / "manifest.json"))
+    except (ValueError, RecursionError):
+        return
+    change(data)
+    _write(build / "manifest.json", json.dumps(data).encode())
+
+
+def _locate(data, path):
+    """(container, key) for `path` in `data`, or None when an earlier edit removed it."""
+    for key in path[:-1]:
+        try:
+            data = data[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    if not path or not isinstance(data, (dict, list)):
+        return None
+    if isinstance(data, list) and not (isinstance(path[-1], int) and path[-1] < len(data)):
+        return None
+    if isinstance(data, dict) and not isinstance(path[-1], str):
+        return None
+    return data, path[-1]
+
+
+def apply(op, build: Path, outside: Path):
+    kind, *args = op
+    if kind in ("set", "delete", "add key"):
+        def change(data):
+            if kind == "add key":
+                target = _locate(data, args[0] + ("",)) if args[0] else (data, None)
+                if target and isinstance(target[0], dict):
+                    target[0][args[1]] = args[2]
+                return
+            where = _locate(data, args[0])
+            if where is None:
+                return
+            container, key = where
+            if kind == "set":
+                container[key] = args[1]
+            elif isinstance(container, dict):
+                del container[key]
+            else:
+                container.pop(key)
+        _edit_json(build, change)
+    elif kind == "truncate":
+        data = _read(build / args[0])
+        _write(build / args[0], data[: int(len(data) * args[1])])
+    elif kind == "flip bits":
+        data = bytearray(_read(build / args[0]))
+        for where, bit in args[1]:
+            if data:
+                data[min(int(where * len(data)), len(data) - 1)] ^= 1 << bit
+        _write(build / args[0], bytes(data))
+    elif kind == "random bytes":
+        _write(build / args[0], args[1])
+    elif kind == "swap":
+        a, b = _read(build / args[0]), _read(build / args[1])
+        _write(build / args[0], b)
+        _write(build / args[1], a)
+    elif kind == "symlink":
+        name, target = args
+        secret = outside / ("secret.onnx" if name.endswith(".onnx") else "secret.net" if name.endswith(".net")
+                            else f"secret-{name}")
+        link = {"outside secret": secret, "outside text": outside / "secret.txt", "/etc/hostname": "/etc/hostname",
+                "other file": next(f for f in FILES if f != name), "itself": name, "missing": "nowhere",
+                "..": "..", "outside dir": outside}[target]
+        if (build / name).is_symlink() or (build / name).exists():
+            (build / name).unlink()
+        (build / name).symlink_to(link)
+    elif kind == "plant source":
+        def plant(data):
+            if isinstance(data.get("source"), dict):
+                data["source"].update(path=str(outside / "model.py"), sha256=sha256(outside / "model.py"))
+                if args[0]:
+                    data["source"].update(weights=str(outside / "secret.txt"),
+                                          weights_sha256=sha256(outside / "secret.txt"))
+        _edit_json(build, plant)
+
+
+def resign(build: Path):
+    """What an attacker does after editing files: make every recorded sha256 match again."""
+    def change(data):
+        for stage in data.get("stages") or [] if isinstance(data.get("stages"), list) else []:
+            if isinstance(stage, dict) and isinstance(stage.get("artifact"), str):
+                try:
+                    target = build / stage["artifact"]
+                    if target.is_file():
+                        stage["sha256"] = sha256(target)
+                except (OSError, RuntimeError, ValueError):
+                    pass
+    _edit_json(build, change)
+
+
+def make_outside(root: Path, pristine) -> Path:
+    """Files beside the build a hostile manifest may point at; reading or running any fails the case."""
+    outside = root / "outside"
+    outside.mkdir()
+    shutil.copy(pristine["build"] / "ann.onnx", outside / "secret.onnx")
+    shutil.copy(pristine["build"] / "snn.net", outside / "secret.net")
+    for name in FILES:
+        shutil.copy(pristine["build"] / name, outside / f"secret-{name}")
+    (outside / "secret.txt").write_text("not for hybridc\n")
+    (outside / "model.py").write_text(MODEL + f"open({str(root / 'code-ran')!r}, 'w').write('ran')\n")
+    return outside
+
+
+def _clear(error: HybridcError) -> str:
+    message = str(error)
+    assert 20 < len(message) < 2000 and "Traceback" not in message, f"unclear message: {message!r}"
+    return type(error).__name__
+
+
+def exercise(build: Path, x, reference) -> str:
+    """Every verb that opens a build, in the order a user would try them; returns the outcome."""
+    from hybridc.profiling.report import profile_build
+    from hybridc.runtime.dataset_verify import verify_dataset
+
+    try:
+        compiled = hybridc.load(build)
+    except HybridcError as error:
+        return f"refused at load: {_clear(error)}"
+    outcome = []
+    steps = {"inspect": lambda: hybridc.inspect(compiled).to_json(),
+             "run": lambda: hybridc.run(compiled, x),
+             "verify": lambda: verify_dataset(build, samples=1, backend="emulate"),
+             "profile": lambda: profile_build(build, samples=1, measure=False, reference=reference)}
+    for verb, step in steps.items():
+        try:
+            step()
+            outcome.append(f"{verb} ok")
+        except HybridcError as error:
+            outcome.append(f"{verb}: {_clear(error)}")
+            if verb == "verify":  # never trusted here: the recorded model file must not be imported
+                assert isinstance(error, ArtifactError), error
+    return "loaded; " + ", ".join(outcome)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 50, print_blob=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_builds_end_in_a_hybridc_error(pristine, reference, data):
+    ops = data.draw(st.lists(mutations(pristine["paths"]), min_size=1, max_size=3), label="mutations")
+    attacker = data.draw(st.booleans(), label="sha256 rewritten to match")
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        root = Path(tmp)
+        build = root / "build"
+        shutil.copytree(pristine["build"], build)
+        outside = make_outside(root, pristine)
+        for op in ops:
+            apply(op, build, outside)
+        if attacker:
+            resign(build)
+        with audit() as seen:
+            outcome = exercise(build, pristine["x"], reference)
+        assert not seen.read_outside(build, [outside, pristine["project"] / "model.py", "/etc"]), seen.opened
+        assert not seen.code_run_from([outside, pristine["project"], build])
+        assert not (root / "code-ran").exists(), "a build's model file was imported"
+    COUNTS[outcome] += 1
+    if REPORT:
+        Path(REPORT).write_text(json.dumps({"examples": sum(COUNTS.values()), "internal errors": 0,
+                                            "reads outside": 0, "code run": 0,
+                                            **dict(sorted(COUNTS.items()))}, indent=2) + "\n")
+
+
+@pytest.fixture(scope="module")
+def reference(pristine):
+    """The pristine build's traced model, for profile (verify gets no reference: it must refuse)."""
+    from hybridc.runtime.dataset_verify import ReferenceFiles, rebuild_reference
+
+    manifest = hybridc.load(pristine["build"]).manifest
+    return rebuild_reference(manifest, ReferenceFiles(model=pristine["project"] / "model.py"))[0]
+
+
+def test_pristine_build_passes_every_verb(pristine, reference):
+    """The harness itself: with no mutation, every verb but verify (untrusted source) succeeds."""
+    with audit() as seen:
+        outcome = exercise(pristine["build"], pristine["x"], reference)
+    assert outcome == "loaded; inspect ok, run ok, verify: ArtifactError, profile ok", outcome
+    assert any(p.endswith("snn.net") for p in seen.parsed) and any(p.endswith("ann.onnx") for p in seen.parsed)
