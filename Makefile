@@ -31,10 +31,14 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -q -m ''
 
-# Long differential-fuzzing profile: 1000 random hybrids, counts written to fuzz_report.json.
+# Long fuzzing profiles: 1000 random hybrids (counts in fuzz_report.json), then 1000 mutated
+# build directories (counts in fuzz_builds_report.json).
 fuzz: setup
 	HYBRIDC_FUZZ_EXAMPLES=1000 HYBRIDC_FUZZ_REPORT=fuzz_report.json $(PY) -m pytest -q tests/test_fuzz.py
 	@cat fuzz_report.json
+	HYBRIDC_FUZZ_BUILD_EXAMPLES=1000 HYBRIDC_FUZZ_BUILD_REPORT=fuzz_builds_report.json \
+	  $(PY) -m pytest -q tests/test_fuzz_builds.py
+	@cat fuzz_builds_report.json
 
 bench: setup
 	$(PY) benchmarks/compile_bench.py

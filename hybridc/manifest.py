@@ -189,6 +189,10 @@ def _check_consistency(data: dict) -> None:
         raise ArtifactError(f"manifest.json is not valid at `{where}`: {what}. The build is damaged or was "
                             "not written by this hybridc; recompile the model.")
 
+    for i, stage in enumerate(data["stages"]):  # Python's `$` lets one trailing newline through a pattern
+        for key in ("name", "artifact"):
+            if stage[key].endswith("\n"):
+                refuse(f"stages/{i}/{key}", f"{stage[key]!r} ends in a newline")
     for kind in ("name", "artifact"):
         seen = set()
         for i, stage in enumerate(data["stages"]):

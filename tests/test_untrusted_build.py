@@ -190,6 +190,7 @@ BOUNDS = {
     "long name": (lambda d: d["stages"][0].update(name="s" * 10_000), "stages/0/name"),
     "dot-dot": (lambda d: d["stages"][0].update(artifact=".."), "stages/0/artifact"),
     "subdirectory": (lambda d: d["stages"][0].update(artifact="x/../snn.net"), "stages/0/artifact"),
+    "trailing newline": (lambda d: d["stages"][0].update(artifact="snn.net\n"), "stages/0/artifact"),
     "manifest as artifact": (lambda d: d["stages"][0].update(artifact="manifest.json"), "stages/0/artifact"),
     "same artifact twice": (lambda d: d["stages"][1].update(artifact="snn.net"), "stages/1/artifact"),
     "same stage twice": (lambda d: d["stages"][1].update(name="snn"), "stages/1/name"),
