@@ -120,24 +120,31 @@ def _edit_json(build: Path, change):
         data = json.loads(_read(build / "manifest.json"))
     except (ValueError, RecursionError):
         return
-    change(data)
+    if isinstance(data, dict):
+        change(data)
     _write(build / "manifest.json", json.dumps(data).encode())
+
+
+def _node(data, path):
+    """The value at `path` in `data`, or None when an earlier edit removed it."""
+    for key in path:
+        if isinstance(data, dict) and isinstance(key, str) and key in data:
+            data = data[key]
+        elif isinstance(data, list) and isinstance(key, int) and key < len(data):
+            data = data[key]
+        else:
+            return None
+    return data
 
 
 def _locate(data, path):
     """(container, key) for `path` in `data`, or None when an earlier edit removed it."""
-    for key in path[:-1]:
-        try:
-            data = data[key]
-        except (KeyError, IndexError, TypeError):
-            return None
-    if not path or not isinstance(data, (dict, list)):
+    if not path:
         return None
-    if isinstance(data, list) and not (isinstance(path[-1], int) and path[-1] < len(data)):
-        return None
-    if isinstance(data, dict) and not isinstance(path[-1], str):
-        return None
-    return data, path[-1]
+    container = _node(data, path[:-1])
+    present = (isinstance(container, dict) and path[-1] in container
+               or isinstance(container, list) and isinstance(path[-1], int) and path[-1] < len(container))
+    return (container, path[-1]) if present else None
 
 
 def apply(op, build: Path, outside: Path):
@@ -145,9 +152,9 @@ def apply(op, build: Path, outside: Path):
     if kind in ("set", "delete", "add key"):
         def change(data):
             if kind == "add key":
-                target = _locate(data, args[0] + ("",)) if args[0] else (data, None)
-                if target and isinstance(target[0], dict):
-                    target[0][args[1]] = args[2]
+                target = _node(data, args[0])
+                if isinstance(target, dict):
+                    target[args[1]] = args[2]
                 return
             where = _locate(data, args[0])
             if where is None:
