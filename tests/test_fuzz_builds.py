@@ -7,7 +7,7 @@ run, across every verb that opens a build (load, inspect, run, verify, profile).
 Half the cases rewrite the manifest's sha256 fields to match the mutated files, as an
 attacker would, so the parsers (JSON, netx HDF5, onnxruntime) see the damage.
 
-Fast profile in `make test` (HYBRIDC_FUZZ_BUILD_EXAMPLES, default 12, derandomized);
+Fast profile in `make test` (HYBRIDC_FUZZ_BUILD_EXAMPLES, default 8, derandomized);
 `make fuzz` runs the long profile and writes the counts to fuzz_builds_report.json.
 """
 
@@ -31,7 +31,7 @@ import hybridc
 from hybridc.digest import sha256
 from hybridc.errors import HybridcError
 
-EXAMPLES = int(os.environ.get("HYBRIDC_FUZZ_BUILD_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("HYBRIDC_FUZZ_BUILD_EXAMPLES", "8"))
 REPORT = os.environ.get("HYBRIDC_FUZZ_BUILD_REPORT")
 COUNTS = collections.Counter()
 
