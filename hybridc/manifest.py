@@ -147,7 +147,7 @@ def schema() -> dict:
 
 
 # Bounds JSON Schema cannot state: the elements of one tensor (a sample), checked in code.
-MAX_TENSOR_ELEMENTS = 1 << 28
+MAX_TENSOR_ELEMENTS = 1 << 26
 
 
 def _validator():
