@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from hybridc.build.driver import compile as compile_model  # noqa: E402
 from hybridc.frontend.loader import load_model_file  # noqa: E402
 from hybridc.profiling.train_explore import explore_trained  # noqa: E402
-from hybridc.runtime.dataset_verify import verify_dataset  # noqa: E402
+from hybridc.runtime.dataset_verify import ReferenceFiles, verify_dataset  # noqa: E402
 from hybridc.runtime.distributed import connect  # noqa: E402
 
 
@@ -58,10 +58,12 @@ def main():
 
 
 def bench_verify(args, build, startup):
-    _, warmup = timed(lambda: verify_dataset(build, "synthetic", args.workers, "lava", workers=args.workers))
-    serial, serial_s = timed(lambda: verify_dataset(build, "synthetic", args.samples, "lava"))
+    trusted = ReferenceFiles(trust_source=True)  # compiled by this script from our own example
+    _, warmup = timed(lambda: verify_dataset(build, "synthetic", args.workers, "lava", workers=args.workers,
+                                             files=trusted))
+    serial, serial_s = timed(lambda: verify_dataset(build, "synthetic", args.samples, "lava", files=trusted))
     spread, spread_s = timed(lambda: verify_dataset(build, "synthetic", args.samples, "lava",
-                                                    workers=args.workers))
+                                                    workers=args.workers, files=trusted))
     same = {k: v for k, v in serial.as_dict().items() if k not in ("seconds_per_sample", "workers")} == \
            {k: v for k, v in spread.as_dict().items() if k not in ("seconds_per_sample", "workers")}
     print(f"verify: S2A4 I=4 {args.size}x{args.size} T=16, {args.samples} synthetic samples, Lava backend")

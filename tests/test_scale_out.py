@@ -33,10 +33,12 @@ def build(tmp_path_factory):
 
 
 def test_verify_on_two_ray_workers_reports_what_the_serial_run_reports(ray_session, build):
-    from hybridc.runtime.dataset_verify import verify_dataset
+    from hybridc.runtime.dataset_verify import ReferenceFiles, verify_dataset
 
-    serial = asdict(verify_dataset(build, "synthetic", samples=4, backend="lava", batch_size=16))
-    spread = asdict(verify_dataset(build, "synthetic", samples=4, backend="lava", batch_size=16, workers=2))
+    trusted = ReferenceFiles(trust_source=True)  # compiled above from the example
+    serial = asdict(verify_dataset(build, "synthetic", samples=4, backend="lava", batch_size=16, files=trusted))
+    spread = asdict(verify_dataset(build, "synthetic", samples=4, backend="lava", batch_size=16, workers=2,
+                                   files=trusted))
     assert serial["workers"] == 1 and spread["workers"] == 2
     assert serial["spike_match"] == 1.0  # Lava on the HDF5 equals PyTorch at the cut, in both runs
     for key in ("seconds_per_sample", "workers"):
@@ -51,7 +53,7 @@ def _mtimes(folder: Path) -> dict:
 
 def test_explore_trains_candidates_as_tune_trials_and_resumes(ray_session, tmp_path):
     from hybridc.profiling.train_explore import explore_trained
-    from hybridc.runtime.dataset_verify import verify_dataset
+    from hybridc.runtime.dataset_verify import ReferenceFiles, verify_dataset
 
     out = tmp_path / "ex"
     args = dict(entry_args={"size": 16}, samples=4, train_epochs=1, train_samples=8, batch_size=8, workers=2)
@@ -62,7 +64,8 @@ def test_explore_trains_candidates_as_tune_trials_and_resumes(ray_session, tmp_p
     for r in rows:
         assert r.latency_ms > 0 and r.cut_bytes > 0 and r.neurons > 0
         # the build holds the trained weights: `hybridc verify` rebuilds it from file + checkpoint
-        again = verify_dataset(out / "candidates" / r.name, samples=4, backend="emulate")
+        again = verify_dataset(out / "candidates" / r.name, samples=4, backend="emulate",
+                               files=ReferenceFiles(trust_source=True))
         assert again.accuracy_deployed == r.accuracy and again.argmax_agreement == 1.0
     written = json.loads((out / "explore.json").read_text())
     assert [w["name"] for w in written] == [r.name for r in rows]
