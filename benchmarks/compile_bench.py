@@ -58,6 +58,63 @@ def measure(fn, model, x, repeats):
     return statistics.median(times)
 
 
+class DenseChain(torch.nn.Module):
+    """`depth` layers of width 64: the first half spiking (slayer cuba.Dense), an
+    accumulator, the second half Linear + ReLU. Shows how each route grows with layers."""
+
+    def __init__(self, depth: int, width: int = 64, timesteps: int = 8, interval: int = 4):
+        super().__init__()
+        from lava.lib.dl import slayer
+
+        from hybridc.nn import Accumulator
+
+        neuron = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01,
+                  "scale_grad": 1.0}
+        spiking = depth // 2
+        self.snn = torch.nn.Sequential(*[slayer.block.cuba.Dense(neuron, width, width, weight_scale=2)
+                                         for _ in range(spiking)])
+        self.accumulator = Accumulator(interval, fold=True)
+        layers, features = [], width * (timesteps // interval)
+        for _ in range(depth - spiking):
+            layers += [torch.nn.Linear(features, width), torch.nn.ReLU()]
+            features = width
+        self.ann = torch.nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.ann(self.accumulator(self.snn(x)))
+
+
+def once(fn, model, x):
+    """(wall seconds, CPU seconds of this process) of one compile. CPU time is the fairer
+    figure on a loaded machine: it does not count time spent waiting for a core."""
+    with tempfile.TemporaryDirectory() as tmp:
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn(model, x, Path(tmp))
+        return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def depth_table(depths=(2, 8, 32, 60), repeats: int = 7):
+    """Both routes on dense chains of each depth, interleaved in the same run, best of `repeats`."""
+    print(f"dense chains (half spiking cuba.Dense, half Linear+ReLU, width 64, T=8), best of {repeats}")
+    print(f"  {'depth':>5} {'hand ms':>9} {'hybridc ms':>11} {'ratio':>6}   {'hand CPU':>9} {'hybridc CPU':>12} {'ratio':>6}")
+    ratios = {}
+    for depth in depths:
+        torch.manual_seed(0)
+        model = DenseChain(depth).eval()
+        x = (torch.rand(1, 64, 8) < 0.3).float()
+        once(hand_route, model, x), once(hybridc_route, model, x)  # warm-up
+        hand = ours = (float("inf"), float("inf"))
+        for _ in range(repeats):  # interleaved, so both routes see the same machine load
+            hand = tuple(map(min, hand, once(hand_route, model, x)))
+            ours = tuple(map(min, ours, once(hybridc_route, model, x)))
+        ratios[depth] = (ours[0] / hand[0], ours[1] / hand[1])
+        print(f"  {depth:>5} {hand[0] * 1e3:>9.1f} {ours[0] * 1e3:>11.1f} {ratios[depth][0]:>6.2f}   "
+              f"{hand[1] * 1e3:>9.1f} {ours[1] * 1e3:>12.1f} {ratios[depth][1]:>6.2f}")
+    worst = max(max(r) for r in ratios.values())
+    print(f"  goal <= 1.2 at every depth: {'met' if worst <= 1.2 else f'not met (worst ratio {worst:.2f})'}")
+    return ratios
+
+
 def main(repeats: int = 11):
     example = load_example()
     model, x = example.build("S2A4", interval=4, size=128, timesteps=16)
@@ -69,6 +126,7 @@ def main(repeats: int = 11):
     print(f"  hand route (export_hdf5 + torch.onnx.export): {hand * 1000:8.1f} ms")
     print(f"  hybridc compile:                              {ours * 1000:8.1f} ms")
     print(f"  ratio hybridc / hand: {ours / hand:.2f}  (goal <= 1.2)")
+    depth_table()
 
 
 if __name__ == "__main__":

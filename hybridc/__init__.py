@@ -1,8 +1,12 @@
 """hybridc: compile hybrid spiking/non-spiking PyTorch models for Loihi + Jetson.
 
 Heavy stacks (torch, Lava, onnx) are imported only when a function needs them,
-so `import hybridc` and `hybridc --help` stay instant.
+so `import hybridc` and `hybridc --help` stay instant. Every entry point raises only
+hybridc.errors classes: whatever a target or a library raises arrives as a LoweringError
+(ArtifactError for `load`) naming the step, as the CLI prints it.
 """
+
+from .errors import reporting
 
 __version__ = "0.1.0"
 
@@ -13,21 +17,25 @@ def compile(model, example_input, target="loihi+jetson", output_dir=None, **kwar
     """Compile `model` for `target`; see hybridc.build.driver.compile."""
     from .build.driver import compile as _compile
 
-    return _compile(model, example_input, target, output_dir, **kwargs)
+    with reporting("compile", passing=()):
+        return _compile(model, example_input, target, output_dir, **kwargs)
 
 
 def load(path):
     """Open a compiled build directory (checks format and sha256 of every artifact)."""
     from .build.compiled import load as _load
+    from .errors import ArtifactError
 
-    return _load(path)
+    with reporting(f"load {path}", ArtifactError, passing=()):
+        return _load(path)
 
 
 def run(compiled, x, return_stages=False):
     """Run a build as deployed: Lava fixed-point for loihi, onnxruntime for jetson."""
     from .runtime.run import run as _run
 
-    return _run(compiled, x, return_stages=return_stages)
+    with reporting("run", passing=()):
+        return _run(compiled, x, return_stages=return_stages)
 
 
 def pipeline(build, samples, backend="lava", window=4, stats=None):
@@ -43,7 +51,8 @@ def verify(compiled, x):
     """Parity figures between an in-memory compile and its PyTorch model on `x`."""
     from .runtime.verify import verify as _verify
 
-    return _verify(compiled, x)
+    with reporting("verify", passing=()):
+        return _verify(compiled, x)
 
 
 def inspect(compiled):
@@ -53,7 +62,8 @@ def inspect(compiled):
     from .build.compiled import load as _load
     from .inspection import Inspection
 
-    return Inspection(compiled if isinstance(compiled, CompiledModel) else _load(compiled))
+    with reporting("inspect", passing=()):
+        return Inspection(compiled if isinstance(compiled, CompiledModel) else _load(compiled))
 
 
 def annotate(module, target):

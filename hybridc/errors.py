@@ -2,8 +2,12 @@
 
 Each class carries the CLI exit code for its kind of problem, so scripts can tell
 a bad model file from an unsupported layer without parsing text. Messages are one
-paragraph: what is wrong, where (node, module or file), and what to do.
+paragraph: what is wrong, where (node, module or file), and what to do. `reporting`
+turns anything else raised by a target or a third-party library into one of these.
 """
+
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 
 class HybridcError(Exception):
@@ -95,3 +99,48 @@ class StageError(HybridcError):
     """A stage process of `hybridc pipeline` died, failed or stopped answering mid-stream."""
 
     exit_code = 16
+
+
+# --- what is not a HybridcError --------------------------------------------------------
+
+_STEPS = ContextVar("hybridc_steps", default=())
+
+
+@contextmanager
+def reporting(step: str, error=None, passing=(OSError,)):
+    """Where a step may fail inside a target or a third-party library (torch, Lava, onnx,
+    nir...): anything raised inside that is not a HybridcError becomes `error` (LoweringError
+    unless told otherwise), one paragraph naming every enclosing step, outermost first (for
+    example "compile > lowering partition `snn` for nir > layer `_1` (Pool)"), with the
+    original exception's type and message; the original stays chained as `__cause__`.
+    Nested uses add detail; the innermost one converts. Works as a decorator too.
+    `passing` exceptions go through unchanged: by default OSError, which the code that
+    writes files turns into an OutputError (atomic_directory); the public API passes ()
+    so that nothing foreign escapes it."""
+    token = _STEPS.set(_STEPS.get() + (step,))
+    try:
+        yield
+    except HybridcError:
+        raise
+    except passing:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the point: nothing foreign reaches the user
+        steps = " > ".join(_STEPS.get())
+        detail = str(exc).strip().replace("\n", " ") or "(no message)"
+        raise (error or LoweringError)(
+            f"{steps} failed: {_origin(exc)} raised {type(exc).__name__}: {detail}. hybridc has no "
+            "specific explanation for this; check what the step names against `hybridc targets` and "
+            "docs/targets.md, and if the model is valid report it with the output of "
+            "`hybridc --debug ...` (the original traceback is kept as __cause__)."
+        ) from exc
+    finally:
+        _STEPS.reset(token)
+
+
+def _origin(exc: BaseException) -> str:
+    """The top-level package of the code that raised `exc` (its innermost Python frame)."""
+    tb, name = exc.__traceback__, "?"
+    while tb is not None:
+        name = tb.tb_frame.f_globals.get("__name__", name)
+        tb = tb.tb_next
+    return name.split(".")[0]

@@ -29,6 +29,7 @@ class Spec:
     notes: list = field(default_factory=list)
     # slayer.block family: cuba, sigma_delta (graded input and spikes; ReLU added in build), rf, rf_iz
     family: str = "cuba"
+    target: str = "loihi+jetson"  # test_fuzz.py runs every spec strategy once per target pair
 
 
 def _conv_out(size, k, s, p):

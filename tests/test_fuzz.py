@@ -1,12 +1,15 @@
-"""Differential fuzzing: every random hybrid model either compiles and then matches
-PyTorch exactly (Lava spikes 100%, deployed output within 1e-4, same argmax) or is
-refused with a hybridc.errors subclass. Anything else is a bug.
+"""Differential fuzzing: every random hybrid model, for every target pair, either compiles
+and then matches PyTorch (loihi + jetson/cpu exactly: Lava spikes 100%, deployed output
+within 1e-4, same argmax; nir: spikes close; int8: Lava exact at the cut, output finite)
+or is refused with a hybridc.errors subclass. Anything else, a raw exception included,
+is a bug.
 
 Fast profile in `make test` (HYBRIDC_FUZZ_EXAMPLES, default 20, derandomized);
 `make fuzz` runs the long profile and writes the counts to fuzz_report.json.
 """
 
 import collections
+import dataclasses
 import json
 import os
 import tempfile
@@ -21,46 +24,79 @@ from hypothesis import HealthCheck, given, settings
 import hybridc
 from hybridc.errors import HybridcError
 from hybridc.runtime.stages import run_stage
-from hybridc.runtime.verify import reference_stages
+from hybridc.runtime.verify import reference_stages, spike_agreement
 
 EXAMPLES = int(os.environ.get("HYBRIDC_FUZZ_EXAMPLES", "20"))
 REPORT = os.environ.get("HYBRIDC_FUZZ_REPORT")
 COUNTS = collections.Counter()
 
 
+# NIR is float and Loihi fixed point: its spikes agree closely, not exactly (docs/targets.md).
+NIR_MIN_DICE = float(os.environ.get("HYBRIDC_FUZZ_NIR_MIN_DICE", "0.8"))
+FIGURES = collections.defaultdict(list)  # target pair -> measured figures (for the report)
+
+
 def check(spec):
-    """Compile and compare one generated model; returns 'compiled' or 'refused: <Error>'."""
+    """Compile and compare one generated model for its target pair; returns 'compiled' or
+    'refused: <Error>'. Exact pairs (loihi + jetson/cpu) must match PyTorch exactly; nir's
+    spikes must agree closely and int8 outputs stay near the float ones. Any exception that
+    is not a HybridcError, at compile or at run time, fails the test."""
     model, x = build(spec)
+    spiking, dense = spec.target.split("+")
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             # half the models accept slayer's weight clipping, to check it stays exact
             on_overflow = "clip" if spec.seed % 2 else "error"
-            compiled = hybridc.compile(model, x, output_dir=Path(tmp) / "build", on_overflow=on_overflow)
+            compiled = hybridc.compile(model, x, target=spec.target, output_dir=Path(tmp) / "build",
+                                       on_overflow=on_overflow, target_options={"calibration_samples": 8})
         except HybridcError as exc:
             return f"refused: {type(exc).__name__}"
         reference = reference_stages(compiled.module, compiled.fx_partitions, x)
         snn = compiled.manifest.stages[0]
-        lava = run_stage(snn, compiled.directory, x)
+        spikes = run_stage(snn, compiled.directory, x)
         cut = reference[snn.name]
-        assert torch.equal(lava, cut), f"Lava spikes differ in {(lava != cut).sum().item()} of {cut.numel()}: {spec}"
+        if spiking == "loihi":
+            assert torch.equal(spikes, cut), f"Lava spikes differ in {(spikes != cut).sum().item()} of {cut.numel()}: {spec}"
+        else:
+            agreement = spike_agreement(spikes, cut)
+            FIGURES[spec.target].append(agreement["dice"])
+            assert agreement["dice"] >= NIR_MIN_DICE, f"NIR spikes agree only {agreement}: {spec}"
         deployed = hybridc.run(compiled.directory, x)
         with torch.no_grad():
             expected = model(x)
-        assert (deployed - expected).abs().max() < 1e-4, f"deployed output differs: {spec}"
-        assert torch.equal(deployed.argmax(-1), expected.argmax(-1)), f"argmax differs: {spec}"
+        assert deployed.shape == expected.shape and bool(torch.isfinite(deployed).all()), spec
+        if spiking == "loihi" and dense in ("jetson", "cpu"):
+            assert (deployed - expected).abs().max() < 1e-4, f"deployed output differs: {spec}"
+            assert torch.equal(deployed.argmax(-1), expected.argmax(-1)), f"argmax differs: {spec}"
+        elif dense == "jetson-int8":
+            error = float((deployed - expected).abs().max() / (expected.abs().max() + 1e-3))
+            FIGURES[spec.target].append(error)
         return "compiled (spiking cut)" if bool((cut != 0).any()) else "compiled (silent cut)"
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 50, print_blob=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(spec=specs())
-def test_random_hybrids_compile_exactly_or_are_refused(spec):
-    outcome = check(spec)
-    COUNTS[outcome] += 1
-    if REPORT:
-        Path(REPORT).write_text(json.dumps({"examples": sum(COUNTS.values()), "mismatched": 0,
-                                            **dict(sorted(COUNTS.items()))}, indent=2) + "\n")
+# Every spiking+dense pair hybridc compiles to, with its share of the examples.
+PAIRS = {"loihi+jetson": 0.4, "nir+jetson": 0.2, "loihi+jetson-int8": 0.2, "loihi+cpu": 0.2}
+
+
+@pytest.mark.parametrize("target", PAIRS)
+def test_random_hybrids_compile_exactly_or_are_refused(target):
+    @settings(max_examples=max(1, round(EXAMPLES * PAIRS[target])), deadline=None, derandomize=EXAMPLES <= 50,
+              print_blob=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(spec=specs())
+    def one(spec):
+        outcome = check(dataclasses.replace(spec, target=target))
+        COUNTS[outcome] += 1
+        COUNTS[f"{target}: {outcome}"] += 1
+        if REPORT:
+            figures = {pair: {"n": len(v), "min": min(v), "median": sorted(v)[len(v) // 2]}
+                       for pair, v in FIGURES.items()}
+            Path(REPORT).write_text(json.dumps({"examples": sum(v for k, v in COUNTS.items() if ":" not in k),
+                                                "mismatched": 0, **dict(sorted(COUNTS.items())),
+                                                "figures": figures}, indent=2) + "\n")
+
+    one()
 
 
 def test_fuzz_outcomes_were_mixed():
@@ -68,6 +104,8 @@ def test_fuzz_outcomes_were_mixed():
     if sum(COUNTS.values()) < 10:
         pytest.skip("run together with the fuzz test")
     assert any(k.startswith("compiled") for k in COUNTS) and COUNTS["compiled (spiking cut)"] > 0
+    for pair in PAIRS:  # every target pair compiled something
+        assert COUNTS[f"{pair}: compiled (spiking cut)"] > 0, dict(COUNTS)
 
 
 # Regression examples the fuzzer found. Each was a crash or mismatch before its fix.

@@ -1,4 +1,4 @@
-"""More targets from the one registry: loihi+cpu, an int8 dense half (edgetpu), and NIR."""
+"""More targets from the one registry: loihi+cpu, an int8 dense half (jetson-int8), and NIR."""
 
 import json
 import subprocess
@@ -22,7 +22,7 @@ def test_loihi_plus_cpu_deploys_exactly(example, tmp_path):
 def int8_build(tmp_path_factory):
     out = tmp_path_factory.mktemp("q") / "b"
     result = subprocess.run([sys.executable, "-m", "hybridc.cli", "compile", str(ROOT / "examples/dvs_gesture/model.py"),
-                             "--entry", "build", "--set", "size=32", "--target", "loihi+edgetpu",
+                             "--entry", "build", "--set", "size=32", "--target", "loihi+jetson-int8",
                              "--calibration-samples", "22", "-o", str(out)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     return out
@@ -74,12 +74,21 @@ def test_nir_graph_reads_back_with_loihi_weights(example, tmp_path):
             assert np.allclose(neuron.tau_mem, 4096 / h5[f"layer/{layer}/neuron/vDecay"][()])
     assert graph.nodes["snn_0.neuron"].tau_syn.shape == (4, 16, 16)
     assert tuple(graph.nodes["input"].input_type["input"]) == (2, 32, 32)
-    with pytest.raises(hybridc.errors.ArtifactError, match="no NIR simulator"):
-        hybridc.run(tmp_path / "nir", x)
+    # runs: the NIR graph in Norse (tests/test_nir_sim.py measures it), then onnxruntime
+    assert hybridc.run(tmp_path / "nir", x).shape == model(x).shape
 
 
 def test_targets_command_lists_every_target():
     result = subprocess.run([sys.executable, "-m", "hybridc.cli", "targets"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
-    for name in ("loihi", "nir", "jetson", "jetson-int8", "edgetpu", "cpu"):
+    for name in ("loihi", "nir", "jetson", "jetson-int8", "cpu"):
         assert name in result.stdout
+
+
+def test_edgetpu_is_refused_with_what_to_do_instead(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "compile", str(ROOT / "examples/dvs_gesture/model.py"),
+                             "--target", "loihi+edgetpu", "-o", str(tmp_path / "never")], capture_output=True,
+                            text=True, timeout=120)
+    message = " ".join(result.stderr.split())
+    assert result.returncode == 7 and "not a hybridc target" in message and "edgetpu_compiler" in message
+    assert "loihi+jetson-int8" in message and not (tmp_path / "never").exists()

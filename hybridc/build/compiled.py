@@ -101,8 +101,7 @@ def load(path) -> CompiledModel:
     if (directory / GRAPH).exists() or (directory / GRAPH).is_symlink():
         graph_path = inside(directory, GRAPH, GRAPH)
         with parsing(graph_path, "JSON"):
-            data = json.loads(read_bounded(graph_path, MAX_GRAPH_BYTES, GRAPH))
-        graph = from_json_data(data)
+            graph = from_json_data(json.loads(read_bounded(graph_path, MAX_GRAPH_BYTES, GRAPH)))
         for stage in manifest.stages:
             nodes = [n for n, d in graph.nodes(data=True) if d.get("partition") == stage.name]
             partitions.append(PartitionSummary(stage.name, stage.target, nodes))

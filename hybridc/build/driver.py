@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from ..errors import TimestepError
+from ..errors import TimestepError, reporting
 from ..frontend.graph import to_networkx
 from ..frontend.tracer import record_shapes, trace_with_shapes
 from ..manifest import Manifest, Source
@@ -70,8 +70,11 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, target: str = "
 def _build(gm, partitions, targets, directory: Path, target, example_input, source_path, source_sha256,
            recipe=None, keepalive=None) -> CompiledModel:
     """Hand each partition to its target's preprocess; collect the stages into a manifest."""
+    stages = []
     with torch.no_grad():
-        stages = [targets[p.domain].preprocess(p, gm, directory) for p in partitions]
+        for p in partitions:
+            with reporting(f"lowering partition `{p.name}` for {p.target}"):
+                stages.append(targets[p.domain].preprocess(p, gm, directory))
     manifest = Manifest(
         target=target, timesteps=int(example_input.shape[-1]),
         source=Source(str(source_path) if source_path else None, source_sha256, **(recipe or {})),

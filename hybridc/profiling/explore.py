@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..errors import HybridcError
+from ..errors import HybridcError, reporting
 
 
 @dataclass
@@ -81,6 +81,7 @@ def candidates_from_file(path, splits, intervals, entry_args, weights_for):
                                                         "sha256": digest}
 
 
+@reporting("explore", passing=())
 def explore(path, splits, intervals, out, entry_args=None, data="synthetic", samples=8, checkpoints=None,
             device_profile=None, jetson=None, link=None, progress=None) -> list:
     from ..build.driver import compile as compile_model
@@ -105,9 +106,11 @@ def explore(path, splits, intervals, out, entry_args=None, data="synthetic", sam
             row.refused = f"{type(model).__name__}: {model}"
             continue
         try:
-            compiled = compile_model(model, example_input, "loihi+jetson", out / "candidates" / name, force=True)
-            profile = profile_build(compiled.directory, data, samples, device_profile, jetson, link,
-                                    measure=False, reference=compiled.module)
+            with reporting(f"candidate `{name}`"):  # a foreign error refuses this candidate only
+                compiled = compile_model(model, example_input, "loihi+jetson", out / "candidates" / name,
+                                         force=True)
+                profile = profile_build(compiled.directory, data, samples, device_profile, jetson, link,
+                                        measure=False, reference=compiled.module)
         except HybridcError as exc:
             row.refused = f"{type(exc).__name__}: {str(exc)[:200]}"
             continue

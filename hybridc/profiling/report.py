@@ -15,7 +15,7 @@ import torch
 
 from ..build.compiled import load
 from ..build.untrusted import parsing
-from ..errors import InputError
+from ..errors import InputError, reporting
 from ..inspection.model import cut_bytes, link_wire
 from . import loihi_counts, onnx_counts
 from .devices import load_profile
@@ -72,6 +72,7 @@ def _activity(manifest, layers, data, samples, seed=0, gm=None, files=None):
     return rows, count
 
 
+@reporting("profile", passing=())
 def profile_build(build_dir, data: str = "synthetic", samples: int = 16, device_profile=None,
                   jetson: str = None, link: str = None, measure: bool = True, reference=None,
                   files=None) -> Profile:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..errors import HybridcError, InputError
+from ..errors import HybridcError, InputError, reporting
 from .explore import Candidate, fill_costs, pareto_front, write_outputs
 
 
@@ -110,6 +110,7 @@ def _train_compile_profile(row, history, split, interval, settings, folder, repo
     row.accuracy = _accuracy(compiled, settings.data, settings.samples)
 
 
+@reporting("explore", passing=())
 def explore_trained(path, splits, intervals, out, entry_args=None, data="synthetic", samples=8, train_epochs=1,
                     train_samples=256, lr=1e-3, batch_size=32, workers=None, address=None, search="grid",
                     trials=None, gpus_per_trial=0.0, device_profile=None, jetson=None, link=None,

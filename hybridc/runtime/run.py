@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ..build.compiled import CompiledModel, load
-from ..errors import InputError
+from ..errors import InputError, reporting
 from .stages import run_stage
 
 
@@ -35,6 +35,7 @@ def run(compiled, x, return_stages: bool = False, progress=None):
     tensor = x.float()
     per_stage = {}
     for stage in compiled.manifest.stages:
-        tensor = run_stage(stage, compiled.directory, tensor, progress=progress)
+        with reporting(f"running stage `{stage.name}` ({stage.artifact}) on {stage.target}"):
+            tensor = run_stage(stage, compiled.directory, tensor, progress=progress)
         per_stage[stage.name] = tensor
     return (tensor, per_stage) if return_stages else tensor

@@ -11,6 +11,7 @@ from typing import Optional
 import torch
 import torch.fx
 
+from ..errors import reporting
 from ..frontend.capture import run_capturing
 from ..targets.registry import domain_of
 from .run import run
@@ -37,6 +38,15 @@ def reference_stages(gm: torch.fx.GraphModule, partitions, x: torch.Tensor) -> d
     return {**{wanted[name]: value for name, value in values.items()}, "output": output}
 
 
+def spike_agreement(spikes: torch.Tensor, reference: torch.Tensor) -> dict:
+    """How close two spike tensors are: `equal`, the fraction of equal entries (high even for
+    two silent tensors), and `dice`, 2|A and B| / (|A| + |B|) over the spikes themselves,
+    which a sparse tensor cannot pass by staying silent."""
+    both = float((spikes * reference).sum())
+    total = float(spikes.sum() + reference.sum())
+    return {"equal": float((spikes == reference).float().mean()), "dice": 2 * both / total if total else 1.0}
+
+
 @torch.no_grad()
 def verify(compiled, x: torch.Tensor, progress=None) -> Parity:
     from ..errors import ArtifactError
@@ -45,7 +55,8 @@ def verify(compiled, x: torch.Tensor, progress=None) -> Parity:
     if gm is None:
         raise ArtifactError("verify needs the PyTorch model as reference: call it on the result of "
                             "hybridc.compile(...), not on a build loaded from disk.")
-    reference = reference_stages(gm, compiled.fx_partitions, x)
+    with reporting("running the PyTorch model for reference"):
+        reference = reference_stages(gm, compiled.fx_partitions, x)
     deployed, per_stage = run(compiled, x, return_stages=True, progress=progress)
     spike_match = cut_entries = onnx_err = None
     stages = compiled.manifest.stages
@@ -64,4 +75,4 @@ def verify(compiled, x: torch.Tensor, progress=None) -> Parity:
     return Parity(int(x.shape[0]), spike_match, cut_entries, onnx_err, run_err, agree)
 
 
-__all__ = ["Parity", "verify", "reference_stages"]
+__all__ = ["Parity", "verify", "reference_stages", "spike_agreement"]

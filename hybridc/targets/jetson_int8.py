@@ -1,4 +1,4 @@
-"""An 8-bit dense half, as an Edge TPU or a Jetson's int8 path runs it: the float ONNX
+"""An 8-bit dense half, as a Jetson's int8 path (TensorRT) runs it: the float ONNX
 model quantised to QDQ int8 with onnxruntime's static quantisation, calibrated on the
 tensors that really cross the cut (spiking half run on --calibration samples).
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.fx.passes.operator_support import create_op_support
 
 from ..digest import sha256
-from ..errors import LoweringError
+from ..errors import LoweringError, reporting
 from ..manifest import Stage, TensorSpec
 from . import loihi_neurons as neuron_models
 
@@ -221,6 +221,11 @@ def _check_families(partition, blocks) -> None:
         )
 
 
+def layer_step(node, block) -> str:
+    """How `reporting` names the layer being lowered."""
+    return f"layer `{node.name}` ({type(block).__name__})"
+
+
 class LoihiTarget:
     name = "loihi"
     domain = "spiking"
@@ -291,8 +296,9 @@ class LoihiTarget:
                 writer = _writers()[type(block)]
                 if writer is write_nothing:
                     continue
-                writer(block, group.create_group(str(len(group))))
-                synapses += _synapses(block, shape)
+                with reporting(layer_step(node, block)):
+                    writer(block, group.create_group(str(len(group))))
+                    synapses += _synapses(block, shape)
                 if getattr(block, "neuron", None) is not None:
                     neurons += prod(node.meta["shape"][1:-1])  # an Output block has no neuron.shape
                 shape = node.meta["shape"][1:]

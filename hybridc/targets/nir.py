@@ -1,20 +1,28 @@
 """NIR (the Neuromorphic Intermediate Representation): the spiking half as a NIR graph
 file, the format SpiNNaker2, Xylo, Speck and other toolchains import (`nir.write`).
 
-Each slayer block becomes its synapse node (Conv2d, Linear; Pool as a depthwise Conv2d
-with the pool's constant weight, as for Loihi) followed by a CubaLIF node. Weights
+Each slayer block becomes its synapse node (Conv2d, Linear; Pool as a SumPool2d whose
+constant weight goes into the CubaLIF's w_in) followed by a CubaLIF node. Weights
 and thresholds are slayer's fixed-point integers (the ones the Loihi target writes),
 so one unit is one weight step. NIR's CubaLIF is a continuous-time ODE; with an Euler
 step of one timestep it reproduces slayer's neuron as closely as NIR allows:
 
     I[t] = (1 - 1/tau_syn) I[t-1] + (w_in/tau_syn) x[t]    with tau_syn = 4096/iDecay, w_in = tau_syn
-    v[t] = (1 - 1/tau_mem) v[t-1] + (r/tau_mem) I          with tau_mem = 4096/vDecay, r = tau_mem
-    spike when v >= v_threshold (= vThMant), then v = v_reset = 0
+    v[t] = (1 - 1/tau_mem) v[t-1] + (r/tau_mem) I[t]       with tau_mem = 4096/vDecay, r = tau_mem
+    spike when v > v_threshold (= vThMant), then v = v_reset = 0
+
+(the new current drives the voltage, as in slayer and in Norse's NIR import; a consumer
+whose Euler step uses I[t-1] is one step later per layer).
 
 What NIR cannot express exactly (documented in docs/targets.md): slayer's fixed-point
-rounding of the decays (right shifts), that it adds the *new* current to the voltage
-(Euler uses the previous one), the one-step delay per layer that slayer's delay_shift
-models, and zero decay (tau = infinity is written as 1e12 timesteps).
+rounding of the decays (right shifts), the one-step delay per layer that slayer's
+delay_shift models (recorded as `metadata["lead_steps"]` so a simulator can align its
+output), and zero decay (tau = infinity is written as 1e12 timesteps).
+
+nir 1.0.8 infers a Conv2d's input channels from `weight.shape[1]`, which is wrong for a
+grouped conv: `nir.read` of such a file fails its own type check. So grouped convs are
+written as the equivalent full conv (block-diagonal weight, groups = 1), and a Pool as
+NIR's own SumPool2d, which every NIR consumer reads.
 """
 
 from math import prod
@@ -24,6 +32,7 @@ import numpy as np
 from torch.fx.passes.operator_support import create_op_support
 
 from ..digest import sha256
+from ..errors import reporting
 from ..manifest import Stage, TensorSpec
 from . import loihi
 
@@ -36,13 +45,47 @@ def _tau(decay) -> np.ndarray:
     return np.where(decay > 0, 4096.0 / np.maximum(decay, 1e-30), NO_DECAY_TAU)
 
 
-def neuron_node(nir, block, shape):
+def neuron_node(nir, block, shape, input_weight=1.0):
+    """CubaLIF for a block's neuron; `input_weight` scales its input (a pool's weight)."""
     params = block.neuron.device_params
     tau_syn = np.broadcast_to(_tau(params["iDecay"]), shape).astype(np.float64).copy()
     tau_mem = np.broadcast_to(_tau(params["vDecay"]), shape).astype(np.float64).copy()
     return nir.CubaLIF(tau_syn=tau_syn, tau_mem=tau_mem, r=tau_mem.copy(), v_leak=np.zeros(shape),
                        v_threshold=np.full(shape, float(params["vThMant"])), v_reset=np.zeros(shape),
-                       w_in=tau_syn.copy())
+                       w_in=tau_syn * float(input_weight))
+
+
+def ungrouped(weight: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped conv weight (C_out, C_in/groups, kh, kw) as the equal full conv weight
+    (C_out, C_in, kh, kw): each output channel's group block in place, zeros elsewhere."""
+    if groups == 1:
+        return weight
+    c_out, c_group = weight.shape[:2]
+    full = np.zeros((c_out, c_group * groups, *weight.shape[2:]), dtype=weight.dtype)
+    per_group = c_out // groups
+    for o in range(c_out):
+        g = o // per_group
+        full[o, g * c_group:(g + 1) * c_group] = weight[o]
+    return full
+
+
+def synapse_node(nir, block, in_shape, out_shape):
+    """(NIR synapse node, weight folded into the neuron's input) for one slayer block."""
+    from lava.lib.dl import slayer
+
+    cuba = slayer.block.cuba
+    if isinstance(block, cuba.Dense):
+        weight = loihi.fixed_point_weight(block.synapse).reshape(out_shape[0], -1)
+        return nir.Linear(weight=weight.astype(np.float32)), 1.0
+    s = block.synapse
+    if isinstance(block, cuba.Pool):
+        (pool_weight,) = set(loihi.pool_weight(block, 1).ravel().tolist())
+        return nir.SumPool2d(kernel_size=np.array(s.kernel_size[:2]), stride=np.array(s.stride[:2]),
+                             padding=np.array(s.padding[:2])), pool_weight
+    weight = ungrouped(loihi.fixed_point_weight(s), int(s.groups))
+    return nir.Conv2d(input_shape=tuple(in_shape[1:]), weight=weight.astype(np.float32),
+                      stride=tuple(s.stride[:2]), padding=tuple(s.padding[:2]), dilation=tuple(s.dilation[:2]),
+                      groups=1, bias=np.zeros(out_shape[0], dtype=np.float32)), 1.0
 
 
 def _nir_problem(submodules, node) -> str:
@@ -77,7 +120,7 @@ class NirTarget(loihi.LoihiTarget):
         nodes = {"input": nir.Input(input_type={"input": np.array(in_shape)})}
         chain = ["input"]
         shape = in_shape
-        neurons = synapses = layers = 0
+        neurons = synapses = layers = lead = 0
         for node in partition.nodes:
             block = gm.get_submodule(node.target)
             if isinstance(block, slayer.neuron.Dropout) or (isinstance(block, cuba.Input) and block.neuron is None):
@@ -89,30 +132,21 @@ class NirTarget(loihi.LoihiTarget):
                 shape = (prod(shape),)
                 continue
             out_shape = tuple(node.meta["shape"][1:-1])
-            if isinstance(block, cuba.Dense):
-                weight = loihi.fixed_point_weight(block.synapse).reshape(out_shape[0], -1)
-                synapse = nir.Linear(weight=weight.astype(np.float32))
-            else:
-                s = block.synapse
-                if isinstance(block, cuba.Pool):
-                    weight, groups = loihi.pool_weight(block, shape[0]), shape[0]
-                else:
-                    weight, groups = loihi.fixed_point_weight(s), s.groups
-                synapse = nir.Conv2d(input_shape=tuple(shape[1:]), weight=weight.astype(np.float32),
-                                     stride=tuple(s.stride[:2]), padding=tuple(s.padding[:2]),
-                                     dilation=tuple(s.dilation[:2]), groups=int(groups),
-                                     bias=np.zeros(out_shape[0], dtype=np.float32))
-            nodes[f"{name}.synapse"] = synapse
-            nodes[f"{name}.neuron"] = neuron_node(nir, block, out_shape)
+            with reporting(loihi.layer_step(node, block)):
+                synapse, input_weight = synapse_node(nir, block, shape, out_shape)
+                nodes[f"{name}.synapse"] = synapse
+                nodes[f"{name}.neuron"] = neuron_node(nir, block, out_shape, input_weight)
             chain += [f"{name}.synapse", f"{name}.neuron"]
             neurons += prod(out_shape)
             synapses += loihi._synapses(block, shape)
             layers += 1
+            lead += 1 - loihi._lag(block)
             shape = out_shape
         nodes["output"] = nir.Output(output_type={"output": np.array(shape)})
         chain.append("output")
         graph = nir.NIRGraph(nodes=nodes, edges=list(zip(chain, chain[1:])),
-                             metadata={"producer": "hybridc", "dt": 1.0, "units": "slayer fixed point"})
+                             metadata={"producer": "hybridc", "dt": 1.0, "units": "slayer fixed point",
+                                       "lead_steps": lead})
         path = Path(workdir) / ARTIFACT
         nir.write(str(path), graph)
         out_node = partition.outputs[0]

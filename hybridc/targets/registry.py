@@ -30,12 +30,13 @@ REGISTRY = {
                     "Intel Loihi 2 through Lava: one netx HDF5 network, verified bit-exact in Lava",
                     runner="hybridc.runtime.lava:run_stage"),
         TargetEntry("nir", "spiking", "hybridc.targets.nir:NirTarget",
-                    "NIR graph (nir.write) for SpiNNaker2, Xylo, Speck and other NIR toolchains"),
+                    "NIR graph (nir.write) for SpiNNaker2, Xylo, Speck and other NIR toolchains",
+                    runner="hybridc.runtime.nir_stage:run_stage"),
         TargetEntry("jetson", "dense", "hybridc.targets.jetson:JetsonTarget",
                     "NVIDIA Jetson (TensorRT or onnxruntime): one float ONNX model, opset 17",
                     runner="hybridc.runtime.onnx_stage:run_stage"),
         TargetEntry("jetson-int8", "dense", "hybridc.targets.jetson_int8:JetsonInt8Target",
-                    "8-bit ANN half (Edge TPU style): QDQ int8 ONNX, static calibration", aliases=("edgetpu",),
+                    "8-bit ANN half (a Jetson's int8 path): QDQ int8 ONNX, static calibration",
                     runner="hybridc.runtime.onnx_stage:run_stage"),
         TargetEntry("cpu", "dense", "hybridc.targets.cpu:CpuTarget",
                     "the host CPU through onnxruntime, for users without a Jetson",
@@ -43,6 +44,12 @@ REGISTRY = {
     )
 }
 ALIASES = {alias: entry.name for entry in REGISTRY.values() for alias in entry.aliases}
+# Names users may try that hybridc deliberately does not offer, with the reason.
+NOT_TARGETS = {
+    "edgetpu": "a Coral Edge TPU runs a fully-int8 TFLite model compiled by `edgetpu_compiler`, and "
+               "hybridc writes no TFLite; compile with `--target loihi+jetson-int8` or `loihi+cpu` and "
+               "convert the ONNX stage as docs/targets.md (Edge TPU) describes.",
+}
 
 
 def canonical(name: str) -> str:
@@ -53,10 +60,12 @@ def canonical(name: str) -> str:
 
 
 def _unknown(name: str) -> TargetError:
+    if name in NOT_TARGETS:
+        return TargetError(f"`{name}` is not a hybridc target: {NOT_TARGETS[name]}")
     known = ", ".join(f"{e.name} ({e.domain})" for e in REGISTRY.values())
+    aliases = f"; aliases: {', '.join(f'{a}={n}' for a, n in ALIASES.items())}" if ALIASES else ""
     return TargetError(
-        f"Unknown target `{name}`. Known targets: {known}; aliases: "
-        f"{', '.join(f'{a}={n}' for a, n in ALIASES.items())}. Write the spiking target and the "
+        f"Unknown target `{name}`. Known targets: {known}{aliases}. Write the spiking target and the "
         "dense target joined by '+', for example `--target loihi+jetson`."
     )
 
