@@ -69,8 +69,7 @@ def test_run_reports_an_unreadable_onnx_model(build, tmp_path):
     copy = tmp_path / "b"
     shutil.copytree(source, copy)
     replace_artifact(copy, "ann.onnx", b"not an onnx model")
-    with pytest.raises(LoweringError, match=r"run > running stage `ann` \(ann.onnx\) on cpu failed: "
-                                            r"onnxruntime raised \w+: .*Protobuf parsing failed"):
+    with pytest.raises(HybridcError, match=r"ann\.onnx.*Protobuf parsing failed"):
         hybridc.run(copy, x)
     assert hybridc.inspect(copy).table()  # inspect reads only the manifest and graph: still fine
 
@@ -111,5 +110,5 @@ def test_profile_reports_an_unreadable_onnx_model(tmp_path):
     x = (torch.rand(1, 2, 8, 8, 4, generator=torch.Generator().manual_seed(1)) < 0.3).float()
     compiled = hybridc.compile(model, x, target="loihi+cpu", output_dir=tmp_path / "b")
     replace_artifact(tmp_path / "b", "ann.onnx", b"not an onnx model")
-    with pytest.raises(HybridcError, match="^profile failed: onnx raised DecodeError"):
+    with pytest.raises(HybridcError, match=r"ann\.onnx|DecodeError"):
         profile_build(tmp_path / "b", samples=1, measure=False, reference=compiled.module)
