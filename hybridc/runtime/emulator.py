@@ -270,11 +270,12 @@ def _lif(neuron: Neuron, currents: torch.Tensor) -> torch.Tensor:
 
 
 def emulate(path, x, input_shape=None, input_message_bits: int = 0, num_layers=None, skip_layers: int = 0,
-            network=None) -> torch.Tensor:
+            network=None, on_layer=None) -> torch.Tensor:
     """Lava's output of the netx network at `path` for input `x`, step for step as a sink
     RingBuffer records it (no shift): x is (N, C, H, W, T) or (N, F, T) in PyTorch layout,
     spikes or (with input_message_bits > 0) integer payloads. Returns (N, ..., T) int64.
-    network: the result of `read_network` to reuse across batches."""
+    network: the result of `read_network` to reuse across batches. on_layer(layer, inputs,
+    outputs) sees each layer's input and output spikes, (N, T, ...), e.g. to count activity."""
     x = torch.as_tensor(x)
     first_shape, layers = network or read_network(path, input_shape or tuple(x.shape[1:-1]),
                                                   num_layers, skip_layers)
@@ -282,7 +283,7 @@ def emulate(path, x, input_shape=None, input_message_bits: int = 0, num_layers=N
     # time second: (N, T, ...)
     tensor = torch.movedim(x, -1, 1)
     tensor = torch.trunc(tensor.to(torch.float64)).to(torch.int64) if graded else (tensor != 0).to(torch.int64)
-    for index, layer in enumerate(layers):
+    for layer in layers:
         if layer.kind == "input":  # netx leaves this neuron's input open: it runs on its bias alone
             currents = torch.zeros((tensor.shape[0], tensor.shape[1], *layer.out_shape), dtype=torch.int64)
         else:
@@ -291,7 +292,9 @@ def emulate(path, x, input_shape=None, input_message_bits: int = 0, num_layers=N
             currents = (_conv_currents if layer.kind == "conv" else _dense_currents)(layer, tensor, graded)
             # the synapse sends at step t what it accumulated at t-1 (its buffer starts at 0)
             currents = torch.cat([torch.zeros_like(currents[:, :1]), currents[:, :-1]], dim=1)
-        tensor = _lif(layer.neuron, currents)
+        inputs, tensor = tensor, _lif(layer.neuron, currents)
+        if on_layer is not None:
+            on_layer(layer, inputs, tensor)
         graded = False  # LIF sends unary spikes
     return torch.movedim(tensor, 1, -1)
 
