@@ -1,6 +1,7 @@
 """Differential fuzzing: every random hybrid model either compiles and then matches
-PyTorch exactly (Lava spikes 100%, deployed output within 1e-4, same argmax) or is
-refused with a hybridc.errors subclass. Anything else is a bug.
+PyTorch exactly (Lava spikes 100%, the emulator's spikes equal to Lava's and PyTorch's,
+deployed output within 1e-4, same argmax, the emulate backend's output equal to Lava's) or
+is refused with a hybridc.errors subclass. Anything else is a bug.
 
 Fast profile in `make test` (HYBRIDC_FUZZ_EXAMPLES, default 20, derandomized);
 `make fuzz` runs the long profile and writes the counts to fuzz_report.json.
@@ -44,7 +45,10 @@ def check(spec):
         lava = run_stage(snn, compiled.directory, x)
         cut = reference[snn.name]
         assert torch.equal(lava, cut), f"Lava spikes differ in {(lava != cut).sum().item()} of {cut.numel()}: {spec}"
+        emulated = run_stage(snn, compiled.directory, x, backend="emulate")
+        assert torch.equal(emulated, lava), f"emulator differs from Lava in {(emulated != lava).sum().item()}: {spec}"
         deployed = hybridc.run(compiled.directory, x)
+        assert torch.equal(hybridc.run(compiled.directory, x, backend="emulate"), deployed), f"emulate run: {spec}"
         with torch.no_grad():
             expected = model(x)
         assert (deployed - expected).abs().max() < 1e-4, f"deployed output differs: {spec}"

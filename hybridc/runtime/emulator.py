@@ -241,28 +241,39 @@ def _dense_currents(layer: Layer, spikes: torch.Tensor, graded: bool) -> torch.T
 
 
 def _conv_currents(layer: Layer, spikes: torch.Tensor, graded: bool) -> torch.Tensor:
-    """(N, T, C, H, W) -> (N, T, C', H', W'): Lava's conv (exact in float64), 24-bit wrap."""
+    """(N, T, C, H, W) -> (N, T, C', H', W'): Lava's conv, wrapped to 24 bits. On integers the
+    float conv is exact while every partial sum stays below the mantissa: float32 when the
+    largest possible sum (sum of |weights| per output x largest input) is below 2**24, else float64."""
     n, t = spikes.shape[:2]
     s = spikes if graded else (spikes != 0)
-    out = F.conv2d(s.reshape(n * t, *spikes.shape[2:]).to(torch.float64), layer.weight, stride=layer.stride,
+    largest = float(layer.weight.abs().sum((1, 2, 3)).max()) * (float(s.abs().max()) if graded else 1.0)
+    dtype = torch.float32 if largest < 2 ** 24 else torch.float64
+    out = F.conv2d(s.reshape(n * t, *spikes.shape[2:]).to(dtype), layer.weight.to(dtype), stride=layer.stride,
                    padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
-    out = torch.trunc(out).to(torch.int64)  # `.astype(int32)` of the float result
-    return wrap_int(out, 24).reshape(n, t, *out.shape[1:])
+    out = out.to(torch.int64)  # truncation, as `.astype(int32)` of the float result
+    if largest >= 2 ** 23:
+        out = wrap_int(out, 24)
+    return out.reshape(n, t, *out.shape[1:])
 
 
 def _lif(neuron: Neuron, currents: torch.Tensor) -> torch.Tensor:
-    """(N, T, ...) int64 synaptic input arriving each step -> (N, T, ...) spikes (0/1 int64)."""
+    """(N, T, ...) int64 synaptic input arriving each step -> (N, T, ...) bool spikes."""
     u = torch.zeros(currents.shape[:1] + currents.shape[2:], dtype=torch.int64)
     v = torch.zeros_like(u)
-    spikes = torch.empty_like(currents)
+    spikes = torch.empty(currents.shape, dtype=torch.bool)  # LIF sends unary spikes
+    # below 2**24 no int32 sum can overflow (|u|, |v| < 2**23 + 2**30): the int32 wraps are no-ops
+    int32_wraps = bool(currents.numel()) and int(currents.abs().max()) >= 1 << 24
     for t in range(currents.shape[1]):
         decayed = torch.div(u * neuron.current_factor, DECAY_UNITY, rounding_mode="trunc")
-        u = wrap_int(decayed + wrap_int(currents[:, t] << STATE_SHIFT, 32), 32)
+        if int32_wraps:
+            u = wrap_int(decayed + wrap_int(currents[:, t] << STATE_SHIFT, 32), 32)
+        else:
+            u = decayed + (currents[:, t] << STATE_SHIFT)
         u = torch.where(u > UV_LIMIT, u - 2 * UV_LIMIT, torch.where(u <= -UV_LIMIT, u + 2 * UV_LIMIT, u))
         volt = torch.div(v * neuron.voltage_factor, DECAY_UNITY, rounding_mode="trunc") + u
         if neuron.bias is not None:
             volt = volt + neuron.bias
-        v = wrap_int(volt, 32).clamp(-UV_LIMIT + 1, UV_LIMIT - 1)
+        v = (wrap_int(volt, 32) if int32_wraps else volt).clamp(-UV_LIMIT + 1, UV_LIMIT - 1)
         fired = v > neuron.threshold
         v = v.masked_fill(fired, 0)
         spikes[:, t] = fired
@@ -282,7 +293,7 @@ def emulate(path, x, input_shape=None, input_message_bits: int = 0, num_layers=N
     graded = input_message_bits > 0
     # time second: (N, T, ...)
     tensor = torch.movedim(x, -1, 1)
-    tensor = torch.trunc(tensor.to(torch.float64)).to(torch.int64) if graded else (tensor != 0).to(torch.int64)
+    tensor = torch.trunc(tensor.to(torch.float64)).to(torch.int64) if graded else tensor != 0
     for layer in layers:
         if layer.kind == "input":  # netx leaves this neuron's input open: it runs on its bias alone
             currents = torch.zeros((tensor.shape[0], tensor.shape[1], *layer.out_shape), dtype=torch.int64)
@@ -296,7 +307,7 @@ def emulate(path, x, input_shape=None, input_message_bits: int = 0, num_layers=N
         if on_layer is not None:
             on_layer(layer, inputs, tensor)
         graded = False  # LIF sends unary spikes
-    return torch.movedim(tensor, 1, -1)
+    return torch.movedim(tensor, 1, -1).to(torch.int64)
 
 
 def _batches(count: int, per_sample_elements: int, budget: int = 1 << 25) -> int:
