@@ -108,7 +108,7 @@ def test_profile_of_a_nir_and_cpu_build_says_what_it_leaves_out(example, tmp_pat
     from hybridc.profiling import profile_build
 
     model, x = example.build("S2A4", interval=4, size=32, timesteps=16)
-    compiled = hybridc.compile(model, x, target="nir+cpu", output_dir=tmp_path / "b")
+    hybridc.compile(model, x, target="nir+cpu", output_dir=tmp_path / "b")
     p = profile_build(tmp_path / "b", samples=2)
     assert p.loihi == {} and p.latency_s["loihi"] == 0.0
     assert any("nir" in note and "not estimated" in note for note in p.notes)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ArtifactError, InputError
+from ..errors import ArtifactError
 
 UV_LIMIT = 1 << 23  # LIF current and voltage are 24-bit
 DECAY_UNITY = 1 << 12
@@ -192,7 +192,11 @@ def _conv(group, name, in_shape) -> Layer:
 
 
 def _dense(group, name) -> Layer:
-    from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
+    from lava.utils.weightutils import (
+        clip_weights,
+        determine_sign_mode,
+        truncate_weights,
+    )
 
     out = (int(np.prod(group["shape"][()])),)
     weight = group["weight"][()].astype(int)
@@ -257,26 +261,57 @@ def _conv_currents(layer: Layer, spikes: torch.Tensor, graded: bool) -> torch.Te
 
 
 def _lif(neuron: Neuron, currents: torch.Tensor) -> torch.Tensor:
-    """(N, T, ...) int64 synaptic input arriving each step -> (N, T, ...) bool spikes."""
+    """(N, T, ...) integer synaptic input arriving each step -> (N, T, ...) bool spikes."""
+    peak = currents.abs().amax(dim=[d for d in range(currents.dim()) if d != 1]) if currents.numel() else None
+    if peak is None or int(peak.max()) < 1 << 24:
+        return _lif_float(neuron, currents, wrap_current=int(peak.sum()) << STATE_SHIFT >= UV_LIMIT
+                          if peak is not None else False)
+    return _lif_int(neuron, currents)
+
+
+def _lif_int(neuron: Neuron, currents: torch.Tensor) -> torch.Tensor:
+    """Lava's LIF step by step in int64, every int32 wrap-around of numpy made explicit."""
+    currents = currents.to(torch.int64)
     u = torch.zeros(currents.shape[:1] + currents.shape[2:], dtype=torch.int64)
     v = torch.zeros_like(u)
-    spikes = torch.empty(currents.shape, dtype=torch.bool)  # LIF sends unary spikes
-    # below 2**24 no int32 sum can overflow (|u|, |v| < 2**23 + 2**30): the int32 wraps are no-ops
-    int32_wraps = bool(currents.numel()) and int(currents.abs().max()) >= 1 << 24
+    spikes = torch.empty(currents.shape, dtype=torch.bool)
     for t in range(currents.shape[1]):
         decayed = torch.div(u * neuron.current_factor, DECAY_UNITY, rounding_mode="trunc")
-        if int32_wraps:
-            u = wrap_int(decayed + wrap_int(currents[:, t] << STATE_SHIFT, 32), 32)
-        else:
-            u = decayed + (currents[:, t] << STATE_SHIFT)
+        u = wrap_int(decayed + wrap_int(currents[:, t] << STATE_SHIFT, 32), 32)
         u = torch.where(u > UV_LIMIT, u - 2 * UV_LIMIT, torch.where(u <= -UV_LIMIT, u + 2 * UV_LIMIT, u))
         volt = torch.div(v * neuron.voltage_factor, DECAY_UNITY, rounding_mode="trunc") + u
         if neuron.bias is not None:
             volt = volt + neuron.bias
-        v = (wrap_int(volt, 32) if int32_wraps else volt).clamp(-UV_LIMIT + 1, UV_LIMIT - 1)
+        v = wrap_int(volt, 32).clamp(-UV_LIMIT + 1, UV_LIMIT - 1)
         fired = v > neuron.threshold
         v = v.masked_fill(fired, 0)
         spikes[:, t] = fired
+    return spikes
+
+
+def _lif_float(neuron: Neuron, currents: torch.Tensor, wrap_current: bool) -> torch.Tensor:
+    """The same step on float64 holding integers, when every input is below 2**24: no int32
+    sum can then overflow (|u|, |v| < 2**23 + 2**30), so the int32 wraps are no-ops, and every
+    value is an integer below 2**53, so float64 is exact. `u * (f / 4096)` is exact (f / 4096
+    is a power-of-two fraction and the product has at most 36 significant bits); trunc rounds
+    toward zero as Lava's sign * (|x| >> 12) does. wrap_current: whether the 24-bit wrap of the
+    current can happen at all (the sum over time of the largest input says so)."""
+    current_factor = neuron.current_factor / DECAY_UNITY
+    voltage_factor = neuron.voltage_factor / DECAY_UNITY
+    bias = neuron.bias.to(torch.float64) if neuron.bias is not None else None
+    u = torch.zeros(currents.shape[:1] + currents.shape[2:], dtype=torch.float64)
+    v = torch.zeros_like(u)
+    spikes = torch.empty(currents.shape, dtype=torch.bool)
+    for t in range(currents.shape[1]):
+        u.mul_(current_factor).trunc_().add_(currents[:, t].to(torch.float64), alpha=1 << STATE_SHIFT)
+        if wrap_current:
+            u = torch.where(u > UV_LIMIT, u - 2 * UV_LIMIT, torch.where(u <= -UV_LIMIT, u + 2 * UV_LIMIT, u))
+        v.mul_(voltage_factor).trunc_().add_(u)
+        if bias is not None:
+            v.add_(bias)
+        v.clamp_(-UV_LIMIT + 1, UV_LIMIT - 1)
+        fired = torch.gt(v, neuron.threshold, out=spikes[:, t])
+        v.masked_fill_(fired, 0)
     return spikes
 
 
@@ -288,7 +323,7 @@ def emulate(path, x, input_shape=None, input_message_bits: int = 0, num_layers=N
     network: the result of `read_network` to reuse across batches. on_layer(layer, inputs,
     outputs) sees each layer's input and output spikes, (N, T, ...), e.g. to count activity."""
     x = torch.as_tensor(x)
-    first_shape, layers = network or read_network(path, input_shape or tuple(x.shape[1:-1]),
+    _, layers = network or read_network(path, input_shape or tuple(x.shape[1:-1]),
                                                   num_layers, skip_layers)
     graded = input_message_bits > 0
     # time second: (N, T, ...)
