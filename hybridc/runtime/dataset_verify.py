@@ -146,7 +146,6 @@ def verify_dataset(build_dir, data: str = "synthetic", samples: int = 8, backend
     workers/address: split the samples across Ray tasks (see runtime/distributed.py); the
     report is the serial run's, sample for sample, plus the number of workers."""
     from .distributed import wants_ray
-
     from .stages import check_backend
 
     check_backend(backend)
