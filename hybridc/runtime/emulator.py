@@ -254,30 +254,34 @@ def _conv_currents(layer: Layer, spikes: torch.Tensor, graded: bool) -> torch.Te
     dtype = torch.float32 if largest < 2 ** 24 else torch.float64
     out = F.conv2d(s.reshape(n * t, *spikes.shape[2:]).to(dtype), layer.weight.to(dtype), stride=layer.stride,
                    padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
-    out = out.to(torch.int64)  # truncation, as `.astype(int32)` of the float result
-    if largest >= 2 ** 23:
-        out = wrap_int(out, 24)
-    return out.reshape(n, t, *out.shape[1:])
+    if graded or largest >= 2 ** 23:  # truncation as `.astype(int32)`, then Lava's 24-bit clamp
+        out = wrap_int(out.to(torch.int64), 24)
+    return out.reshape(n, t, *out.shape[1:])  # binary input: already exact integers, kept in float
 
 
 def _lif(neuron: Neuron, currents: torch.Tensor) -> torch.Tensor:
-    """(N, T, ...) integer synaptic input arriving each step -> (N, T, ...) bool spikes."""
+    """(N, T, ...) integer synaptic input (int64 or integer-valued float) computed each step
+    -> (N, T, ...) bool spikes. The synapse sends at step t what it computed at t-1 (its
+    buffer starts at 0): the neuron at step t integrates currents[:, t - 1]."""
+    currents = currents[:, :-1]
     peak = currents.abs().amax(dim=[d for d in range(currents.dim()) if d != 1]) if currents.numel() else None
     if peak is None or int(peak.max()) < 1 << 24:
-        return _lif_float(neuron, currents, wrap_current=int(peak.sum()) << STATE_SHIFT >= UV_LIMIT
-                          if peak is not None else False)
+        wrap_current = peak is not None and int(peak.sum()) << STATE_SHIFT >= UV_LIMIT
+        return _lif_float(neuron, currents, wrap_current)
     return _lif_int(neuron, currents)
 
 
 def _lif_int(neuron: Neuron, currents: torch.Tensor) -> torch.Tensor:
-    """Lava's LIF step by step in int64, every int32 wrap-around of numpy made explicit."""
+    """Lava's LIF step by step in int64, every int32 wrap-around of numpy made explicit.
+    currents[:, t - 1] arrives at step t (see `_lif`)."""
     currents = currents.to(torch.int64)
     u = torch.zeros(currents.shape[:1] + currents.shape[2:], dtype=torch.int64)
     v = torch.zeros_like(u)
-    spikes = torch.empty(currents.shape, dtype=torch.bool)
-    for t in range(currents.shape[1]):
+    spikes = torch.empty((currents.shape[0], currents.shape[1] + 1, *currents.shape[2:]), dtype=torch.bool)
+    for t in range(spikes.shape[1]):
+        arriving = currents[:, t - 1] if t else torch.zeros_like(u)
         decayed = torch.div(u * neuron.current_factor, DECAY_UNITY, rounding_mode="trunc")
-        u = wrap_int(decayed + wrap_int(currents[:, t] << STATE_SHIFT, 32), 32)
+        u = wrap_int(decayed + wrap_int(arriving << STATE_SHIFT, 32), 32)
         u = torch.where(u > UV_LIMIT, u - 2 * UV_LIMIT, torch.where(u <= -UV_LIMIT, u + 2 * UV_LIMIT, u))
         volt = torch.div(v * neuron.voltage_factor, DECAY_UNITY, rounding_mode="trunc") + u
         if neuron.bias is not None:
@@ -301,9 +305,11 @@ def _lif_float(neuron: Neuron, currents: torch.Tensor, wrap_current: bool) -> to
     bias = neuron.bias.to(torch.float64) if neuron.bias is not None else None
     u = torch.zeros(currents.shape[:1] + currents.shape[2:], dtype=torch.float64)
     v = torch.zeros_like(u)
-    spikes = torch.empty(currents.shape, dtype=torch.bool)
-    for t in range(currents.shape[1]):
-        u.mul_(current_factor).trunc_().add_(currents[:, t].to(torch.float64), alpha=1 << STATE_SHIFT)
+    spikes = torch.empty((currents.shape[0], currents.shape[1] + 1, *currents.shape[2:]), dtype=torch.bool)
+    for t in range(spikes.shape[1]):
+        u.mul_(current_factor).trunc_()
+        if t:
+            u.add_(currents[:, t - 1], alpha=1 << STATE_SHIFT)
         if wrap_current:
             u = torch.where(u > UV_LIMIT, u - 2 * UV_LIMIT, torch.where(u <= -UV_LIMIT, u + 2 * UV_LIMIT, u))
         v.mul_(voltage_factor).trunc_().add_(u)
@@ -336,8 +342,6 @@ def emulate(path, x, input_shape=None, input_message_bits: int = 0, num_layers=N
             if layer.flatten_before or (layer.kind == "dense" and tensor.dim() > 3):
                 tensor = tensor.reshape(*tensor.shape[:2], -1)
             currents = (_conv_currents if layer.kind == "conv" else _dense_currents)(layer, tensor, graded)
-            # the synapse sends at step t what it accumulated at t-1 (its buffer starts at 0)
-            currents = torch.cat([torch.zeros_like(currents[:, :1]), currents[:, :-1]], dim=1)
         inputs, tensor = tensor, _lif(layer.neuron, currents)
         if on_layer is not None:
             on_layer(layer, inputs, tensor)
