@@ -103,7 +103,8 @@ def _neuron(group, out_shape, bias) -> Neuron:
         kind = (kind.reshape(-1)[0] if hasattr(kind, "reshape") else kind)
         kind = kind.decode() if isinstance(kind, bytes) else str(kind)
         if kind not in ("CUBA", "LOIHI"):
-            raise ArtifactError(f"Layer {group.name}: neuron type {kind}; the emulator runs CUBA (LIF) neurons only.")
+            raise ArtifactError(f"Layer {group.name} has {kind} neurons; the emulator runs CUBA (LIF) layers "
+                                "only. Run this build with --backend lava (Lava's simulator).")
     du = _scalar(config["iDecay"]) - 1
     dv = _scalar(config["vDecay"])
     bias_term = None
@@ -361,9 +362,16 @@ def run_stage(stage, build_dir: Path, x: torch.Tensor, progress=None) -> torch.T
 
     check_input(stage, x)
     spec = stage.inputs[0]
+    if spec.graded or stage.outputs[0].graded:
+        raise ArtifactError(f"Stage `{stage.name}` exchanges graded (sigma-delta) values; the emulator runs CUBA "
+                            "(LIF) layers only. Run this build with --backend lava (Lava's simulator).")
     steps = x.shape[-1]
     delay = stage.delay or 0
     network = read_network(Path(build_dir) / stage.artifact, spec.pytorch_shape()[:-1])
+    if any(layer.kind == "input" for layer in network[1]):
+        raise ArtifactError(f"Stage `{stage.name}` starts with an input layer that has a neuron, which hybridc's "
+                            "Lava runner feeds directly; the emulator runs CUBA (LIF) layers only. Run this build "
+                            "with --backend lava (Lava's simulator).")
     widest = max(int(np.prod(layer.out_shape)) for layer in network[1])
     widest = max(widest, int(np.prod(x.shape[1:-1])))
     batch = _batches(x.shape[0], widest * (steps + delay) * 4)
