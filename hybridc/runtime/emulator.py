@@ -95,9 +95,8 @@ def _pair(value) -> tuple:
 DEFAULT_NEURON = {"iDecay": 0, "vDecay": 4096, "vThMant": 1 << 18 - 1}
 
 
-def _neuron(group, out_shape, bias) -> Neuron:
-    config = ({key: group["neuron"][key][()] for key in ("iDecay", "vDecay", "vThMant")}
-              if "neuron" in group else DEFAULT_NEURON)
+def _check_cuba(group) -> None:
+    """Refuse, with the reason, a layer whose neurons are not CUBA (sigma-delta, RF, ...)."""
     if "neuron" in group and "type" in group["neuron"]:
         kind = group["neuron"]["type"][()]
         kind = (kind.reshape(-1)[0] if hasattr(kind, "reshape") else kind)
@@ -105,6 +104,12 @@ def _neuron(group, out_shape, bias) -> Neuron:
         if kind not in ("CUBA", "LOIHI"):
             raise ArtifactError(f"Layer {group.name} has {kind} neurons; the emulator runs CUBA (LIF) layers "
                                 "only. Run this build with --backend lava (Lava's simulator).")
+
+
+def _neuron(group, out_shape, bias) -> Neuron:
+    _check_cuba(group)
+    config = ({key: group["neuron"][key][()] for key in ("iDecay", "vDecay", "vThMant")}
+              if "neuron" in group else DEFAULT_NEURON)
     du = _scalar(config["iDecay"]) - 1
     dv = _scalar(config["vDecay"])
     bias_term = None
@@ -177,6 +182,7 @@ def read_network(path, input_shape=None, num_layers=None, skip_layers: int = 0):
 def _conv(group, name, in_shape) -> Layer:
     if in_shape is None:
         raise ArtifactError(f"{name}: the input shape could not be inferred; pass input_shape (C, H, W).")
+    _check_cuba(group)
     weight = group["weight"][()].astype(int)
     weight = weight.reshape(weight.shape[:4])  # (Cout, Cin/groups, kH, kW), PyTorch order
     out = tuple(int(v) for v in group["shape"][()])
@@ -193,6 +199,7 @@ def _conv(group, name, in_shape) -> Layer:
 
 
 def _dense(group, name) -> Layer:
+    _check_cuba(group)
     from lava.utils.weightutils import (
         clip_weights,
         determine_sign_mode,
