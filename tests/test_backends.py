@@ -47,7 +47,7 @@ def test_run_backends_give_the_same_output(s2a4_build, tmp_path):
 
 
 def _verify(build, json_path, samples=16):
-    return subprocess.run([*CLI, "verify", str(build), "--samples", str(samples), "--backend", "emulate",
+    return subprocess.run([*CLI, "verify", str(build), "--samples", str(samples), "--backend", "emulate", "--trust-source",
                            "--json", str(json_path)], capture_output=True, text=True, timeout=300)
 
 
