@@ -30,12 +30,13 @@ def load(path):
         return _load(path)
 
 
-def run(compiled, x, return_stages=False):
-    """Run a build as deployed: Lava fixed-point for loihi, onnxruntime for jetson."""
+def run(compiled, x, return_stages=False, backend="lava"):
+    """Run a build as deployed: Lava fixed-point (backend="lava") or hybridc's batched
+    emulator of it (backend="emulate") for loihi, onnxruntime for jetson."""
     from .runtime.run import run as _run
 
     with reporting("run", passing=()):
-        return _run(compiled, x, return_stages=return_stages)
+        return _run(compiled, x, return_stages=return_stages, backend=backend)
 
 
 def pipeline(build, samples, backend="lava", window=4, stats=None):
@@ -47,12 +48,23 @@ def pipeline(build, samples, backend="lava", window=4, stats=None):
     return _pipeline(build, samples, backend, window, stats=stats)
 
 
-def verify(compiled, x):
-    """Parity figures between an in-memory compile and its PyTorch model on `x`."""
-    from .runtime.verify import verify as _verify
-
+def verify(compiled, x=None, data=None, samples=8, backend="lava", batch_size=16):
+    """Compare an in-memory compile's artifacts with its PyTorch model: on the tensor `x`
+    (a Parity), or on `samples` samples of `data` ("synthetic", "dvsgesture:PATH"; a Report
+    as `hybridc verify` prints). backend: "lava" or "emulate" runs the Loihi stage."""
     with reporting("verify", passing=()):
-        return _verify(compiled, x)
+        if x is not None:
+            from .runtime.verify import verify as _verify
+
+            return _verify(compiled, x, backend=backend)
+        from .errors import ArtifactError
+        from .runtime.dataset_verify import verify_dataset
+
+        if getattr(compiled, "module", None) is None:
+            raise ArtifactError("hybridc.verify(compiled, data=...) needs the result of hybridc.compile(...) (its "
+                                "in-memory model is the reference); for a build on disk run `hybridc verify BUILD`.")
+        return verify_dataset(compiled, data or "synthetic", samples, backend, batch_size,
+                              reference=(compiled.module, compiled.fx_partitions))
 
 
 def inspect(compiled):

@@ -29,6 +29,8 @@ def spikes(*shape, density=0.25, seed=0):
 def assert_deploys_exactly(model, x, tmp_path, target="loihi+jetson", min_cut_rate=0.01):
     """The three parity checks every compiled model must pass, against real Lava and onnxruntime."""
     import hybridc
+    from hybridc.errors import ArtifactError
+    from hybridc.runtime.emulator import run_stage as emulate_stage
     from hybridc.runtime.stages import run_stage
     from hybridc.runtime.verify import reference_stages
 
@@ -43,6 +45,14 @@ def assert_deploys_exactly(model, x, tmp_path, target="loihi+jetson", min_cut_ra
     lava = run_stage(snn, loaded.directory, x)
     assert lava.shape == cut.shape
     assert torch.equal(lava, cut), f"{(lava != cut).sum()} of {cut.numel()} spikes differ"
+    # 1b. The batched emulator, reading only the artifact, equals Lava entry for entry
+    #     (it runs CUBA layers; other neuron models must be refused, with the reason).
+    try:
+        emulated = emulate_stage(snn, loaded.directory, x)
+    except ArtifactError as exc:
+        assert "the emulator runs CUBA (LIF) layers only" in str(exc)
+    else:
+        assert torch.equal(emulated, lava), f"emulator: {(emulated != lava).sum()} of {lava.numel()} spikes differ"
     # 2. The ONNX stage fed PyTorch's cut tensor equals the PyTorch dense half.
     onnx_out = run_stage(ann, loaded.directory, cut)
     with torch.no_grad():

@@ -134,4 +134,6 @@ def test_trained_checkpoint_compiles_and_verifies_in_lava(trained, tmp_path):
                                "--backend", "emulate", "--json", str(tmp_path / "e.json")],
                               capture_output=True, text=True, timeout=600)
     assert emulated.returncode == 0, emulated.stderr
-    assert json.loads((tmp_path / "e.json").read_text())["argmax_agreement"] == 1.0
+    emulate_report = json.loads((tmp_path / "e.json").read_text())
+    assert emulate_report["backend"] == "emulate" and emulate_report["spike_match"] == 1.0
+    assert emulate_report["argmax_agreement"] == 1.0

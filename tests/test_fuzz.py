@@ -1,8 +1,8 @@
 """Differential fuzzing: every random hybrid model, for every target pair, either compiles
-and then matches PyTorch (loihi + jetson/cpu exactly: Lava spikes 100%, deployed output
-within 1e-4, same argmax; nir: spikes close; int8: Lava exact at the cut, output finite)
-or is refused with a hybridc.errors subclass. Anything else, a raw exception included,
-is a bug.
+and then matches PyTorch (loihi + jetson/cpu exactly: Lava spikes 100%, the emulator's spikes
+equal to Lava's, deployed output within 1e-4, same argmax, the emulate backend's output equal
+to Lava's; nir: spikes close; int8: Lava exact at the cut, output finite) or is refused with a
+hybridc.errors subclass. Anything else, a raw exception included, is a bug.
 
 Fast profile in `make test` (HYBRIDC_FUZZ_EXAMPLES, default 20, derandomized);
 `make fuzz` runs the long profile and writes the counts to fuzz_report.json.
@@ -22,7 +22,7 @@ from fuzz_models import Spec, build, specs
 from hypothesis import HealthCheck, given, settings
 
 import hybridc
-from hybridc.errors import HybridcError
+from hybridc.errors import ArtifactError, HybridcError
 from hybridc.runtime.stages import run_stage
 from hybridc.runtime.verify import reference_stages, spike_agreement
 
@@ -63,6 +63,14 @@ def check(spec):
             FIGURES[spec.target].append(agreement["dice"])
             assert agreement["dice"] >= NIR_MIN_DICE, f"NIR spikes agree only {agreement}: {spec}"
         deployed = hybridc.run(compiled.directory, x)
+        if spiking == "loihi":
+            try:
+                emulated = run_stage(snn, compiled.directory, x, backend="emulate")
+            except ArtifactError as exc:  # sigma-delta and RF builds run in Lava only, refused with the reason
+                assert "the emulator runs CUBA (LIF) layers only" in str(exc), spec
+            else:
+                assert torch.equal(emulated, spikes), f"emulator differs from Lava in {(emulated != spikes).sum()}: {spec}"
+                assert torch.equal(hybridc.run(compiled.directory, x, backend="emulate"), deployed), f"emulate: {spec}"
         with torch.no_grad():
             expected = model(x)
         assert deployed.shape == expected.shape and bool(torch.isfinite(deployed).all()), spec

@@ -118,6 +118,8 @@ def run(
     build: Path = typer.Argument(..., help="Build directory written by `hybridc compile`."),
     input: Path = typer.Option(..., "--input", "-i", help=".npy spikes, PyTorch layout (N, ..., T)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to save outputs (.npy)."),
+    backend: str = typer.Option("lava", help="lava (Lava's bit-accurate simulator) or emulate (hybridc's "
+                                             "batched bit-exact emulator of it) for the loihi stage."),
 ):
     """Run a build as deployed: Lava fixed-point for loihi, onnxruntime for jetson."""
     console = _console()
@@ -144,7 +146,7 @@ def run(
         compiled = load(build)
         with Progress(transient=True, console=console) as progress:
             task = progress.add_task("running", total=int(x.shape[0]) if x.ndim else 1)
-            y = run_build(compiled, x, progress=lambda: progress.advance(task))
+            y = run_build(compiled, x, progress=lambda: progress.advance(task), backend=backend)
         y = y.numpy()
         if output:
             try:

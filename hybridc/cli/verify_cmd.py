@@ -23,7 +23,8 @@ def verify(
     build: Path = typer.Argument(..., help="Build directory written by `hybridc compile`."),
     data: str = typer.Option("synthetic", help="synthetic or dvsgesture:PATH (the test split is used)."),
     samples: int = typer.Option(8, help="How many samples to run."),
-    backend: str = typer.Option("lava", help="lava (bit-accurate, slow) or emulate (slayer fixed point, fast)."),
+    backend: str = typer.Option("lava", help="lava (Lava's simulator, slow) or emulate (hybridc's batched "
+                                             "bit-exact emulator of Lava on the same netx file, fast)."),
     batch_size: int = typer.Option(16, help="Samples per batch (emulate and onnxruntime)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON here."),
     workers: Optional[int] = typer.Option(None, help="Split the samples across a local Ray with this many workers."),
@@ -62,7 +63,7 @@ def verify(
         table.add_column("value", justify="right")
         for key, value in report.as_dict().items():
             if key not in ("backend", "samples"):
-                shown = ("n/a (emulate runs PyTorch's spiking half)" if value is None
+                shown = ("n/a (no spiking stage)" if value is None
                          else f"{value:.6g}" if isinstance(value, float) else str(value))
                 table.add_row(key, shown)
         console.print(table)

@@ -110,7 +110,7 @@ def explore(path, splits, intervals, out, entry_args=None, data="synthetic", sam
                 compiled = compile_model(model, example_input, "loihi+jetson", out / "candidates" / name,
                                          force=True)
                 profile = profile_build(compiled.directory, data, samples, device_profile, jetson, link,
-                                        measure=False, reference=compiled.module)
+                                        measure=False)
         except HybridcError as exc:
             row.refused = f"{type(exc).__name__}: {str(exc)[:200]}"
             continue

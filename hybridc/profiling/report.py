@@ -1,8 +1,9 @@
 """`hybridc profile`: per stage and in total, what one inference costs.
 
 Sizes come from the artifacts (netx HDF5, ONNX); activity (spikes, synaptic ops) from
-running samples through the model (slayer's fixed-point forward, which `hybridc
-verify` proves equal to Lava); energy and time from the per-operation figures of a
+running samples through the Loihi stage's netx file in hybridc's bit-exact emulator of
+Lava (runtime/emulator.py), so any build profiles, even one compiled from Python;
+energy and time from the per-operation figures of a
 device profile. Every figure is an estimate from those inputs, not a measurement on
 hardware, except the onnxruntime latency, which is measured on this machine.
 """
@@ -43,32 +44,39 @@ class Profile:
 
 
 @torch.no_grad()
-def _activity(manifest, layers, data, samples, seed=0, gm=None, files=None):
-    """Average spikes and synaptic ops per inference for each Loihi layer, from a run."""
+def _activity(compiled, stage, layers, data, samples, seed=0, batch_size=16):
+    """Average spikes and synaptic ops per inference for each Loihi layer, from the emulator
+    running the stage's netx file (what ships) for T + one step per layer, as the chip would."""
     from ..data import open_dataset
-    from ..frontend.capture import run_capturing
-    from ..passes.tag_targets import is_spiking_node
-    from ..runtime.dataset_verify import _input_geometry, rebuild_reference
+    from ..runtime.dataset_verify import _input_geometry
+    from ..runtime.emulator import emulate, read_network
 
-    if gm is None:
-        gm, _ = rebuild_reference(manifest, files)
-    size, timesteps = _input_geometry(manifest)
+    size, timesteps = _input_geometry(compiled.manifest)
     dataset = open_dataset(data, train=False, size=size, timesteps=timesteps, samples=samples, seed=seed)
     count = min(samples, len(dataset))
-    x = torch.stack([dataset[i][0] for i in range(count)])
-    _, values = run_capturing(gm, x)
-    lowered = [n for n in gm.graph.nodes if is_spiking_node(gm, n)
-               and type(gm.get_submodule(n.target)).__name__ in ("Conv", "Dense", "Pool")]
-    if len(lowered) != len(layers):
-        raise InputError(f"The model has {len(lowered)} spiking layers but the netx file {len(layers)}; recompile.")
+    network = read_network(compiled.directory / stage.artifact, stage.inputs[0].pytorch_shape()[:-1])
+    emulated = [layer for layer in network[1] if layer.kind != "input"]
+    if len(emulated) != len(layers):
+        raise InputError(f"The netx file has {len(emulated)} layers to run but {len(layers)} to count; recompile.")
+    totals = {id(layer): {"spikes_in": 0.0, "spikes_out": 0.0, "counts": 0.0} for layer in emulated}
+
+    def tally(layer, inputs, outputs):  # (N, T, ...) spikes in and out of one layer
+        entry = totals[id(layer)]
+        entry["spikes_in"] += float(inputs.sum())
+        entry["spikes_out"] += float(outputs.sum())
+        entry["counts"] = entry["counts"] + inputs.sum((0, 1)).double()
+
+    for start in range(0, count, batch_size):
+        x = torch.stack([dataset[i][0] for i in range(start, min(start + batch_size, count))])
+        drained = torch.cat([x, torch.zeros(*x.shape[:-1], len(layers), dtype=x.dtype)], dim=-1)
+        emulate(None, drained, network=network, on_layer=tally)
     rows = []
-    for node, layer in zip(lowered, layers):
-        source = node.args[0]
-        inputs = values[source.name] if source.op != "placeholder" else x
-        in_shape = tuple(inputs.shape[1:-1])
-        synops = sum(loihi_counts.synaptic_ops(layer, in_shape, inputs[i]) for i in range(count)) / count
-        rows.append({"spikes_in": float(inputs.sum()) / count, "spikes_out": float(values[node.name].sum()) / count,
-                     "synops": synops})
+    for layer, counted in zip(emulated, layers):
+        entry = totals[id(layer)]
+        in_shape = tuple(entry["counts"].shape)
+        synops = loihi_counts.synaptic_ops(counted, in_shape, entry["counts"].float())
+        rows.append({"spikes_in": entry["spikes_in"] / count, "spikes_out": entry["spikes_out"] / count,
+                     "synops": synops / count})
     return rows, count
 
 
@@ -76,8 +84,8 @@ def _activity(manifest, layers, data, samples, seed=0, gm=None, files=None):
 def profile_build(build_dir, data: str = "synthetic", samples: int = 16, device_profile=None,
                   jetson: str = None, link: str = None, measure: bool = True, reference=None,
                   files=None) -> Profile:
-    """reference: the traced model (compiled.module) when the build cannot be rebuilt from its source;
-    files: a ReferenceFiles saying which model file may be imported to rebuild it."""
+    """Needs only the build: activity comes from emulating its Loihi stage, so no source model
+    is imported; `reference` and `files` are accepted for callers that still pass them."""
     if samples < 1:
         raise InputError(f"--samples must be at least 1, got {samples}.")
     compiled = load(build_dir)
@@ -107,7 +115,7 @@ def profile_build(build_dir, data: str = "synthetic", samples: int = 16, device_
         with parsing(path, "a netx HDF5 network", stage.name):
             layers = loihi_counts.read_layers(path, stage.inputs[0].pytorch_shape()[:-1],
                                               chip["neurons_per_core"], chip["synapses_per_core"])
-        activity, result.samples = _activity(manifest, layers, data, samples, gm=reference, files=files)
+        activity, result.samples = _activity(compiled, stage, layers, data, samples)
         steps = T + len(layers)  # the last output leaves the pipeline after one step per layer
         rows = []
         busiest_step = 0.0

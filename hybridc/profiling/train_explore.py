@@ -105,7 +105,7 @@ def _train_compile_profile(row, history, split, interval, settings, folder, repo
     compiled = compile_model(model.eval(), example_input, "loihi+jetson", Path(settings.out) / "candidates" / row.name,
                              force=True, source_path=source, source_sha256=digest, recipe=recipe)
     profile = profile_build(compiled.directory, settings.data, settings.samples, settings.device_profile,
-                            settings.jetson, settings.link, measure=False, reference=compiled.module)
+                            settings.jetson, settings.link, measure=False)
     fill_costs(row, profile)
     row.accuracy = _accuracy(compiled, settings.data, settings.samples)
 

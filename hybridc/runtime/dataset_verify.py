@@ -2,10 +2,10 @@
 model it was compiled from, and report how far apart they are.
 
 The reference model is rebuilt from what the manifest records (source file, entry,
-arguments, weights, each checked by sha256). Two backends run the deployment:
-  lava     the Loihi stage in Lava's bit-accurate simulator (seconds per sample), then onnxruntime;
-  emulate  slayer's batched fixed-point forward for the spiking stage, then onnxruntime.
-`lava` on a subset is what proves `emulate` exact; `emulate` then covers a whole test set.
+arguments, weights, each checked by sha256). Two backends run the artifact in the build:
+  lava     the Loihi stage's netx HDF5 in Lava's bit-accurate simulator (seconds per sample);
+  emulate  the same file in hybridc's batched emulator of Lava (runtime/emulator.py, bit-exact);
+then the dense stage in onnxruntime. Both compare their spikes at the cut with PyTorch's.
 """
 
 import json
@@ -17,7 +17,7 @@ from typing import Optional
 
 import torch
 
-from ..build.compiled import load
+from ..build.compiled import CompiledModel, load
 from ..errors import ArtifactError, InputError
 from ..targets.registry import domain_of
 from .stages import run_stage
@@ -28,7 +28,7 @@ from .verify import reference_stages
 class Report:
     backend: str
     samples: int
-    spike_match: Optional[float]  # fraction of equal entries at the cut (None: emulate compares nothing there)
+    spike_match: Optional[float]  # fraction of equal entries at the cut (None: no spiking stage)
     argmax_agreement: float
     max_abs_err: float
     accuracy_reference: float
@@ -140,21 +140,22 @@ def verify_dataset(build_dir, data: str = "synthetic", samples: int = 8, backend
                    batch_size: int = 16, progress=None, seed: int = 0, reference=None,
                    workers: Optional[int] = None, address: Optional[str] = None,
                    files: Optional[ReferenceFiles] = None) -> Report:
-    """reference: (traced model, partitions) when the build cannot be rebuilt from its source;
-    files: which model file to import to rebuild it (none unless named or trusted).
+    """build_dir: a build directory or a CompiledModel. reference: (traced model, partitions)
+    when the build cannot be rebuilt from its source; files: which model file to import to
+    rebuild it (none unless named or trusted).
     workers/address: split the samples across Ray tasks (see runtime/distributed.py); the
     report is the serial run's, sample for sample, plus the number of workers."""
     from .distributed import wants_ray
+    from .stages import check_backend
 
-    if backend not in ("lava", "emulate"):
-        raise InputError(f"Unknown backend `{backend}`; use lava or emulate.")
+    check_backend(backend)
     if samples < 1 or batch_size < 1:
         raise InputError(f"--samples and --batch-size must be at least 1 (got {samples} and {batch_size}).")
     distributed = wants_ray(workers, address)
     if distributed and reference is not None:
         raise InputError("Verifying on Ray rebuilds the reference model from the build's source file on "
                          "each worker; call verify_dataset without `reference` (or without workers).")
-    compiled = load(build_dir)
+    compiled = build_dir if isinstance(build_dir, CompiledModel) else load(build_dir)
     manifest = compiled.manifest
     # first: a changed source file is the likelier mistake than the data
     gm, partitions = reference if reference is not None else rebuild_reference(manifest, files)
@@ -169,7 +170,7 @@ def verify_dataset(build_dir, data: str = "synthetic", samples: int = 8, backend
         used = min(count, workers or cluster_cpus(connect(workers, address)))
         size = min(batch_size, -(-count // used))  # small tasks: an even spread and a live progress bar
         files = _absolute(files or ReferenceFiles())  # workers may start elsewhere
-        jobs = [(str(Path(build_dir).resolve()), data, samples, seed, start, min(start + size, count), backend,
+        jobs = [(str(compiled.directory.resolve()), data, samples, seed, start, min(start + size, count), backend,
                  batch_size, files) for start in range(0, count, size)]
         parts = run_tasks(_verify_slice, jobs, workers, address,
                           done=(lambda part: progress(part[1])) if progress else None)
@@ -177,7 +178,7 @@ def verify_dataset(build_dir, data: str = "synthetic", samples: int = 8, backend
     else:
         tally = _verify_range(compiled, gm, partitions, dataset, 0, count, backend, batch_size, progress)
     quantized = any(stage.quantization for stage in manifest.stages)
-    spike_match = None if backend == "emulate" or not tally.entries else tally.equal / tally.entries
+    spike_match = tally.equal / tally.entries if tally.entries else None
     return Report(backend, count, spike_match, tally.agree / count, tally.worst,
                   tally.right_ref / count, tally.right_dep / count, tally.elapsed / count,
                   (tally.right_dep - tally.right_ref) / count, quantized, used)
@@ -218,22 +219,16 @@ def _verify_range(compiled, gm, partitions, dataset, start, stop, backend, batch
         items = [dataset[i] for i in range(first, min(first + batch_size, stop))]
         x = torch.stack([item[0] for item in items])
         labels = torch.tensor([item[1] for item in items])
-        began = time.perf_counter()
         reference = reference_stages(gm, partitions, x)
-        reference_seconds = time.perf_counter() - began
         began = time.perf_counter()
         tensor = x
-        for i, stage in enumerate(stages):
+        for stage in stages:
+            tensor = run_stage(stage, compiled.directory, tensor, backend=backend)
             if domain_of(stage.target) == "spiking":
-                tensor = reference[stage.name] if backend == "emulate" else run_stage(stage, compiled.directory, x)
                 cut = reference[stage.name]
                 tally.equal += int((tensor == cut).sum())
                 tally.entries += cut.numel()
-            else:
-                tensor = run_stage(stage, compiled.directory, tensor)
         tally.elapsed += time.perf_counter() - began
-        if backend == "emulate":  # its spiking stage *is* slayer's forward, computed above
-            tally.elapsed += reference_seconds
         expected = reference["output"]
         tally.worst = max(tally.worst, float((tensor - expected).abs().max()))
         tally.agree += int((tensor.argmax(-1) == expected.argmax(-1)).sum())

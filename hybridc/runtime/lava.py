@@ -20,25 +20,30 @@ def from_netx(y: np.ndarray) -> torch.Tensor:
     return t.permute(0, 3, 2, 1, 4) if t.dim() == 5 else t
 
 
-def run_stage(stage: Stage, build_dir: Path, x: torch.Tensor, progress=None) -> torch.Tensor:
-    """Runs each sample through Lava's bit-accurate fixed-point simulator."""
+def check_input(stage: Stage, x: torch.Tensor) -> None:
+    """A loihi stage takes unary spikes of the shape it was compiled for (PyTorch layout)."""
     spec = stage.inputs[0]
     expected = tuple(spec.shape[:-1])
-    data = to_netx(x)
-    if x.dim() not in (3, 5) or data.shape[1:-1] != expected:
+    if x.dim() not in (3, 5) or tuple(to_netx(x[:1]).shape[1:-1]) != expected:
         raise InputError(
             f"Stage `{stage.name}` (loihi) expects spikes of PyTorch shape (N, "
             f"{', '.join(map(str, spec.pytorch_shape()[:-1]))}, T), got {tuple(x.shape)}."
         )
+    if not spec.graded and not bool(((x == 0) | (x == 1)).all()):
+        values = torch.unique(x)
+        raise InputError(
+            f"Stage `{stage.name}` (loihi) receives unary spikes, but the input holds values "
+            f"{values[:6].tolist()}...; binarise it (e.g. `(x > 0).float()`)."
+        )
+
+
+def run_stage(stage: Stage, build_dir: Path, x: torch.Tensor, progress=None) -> torch.Tensor:
+    """Runs each sample through Lava's bit-accurate fixed-point simulator."""
+    check_input(stage, x)
+    spec = stage.inputs[0]
+    data = to_netx(x)
     if spec.graded:
         data = to_graded(spec.graded, data)
-    else:
-        values = torch.unique(x)
-        if not bool(((values == 0) | (values == 1)).all()):
-            raise InputError(
-                f"Stage `{stage.name}` (loihi) receives unary spikes, but the input holds values "
-                f"{values[:6].tolist()}...; binarise it (e.g. `(x > 0).float()`)."
-            )
     outputs = []
     for i in range(data.shape[0]):
         outputs.append(simulate(Path(build_dir) / stage.artifact, data[i], stage.delay,
@@ -80,9 +85,10 @@ def import_lava_runtime():
         multiprocessing.set_start_method = original
 
 
-def simulate(net_path: Path, sample: np.ndarray, delay: int, input_shape=None) -> np.ndarray:
+def simulate(net_path: Path, sample: np.ndarray, delay: int, input_shape=None, **network_options) -> np.ndarray:
     """One sample (netx layout, time last) through netx under Loihi2SimCfg(fixed_pt).
-    Returns the output spikes aligned with PyTorch's (shifted back by `delay`)."""
+    Returns the output spikes aligned with PyTorch's (shifted back by `delay`).
+    network_options: further `netx.hdf5.Network` arguments (num_layers, skip_layers, ...)."""
     import_lava_runtime()
     from lava.lib.dl import netx
     from lava.magma.core.run_conditions import RunSteps
@@ -92,7 +98,8 @@ def simulate(net_path: Path, sample: np.ndarray, delay: int, input_shape=None) -
     steps = sample.shape[-1]
     with parsing(net_path, "a netx HDF5 network taking the manifest's input shape"):
         net = netx.hdf5.Network(net_config=str(net_path),
-                                input_shape=input_shape if len(input_shape) == 3 else None)
+                                input_shape=input_shape if input_shape and len(input_shape) == 3 else None,
+                                **network_options)
         pad = len(net) + delay + 1  # let the last spikes drain through every layer
         padded = np.concatenate([sample, np.zeros(sample.shape[:-1] + (pad,))], axis=-1)
         source = io.source.RingBuffer(data=padded)

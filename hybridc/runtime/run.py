@@ -10,11 +10,15 @@ from ..errors import InputError, reporting
 from .stages import run_stage
 
 
-def run(compiled, x, return_stages: bool = False, progress=None):
+def run(compiled, x, return_stages: bool = False, progress=None, backend: str = "lava"):
     """Execute `compiled` (a CompiledModel or a build directory) on input `x`
     (PyTorch layout, batch first, time last). The loihi stage runs in Lava's
-    fixed-point simulator, the jetson stage in onnxruntime. Returns the final
-    output as a torch tensor, or (output, {stage name: output}) with return_stages."""
+    fixed-point simulator (backend "lava") or hybridc's batched emulator of it
+    ("emulate"), the jetson stage in onnxruntime. Returns the final output as a
+    torch tensor, or (output, {stage name: output}) with return_stages."""
+    from .stages import check_backend
+
+    check_backend(backend)
     if not isinstance(compiled, CompiledModel):
         compiled = load(Path(compiled))
     if isinstance(x, np.ndarray):
@@ -36,6 +40,6 @@ def run(compiled, x, return_stages: bool = False, progress=None):
     per_stage = {}
     for stage in compiled.manifest.stages:
         with reporting(f"running stage `{stage.name}` ({stage.artifact}) on {stage.target}"):
-            tensor = run_stage(stage, compiled.directory, tensor, progress=progress)
+            tensor = run_stage(stage, compiled.directory, tensor, progress=progress, backend=backend)
         per_stage[stage.name] = tensor
     return (tensor, per_stage) if return_stages else tensor

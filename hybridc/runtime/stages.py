@@ -4,15 +4,26 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ArtifactError
+from ..errors import ArtifactError, InputError
 from ..manifest import Stage
 from ..targets.registry import get_runner
 
+# lava: each target's own simulator or runtime (Lava fixed_pt for netx, onnxruntime for ONNX);
+# emulate: a target's registered batched emulator of that simulator where it has one.
+BACKENDS = ("lava", "emulate")
 
-def run_stage(stage: Stage, build_dir: Path, x: torch.Tensor, progress=None):
-    """Stage output for input `x` (PyTorch layout, batch first): Lava for a netx stage,
-    onnxruntime for an ONNX stage."""
-    runner = get_runner(stage.target)
+
+def check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise InputError(f"Unknown backend `{backend}`; use {' or '.join(BACKENDS)} (lava: Lava's bit-accurate "
+                         "simulator, one sample at a time; emulate: hybridc's batched bit-exact emulator of it).")
+    return backend
+
+
+def run_stage(stage: Stage, build_dir: Path, x: torch.Tensor, progress=None, backend: str = "lava"):
+    """Stage output for input `x` (PyTorch layout, batch first): Lava (or its emulator) for a
+    netx stage, onnxruntime for an ONNX stage."""
+    runner = get_runner(stage.target, check_backend(backend))
     if runner is None:
         raise ArtifactError(
             f"Stage `{stage.name}` is a {stage.target} artifact ({stage.artifact}) and hybridc has no "

@@ -1,6 +1,6 @@
 """Parity between a compiled build and the PyTorch model it came from.
 
-Three checks: the Lava spikes at the cut equal PyTorch's (every entry, every step),
+Three checks: the Lava (or emulated Lava) spikes at the cut equal PyTorch's (every entry, every step),
 the ONNX stage fed PyTorch's cut tensor equals the PyTorch dense half, and the
 whole deployment run end to end equals model(x).
 """
@@ -26,6 +26,7 @@ class Parity:
     onnx_max_abs_err: Optional[float]  # dense stage fed PyTorch's cut
     run_max_abs_err: float  # whole deployment vs model(x)
     argmax_agreement: float
+    backend: str = "lava"  # what ran the spiking stage: Lava, or hybridc's emulator of it
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -48,7 +49,7 @@ def spike_agreement(spikes: torch.Tensor, reference: torch.Tensor) -> dict:
 
 
 @torch.no_grad()
-def verify(compiled, x: torch.Tensor, progress=None) -> Parity:
+def verify(compiled, x: torch.Tensor, progress=None, backend: str = "lava") -> Parity:
     from ..errors import ArtifactError
 
     gm = compiled.module
@@ -57,7 +58,7 @@ def verify(compiled, x: torch.Tensor, progress=None) -> Parity:
                             "hybridc.compile(...), not on a build loaded from disk.")
     with reporting("running the PyTorch model for reference"):
         reference = reference_stages(gm, compiled.fx_partitions, x)
-    deployed, per_stage = run(compiled, x, return_stages=True, progress=progress)
+    deployed, per_stage = run(compiled, x, return_stages=True, progress=progress, backend=backend)
     spike_match = cut_entries = onnx_err = None
     stages = compiled.manifest.stages
     for i, stage in enumerate(stages):
@@ -72,7 +73,7 @@ def verify(compiled, x: torch.Tensor, progress=None) -> Parity:
     final_ref = reference["output"]
     run_err = float((deployed - final_ref).abs().max())
     agree = float((deployed.argmax(-1) == final_ref.argmax(-1)).float().mean()) if final_ref.dim() > 1 else 1.0
-    return Parity(int(x.shape[0]), spike_match, cut_entries, onnx_err, run_err, agree)
+    return Parity(int(x.shape[0]), spike_match, cut_entries, onnx_err, run_err, agree, backend)
 
 
 __all__ = ["Parity", "verify", "reference_stages", "spike_agreement"]

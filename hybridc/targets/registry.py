@@ -21,6 +21,9 @@ class TargetEntry:
     # "package.module:function" that runs a stage of this target's artifact (hybridc.runtime);
     # None when hybridc has no simulator for the format.
     runner: str = None
+    # "package.module:function" with the same signature that runs the artifact in a batched
+    # emulator instead (the `emulate` backend); None: the runner serves every backend.
+    emulator: str = None
 
 
 REGISTRY = {
@@ -28,7 +31,7 @@ REGISTRY = {
     for entry in (
         TargetEntry("loihi", "spiking", "hybridc.targets.loihi:LoihiTarget",
                     "Intel Loihi 2 through Lava: one netx HDF5 network, verified bit-exact in Lava",
-                    runner="hybridc.runtime.lava:run_stage"),
+                    runner="hybridc.runtime.lava:run_stage", emulator="hybridc.runtime.emulator:run_stage"),
         TargetEntry("nir", "spiking", "hybridc.targets.nir:NirTarget",
                     "NIR graph (nir.write) for SpiNNaker2, Xylo, Speck and other NIR toolchains",
                     runner="hybridc.runtime.nir_stage:run_stage"),
@@ -98,10 +101,12 @@ def parse_target_string(spec: str, options: dict = None) -> dict:
     return {domain: get_target(name, options) for domain, name in by_domain.items()}
 
 
-def get_runner(name: str):
-    """The function that runs a stage of target `name` (run_stage(stage, build_dir, x, progress))."""
+def get_runner(name: str, backend: str = "lava"):
+    """The function that runs a stage of target `name` (run_stage(stage, build_dir, x, progress)):
+    its emulator for backend `emulate` when it has one, else its runner."""
     entry = REGISTRY[canonical(name)]
-    if entry.runner is None:
+    path = entry.emulator if backend == "emulate" and entry.emulator else entry.runner
+    if path is None:
         return None
-    module_name, function_name = entry.runner.split(":")
+    module_name, function_name = path.split(":")
     return getattr(import_module(module_name), function_name)
