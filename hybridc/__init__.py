@@ -6,11 +6,18 @@ so `import hybridc` and `hybridc --help` stay instant.
 
 __version__ = "0.1.0"
 
+from .quiet import install as _install_quiet_imports
+
+_install_quiet_imports()  # lava-dl's import notices are not the user's business
+
 __all__ = ["compile", "load", "run", "pipeline", "verify", "inspect", "annotate", "nn", "errors", "__version__"]
 
 
 def compile(model, example_input, target="loihi+jetson", output_dir=None, **kwargs):
     """Compile `model` for `target`; see hybridc.build.driver.compile."""
+    from .quiet import import_slayer_quietly
+
+    import_slayer_quietly()
     from .build.driver import compile as _compile
 
     return _compile(model, example_input, target, output_dir, **kwargs)
@@ -25,6 +32,9 @@ def load(path):
 
 def run(compiled, x, return_stages=False):
     """Run a build as deployed: Lava fixed-point for loihi, onnxruntime for jetson."""
+    from .quiet import import_slayer_quietly
+
+    import_slayer_quietly()
     from .runtime.run import run as _run
 
     return _run(compiled, x, return_stages=return_stages)
@@ -41,6 +51,9 @@ def pipeline(build, samples, backend="lava", window=4, stats=None):
 
 def verify(compiled, x):
     """Parity figures between an in-memory compile and its PyTorch model on `x`."""
+    from .quiet import import_slayer_quietly
+
+    import_slayer_quietly()
     from .runtime.verify import verify as _verify
 
     return _verify(compiled, x)

@@ -34,6 +34,8 @@ class Profile:
     energy_j: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)  # what the totals leave out, and why
     measured: dict = field(default_factory=dict)  # from `hybridc pipeline --json`, beside the estimates
+    data: str = ""  # the samples whose spikes were counted
+    model: str = ""  # what the build was compiled from (describe_model)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,17 +47,18 @@ class Profile:
 @torch.no_grad()
 def _activity(manifest, layers, data, samples, seed=0, gm=None, files=None):
     """Average spikes and synaptic ops per inference for each Loihi layer, from a run."""
-    from ..data import open_dataset
+    from ..data.sources import open_samples
     from ..frontend.capture import run_capturing
     from ..passes.tag_targets import is_spiking_node
-    from ..runtime.dataset_verify import _input_geometry, rebuild_reference
+    from ..runtime.dataset_verify import input_shape, rebuild_reference
 
     if gm is None:
         gm, _ = rebuild_reference(manifest, files)
-    size, timesteps = _input_geometry(manifest)
-    dataset = open_dataset(data, train=False, size=size, timesteps=timesteps, samples=samples, seed=seed)
+    dataset = open_samples(data, input_shape(manifest), train=False, samples=samples, seed=seed)
     count = min(samples, len(dataset))
-    x = torch.stack([dataset[i][0] for i in range(count)])
+    if count == 0:
+        raise InputError(f"The data ({dataset.description}) has no samples to profile.")
+    x, _ = dataset.batch(0, count)
     _, values = run_capturing(gm, x)
     lowered = [n for n in gm.graph.nodes if is_spiking_node(gm, n)
                and type(gm.get_submodule(n.target)).__name__ in ("Conv", "Dense", "Pool")]
@@ -69,14 +72,16 @@ def _activity(manifest, layers, data, samples, seed=0, gm=None, files=None):
         synops = sum(loihi_counts.synaptic_ops(layer, in_shape, inputs[i]) for i in range(count)) / count
         rows.append({"spikes_in": float(inputs.sum()) / count, "spikes_out": float(values[node.name].sum()) / count,
                      "synops": synops})
-    return rows, count
+    return rows, count, dataset.description
 
 
-def profile_build(build_dir, data: str = "synthetic", samples: int = 16, device_profile=None,
+def profile_build(build_dir, data=None, samples: int = 16, device_profile=None,
                   jetson: str = None, link: str = None, measure: bool = True, reference=None,
                   files=None) -> Profile:
-    """reference: the traced model (compiled.module) when the build cannot be rebuilt from its source;
-    files: a ReferenceFiles saying which model file may be imported to rebuild it."""
+    """data: a --data spec (hybridc.data.sources) or None: synthetic gestures for event-frame
+    builds, random spikes otherwise (the profile's `data` says which); reference: the traced
+    model (compiled.module) when the build cannot be rebuilt from its source; files: a
+    ReferenceFiles saying which model file may be imported to rebuild it."""
     if samples < 1:
         raise InputError(f"--samples must be at least 1, got {samples}.")
     compiled = load(build_dir)
@@ -86,6 +91,7 @@ def profile_build(build_dir, data: str = "synthetic", samples: int = 16, device_
     result = Profile(str(build_dir), 0, T, {"loihi": devices.loihi["name"], "jetson": devices.jetson["name"],
                                             "link": devices.link["name"], "jetson_profile": devices.names["jetson"],
                                             "link_profile": devices.names["link"]})
+    result.model = describe_model(manifest)
     loihi_time = loihi_energy = jetson_time = jetson_energy = 0.0
     from ..targets.registry import domain_of
 
@@ -106,7 +112,7 @@ def profile_build(build_dir, data: str = "synthetic", samples: int = 16, device_
         with parsing(path, "a netx HDF5 network", stage.name):
             layers = loihi_counts.read_layers(path, stage.inputs[0].pytorch_shape()[:-1],
                                               chip["neurons_per_core"], chip["synapses_per_core"])
-        activity, result.samples = _activity(manifest, layers, data, samples, gm=reference, files=files)
+        activity, result.samples, result.data = _activity(manifest, layers, data, samples, gm=reference, files=files)
         steps = T + len(layers)  # the last output leaves the pipeline after one step per layer
         rows = []
         busiest_step = 0.0
@@ -207,27 +213,47 @@ def attach_measured(profile: Profile, stats_path) -> dict:
     return profile.measured
 
 
-def chart(profile: Profile, path) -> None:
-    """Stacked horizontal bars: latency and energy per inference, by device."""
+def describe_model(manifest) -> str:
+    """What a build was compiled from, for titles: `model.py build(split='S2A4', interval=4)`."""
+    source = manifest.source
+    if source is None or not source.path:
+        return "a model compiled from Python"
+    args = ", ".join(f"{k}={v!r}" for k, v in (source.args or {}).items())
+    return Path(source.path).name + (f" {source.entry}({args})" if source.entry else "")
+
+
+def chart(profile: Profile, path, title: str = None) -> None:
+    """Latency and energy per inference by device, side by side on log scales (the Loihi
+    and link parts are orders of magnitude below the Jetson's), each bar labelled."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    parts = ("loihi", "link", "jetson")
+    parts = [p for p in ("loihi", "link", "jetson") if p in profile.latency_s]
     colours = {"loihi": "#f4a261", "link": "#d62828", "jetson": "#76b900"}
-    fig, axes = plt.subplots(2, 1, figsize=(8, 3.6))
-    for ax, (title, values, scale, unit) in zip(axes, (("latency", profile.latency_s, 1e3, "ms"),
-                                                       ("energy", profile.energy_j, 1e6, "uJ"))):
-        left = 0.0
-        for part in parts:
-            width = values.get(part, 0.0) * scale
-            ax.barh([title], [width], left=left, color=colours[part], label=part)
-            left += width
-        ax.set_xlabel(f"{title} per inference ({unit}), total {values['total'] * scale:.3g} {unit}")
-    axes[0].legend(loc="lower right", ncol=3, fontsize=8)
-    fig.suptitle(f"{Path(profile.build).name}: {profile.devices['loihi']} + {profile.devices['jetson']} "
-                 f"over {profile.devices['link']}", fontsize=9)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, (name, values, scale, unit) in zip(axes, (("latency", profile.latency_s, 1e3, "ms"),
+                                                      ("energy", profile.energy_j, 1e6, "uJ"))):
+        shown = [values.get(part, 0.0) * scale for part in parts]
+        positive = [v for v in shown if v > 0] or [1.0]
+        ax.barh(parts, [v if v > 0 else float("nan") for v in shown], color=[colours[p] for p in parts], zorder=3)
+        ax.set_xscale("log")
+        ax.set_xlim(min(positive) / 5, max(positive) * 20)
+        for y, v in enumerate(shown):
+            ax.text(v if v > 0 else min(positive) / 5, y, f" {_figure(v)} {unit}" if v > 0 else " not estimated",
+                    va="center", fontsize=9)
+        ax.invert_yaxis()
+        ax.set_title(f"{name}: total {_figure(values['total'] * scale)} {unit}", fontsize=10)
+        ax.set_xlabel(f"{name} per inference ({unit}, log scale)", fontsize=9)
+        ax.grid(axis="x", alpha=0.3, zorder=0)
+    fig.suptitle(title or f"{profile.model or Path(profile.build).name}: {profile.devices['loihi']} + "
+                 f"{profile.devices['jetson']} over {profile.devices['link']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _figure(value: float) -> str:
+    """Three significant digits without exponents: 0.0911, 41.7, 1,370."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
