@@ -174,7 +174,7 @@ def explore(
                 from ..profiling.train_explore import explore_trained
 
                 rows = explore_trained(model_file, split_list, interval_list, output, parse_entry_args(set_),
-                                       data, samples, train_epochs, train_samples, workers=workers,
+                                       data or "synthetic", samples, train_epochs, train_samples, workers=workers,
                                        address=address, search=search, trials=trials,
                                        gpus_per_trial=gpus_per_trial, device_profile=device_profile,
                                        jetson=jetson, link=link, progress=lambda name: status.update(f"done {name}"))
