@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PYTHON310 := $(shell for c in $$(pyenv root 2>/dev/null)/versions/3.10.*/bin/python python3.10; do \
 	"$$c" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { echo "$$c"; break; }; done)
 
-.PHONY: setup demo test test-all fuzz bench clean
+.PHONY: setup demo test test-readme test-all fuzz bench docs clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,14 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# Every command block of the README, in order, on a fresh clone (minutes; CI runs it).
+test-readme: setup
+	$(PY) -m pytest -q -s -m slow tests/test_readme.py
+
+# Regenerate the docs' figures and pictures (docs/make_docs.py says what each came from).
+docs: setup
+	$(PY) docs/make_docs.py
 
 test-all: setup
 	$(PY) -m pytest -q -m ''

@@ -10,11 +10,18 @@ from .errors import reporting
 
 __version__ = "0.1.0"
 
+from .quiet import install as _install_quiet_imports
+
+_install_quiet_imports()  # lava-dl's import notices are not the user's business
+
 __all__ = ["compile", "load", "run", "pipeline", "verify", "inspect", "annotate", "nn", "errors", "__version__"]
 
 
 def compile(model, example_input, target="loihi+jetson", output_dir=None, **kwargs):
     """Compile `model` for `target`; see hybridc.build.driver.compile."""
+    from .quiet import import_slayer_quietly
+
+    import_slayer_quietly()
     from .build.driver import compile as _compile
 
     with reporting("compile", passing=()):
@@ -33,6 +40,9 @@ def load(path):
 def run(compiled, x, return_stages=False, backend="lava"):
     """Run a build as deployed: Lava fixed-point (backend="lava") or hybridc's batched
     emulator of it (backend="emulate") for loihi, onnxruntime for jetson."""
+    from .quiet import import_slayer_quietly
+
+    import_slayer_quietly()
     from .runtime.run import run as _run
 
     with reporting("run", passing=()):
@@ -52,6 +62,9 @@ def verify(compiled, x=None, data=None, samples=8, backend="lava", batch_size=16
     """Compare an in-memory compile's artifacts with its PyTorch model: on the tensor `x`
     (a Parity), or on `samples` samples of `data` ("synthetic", "dvsgesture:PATH"; a Report
     as `hybridc verify` prints). backend: "lava" or "emulate" runs the Loihi stage."""
+    from .quiet import import_slayer_quietly
+
+    import_slayer_quietly()
     with reporting("verify", passing=()):
         if x is not None:
             from .runtime.verify import verify as _verify

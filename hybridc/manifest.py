@@ -107,7 +107,7 @@ class Source:
 class Manifest:
     target: str
     timesteps: int
-    source: Source
+    source: Optional[Source]  # None when compiled from Python (no model file to rebuild from)
     stages: list
     hybridc_version: str
     format: str = FORMAT
@@ -115,6 +115,8 @@ class Manifest:
 
     def to_dict(self) -> dict:
         data = asdict(self)
+        if self.source is not None and self.source.path is None:
+            data["source"] = None
         data["stages"] = [s.to_dict() for s in self.stages]
         return data
 
@@ -137,7 +139,7 @@ class Manifest:
             if "wire" in s:
                 s["wire"] = {name: WireSpec(**w) for name, w in s["wire"].items()}
             stages.append(Stage(**s))
-        return cls(target=data["target"], timesteps=data["timesteps"], source=Source(**data["source"]),
+        return cls(target=data["target"], timesteps=data["timesteps"], source=Source(**data["source"]) if data["source"] else None,
                    stages=stages, hybridc_version=data["hybridc_version"], format=data["format"],
                    extra=data.get("extra", {}))
 

@@ -3,6 +3,7 @@ Graphviz rendering, and the HTML page checked in a real headless Chromium."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -104,7 +105,10 @@ def test_svg_rendered_by_graphviz(sxay, tmp_path):
                              "-o", str(tmp_path / "g.svg")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     svg = (tmp_path / "g.svg").read_text()
-    assert svg.lstrip().startswith("<?xml") and "snn_2" in svg and "cluster_snn" in svg
+    assert svg.lstrip().startswith("<?xml") and "snn_2" in svg and "snn @ loihi" in svg
+    # a long chain is folded into columns: the picture is not a strip (it was 472 x 2424 pt)
+    width, height = (float(v) for v in re.search(r'width="([\d.]+)pt" height="([\d.]+)pt"', svg).groups())
+    assert 0.5 < width / height < 2.5
 
 
 def test_missing_graphviz_is_said_plainly(sxay, tmp_path):

@@ -29,6 +29,7 @@ def test_manifest_validates_and_hashes_match(build):
     jsonschema.validate(data, schema())
     assert data["format"] == "hybridc-manifest/1" and data["target"] == "loihi+jetson" and data["timesteps"] == 16
     assert [s["name"] for s in data["stages"]] == ["snn", "ann"]
+    assert data["source"] is None  # compiled from Python: no model file to rebuild from (docs/manifest.md)
     for stage in data["stages"]:
         assert sha256(out / stage["artifact"]) == stage["sha256"]
     assert compiled.manifest.to_dict() == data

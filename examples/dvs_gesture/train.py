@@ -15,6 +15,7 @@ import typer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+import hybridc  # noqa: E402,F401 - before slayer is imported: keeps lava-dl's import notices off the screen
 
 
 def main(
@@ -37,9 +38,9 @@ def main(
     import warnings
 
     warnings.filterwarnings("ignore")
+    import model as sxay
     import torch
 
-    import model as sxay
     from hybridc.data import SyntheticGestures, open_dataset
     from hybridc.data.augment import Jitter
     from hybridc.train import train

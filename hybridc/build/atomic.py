@@ -22,15 +22,17 @@ def check_destination(dest: Path, force: bool) -> None:
     if not dest.is_dir():
         raise OutputError(f"Output path {dest} exists and is not a directory; choose another -o.")
     if any(dest.iterdir()):
-        if not force:
-            raise OutputError(
-                f"Output directory {dest} already exists and is not empty. Pass --force "
-                "(force=True) to replace a previous hybridc build, or choose another -o."
-            )
+        # only offer --force where it would work: on a previous hybridc build
         if not (dest / MARKER).exists():
             raise OutputError(
-                f"Output directory {dest} is not a hybridc build (no {MARKER}); hybridc "
-                "will not delete files it did not write. Choose another -o."
+                f"Output directory {dest} already exists, is not empty and is not a hybridc build (no "
+                f"{MARKER}); hybridc will not delete files it did not write, even with --force. "
+                "Choose another -o (a new or empty directory)."
+            )
+        if not force:
+            raise OutputError(
+                f"Output directory {dest} holds a previous hybridc build. Pass --force "
+                "(force=True) to replace it, or choose another -o."
             )
 
 

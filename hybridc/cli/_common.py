@@ -2,7 +2,6 @@
 HybridcError into one paragraph and its exit code (never a traceback without --debug)."""
 
 import os
-import warnings
 from pathlib import Path
 
 import typer
@@ -43,14 +42,9 @@ def _console(stderr=False):
 
 def _quiet_imports():
     """Lava and lava-dl print CUDA/Prophesee notices on import; they are noise here."""
-    os.environ.setdefault("PYTHONWARNINGS", "ignore")
-    warnings.filterwarnings("ignore", module="lava")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    import contextlib
-    import io
+    from ..quiet import import_slayer_quietly
 
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        import lava.lib.dl.slayer  # noqa: F401
+    import_slayer_quietly()
 
 
 def _fail(exc) -> None:

@@ -18,19 +18,21 @@ def partition_table(compiled, title: str):
     """One row per stage: what runs where, on which tensors, and how big it is."""
     from rich.table import Table
 
-    table = Table(title=title)
+    from ..inspection.model import Inspection
+
+    table = Table(title=title, title_justify="left")
     for col in ("stage", "target", "layers", "input", "output", "size", "accumulator"):
         table.add_column(col)
-    for stage in compiled.manifest.stages:
+    rows = Inspection(compiled).stages if compiled.graph is not None else [None] * len(compiled.manifest.stages)
+    for stage, row in zip(compiled.manifest.stages, rows):
         if stage.neurons is not None:
             size = f"{stage.neurons:,} neurons, {stage.synapses:,} synapses"
         else:
-            params = sum(d.get("parameters", 0) for _, d in compiled.graph.nodes(data=True)
-                         if d.get("partition") == stage.name) if compiled.graph is not None else 0
-            size = f"{params:,} parameters"
+            size = f"{row.parameters if row else 0:,} parameters"
         acc = stage.accumulator
         acc_text = f"I={acc.interval}, {acc.windows} windows{', folded' if acc.fold else ''}" if acc else ""
-        table.add_row(stage.name, stage.target, str(stage.layers or ""), _shape(stage.inputs),
+        layers = row.layers if row else stage.layers  # the dense stage: its layers with parameters
+        table.add_row(stage.name, stage.target, str(layers or ""), _shape(stage.inputs),
                       _shape(stage.outputs), size, acc_text)
     return table
 

@@ -22,7 +22,9 @@ from ._common import (
 @app.command()
 def profile(
     build: Path = typer.Argument(..., help="Build directory written by `hybridc compile`."),
-    data: str = typer.Option("synthetic", help="Samples whose spikes are counted: synthetic or dvsgesture:PATH."),
+    data: Optional[str] = typer.Option(
+        None, help="Samples whose spikes are counted: synthetic, dvsgesture:PATH, npz:PATH, random:RATE or a "
+                   "hybridc.data entry point. Default: synthetic for event-frame builds, else random:0.1."),
     samples: int = typer.Option(16, help="How many samples to average over."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the profile as JSON (and a PNG chart beside it)."),
     device_profile: Optional[Path] = typer.Option(None, "--device-profile", help="JSON overriding the default figures."),
@@ -45,6 +47,9 @@ def profile(
             result = profile_build(build, data, samples, device_profile, jetson, link,
                                    files=reference_files(model, weights, trust_source))
         console.print(profile_table(result))
+        if result.data:
+            console.print(f"activity counted on {result.samples} samples: {result.data}"
+                          + ("" if data else " (no --data given)"))
         if measured:
             from ..profiling.report import attach_measured
 
@@ -66,8 +71,8 @@ def profile(
 def profile_table(result):
     from rich.table import Table
 
-    table = Table(title=f"profile of {result.build} ({result.samples} samples; {result.devices['loihi']}, "
-                        f"{result.devices['jetson']}, {result.devices['link']})")
+    table = Table(title=f"profile of {result.build}\n{result.devices['loihi']} + {result.devices['jetson']} "
+                        f"over {result.devices['link']}", title_justify="left")
     for col in ("part", "size", "activity per inference", "latency", "energy"):
         table.add_column(col)
     if result.loihi:
@@ -125,7 +130,7 @@ def explore(
     splits: str = typer.Option("S1A5,S2A4,S3A3,S4A2", help="Comma-separated splits for build()."),
     intervals: str = typer.Option("2,4,8", help="Comma-separated accumulator intervals."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="NAME=VALUE for build()/candidates() (repeatable)."),
-    data: str = typer.Option("synthetic", help="Data for activity (and accuracy)."),
+    data: Optional[str] = typer.Option(None, help="Data for activity (and accuracy); as for profile."),
     samples: int = typer.Option(8, help="Samples per candidate."),
     checkpoints: Optional[Path] = typer.Option(None, help="Directory with NAME/model.pt or NAME.pt to add accuracy."),
     output: Path = typer.Option(Path("explore"), "--output", "-o", help="Where the table, plot and builds go."),
@@ -146,6 +151,7 @@ def explore(
 
     def body():
         _quiet_imports()
+        from rich.markup import escape
         from rich.table import Table
 
         from ..errors import InputError
@@ -168,7 +174,7 @@ def explore(
                 from ..profiling.train_explore import explore_trained
 
                 rows = explore_trained(model_file, split_list, interval_list, output, parse_entry_args(set_),
-                                       data, samples, train_epochs, train_samples, workers=workers,
+                                       data or "synthetic", samples, train_epochs, train_samples, workers=workers,
                                        address=address, search=search, trials=trials,
                                        gpus_per_trial=gpus_per_trial, device_profile=device_profile,
                                        jetson=jetson, link=link, progress=lambda name: status.update(f"done {name}"))
@@ -176,18 +182,24 @@ def explore(
                 rows = run_explore(model_file, split_list, interval_list, output, parse_entry_args(set_), data,
                                    samples, checkpoints, device_profile, jetson, link,
                                    progress=lambda name: status.update(f"profiled {name}"))
-        table = Table(title=f"candidates of {model_file.name}, sorted by estimated energy (* = Pareto-optimal)")
+        from rich import box
+
+        from ..profiling.explore import SIGNIFICANT_DIGITS, format_estimate
+
+        table = Table(title=f"candidates of {model_file.name} by estimated energy\n(* = Pareto-optimal; estimates "
+                            f"to {SIGNIFICANT_DIGITS} significant digits)", box=box.SIMPLE_HEAD)  # fits 80 columns
         for col in ("candidate", "latency ms", "energy uJ", "cut bytes", "neurons", "cores", "parameters",
                     "accuracy"):
-            table.add_column(col, justify="left" if col == "candidate" else "right")
+            table.add_column(col, justify="left" if col == "candidate" else "right", min_width=len(col.split()[0]))
+        refused = [r for r in rows if r.refused]
         for r in rows:
-            if r.refused:
-                table.add_row(r.name, f"[dim]refused: {r.refused[:70]}[/]", "", "", "", "", "", "")
-                continue
-            table.add_row(("* " if r.pareto else "  ") + r.name, f"{r.latency_ms:.3f}", f"{r.energy_uj:.1f}",
-                          f"{r.cut_bytes:,.0f}", f"{r.neurons:,}", str(r.cores), f"{r.parameters:,}",
-                          f"{r.accuracy:.1%}" if r.accuracy is not None else "-")
+            if not r.refused:
+                table.add_row(("* " if r.pareto else "  ") + r.name, format_estimate(r.latency_ms), format_estimate(r.energy_uj),
+                              f"{r.cut_bytes:,.0f}", f"{r.neurons:,}", str(r.cores), f"{r.parameters:,}",
+                              f"{r.accuracy:.1%}" if r.accuracy is not None else "-")
         console.print(table)
+        for r in refused:
+            console.print(f"[dim]refused {r.name}: {escape(r.refused)}[/]", soft_wrap=False)
         console.print(f"wrote {output}/explore.csv, explore.json, explore.png"
                       + (", explore_curves.png" if training else ""))
 

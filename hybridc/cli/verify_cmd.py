@@ -21,7 +21,9 @@ from ._common import (
 @app.command()
 def verify(
     build: Path = typer.Argument(..., help="Build directory written by `hybridc compile`."),
-    data: str = typer.Option("synthetic", help="synthetic or dvsgesture:PATH (the test split is used)."),
+    data: Optional[str] = typer.Option(
+        None, help="synthetic, dvsgesture:PATH (test split), npz:PATH (arrays x, optional y), random:RATE, or a "
+                   "hybridc.data entry point NAME[:ARG]. Default: synthetic for event-frame builds, else random:0.1."),
     samples: int = typer.Option(8, help="How many samples to run."),
     backend: str = typer.Option("lava", help="lava (Lava's simulator, slow) or emulate (hybridc's batched "
                                              "bit-exact emulator of Lava on the same netx file, fast)."),
@@ -58,15 +60,16 @@ def verify(
                                     files=reference_files(model, weights, trust_source))
         from rich.table import Table
 
-        table = Table(title=f"verify {build} ({report.samples} x {data}, {backend})")
+        table = Table(title=f"verify {build}: {report.samples} samples, {backend} backend", title_justify="left")
         table.add_column("metric")
         table.add_column("value", justify="right")
         for key, value in report.as_dict().items():
-            if key not in ("backend", "samples"):
-                shown = ("n/a (no spiking stage)" if value is None
-                         else f"{value:.6g}" if isinstance(value, float) else str(value))
+            if key not in ("backend", "samples", "data"):
+                missing = "n/a (no spiking stage)" if key == "spike_match" else "n/a (no labels)"
+                shown = (missing if value is None else f"{value:.6g}" if isinstance(value, float) else str(value))
                 table.add_row(key, shown)
         console.print(table)
+        console.print(f"data: {report.data}")
         if json_path:
             write_file(json_path, json.dumps(report.as_dict(), indent=2) + "\n")
             console.print(f"wrote {json_path}")

@@ -24,14 +24,21 @@ def _label(n) -> str:
 def to_dot(inspection) -> str:
     nodes = inspection.nodes()
     lines = ["digraph hybridc {", '  rankdir=TB; node [style=filled, fontname="Helvetica", fontsize=10];',
-             '  edge [color="#555555"];']
+             '  edge [color="#555555", fontname="Helvetica", fontsize=10];']
     by_partition = {}
     for n in nodes:
         by_partition.setdefault(n["partition"], []).append(n)
     targets = {s.name: s.target for s in inspection.stages}
+    rows = _fold_rows(inspection.graph, nodes)
+    if rows:  # folded columns cut across clusters: name the partitions in a caption instead
+        from html import escape
+
+        caption = " &nbsp; ".join(f'<font color="{COLOURS.get(target, "#dddddd")}">&#9632;</font> '
+                                  f'{escape(name)} @ {escape(str(target))}' for name, target in targets.items())
+        lines.append(f'  labelloc=t; fontname="Helvetica"; fontsize=14; label=<{caption}>;')
     for partition, members in by_partition.items():
         indent = "  "
-        if partition:
+        if partition and not rows:
             lines.append(f"  subgraph cluster_{partition} {{")
             lines.append(f"    label={_q(f'{partition} @ {targets.get(partition)}')}; style=filled; "
                          f"color={_q(COLOURS.get(targets.get(partition)))}; "
@@ -42,20 +49,38 @@ def to_dot(inspection) -> str:
             tooltip = f"{n['op']} {n['call']} shape={n['shape']} target={n['target']} params={n['parameters']}"
             lines.append(f"{indent}{_q(n['name'])} [label={_q(_label(n))}, shape={shape}, "
                          f"fillcolor={_q(COLOURS.get(n['target']))}, tooltip={_q(tooltip)}];")
-        if partition:
+        if partition and not rows:
             lines.append("  }")
+    if rows:  # a long chain: lay it out in columns of `rows` nodes, not as one tall strip
+        names = [n["name"] for n in nodes]
+        for r in range(rows):
+            lines.append("  { rank=same; " + "; ".join(_q(m) for m in names[r::rows]) + "; }")
+        wrap = {(names[i - 1], names[i]) for i in range(rows, len(names), rows)}
+    else:
+        wrap = set()
     part = {n["name"]: n["partition"] for n in nodes}
     cut_label = {(c.source, c.destination): f"cut: {c.bytes.raw_bytes:,.0f} B raw, "
                  f"{c.bytes.accumulated_bytes:,.0f} B counts" for c in inspection.cuts}
     for a, b in inspection.graph.edges:
         pa, pb = part.get(a), part.get(b)
+        loose = ", constraint=false" if (a, b) in wrap else ""
         if pa and pb and pa != pb:
             lines.append(f"  {_q(a)} -> {_q(b)} [penwidth=3, color=\"#d62828\", "
-                         f"label={_q(cut_label.get((pa, pb), 'cut'))}, fontcolor=\"#d62828\"];")
+                         f"label={_q(cut_label.get((pa, pb), 'cut'))}, fontcolor=\"#d62828\"{loose}];")
         else:
-            lines.append(f"  {_q(a)} -> {_q(b)};")
+            lines.append(f"  {_q(a)} -> {_q(b)}" + (f" [{loose[2:]}]" if loose else "") + ";")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _fold_rows(graph, nodes) -> int:
+    """Nodes per column when the graph is a single chain longer than a screen, else 0."""
+    import math
+
+    chain = all(graph.in_degree(n["name"]) <= 1 and graph.out_degree(n["name"]) <= 1 for n in nodes)
+    if not chain or len(nodes) <= 8:
+        return 0
+    return math.ceil(math.sqrt(len(nodes) * 1.2))
 
 
 def render(dot_source: str, fmt: str) -> bytes:

@@ -1,6 +1,20 @@
 """rich tables: one row per stage and per cut, or one row per fx node."""
 
-from rich.table import Table
+from rich.table import Table as RichTable
+
+
+class Table(RichTable):
+    """A rich table that also prints as text (`print(hybridc.inspect(c).table())`)."""
+
+    def __str__(self) -> str:
+        import io
+        import shutil
+
+        from rich.console import Console
+
+        out = io.StringIO()
+        Console(file=out, width=max(shutil.get_terminal_size((140, 24)).columns, 100), highlight=False).print(self)
+        return out.getvalue()
 
 
 def _bytes(n: float) -> str:

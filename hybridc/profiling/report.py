@@ -35,6 +35,8 @@ class Profile:
     energy_j: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)  # what the totals leave out, and why
     measured: dict = field(default_factory=dict)  # from `hybridc pipeline --json`, beside the estimates
+    data: str = ""  # the samples whose spikes were counted
+    model: str = ""  # what the build was compiled from (describe_model)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,13 +49,14 @@ class Profile:
 def _activity(compiled, stage, layers, data, samples, seed=0, batch_size=16):
     """Average spikes and synaptic ops per inference for each Loihi layer, from the emulator
     running the stage's netx file (what ships) for T + one step per layer, as the chip would."""
-    from ..data import open_dataset
-    from ..runtime.dataset_verify import _input_geometry
+    from ..data.sources import open_samples
+    from ..runtime.dataset_verify import input_shape
     from ..runtime.emulator import emulate, read_network
 
-    size, timesteps = _input_geometry(compiled.manifest)
-    dataset = open_dataset(data, train=False, size=size, timesteps=timesteps, samples=samples, seed=seed)
+    dataset = open_samples(data, input_shape(compiled.manifest), train=False, samples=samples, seed=seed)
     count = min(samples, len(dataset))
+    if count == 0:
+        raise InputError(f"The data ({dataset.description}) has no samples to profile.")
     network = read_network(compiled.directory / stage.artifact, stage.inputs[0].pytorch_shape()[:-1])
     emulated = [layer for layer in network[1] if layer.kind != "input"]
     if len(emulated) != len(layers):
@@ -67,7 +70,7 @@ def _activity(compiled, stage, layers, data, samples, seed=0, batch_size=16):
         entry["counts"] = entry["counts"] + inputs.sum((0, 1)).double()
 
     for start in range(0, count, batch_size):
-        x = torch.stack([dataset[i][0] for i in range(start, min(start + batch_size, count))])
+        x, _ = dataset.batch(start, min(start + batch_size, count))
         drained = torch.cat([x, torch.zeros(*x.shape[:-1], len(layers), dtype=x.dtype)], dim=-1)
         emulate(None, drained, network=network, on_layer=tally)
     rows = []
@@ -77,15 +80,17 @@ def _activity(compiled, stage, layers, data, samples, seed=0, batch_size=16):
         synops = loihi_counts.synaptic_ops(counted, in_shape, entry["counts"].float())
         rows.append({"spikes_in": entry["spikes_in"] / count, "spikes_out": entry["spikes_out"] / count,
                      "synops": synops / count})
-    return rows, count
+    return rows, count, dataset.description
 
 
 @reporting("profile", passing=())
-def profile_build(build_dir, data: str = "synthetic", samples: int = 16, device_profile=None,
+def profile_build(build_dir, data=None, samples: int = 16, device_profile=None,
                   jetson: str = None, link: str = None, measure: bool = True, reference=None,
                   files=None) -> Profile:
     """Needs only the build: activity comes from emulating its Loihi stage, so no source model
-    is imported; `reference` and `files` are accepted for callers that still pass them."""
+    is imported. data: a --data spec (hybridc.data.sources) or None: synthetic gestures for
+    event-frame builds, random spikes otherwise (the profile's `data` says which).
+    `reference` and `files` are accepted for callers that still pass them."""
     if samples < 1:
         raise InputError(f"--samples must be at least 1, got {samples}.")
     compiled = load(build_dir)
@@ -95,6 +100,7 @@ def profile_build(build_dir, data: str = "synthetic", samples: int = 16, device_
     result = Profile(str(build_dir), 0, T, {"loihi": devices.loihi["name"], "jetson": devices.jetson["name"],
                                             "link": devices.link["name"], "jetson_profile": devices.names["jetson"],
                                             "link_profile": devices.names["link"]})
+    result.model = describe_model(manifest)
     loihi_time = loihi_energy = jetson_time = jetson_energy = 0.0
     from ..targets.registry import domain_of
 
@@ -115,7 +121,7 @@ def profile_build(build_dir, data: str = "synthetic", samples: int = 16, device_
         with parsing(path, "a netx HDF5 network", stage.name):
             layers = loihi_counts.read_layers(path, stage.inputs[0].pytorch_shape()[:-1],
                                               chip["neurons_per_core"], chip["synapses_per_core"])
-        activity, result.samples = _activity(compiled, stage, layers, data, samples)
+        activity, result.samples, result.data = _activity(compiled, stage, layers, data, samples)
         steps = T + len(layers)  # the last output leaves the pipeline after one step per layer
         rows = []
         busiest_step = 0.0
@@ -216,27 +222,47 @@ def attach_measured(profile: Profile, stats_path) -> dict:
     return profile.measured
 
 
-def chart(profile: Profile, path) -> None:
-    """Stacked horizontal bars: latency and energy per inference, by device."""
+def describe_model(manifest) -> str:
+    """What a build was compiled from, for titles: `model.py build(split='S2A4', interval=4)`."""
+    source = manifest.source
+    if source is None or not source.path:
+        return "a model compiled from Python"
+    args = ", ".join(f"{k}={v!r}" for k, v in (source.args or {}).items())
+    return Path(source.path).name + (f" {source.entry}({args})" if source.entry else "")
+
+
+def chart(profile: Profile, path, title: str = None) -> None:
+    """Latency and energy per inference by device, side by side on log scales (the Loihi
+    and link parts are orders of magnitude below the Jetson's), each bar labelled."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    parts = ("loihi", "link", "jetson")
+    parts = [p for p in ("loihi", "link", "jetson") if p in profile.latency_s]
     colours = {"loihi": "#f4a261", "link": "#d62828", "jetson": "#76b900"}
-    fig, axes = plt.subplots(2, 1, figsize=(8, 3.6))
-    for ax, (title, values, scale, unit) in zip(axes, (("latency", profile.latency_s, 1e3, "ms"),
-                                                       ("energy", profile.energy_j, 1e6, "uJ"))):
-        left = 0.0
-        for part in parts:
-            width = values.get(part, 0.0) * scale
-            ax.barh([title], [width], left=left, color=colours[part], label=part)
-            left += width
-        ax.set_xlabel(f"{title} per inference ({unit}), total {values['total'] * scale:.3g} {unit}")
-    axes[0].legend(loc="lower right", ncol=3, fontsize=8)
-    fig.suptitle(f"{Path(profile.build).name}: {profile.devices['loihi']} + {profile.devices['jetson']} "
-                 f"over {profile.devices['link']}", fontsize=9)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, (name, values, scale, unit) in zip(axes, (("latency", profile.latency_s, 1e3, "ms"),
+                                                      ("energy", profile.energy_j, 1e6, "uJ"))):
+        shown = [values.get(part, 0.0) * scale for part in parts]
+        positive = [v for v in shown if v > 0] or [1.0]
+        ax.barh(parts, [v if v > 0 else float("nan") for v in shown], color=[colours[p] for p in parts], zorder=3)
+        ax.set_xscale("log")
+        ax.set_xlim(min(positive) / 5, max(positive) * 20)
+        for y, v in enumerate(shown):
+            ax.text(v if v > 0 else min(positive) / 5, y, f" {_figure(v)} {unit}" if v > 0 else " not estimated",
+                    va="center", fontsize=9)
+        ax.invert_yaxis()
+        ax.set_title(f"{name}: total {_figure(values['total'] * scale)} {unit}", fontsize=10)
+        ax.set_xlabel(f"{name} per inference ({unit}, log scale)", fontsize=9)
+        ax.grid(axis="x", alpha=0.3, zorder=0)
+    fig.suptitle(title or f"{profile.model or Path(profile.build).name}: {profile.devices['loihi']} + "
+                 f"{profile.devices['jetson']} over {profile.devices['link']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _figure(value: float) -> str:
+    """Three significant digits without exponents: 0.0911, 41.7, 1,370."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"

@@ -15,8 +15,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
-import torch
-
 from ..build.compiled import CompiledModel, load
 from ..errors import ArtifactError, InputError
 from ..targets.registry import domain_of
@@ -31,12 +29,13 @@ class Report:
     spike_match: Optional[float]  # fraction of equal entries at the cut (None: no spiking stage)
     argmax_agreement: float
     max_abs_err: float
-    accuracy_reference: float
-    accuracy_deployed: float
+    accuracy_reference: Optional[float]  # None: the data has no labels
+    accuracy_deployed: Optional[float]
     seconds_per_sample: float
-    accuracy_change: float = 0.0  # deployed - reference: nonzero only for quantised stages
+    accuracy_change: Optional[float] = 0.0  # deployed - reference: nonzero only for quantised stages
     quantized: bool = False  # a stage is int8: argmax may legitimately differ
     workers: int = 1  # Ray tasks' CPUs the samples were split across (1: this process)
+    data: str = ""  # where the samples came from
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -90,7 +89,7 @@ def rebuild_reference(manifest, files: Optional[ReferenceFiles] = None):
 
     files = files or ReferenceFiles()
     source = manifest.source
-    if not source.path:
+    if source is None or not source.path:
         raise ArtifactError("This build was compiled from Python, not from a model file, so verify cannot "
                             "rebuild its reference model; use hybridc.verify(compiled, x) in Python.")
     if files.model is None and not files.trust_source:
@@ -110,13 +109,9 @@ def rebuild_reference(manifest, files: Optional[ReferenceFiles] = None):
     return gm, partitions
 
 
-def _input_geometry(manifest):
-    """(size, timesteps) of the samples the build takes."""
-    spec = manifest.stages[0].inputs[0]
-    if spec.layout not in ("WHCT", "CHWT"):
-        raise InputError(f"verify feeds event frames (2, H, W, T); this build takes {spec.layout} input.")
-    _, _, width, timesteps = spec.pytorch_shape()
-    return width, timesteps
+def input_shape(manifest) -> tuple:
+    """The shape of one sample the build takes, in the layout the model's forward takes."""
+    return tuple(manifest.stages[0].inputs[0].pytorch_shape())
 
 
 @dataclass
@@ -136,13 +131,14 @@ class _Tally:
                       max(self.worst, other.worst), self.elapsed + other.elapsed)
 
 
-def verify_dataset(build_dir, data: str = "synthetic", samples: int = 8, backend: str = "lava",
+def verify_dataset(build_dir, data=None, samples: int = 8, backend: str = "lava",
                    batch_size: int = 16, progress=None, seed: int = 0, reference=None,
                    workers: Optional[int] = None, address: Optional[str] = None,
                    files: Optional[ReferenceFiles] = None) -> Report:
-    """build_dir: a build directory or a CompiledModel. reference: (traced model, partitions)
-    when the build cannot be rebuilt from its source; files: which model file to import to
-    rebuild it (none unless named or trusted).
+    """build_dir: a build directory or a CompiledModel. data: a --data spec
+    (hybridc.data.sources), a Python sequence of (x, label), or None for the default;
+    reference: (traced model, partitions) when the build cannot be rebuilt from its source;
+    files: which model file to import to rebuild it (none unless named or trusted).
     workers/address: split the samples across Ray tasks (see runtime/distributed.py); the
     report is the serial run's, sample for sample, plus the number of workers."""
     from .distributed import wants_ray
@@ -162,7 +158,7 @@ def verify_dataset(build_dir, data: str = "synthetic", samples: int = 8, backend
     dataset = _open(manifest, data, samples, seed)
     count = min(samples, len(dataset))
     if count == 0:
-        raise InputError(f"The dataset `{data}` has no samples to verify.")
+        raise InputError(f"The data ({dataset.description}) has no samples to verify.")
     used = 1
     if distributed:
         from .distributed import cluster_cpus, connect, run_tasks
@@ -179,16 +175,18 @@ def verify_dataset(build_dir, data: str = "synthetic", samples: int = 8, backend
         tally = _verify_range(compiled, gm, partitions, dataset, 0, count, backend, batch_size, progress)
     quantized = any(stage.quantization for stage in manifest.stages)
     spike_match = tally.equal / tally.entries if tally.entries else None
-    return Report(backend, count, spike_match, tally.agree / count, tally.worst,
-                  tally.right_ref / count, tally.right_dep / count, tally.elapsed / count,
-                  (tally.right_dep - tally.right_ref) / count, quantized, used)
+    if not dataset.labelled:
+        accuracy = (None, None, None)
+    else:
+        accuracy = (tally.right_ref / count, tally.right_dep / count, (tally.right_dep - tally.right_ref) / count)
+    return Report(backend, count, spike_match, tally.agree / count, tally.worst, accuracy[0], accuracy[1],
+                  tally.elapsed / count, accuracy[2], quantized, used, dataset.description)
 
 
 def _open(manifest, data, samples, seed):
-    from ..data import open_dataset
+    from ..data.sources import open_samples
 
-    size, timesteps = _input_geometry(manifest)
-    return open_dataset(data, train=False, size=size, timesteps=timesteps, samples=samples, seed=seed)
+    return open_samples(data, input_shape(manifest), train=False, samples=samples, seed=seed)
 
 
 def _absolute(files: ReferenceFiles) -> ReferenceFiles:
@@ -216,9 +214,7 @@ def _verify_range(compiled, gm, partitions, dataset, start, stop, backend, batch
     stages = compiled.manifest.stages
     tally = _Tally()
     for first in range(start, stop, batch_size):
-        items = [dataset[i] for i in range(first, min(first + batch_size, stop))]
-        x = torch.stack([item[0] for item in items])
-        labels = torch.tensor([item[1] for item in items])
+        x, labels = dataset.batch(first, min(first + batch_size, stop))
         reference = reference_stages(gm, partitions, x)
         began = time.perf_counter()
         tensor = x
@@ -232,8 +228,9 @@ def _verify_range(compiled, gm, partitions, dataset, start, stop, backend, batch
         expected = reference["output"]
         tally.worst = max(tally.worst, float((tensor - expected).abs().max()))
         tally.agree += int((tensor.argmax(-1) == expected.argmax(-1)).sum())
-        tally.right_ref += int((expected.argmax(-1) == labels).sum())
-        tally.right_dep += int((tensor.argmax(-1) == labels).sum())
+        if labels is not None:
+            tally.right_ref += int((expected.argmax(-1) == labels).sum())
+            tally.right_dep += int((tensor.argmax(-1) == labels).sum())
         if progress:
-            progress(len(items))
+            progress(len(x))
     return tally
