@@ -19,29 +19,48 @@ def from_netx(y: np.ndarray) -> torch.Tensor:
     return t.permute(0, 3, 2, 1, 4) if t.dim() == 5 else t
 
 
-def run_stage(stage: Stage, build_dir: Path, x: torch.Tensor, progress=None) -> torch.Tensor:
-    """Runs each sample through Lava's bit-accurate fixed-point simulator."""
+def _check_input(stage: Stage, x: torch.Tensor, data: np.ndarray) -> None:
     spec = stage.inputs[0]
-    expected = tuple(spec.shape[:-1])
-    data = to_netx(x)
-    if x.dim() not in (3, 5) or data.shape[1:-1] != expected:
+    if x.dim() not in (3, 5) or data.shape[1:-1] != tuple(spec.shape[:-1]):
         raise InputError(
             f"Stage `{stage.name}` (loihi) expects spikes of PyTorch shape (N, "
             f"{', '.join(map(str, spec.pytorch_shape()[:-1]))}, T), got {tuple(x.shape)}."
         )
     values = torch.unique(x)
-    if not bool(((values == 0) | (values == 1)).all()):
+    if stage.input_bits:  # graded spikes from an Encoder: unsigned integers of input_bits bits
+        top = (1 << stage.input_bits) - 1
+        if not bool(((values == values.round()) & (values >= 0) & (values <= top)).all()):
+            raise InputError(
+                f"Stage `{stage.name}` (loihi) receives graded spikes of {stage.input_bits} bits (integers "
+                f"0..{top}), but the input holds values {values[:6].tolist()}...; pass it through "
+                f"hybridc.nn.Encoder(bits={stage.input_bits})."
+            )
+    elif not bool(((values == 0) | (values == 1)).all()):
         raise InputError(
             f"Stage `{stage.name}` (loihi) receives unary spikes, but the input holds values "
             f"{values[:6].tolist()}...; binarise it (e.g. `(x > 0).float()`)."
         )
-    outputs = []
+
+
+def run_stage(stage: Stage, build_dir: Path, x, progress=None):
+    """Runs each sample through Lava's bit-accurate fixed-point simulator. Returns the
+    spikes of every output (tap) in PyTorch layout: one tensor, or a tuple in the order
+    of stage.outputs."""
+    if isinstance(x, dict):
+        (x,) = x.values()
+    data = to_netx(x)
+    _check_input(stage, x, data)
+    taps = [(out.layer, out.delay if out.delay is not None else stage.delay) for out in stage.outputs]
+    per_sample = []
     for i in range(data.shape[0]):
-        outputs.append(simulate(Path(build_dir) / stage.artifact, data[i], stage.delay,
-                                input_shape=tuple(spec.shape[:-1])))
+        per_sample.append(simulate(Path(build_dir) / stage.artifact, data[i], stage.delay,
+                                   input_shape=tuple(stage.inputs[0].shape[:-1]), taps=taps,
+                                   input_bits=stage.input_bits or 0))
         if progress:
             progress()
-    return from_netx(np.stack(outputs))
+    outputs = tuple(from_netx(np.stack([sample[k] for sample in per_sample])).reshape(x.shape[0], *out.pytorch_shape())
+                    for k, out in enumerate(stage.outputs))
+    return outputs[0] if len(outputs) == 1 else outputs
 
 
 def import_lava_runtime():
@@ -66,9 +85,12 @@ def import_lava_runtime():
         multiprocessing.set_start_method = original
 
 
-def simulate(net_path: Path, sample: np.ndarray, delay: int, input_shape=None) -> np.ndarray:
+def simulate(net_path: Path, sample: np.ndarray, delay: int, input_shape=None, taps=None, input_bits: int = 0):
     """One sample (netx layout, time last) through netx under Loihi2SimCfg(fixed_pt).
-    Returns the output spikes aligned with PyTorch's (shifted back by `delay`)."""
+    Returns the output spikes aligned with PyTorch's (shifted back by `delay`). With
+    `taps` [(netx layer index or None for the last, delay), ...] returns a list, one array
+    per tap: each tap is an extra receiver on that layer's output port (Lava fans an
+    OutPort out to several InPorts), so the network is built once."""
     import_lava_runtime()
     from lava.lib.dl import netx
     from lava.magma.core.run_conditions import RunSteps
@@ -76,17 +98,21 @@ def simulate(net_path: Path, sample: np.ndarray, delay: int, input_shape=None) -
     from lava.proc import io
 
     steps = sample.shape[-1]
-    net = netx.hdf5.Network(net_config=str(net_path),
+    net = netx.hdf5.Network(net_config=str(net_path), input_message_bits=input_bits,
                             input_shape=input_shape if len(input_shape) == 3 else None)
-    pad = len(net) + delay + 1  # let the last spikes drain through every layer
+    wanted = taps if taps is not None else [(None, delay)]
+    pad = len(net) + max(d for _, d in wanted) + 1  # let the last spikes drain through every layer
     padded = np.concatenate([sample, np.zeros(sample.shape[:-1] + (pad,))], axis=-1)
     source = io.source.RingBuffer(data=padded)
-    sink = io.sink.RingBuffer(shape=net.out.shape, buffer=steps + pad)
     source.s_out.connect(net.inp)
-    net.out.connect(sink.a_in)
+    sinks = []
+    for layer, _ in wanted:
+        port = net.out if layer is None or layer == len(net) - 1 else net.layers[layer].out
+        sinks.append(io.sink.RingBuffer(shape=port.shape, buffer=steps + pad))
+        port.connect(sinks[-1].a_in)
     try:
         net.run(condition=RunSteps(num_steps=steps + pad), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-        out = sink.data.get()
+        outs = [sink.data.get()[..., d:d + steps] for sink, (_, d) in zip(sinks, wanted)]
     finally:
         net.stop()
-    return out[..., delay:delay + steps]
+    return outs if taps is not None else outs[0]

@@ -20,7 +20,6 @@ from ..digest import sha256
 from ..errors import LoweringError
 from ..manifest import Stage, TensorSpec
 
-ARTIFACT = "snn.net"
 V_TH_MAX = (1 << 17) - 1  # Loihi threshold mantissa, unsigned 17 bits
 W_LIMIT = 256  # 8-bit weight mantissa: even values in [-256, 254]
 
@@ -233,33 +232,49 @@ class LoihiTarget:
     def preprocess(self, partition, gm, workdir: Path) -> Stage:
         import h5py
 
-        blocks = [gm.get_submodule(n.target) for n in partition.nodes if n.op == "call_module"]
+        from ..nn import Encoder
+
         cuba = _slayer().block.cuba
-        layers = [b for b in blocks if _writers()[type(b)] is not write_nothing
-                  and not isinstance(b, (cuba.Flatten, cuba.Input))]  # netx builds no layer for these
-        in_shape = partition.inputs[0].meta["shape"][1:]
-        out_node = partition.outputs[0]
-        path = Path(workdir) / ARTIFACT
+        source = partition.inputs[0]
+        in_shape = source.meta["shape"][1:]
+        path = Path(workdir) / f"{partition.name}.net"
         neurons = synapses = 0
         shape = in_shape
+        layer, lag, taps = -1, 0, {}  # node -> (netx layer index, delay)
         with h5py.File(path, "w") as h5:
             group = h5.create_group("layer")
             for node in partition.nodes:
                 block = gm.get_submodule(node.target)
                 writer = _writers()[type(block)]
-                if writer is write_nothing:
-                    continue
-                writer(block, group.create_group(str(len(group))))
-                synapses += _synapses(block, shape)
-                if getattr(block, "neuron", None) is not None:
-                    neurons += prod(block.neuron.shape)
+                if writer is not write_nothing:
+                    writer(block, group.create_group(str(len(group))))
+                    synapses += _synapses(block, shape)
+                    if getattr(block, "neuron", None) is not None:
+                        neurons += prod(block.neuron.shape)
+                    if not isinstance(block, (cuba.Flatten, cuba.Input)):  # netx builds no layer for these
+                        layer += 1
+                lag += _lag(block)
+                taps[node] = (layer, lag)
                 shape = node.meta["shape"][1:]
+        outputs = []
+        for node in partition.outputs:
+            index, delay = taps[node]
+            if index < 0:
+                raise LoweringError(
+                    f"`{node.name}` sends its value out of the spiking stage before any Loihi layer has "
+                    "run (it is the stage's input), so there are no spikes to tap. Read the tensor "
+                    "before the spiking stage instead."
+                )
+            netx_out, out_layout = netx_layout(node.meta["shape"][1:])
+            outputs.append(TensorSpec(node.name, list(netx_out), "float32", out_layout, node=node.name,
+                                      layer=index, delay=delay))
         netx_in, in_layout = netx_layout(in_shape)
-        netx_out, out_layout = netx_layout(out_node.meta["shape"][1:])
+        encoder = gm.get_submodule(source.target) if source.op == "call_module" else None
         return Stage(
-            name=partition.name, target=self.name, artifact=ARTIFACT, sha256=sha256(path),
-            inputs=[TensorSpec("spikes_in", list(netx_in), "float32", in_layout)],
-            outputs=[TensorSpec(out_node.name, list(netx_out), "float32", out_layout)],
-            delay=sum(_lag(b) for b in blocks), layers=len(layers),
+            name=partition.name, target=self.name, artifact=path.name, sha256=sha256(path),
+            inputs=[TensorSpec("spikes_in", list(netx_in), "float32", in_layout, node=source.name)],
+            outputs=outputs,
+            delay=outputs[-1].delay, layers=layer + 1,
             neurons=int(neurons), synapses=int(synapses),
+            input_bits=encoder.bits if isinstance(encoder, Encoder) else None,
         )
