@@ -33,8 +33,10 @@ def test_manifest_validates_and_hashes_match(build):
     edges = [(e["producer"]["stage"], e["consumer"]["stage"], e["conversion"]["kind"]) for e in data["edges"]]
     assert edges == [(None, "snn", "none"), ("snn", "ann", "accumulator"), ("ann", None, "none")]
     cut = data["edges"][1]
-    assert cut["conversion"]["interval"] == 4 and cut["shape"] == [8, 8, 8, 16] and cut["layout"] == "CHWT"
-    assert cut["bytes_per_inference"] == 8 * 8 * 8 * 16 / 8  # raw spikes, one bit each
+    # I=4: counts of ceil(log2 5) = 3 bits over 4 windows beat 16 one-bit spikes: the sender accumulates
+    assert cut["conversion"]["interval"] == 4 and cut["conversion"]["runs_on"] == "producer"
+    assert cut["shape"] == [8, 8, 8, 4] and cut["layout"] == "CHWK" and cut["bits_per_value"] == 3
+    assert cut["bytes_per_inference"] == 8 * 8 * 8 * 4 * 3 / 8
     for stage in data["stages"]:
         assert sha256(out / stage["artifact"]) == stage["sha256"]
     assert compiled.manifest.to_dict() == data

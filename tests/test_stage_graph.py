@@ -31,8 +31,11 @@ def test_multi_tap_spike_flownet_three_intervals(tmp_path):
         ("snn", "e3", "ann", "accumulator"), ("ann", "output", None, "none")}
     taps = {e.producer["tensor"]: e for e in manifest.edges if e.conversion.kind == "accumulator"}
     assert [taps[t].conversion.interval for t in ("e1", "e2", "e3")] == [4, 2, 8]
-    assert taps["e1"].shape == [4, 8, 8, 8] and taps["e1"].bytes_per_inference == 4 * 8 * 8 * 8 / 8
-    assert sorted(t.name for t in manifest.stage("ann").inputs) == ["e1", "e2", "e3"]
+    # each tap's wire format on its own: counts for I=4 (3 bits x 2 windows < 8 spikes) and I=8, spikes for I=2
+    assert [taps[t].bits_per_value for t in ("e1", "e2", "e3")] == [3, 1, 4]
+    assert taps["e1"].shape == [4, 8, 8, 2] and taps["e1"].bytes_per_inference == 4 * 8 * 8 * 2 * 3 / 8
+    assert taps["e2"].shape == [8, 4, 4, 8] and taps["e2"].bytes_per_inference == 8 * 4 * 4 * 8 / 8
+    assert sorted(t.name for t in manifest.stage("ann").inputs) == ["e1_counts", "e2", "e3_counts"]
 
 
 def test_ann_first_sends_graded_spikes(tmp_path):
@@ -116,8 +119,8 @@ def test_inspect_and_profile_show_every_edge(tmp_path):
     inspection = hybridc.inspect(tmp_path / "b")
     data = inspection.to_dict()
     assert len(data["stage_edges"]) == 5 and len(data["cuts"]) == 3
-    assert sorted((c["interval"], c["bytes"]["raw_bytes"]) for c in data["cuts"]) == [
-        (2, 8 * 4 * 4 * 8 / 8), (4, 4 * 8 * 8 * 8 / 8), (8, 8 * 2 * 2 * 8 / 8)]
+    assert sorted((c["interval"], c["bytes"]["raw_bytes"], c["wire"]) for c in data["cuts"]) == [
+        (2, 8 * 4 * 4 * 8 / 8, "spikes"), (4, 4 * 8 * 8 * 8 / 8, "counts"), (8, 8 * 2 * 2 * 8 / 8, "counts")]
     dot = inspection.to_dot()
     assert all(f"(I={i})" in dot for i in (2, 4, 8))
     page = inspection.to_html()
