@@ -185,11 +185,12 @@ def profile_build(build_dir, data: str = "synthetic", samples: int = 16, device_
         conv = edge.conversion
         if result.cut or conv.kind == "encoder":
             continue
-        interval, windows, fold = ((conv.interval, conv.windows, conv.fold) if conv.kind == "accumulator"
-                                   else (1, edge.shape[-1], False))
-        b = cut_bytes(edge.shape, edge.shape[-1], interval, windows)
         wire = (manifest.stage(edge.consumer["stage"]).wire or {}).get(edge.consumer["input"])
-        result.cut = {"tensor": edge.consumer["input"], "shape": edge.shape, "interval": interval,
+        shape = list(wire.spikes_shape) if wire else edge.shape  # the spike tensor, whichever form crosses
+        interval, windows, fold = ((conv.interval, conv.windows, conv.fold) if conv.kind == "accumulator"
+                                   else (1, shape[-1], False))
+        b = cut_bytes(shape, shape[-1], interval, windows)
+        result.cut = {"tensor": edge.consumer["input"], "shape": shape, "interval": interval,
                       "wire": wire.format if wire else "spikes", "wire_bits": wire.bits if wire else 1,
                       "windows": windows, "fold": fold, "raw_bytes": b.raw_bytes, "raw_bytes_per_window": b.raw_bytes / windows,
                       "accumulated_bytes": b.accumulated_bytes, "accumulated_bytes_per_window": b.accumulated_bytes / windows,
