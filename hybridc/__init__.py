@@ -24,7 +24,9 @@ def load(path):
 
 
 def run(compiled, x, return_stages=False):
-    """Run a build as deployed: Lava fixed-point for loihi, onnxruntime for jetson."""
+    """Run a build as deployed: Lava fixed-point for loihi, onnxruntime for jetson, each stage
+    of the stage graph in order. return_stages=True adds {stage: output}; "values" returns
+    {(stage, tensor name): value} for every stage output instead."""
     from .runtime.run import run as _run
 
     return _run(compiled, x, return_stages=return_stages)

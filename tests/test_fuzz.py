@@ -1,6 +1,7 @@
-"""Differential fuzzing: every random hybrid model either compiles and then matches
-PyTorch exactly (Lava spikes 100%, deployed output within 1e-4, same argmax) or is
-refused with a hybridc.errors subclass. Anything else is a bug.
+"""Differential fuzzing: every random hybrid model (one cut, or a stage graph with taps,
+an ANN front end, or SNN -> ANN -> SNN -> ANN) either compiles and then matches PyTorch
+exactly (Lava spikes 100% at every spiking output, deployed output within 1e-4, same
+argmax) or is refused with a hybridc.errors subclass. Anything else is a bug.
 
 Fast profile in `make test` (HYBRIDC_FUZZ_EXAMPLES, default 20, derandomized);
 `make fuzz` runs the long profile and writes the counts to fuzz_report.json.
@@ -20,10 +21,11 @@ from hypothesis import HealthCheck, given, settings
 
 import hybridc
 from hybridc.errors import HybridcError
-from hybridc.runtime.stages import run_stage
-from hybridc.runtime.verify import reference_stages
+from hybridc.runtime.verify import reference_tensors
+from hybridc.targets.registry import domain_of
 
 EXAMPLES = int(os.environ.get("HYBRIDC_FUZZ_EXAMPLES", "20"))
+GRAPHS_ONLY = bool(os.environ.get("HYBRIDC_FUZZ_GRAPHS"))  # only stage graphs (taps, front ends, alternation)
 REPORT = os.environ.get("HYBRIDC_FUZZ_REPORT")
 COUNTS = collections.Counter()
 
@@ -39,22 +41,32 @@ def check(spec):
             compiled = hybridc.compile(model, x, output_dir=Path(tmp) / "build", on_overflow=on_overflow)
         except HybridcError as exc:
             return f"refused: {type(exc).__name__}"
-        reference = reference_stages(compiled.module, compiled.fx_partitions, x)
-        snn = compiled.manifest.stages[0]
-        lava = run_stage(snn, compiled.directory, x)
-        cut = reference[snn.name]
-        assert torch.equal(lava, cut), f"Lava spikes differ in {(lava != cut).sum().item()} of {cut.numel()}: {spec}"
-        deployed = hybridc.run(compiled.directory, x)
+        manifest = compiled.manifest
+        _, reference = reference_tensors(compiled.module, manifest, x)
+        values = hybridc.run(compiled, x, return_stages="values")
+        spikes = 0.0
+        for stage in manifest.stages:  # every spiking output of the stage graph, every entry
+            if domain_of(stage.target) != "spiking":
+                continue
+            for spec_out in stage.outputs:
+                lava, cut = values[(stage.name, spec_out.name)], reference[(stage.name, spec_out.name)]
+                assert torch.equal(lava, cut), (f"Lava spikes at {stage.name}/{spec_out.name} differ in "
+                                                f"{(lava != cut).sum().item()} of {cut.numel()}: {spec}")
+                spikes += float(cut.sum())
+        final = manifest.edges_into(None)[0].producer
+        deployed = values[(final["stage"], final["tensor"])]
         with torch.no_grad():
             expected = model(x)
         assert (deployed - expected).abs().max() < 1e-4, f"deployed output differs: {spec}"
         assert torch.equal(deployed.argmax(-1), expected.argmax(-1)), f"argmax differs: {spec}"
-        return "compiled (spiking cut)" if bool((cut != 0).any()) else "compiled (silent cut)"
+        shape = "spiking cut" if len(manifest.stages) == 2 and len(manifest.edges) == 3 else \
+            f"{len(manifest.stages)} stages, {len(manifest.edges)} edges"
+        return f"compiled ({shape})" if spikes > 0 else f"compiled ({shape}, silent)"
 
 
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 50, print_blob=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(spec=specs())
+@given(spec=specs().filter(lambda s: s.front or s.taps or s.second) if GRAPHS_ONLY else specs())
 def test_random_hybrids_compile_exactly_or_are_refused(spec):
     outcome = check(spec)
     COUNTS[outcome] += 1
@@ -68,6 +80,7 @@ def test_fuzz_outcomes_were_mixed():
     if sum(COUNTS.values()) < 10:
         pytest.skip("run together with the fuzz test")
     assert any(k.startswith("compiled") for k in COUNTS) and COUNTS["compiled (spiking cut)"] > 0
+    assert any("stages" in k and "silent" not in k for k in COUNTS), "no multi-stage graph compiled"
 
 
 # Regression examples the fuzzer found. Each was a crash or mismatch before its fix.

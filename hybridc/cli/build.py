@@ -14,12 +14,19 @@ def _shape(specs) -> str:
 
 
 
+def _conversion(edge) -> str:
+    c = edge.conversion
+    if c.kind == "encoder":
+        return f"{edge.consumer['input']}: encoder {c.bits}-bit graded, hold {c.hold}"
+    return f"{edge.producer['tensor']}: I={c.interval}, {c.windows} windows{', folded' if c.fold else ''}"
+
+
 def partition_table(compiled, title: str):
     """One row per stage: what runs where, on which tensors, and how big it is."""
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("stage", "target", "layers", "input", "output", "size", "accumulator"):
+    for col in ("stage", "target", "layers", "input", "output", "size", "conversion in"):
         table.add_column(col)
     for stage in compiled.manifest.stages:
         if stage.neurons is not None:
@@ -28,8 +35,8 @@ def partition_table(compiled, title: str):
             params = sum(d.get("parameters", 0) for _, d in compiled.graph.nodes(data=True)
                          if d.get("partition") == stage.name) if compiled.graph is not None else 0
             size = f"{params:,} parameters"
-        acc = stage.accumulator
-        acc_text = f"I={acc.interval}, {acc.windows} windows{', folded' if acc.fold else ''}" if acc else ""
+        acc_text = "; ".join(_conversion(e) for e in compiled.manifest.edges_into(stage.name)
+                             if e.conversion.kind != "none")
         table.add_row(stage.name, stage.target, str(stage.layers or ""), _shape(stage.inputs),
                       _shape(stage.outputs), size, acc_text)
     return table

@@ -45,13 +45,15 @@ def to_dot(inspection) -> str:
         if partition:
             lines.append("  }")
     part = {n["name"]: n["partition"] for n in nodes}
-    cut_label = {(c.source, c.destination): f"cut: {c.bytes.raw_bytes:,.0f} B raw, "
-                 f"{c.bytes.accumulated_bytes:,.0f} B counts" for c in inspection.cuts}
+    cut_label = {(c.source, c.destination, c.node): (
+        f"cut: {c.bytes.raw_bytes:,.0f} B, {c.bits}-bit graded" if c.conversion == "encoder" else
+        f"cut: {c.bytes.raw_bytes:,.0f} B raw, {c.bytes.accumulated_bytes:,.0f} B counts (I={c.interval})")
+        for c in inspection.cuts}
     for a, b in inspection.graph.edges:
         pa, pb = part.get(a), part.get(b)
         if pa and pb and pa != pb:
             lines.append(f"  {_q(a)} -> {_q(b)} [penwidth=3, color=\"#d62828\", "
-                         f"label={_q(cut_label.get((pa, pb), 'cut'))}, fontcolor=\"#d62828\"];")
+                         f"label={_q(cut_label.get((pa, pb, a), 'cut'))}, fontcolor=\"#d62828\"];")
         else:
             lines.append(f"  {_q(a)} -> {_q(b)};")
     lines.append("}")

@@ -10,7 +10,7 @@ arguments, weights, each checked by sha256). Two backends run the deployment:
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional
@@ -20,8 +20,9 @@ import torch
 from ..build.compiled import load
 from ..errors import ArtifactError, InputError
 from ..targets.registry import domain_of
+from .run import stage_feeds
 from .stages import run_stage
-from .verify import reference_stages
+from .verify import reference_tensors
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Report:
     accuracy_change: float = 0.0  # deployed - reference: nonzero only for quantised stages
     quantized: bool = False  # a stage is int8: argmax may legitimately differ
     workers: int = 1  # Ray tasks' CPUs the samples were split across (1: this process)
+    spike_matches: dict = None  # "stage/tensor" -> fraction of equal entries, per spiking output (lava)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -129,11 +131,17 @@ class _Tally:
     right_dep: int = 0
     worst: float = 0.0
     elapsed: float = 0.0
+    per_output: dict = field(default_factory=dict)  # "stage/tensor" -> [equal, entries]
 
     def __add__(self, other):
+        outputs = {k: list(v) for k, v in self.per_output.items()}
+        for key, (same, entries) in other.per_output.items():
+            counts = outputs.setdefault(key, [0, 0])
+            counts[0] += same
+            counts[1] += entries
         return _Tally(self.equal + other.equal, self.entries + other.entries, self.agree + other.agree,
                       self.right_ref + other.right_ref, self.right_dep + other.right_dep,
-                      max(self.worst, other.worst), self.elapsed + other.elapsed)
+                      max(self.worst, other.worst), self.elapsed + other.elapsed, outputs)
 
 
 def verify_dataset(build_dir, data: str = "synthetic", samples: int = 8, backend: str = "lava",
@@ -180,7 +188,8 @@ def verify_dataset(build_dir, data: str = "synthetic", samples: int = 8, backend
     spike_match = None if backend == "emulate" or not tally.entries else tally.equal / tally.entries
     return Report(backend, count, spike_match, tally.agree / count, tally.worst,
                   tally.right_ref / count, tally.right_dep / count, tally.elapsed / count,
-                  (tally.right_dep - tally.right_ref) / count, quantized, used)
+                  (tally.right_dep - tally.right_ref) / count, quantized, used,
+                  None if spike_match is None else {k: e / n for k, (e, n) in tally.per_output.items()})
 
 
 def _open(manifest, data, samples, seed):
@@ -212,33 +221,46 @@ def _cached_reference(build_dir, recipe, files):
 
 
 def _verify_range(compiled, gm, partitions, dataset, start, stop, backend, batch_size, progress) -> _Tally:
-    stages = compiled.manifest.stages
+    manifest = compiled.manifest
+    stages = manifest.stages
     tally = _Tally()
     for first in range(start, stop, batch_size):
         items = [dataset[i] for i in range(first, min(first + batch_size, stop))]
         x = torch.stack([item[0] for item in items])
         labels = torch.tensor([item[1] for item in items])
         began = time.perf_counter()
-        reference = reference_stages(gm, partitions, x)
+        expected, reference = reference_tensors(gm, manifest, x)
         reference_seconds = time.perf_counter() - began
         began = time.perf_counter()
-        tensor = x
-        for i, stage in enumerate(stages):
-            if domain_of(stage.target) == "spiking":
-                tensor = reference[stage.name] if backend == "emulate" else run_stage(stage, compiled.directory, x)
-                cut = reference[stage.name]
-                tally.equal += int((tensor == cut).sum())
-                tally.entries += cut.numel()
+        values = {(None, "input"): x}
+        for stage in stages:  # the stage graph in its topological order
+            spiking = domain_of(stage.target) == "spiking"
+            if spiking and backend == "emulate":  # slayer's forward, computed above
+                outputs = tuple(reference[(stage.name, spec.name)] for spec in stage.outputs)
             else:
-                tensor = run_stage(stage, compiled.directory, tensor)
+                result = run_stage(stage, compiled.directory, stage_feeds(manifest, stage, values))
+                outputs = result if isinstance(result, tuple) else (result,)
+            for spec, value in zip(stage.outputs, outputs):
+                values[(stage.name, spec.name)] = value
+                if spiking:
+                    cut = reference[(stage.name, spec.name)]
+                    same = int((value == cut).sum())
+                    tally.equal += same
+                    tally.entries += cut.numel()
+                    counts = tally.per_output.setdefault(f"{stage.name}/{spec.name}", [0, 0])
+                    counts[0] += same
+                    counts[1] += cut.numel()
+        final = manifest.edges_into(None)[0].producer
+        tensor = values[(final["stage"], final["tensor"])]
         tally.elapsed += time.perf_counter() - began
-        if backend == "emulate":  # its spiking stage *is* slayer's forward, computed above
+        if backend == "emulate":  # its spiking stages *are* slayer's forward, computed above
             tally.elapsed += reference_seconds
-        expected = reference["output"]
         tally.worst = max(tally.worst, float((tensor - expected).abs().max()))
-        tally.agree += int((tensor.argmax(-1) == expected.argmax(-1)).sum())
-        tally.right_ref += int((expected.argmax(-1) == labels).sum())
-        tally.right_dep += int((tensor.argmax(-1) == labels).sum())
+        # a sample agrees when every argmax does (one per sample for logits, per pixel for a map)
+        tally.agree += int((tensor.argmax(-1) == expected.argmax(-1)).reshape(len(items), -1).all(1).sum())
+        if expected.dim() == 2:  # class logits: accuracy against the labels
+            tally.right_ref += int((expected.argmax(-1) == labels).sum())
+            tally.right_dep += int((tensor.argmax(-1) == labels).sum())
         if progress:
             progress(len(items))
     return tally
