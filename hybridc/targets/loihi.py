@@ -248,8 +248,10 @@ class LoihiTarget:
         if neuron is None:
             return notes
         v_th = float(neuron.threshold) * float(neuron.w_scale)
-        # a delta encoder may have threshold 0 (it then sends every change)
-        low_ok = v_th >= 0 if neuron_models.family_of(block) == "sigma_delta" else v_th > 0
+        # a delta encoder (the Input layer) may have threshold 0: it then sends every change. Any
+        # other layer needs a mantissa of at least 1 (slayer turns a sigma-delta threshold of 0
+        # into 2^-12, which netx cannot load or Lava runs differently)
+        low_ok = v_th >= 0 if neuron_models.is_delta_input(block) else v_th >= 1
         if not (low_ok and v_th <= V_TH_MAX):
             raise NumericsError(
                 f"{where}: threshold {float(neuron.threshold):g} is {v_th:g} in Loihi's fixed point "
