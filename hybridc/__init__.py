@@ -39,7 +39,9 @@ def load(path):
 
 def run(compiled, x, return_stages=False, backend="lava"):
     """Run a build as deployed: Lava fixed-point (backend="lava") or hybridc's batched
-    emulator of it (backend="emulate") for loihi, onnxruntime for jetson."""
+    emulator of it (backend="emulate") for loihi, onnxruntime for jetson, each stage of the
+    stage graph in order. return_stages=True adds {stage: output}; "values" returns
+    {(stage, tensor name): value} for every stage output instead."""
     from .quiet import import_slayer_quietly
 
     import_slayer_quietly()

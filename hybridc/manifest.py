@@ -1,17 +1,22 @@
 """The deployment manifest: what each device runs, in what order, on which tensors.
 
 A dataclass tree serialised to `manifest.json` and checked against the JSON Schema
-shipped beside this module (copied to docs/manifest.schema.json).
+shipped beside this module (copied to docs/manifest.schema.json). Format 2 records
+the stage graph: stages in a topological order and every edge between them (with
+the conversion at the edge and what crosses the link). Format-1 builds (one spiking
+stage, then one dense stage) are upgraded on load: their edges follow from the chain.
 """
 
 import json
 from dataclasses import asdict, dataclass, field
+from math import prod
 from pathlib import Path
 from typing import Optional
 
 from .errors import ArtifactError
 
-FORMAT = "hybridc-manifest/1"
+FORMAT = "hybridc-manifest/2"
+FORMAT_V1 = "hybridc-manifest/1"
 SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
 
 
@@ -24,6 +29,9 @@ class TensorSpec:
     # graded values (sigma-delta): integer on the wire = value x graded["scale"]; inputs also
     # give the grid ("step", "range") the integers are rounded and clipped to
     graded: Optional[dict] = None
+    node: Optional[str] = None  # the model's fx node whose value this is (the producer, for inputs)
+    layer: Optional[int] = None  # loihi outputs: the netx layer tapped
+    delay: Optional[int] = None  # loihi outputs: steps by which Lava lags PyTorch at this tap
 
     def pytorch_shape(self) -> tuple:
         """The shape in PyTorch's layout: netx's (W, H, C, T) becomes (C, H, W, T)."""
@@ -84,12 +92,59 @@ class Stage:
     opset: Optional[int] = None
     quantization: Optional[dict] = None  # jetson-int8 stages
     wire: Optional[dict] = None  # input name -> WireSpec, for inputs that arrive over a link as spikes/counts
+    input_bits: Optional[int] = None  # loihi stages fed graded spikes (from an Encoder)
 
     def to_dict(self) -> dict:
-        data = {k: v for k, v in asdict(self).items() if v is not None}
-        for key in ("inputs", "outputs"):  # optional tensor fields too
-            data[key] = [{k: v for k, v in t.items() if v is not None} for t in data[key]]
-        return data
+        return _without_none(asdict(self))
+
+    def input(self, name: str) -> TensorSpec:
+        return next(t for t in self.inputs if t.name == name)
+
+    def output(self, name: str) -> TensorSpec:
+        return next(t for t in self.outputs if t.name == name)
+
+
+@dataclass
+class Conversion:
+    """What happens to a tensor on an edge: nothing, an Accumulator (spiking -> dense) or an
+    Encoder (dense -> spiking), and which side's artifact computes it."""
+
+    kind: str  # "none" | "accumulator" | "encoder"
+    runs_on: Optional[str] = None  # "producer" | "consumer"
+    interval: Optional[int] = None
+    windows: Optional[int] = None
+    fold: Optional[bool] = None
+    bits: Optional[int] = None
+    hold: Optional[int] = None
+    node: Optional[str] = None  # the fx node of the Accumulator/Encoder
+
+
+@dataclass
+class Edge:
+    """One tensor from a producer (a stage's output, or the model input when stage is None)
+    to a consumer (a stage's input, or the model output when stage is None)."""
+
+    producer: dict  # {"stage": name | None, "tensor": output name}
+    consumer: dict  # {"stage": name | None, "input": input name}
+    conversion: Conversion
+    shape: list  # what crosses the link, without batch (PyTorch layout)
+    layout: str
+    dtype: str
+    bits_per_value: int
+    bytes_per_inference: float
+
+
+def payload_bytes(shape, bits: int) -> float:
+    """Bytes per inference of a tensor of `shape` (no batch) packed at `bits` per value."""
+    return prod(shape) * bits / 8
+
+
+def _without_none(value):
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
 
 
 @dataclass
@@ -112,13 +167,22 @@ class Manifest:
     hybridc_version: str
     format: str = FORMAT
     extra: dict = field(default_factory=dict)
+    edges: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         data = asdict(self)
         if self.source is not None and self.source.path is None:
             data["source"] = None
         data["stages"] = [s.to_dict() for s in self.stages]
+        data["edges"] = [{**asdict(e), "conversion": _without_none(asdict(e.conversion))} for e in self.edges]
         return data
+
+    def edges_into(self, stage: Optional[str]) -> list:
+        """Edges whose consumer is `stage` (None: the model output)."""
+        return [e for e in self.edges if e.consumer["stage"] == stage]
+
+    def edges_from(self, stage: Optional[str]) -> list:
+        return [e for e in self.edges if e.producer["stage"] == stage]
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
@@ -128,6 +192,8 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Manifest":
+        if isinstance(data, dict) and data.get("format") == FORMAT_V1:
+            data = upgrade_v1(data)
         validate(data)
         stages = []
         for s in data["stages"]:
@@ -139,9 +205,54 @@ class Manifest:
             if "wire" in s:
                 s["wire"] = {name: WireSpec(**w) for name, w in s["wire"].items()}
             stages.append(Stage(**s))
+        edges = [Edge(**{**e, "conversion": Conversion(**e["conversion"])}) for e in data["edges"]]
         return cls(target=data["target"], timesteps=data["timesteps"], source=Source(**data["source"]) if data["source"] else None,
                    stages=stages, hybridc_version=data["hybridc_version"], format=data["format"],
-                   extra=data.get("extra", {}))
+                   extra=data.get("extra", {}), edges=edges)
+
+
+def upgrade_v1(data: dict) -> dict:
+    """A format-1 manifest (a chain of stages, one tensor between each) as format 2: the
+    edges are the chain, the accumulator of a dense stage sits on the edge into it."""
+    import copy
+
+    data = copy.deepcopy(data)
+    stages = data.get("stages")
+    if not isinstance(stages, list) or not stages or not all(isinstance(s, dict) for s in stages):
+        return data  # validate() names what is wrong
+    edges = []
+    try:
+        previous = None  # (stage name, tensor spec)
+        for stage in stages:
+            spec = stage["inputs"][0]
+            acc = stage.get("accumulator")
+            if previous is None:
+                bits = 1 if stage["target"] in ("loihi", "nir") else 32
+                conversion = {"kind": "none"}
+            elif acc:
+                bits, conversion = 1, {"kind": "accumulator", "runs_on": "consumer", **acc}
+            else:
+                bits, conversion = 1 if spec["layout"].endswith("T") else 32, {"kind": "none"}
+            shape = (TensorSpec(**spec).pytorch_shape())
+            edges.append({"producer": {"stage": previous[0] if previous else None,
+                                       "tensor": previous[1]["name"] if previous else "input"},
+                          "consumer": {"stage": stage["name"], "input": spec["name"]},
+                          "conversion": conversion, "shape": list(shape),
+                          "layout": spec["layout"].replace("WHC", "CHW"), "dtype": spec["dtype"],
+                          "bits_per_value": bits, "bytes_per_inference": payload_bytes(shape, bits)})
+            if stage["target"] in ("loihi", "nir"):  # format 1 named a spiking output after its fx node
+                stage["outputs"][0].setdefault("node", stage["outputs"][0]["name"])
+            previous = (stage["name"], stage["outputs"][0])
+        out = previous[1]
+        edges.append({"producer": {"stage": previous[0], "tensor": out["name"]},
+                      "consumer": {"stage": None, "input": "output"}, "conversion": {"kind": "none"},
+                      "shape": out["shape"], "layout": out["layout"], "dtype": out["dtype"],
+                      "bits_per_value": 32, "bytes_per_inference": payload_bytes(out["shape"], 32)})
+    except (KeyError, IndexError, TypeError, ValueError):
+        return data  # not a well-formed format-1 manifest: validate() reports it
+    data["edges"] = edges
+    data["format"] = FORMAT
+    return data
 
 
 def schema() -> dict:
@@ -173,7 +284,7 @@ def validate(data: dict) -> None:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise ArtifactError(
-            f"This manifest has format {found!r:.80}; this hybridc ({FORMAT}) reads only {FORMAT!r}. "
+            f"This manifest has format {found!r:.80}; this hybridc reads {FORMAT!r} and {FORMAT_V1!r}. "
             "Recompile the model with this version of hybridc."
         )
     from jsonschema.exceptions import best_match

@@ -46,3 +46,52 @@ class Accumulator(torch.nn.Module):
         # (N, C, *S, K) -> (N, C, K, *S) -> (N, C*K, *S): channel-major fold.
         order = [0, 1, counts.dim() - 1] + list(range(2, counts.dim() - 1))
         return counts.permute(*order).reshape(n, c * windows, *spatial)
+
+
+class _RoundClamp(torch.autograd.Function):
+    """clamp(round(x), 0, top) forward, identity backward: the straight-through estimator."""
+
+    @staticmethod
+    def forward(ctx, x, top):
+        return torch.clamp(torch.round(x), 0, top)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
+class Encoder(torch.nn.Module):
+    """The bridge from dense code back into a spiking stage (dense -> spiking edge).
+
+    Loihi receives graded spikes: unsigned integers of `bits` bits. So that PyTorch
+    computes what the chip will, the model says so here: the output is
+    clamp(round(x), 0, 2**bits - 1) with time (or windows) on the last axis, each step
+    repeated `hold` times along it (an ANN working on T/hold windows hands T steps to
+    the SNN). The gradient passes straight through the rounding, so the model trains.
+    """
+
+    def __init__(self, bits: int = 8, hold: int = 1):
+        super().__init__()
+        if not 1 <= int(bits) <= 24:
+            raise TimestepError(f"Encoder bits must be an integer in 1..24 (Loihi's graded-spike payload), "
+                                f"got {bits!r}.")
+        if int(hold) < 1:
+            raise TimestepError(f"Encoder hold must be a positive integer, got {hold!r}.")
+        self.bits = int(bits)
+        self.hold = int(hold)
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}, hold={self.hold}"
+
+    @property
+    def top(self) -> int:
+        return (1 << self.bits) - 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.requires_grad:
+            values = _RoundClamp.apply(x, self.top)
+        else:  # plain operators: what torch.onnx writes into the dense stage
+            values = torch.clamp(torch.round(x), 0, self.top)
+        if self.hold == 1:
+            return values
+        return values.unsqueeze(-1).expand(*([-1] * values.dim()), self.hold).flatten(-2)

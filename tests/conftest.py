@@ -9,8 +9,8 @@ ROOT = Path(__file__).resolve().parents[1]
 warnings.filterwarnings("ignore", module="lava")
 
 
-def load_example():
-    spec = importlib.util.spec_from_file_location("dvs_gesture_model", ROOT / "examples/dvs_gesture/model.py")
+def load_example(name="dvs_gesture"):
+    spec = importlib.util.spec_from_file_location(f"{name}_model", ROOT / f"examples/{name}/model.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -27,37 +27,52 @@ def spikes(*shape, density=0.25, seed=0):
 
 
 def assert_deploys_exactly(model, x, tmp_path, target="loihi+jetson", min_cut_rate=0.01):
-    """The three parity checks every compiled model must pass, against real Lava and onnxruntime."""
+    """The parity checks every compiled model must pass, on every stage of its stage graph,
+    against real Lava and onnxruntime."""
     import hybridc
     from hybridc.errors import ArtifactError
     from hybridc.runtime.emulator import run_stage as emulate_stage
+    from hybridc.runtime.emulator import supports as emulator_supports
+    from hybridc.runtime.run import stage_feeds
     from hybridc.runtime.stages import run_stage
-    from hybridc.runtime.verify import reference_stages
+    from hybridc.runtime.verify import reference_tensors
+    from hybridc.targets.registry import domain_of
 
     model.eval()
     compiled = hybridc.compile(model, x, target=target, output_dir=tmp_path / "build")
     loaded = hybridc.load(tmp_path / "build")
-    reference = reference_stages(compiled.module, compiled.fx_partitions, x)
-    snn, ann = loaded.manifest.stages
-    # 1. Lava fixed-point spikes at the cut equal PyTorch's, every entry and timestep.
-    cut = reference[snn.name]
-    assert cut.mean() >= min_cut_rate, "test model too quiet to prove anything"
-    lava = run_stage(snn, loaded.directory, x)
-    assert lava.shape == cut.shape
-    assert torch.equal(lava, cut), f"{(lava != cut).sum()} of {cut.numel()} spikes differ"
-    # 1b. The batched emulator, reading only the artifact, equals Lava entry for entry
-    #     (it runs CUBA layers; other neuron models must be refused, with the reason).
-    try:
-        emulated = emulate_stage(snn, loaded.directory, x)
-    except ArtifactError as exc:
-        assert "the emulator runs CUBA (LIF) layers only" in str(exc)
-    else:
-        assert torch.equal(emulated, lava), f"emulator: {(emulated != lava).sum()} of {lava.numel()} spikes differ"
-    # 2. The ONNX stage fed PyTorch's cut tensor equals the PyTorch dense half.
-    onnx_out = run_stage(ann, loaded.directory, cut)
+    manifest = loaded.manifest
+    _, reference = reference_tensors(compiled.module, manifest, x)
+    deployed_values = hybridc.run(loaded, x, return_stages="values")
     with torch.no_grad():
         expected = model(x)
-    assert torch.allclose(onnx_out, expected, atol=1e-5, rtol=0), (onnx_out - expected).abs().max()
+    for stage in manifest.stages:
+        outputs = [(spec, reference[(stage.name, spec.name)]) for spec in stage.outputs]
+        if domain_of(stage.target) == "spiking":
+            # 1. Lava fixed-point spikes at every spiking output equal PyTorch's, every entry and step.
+            for spec, ref in outputs:
+                lava = deployed_values[(stage.name, spec.name)]
+                assert ref.mean() >= min_cut_rate, f"{stage.name}/{spec.name}: test model too quiet to prove anything"
+                assert lava.shape == ref.shape
+                assert torch.equal(lava, ref), f"{stage.name}/{spec.name}: {(lava != ref).sum()} of {ref.numel()} differ"
+            # 1b. The batched emulator, reading only the artifact, equals Lava entry for entry on the
+            #     stages it supports (no taps, unary input; it runs CUBA layers: other neuron models
+            #     must be refused, with the reason).
+            if stage.target == "loihi" and emulator_supports(stage):
+                fed = stage_feeds(manifest, stage, deployed_values)
+                try:
+                    emulated = emulate_stage(stage, loaded.directory, fed)
+                except ArtifactError as exc:
+                    assert "the emulator runs CUBA (LIF) layers only" in str(exc)
+                else:
+                    lava = deployed_values[(stage.name, stage.outputs[0].name)]
+                    assert torch.equal(emulated, lava), f"emulator: {(emulated != lava).sum()} of {lava.numel()} differ"
+        else:
+            # 2. Each ONNX stage fed PyTorch's tensors equals the PyTorch dense subgraph.
+            fed = stage_feeds(manifest, stage, {**reference, (None, "input"): x})
+            result = run_stage(stage, loaded.directory, fed)
+            for (spec, ref), got in zip(outputs, result if isinstance(result, tuple) else (result,)):
+                assert torch.allclose(got, ref, atol=1e-5, rtol=0), (stage.name, spec.name, (got - ref).abs().max())
     # 3. The deployment run end to end matches model(x).
     deployed = hybridc.run(loaded, x)
     assert (deployed - expected).abs().max() < 1e-4

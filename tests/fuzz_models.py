@@ -1,5 +1,8 @@
 """A hypothesis generator of random hybrid models: a chain of slayer blocks, an
-accumulator, then random dense layers. Used by test_fuzz.py (fast profile in
+accumulator, then random dense layers; and stage graphs around it: extra taps on
+spiking layers (each with its own accumulator), a dense front end handing graded
+spikes to the SNN through an Encoder (ANN first), and a second spiking stage after the
+dense code (SNN -> ANN -> SNN -> ANN). Used by test_fuzz.py (fast profile in
 `make test`, long profile in `make fuzz`)."""
 
 from dataclasses import dataclass, field
@@ -8,7 +11,7 @@ import torch
 from hypothesis import strategies as st
 from lava.lib.dl import slayer
 
-from hybridc.nn import Accumulator
+from hybridc.nn import Accumulator, Encoder
 
 
 @dataclass
@@ -30,6 +33,11 @@ class Spec:
     # slayer.block family: cuba, sigma_delta (graded input and spikes; ReLU added in build), rf, rf_iz
     family: str = "cuba"
     target: str = "loihi+jetson"  # test_fuzz.py runs every spec strategy once per target pair
+    # stage graphs beyond one cut
+    taps: list = field(default_factory=list)  # (spiking layer index, interval): extra cuts into the head
+    front: tuple = None  # (bits, hold, gain): a dense per-window front end, then Encoder -> the SNN (cuba)
+    second: tuple = None  # (bits, hold, gain, out, encoder): dense per window -> Encoder -> one more cuba layer
+
 
 
 def _conv_out(size, k, s, p):
@@ -47,7 +55,8 @@ def specs(draw):
         neuron = {"threshold": draw(st.sampled_from([0.0, 0.02, 0.1, 0.125, 0.3, 0.5]))}
     elif family in ("rf", "rf_iz"):
         neuron = {"threshold": draw(st.sampled_from([0.1, 0.25, 0.5, 1.0])),
-                  "period": draw(st.sampled_from([3, 4, 6.5, 8, 12, 20])),
+                  # slayer itself asserts period >= 4 when the block is built
+                  "period": draw(st.sampled_from([4, 6.5, 8, 12, 20])),
                   "decay": draw(st.sampled_from([0.0, 0.02, 0.1, 0.3]))}
     else:
         neuron = {
@@ -102,9 +111,61 @@ def specs(draw):
     for _ in range(draw(st.integers(0, 2))):
         dense.append(draw(st.sampled_from([("linear", draw(st.integers(2, 16))), ("relu",), ("dropout",)])))
     dense.append(("linear", draw(st.integers(2, 6))))
-    return Spec(timesteps, interval, fold, input_shape, neuron, spiking, dense,
+    spec = Spec(timesteps, interval, fold, input_shape, neuron, spiking, dense,
                 weight_scale=draw(st.sampled_from([2.0, 3.0, 4.0, 6.0])), seed=draw(st.integers(0, 2**16)),
                 density=draw(st.sampled_from([0.3, 0.5, 0.7])), family=family)
+    holds = [d for d in divisors if d < timesteps] or [1]
+    # an Encoder's graded spikes feed binary-spike (cuba) networks; the second spiking stage is cuba too
+    if family == "cuba" and draw(st.integers(0, 3)) == 0:  # ANN first
+        spec.front = (draw(st.sampled_from([2, 4, 8])), draw(st.sampled_from(holds)),
+                      draw(st.sampled_from([1.0, 2.0, 4.0])))
+    if len(spiking) >= 2 and draw(st.integers(0, 2)) == 0:  # several taps, intervals of their own
+        for index in sorted(set(draw(st.lists(st.integers(0, len(spiking) - 2), min_size=1, max_size=2)))):
+            spec.taps.append((index, draw(st.sampled_from(divisors))))
+    if family == "cuba" and interval in divisors and draw(st.integers(0, 3)) == 0:  # SNN -> ANN -> SNN -> ANN
+        spec.fold = False
+        spec.dense = [("flatten",), ("linear", draw(st.integers(2, 6)))]
+        spec.second = (draw(st.sampled_from([2, 3, 4])), draw(st.sampled_from([1, 2])),
+                       draw(st.sampled_from([1.0, 2.0, 3.0])), draw(st.integers(2, 6)),
+                       draw(st.integers(0, 9)) > 0)  # sometimes no Encoder: must be refused
+    return spec
+
+
+def _per_window(shape):
+    """A dense layer applied to each time step (or window) alone: the last axis is left alone."""
+    if len(shape) == 3:
+        return torch.nn.Conv3d(shape[0], shape[0], (3, 3, 1), padding=(1, 1, 0))
+    return torch.nn.Conv1d(shape[0], shape[0], 1)
+
+
+class Generated(torch.nn.Module):
+    """front? -> spiking chain (with taps) -> accumulator -> [dense -> Encoder -> spiking -> accumulator]? -> head."""
+
+    def __init__(self, front, encode, spiking, taps, accumulator, second, head, final):
+        super().__init__()
+        self.front, self.encode = front, encode
+        self.spiking = torch.nn.ModuleList(spiking)
+        self.taps = torch.nn.ModuleDict(taps)
+        self.accumulator = accumulator
+        self.second = second  # None or ModuleList [dense, Encoder or Identity, spiking block, accumulator]
+        self.head, self.final = head, final
+
+    def forward(self, x):
+        if self.front is not None:
+            x = self.encode(torch.relu(self.front(x)) * self.gain)
+        tapped = []
+        for i, block in enumerate(self.spiking):
+            x = block(x)
+            if str(i) in self.taps:
+                tapped.append(self.taps[str(i)](x).flatten(1))
+        y = self.accumulator(x)
+        if self.second is not None:
+            dense, encode, block, accumulator = self.second
+            y = accumulator(block(encode(torch.relu(dense(y)) * self.second_gain)))
+        y = self.head(y)
+        if self.final is not None:
+            y = self.final(torch.cat([y.flatten(1), *tapped], dim=1))
+        return y
 
 
 def build(spec: Spec):
@@ -142,9 +203,20 @@ def build(spec: Spec):
         else:
             layers.append(blocks.Dense(neuron, shape[0], layer[1], weight_scale=scale))
             shape = (layer[1],)
-    layers.append(Accumulator(spec.interval, fold=spec.fold))
+    spiking, layers = layers, []
+    snn_shape = shape
+    accumulator = Accumulator(spec.interval, fold=spec.fold)
     windows = max(spec.timesteps // spec.interval, 1)
     shape = (shape[0] * windows, *shape[1:]) if spec.fold else (*shape, windows)
+    second = None
+    if spec.second:
+        bits, hold, gain, out, with_encoder = spec.second
+        block = (slayer.block.cuba.Conv(spec.neuron, snn_shape[0], out, 3, padding=1, weight_scale=1)
+                 if len(snn_shape) == 3 else slayer.block.cuba.Dense(spec.neuron, snn_shape[0], out, weight_scale=1))
+        steps = windows * hold
+        second = torch.nn.ModuleList([_per_window(snn_shape), Encoder(bits, hold) if with_encoder else
+                                      torch.nn.Identity(), block, Accumulator(steps)])
+        shape = (out, *snn_shape[1:])
     for layer in spec.dense:
         kind = layer[0]
         if kind == "conv" and len(shape) == 3 and shape[1] >= layer[2]:
@@ -168,9 +240,27 @@ def build(spec: Spec):
         elif kind == "linear" and len(shape) == 1:
             layers.append(torch.nn.Linear(shape[0], layer[1]))
             shape = (layer[1],)
-    model = torch.nn.Sequential(*layers).eval()
+    offset = 1 if sigma_delta else 0  # spec.taps index spec.spiking; a sigma-delta chain starts with its Input
+    taps = {str(i + offset): Accumulator(interval) for i, interval in spec.taps}
+    front = encode = None
     g = torch.Generator().manual_seed(spec.seed + 1)
-    x = torch.rand(1, *spec.input_shape, spec.timesteps, generator=g)
-    if spec.family == "sigma_delta":  # graded frames, in and beyond slayer's 8-bit input range
-        return model, x * 5 * spec.density
-    return model, (x < spec.density).float()
+    if spec.front:
+        bits, hold, _ = spec.front
+        front, encode = _per_window(spec.input_shape), Encoder(bits, hold)
+        x = torch.rand(1, *spec.input_shape, spec.timesteps // hold, generator=g) * 2
+    elif spec.family == "sigma_delta":  # graded frames, in and beyond slayer's 8-bit input range
+        x = torch.rand(1, *spec.input_shape, spec.timesteps, generator=g) * 5 * spec.density
+    else:
+        x = (torch.rand(1, *spec.input_shape, spec.timesteps, generator=g) < spec.density).float()
+    final = torch.nn.LazyLinear(layers[-1].out_features) if taps and isinstance(layers[-1], torch.nn.Linear) else None
+    if final is not None:
+        layers[-1] = torch.nn.ReLU()
+    model = Generated(front, encode, spiking, taps, accumulator, second, torch.nn.Sequential(*layers), final).eval()
+    model.gain = spec.front[2] if spec.front else 1.0
+    model.second_gain = spec.second[2] if spec.second else 1.0
+    try:
+        with torch.no_grad():
+            model(x)  # materialises the lazy layer
+    except Exception:  # noqa: BLE001 - e.g. an interval that does not divide T: compile refuses it
+        pass
+    return model, x

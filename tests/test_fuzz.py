@@ -1,8 +1,10 @@
-"""Differential fuzzing: every random hybrid model, for every target pair, either compiles
-and then matches PyTorch (loihi + jetson/cpu exactly: Lava spikes 100%, the emulator's spikes
-equal to Lava's, deployed output within 1e-4, same argmax, the emulate backend's output equal
-to Lava's; nir: spikes close; int8: Lava exact at the cut, output finite) or is refused with a
-hybridc.errors subclass. Anything else, a raw exception included, is a bug.
+"""Differential fuzzing: every random hybrid model (one cut, or a stage graph with taps,
+an ANN front end, or SNN -> ANN -> SNN -> ANN), for every target pair, either compiles and
+then matches PyTorch (loihi + jetson/cpu exactly: Lava spikes 100% at every spiking output,
+the emulator's spikes equal to Lava's on the stages it runs, deployed output within 1e-4,
+same argmax, the emulate backend's output equal to Lava's; nir: spikes close; int8: Lava
+exact at the cut, output finite) or is refused with a hybridc.errors subclass. Anything
+else, a raw exception included, is a bug.
 
 Fast profile in `make test` (HYBRIDC_FUZZ_EXAMPLES, default 20, derandomized);
 `make fuzz` runs the long profile and writes the counts to fuzz_report.json.
@@ -23,10 +25,14 @@ from hypothesis import HealthCheck, given, settings
 
 import hybridc
 from hybridc.errors import ArtifactError, HybridcError
+from hybridc.runtime.emulator import supports as emulator_supports
+from hybridc.runtime.run import stage_feeds
 from hybridc.runtime.stages import run_stage
-from hybridc.runtime.verify import reference_stages, spike_agreement
+from hybridc.runtime.verify import reference_tensors, spike_agreement
+from hybridc.targets.registry import domain_of
 
 EXAMPLES = int(os.environ.get("HYBRIDC_FUZZ_EXAMPLES", "20"))
+GRAPHS_ONLY = bool(os.environ.get("HYBRIDC_FUZZ_GRAPHS"))  # only stage graphs (taps, front ends, alternation)
 REPORT = os.environ.get("HYBRIDC_FUZZ_REPORT")
 COUNTS = collections.Counter()
 
@@ -52,25 +58,45 @@ def check(spec):
                                        on_overflow=on_overflow, target_options={"calibration_samples": 8})
         except HybridcError as exc:
             return f"refused: {type(exc).__name__}"
-        reference = reference_stages(compiled.module, compiled.fx_partitions, x)
-        snn = compiled.manifest.stages[0]
-        spikes = run_stage(snn, compiled.directory, x)
-        cut = reference[snn.name]
-        if spiking == "loihi":
-            assert torch.equal(spikes, cut), f"Lava spikes differ in {(spikes != cut).sum().item()} of {cut.numel()}: {spec}"
-        else:
-            agreement = spike_agreement(spikes, cut)
-            FIGURES[spec.target].append(agreement["dice"])
-            assert agreement["dice"] >= NIR_MIN_DICE, f"NIR spikes agree only {agreement}: {spec}"
-        deployed = hybridc.run(compiled.directory, x)
-        if spiking == "loihi":
-            try:
-                emulated = run_stage(snn, compiled.directory, x, backend="emulate")
-            except ArtifactError as exc:  # sigma-delta and RF builds run in Lava only, refused with the reason
-                assert "the emulator runs CUBA (LIF) layers only" in str(exc), spec
-            else:
-                assert torch.equal(emulated, spikes), f"emulator differs from Lava in {(emulated != spikes).sum()}: {spec}"
-                assert torch.equal(hybridc.run(compiled.directory, x, backend="emulate"), deployed), f"emulate: {spec}"
+        manifest = compiled.manifest
+        _, reference = reference_tensors(compiled.module, manifest, x)
+        values = hybridc.run(compiled, x, return_stages="values")
+        spikes = 0.0
+        emulated_all = True
+        for stage in manifest.stages:  # every spiking output of the stage graph, every entry
+            if domain_of(stage.target) != "spiking":
+                continue
+            # int8 dense stages upstream change what a later spiking stage receives
+            exact = dense != "jetson-int8" or all(e.producer["stage"] is None for e in manifest.edges_into(stage.name))
+            for spec_out in stage.outputs:
+                lava, cut = values[(stage.name, spec_out.name)], reference[(stage.name, spec_out.name)]
+                if spiking == "loihi" and exact:
+                    assert torch.equal(lava, cut), (f"Lava spikes at {stage.name}/{spec_out.name} differ in "
+                                                    f"{(lava != cut).sum().item()} of {cut.numel()}: {spec}")
+                elif spiking == "nir":
+                    agreement = spike_agreement(lava, cut)
+                    FIGURES[spec.target].append(agreement["dice"])
+                    assert agreement["dice"] >= NIR_MIN_DICE, f"NIR spikes agree only {agreement}: {spec}"
+                spikes += float(cut.sum())
+            if spiking == "loihi":
+                if not emulator_supports(stage):  # taps and graded input run in Lava only
+                    emulated_all = False
+                    with pytest.raises(ArtifactError, match="--backend lava"):
+                        run_stage(stage, compiled.directory, stage_feeds(manifest, stage, values), backend="emulate")
+                    continue
+                try:
+                    emulated = run_stage(stage, compiled.directory, stage_feeds(manifest, stage, values),
+                                         backend="emulate")
+                except ArtifactError as exc:  # sigma-delta and RF builds run in Lava only, refused with the reason
+                    assert "the emulator runs CUBA (LIF) layers only" in str(exc), spec
+                    emulated_all = False
+                else:
+                    lava = values[(stage.name, stage.outputs[0].name)]
+                    assert torch.equal(emulated, lava), f"emulator differs from Lava in {(emulated != lava).sum()}: {spec}"
+        final = manifest.edges_into(None)[0].producer
+        deployed = values[(final["stage"], final["tensor"])]
+        if spiking == "loihi" and emulated_all:
+            assert torch.equal(hybridc.run(compiled.directory, x, backend="emulate"), deployed), f"emulate: {spec}"
         with torch.no_grad():
             expected = model(x)
         assert deployed.shape == expected.shape and bool(torch.isfinite(deployed).all()), spec
@@ -80,7 +106,9 @@ def check(spec):
         elif dense == "jetson-int8":
             error = float((deployed - expected).abs().max() / (expected.abs().max() + 1e-3))
             FIGURES[spec.target].append(error)
-        return "compiled (spiking cut)" if bool((cut != 0).any()) else "compiled (silent cut)"
+        shape = "spiking cut" if len(manifest.stages) == 2 and len(manifest.edges) == 3 else \
+            f"{len(manifest.stages)} stages, {len(manifest.edges)} edges"
+        return f"compiled ({shape})" if spikes > 0 else f"compiled ({shape}, silent)"
 
 
 # Every spiking+dense pair hybridc compiles to, with its share of the examples.
@@ -89,10 +117,12 @@ PAIRS = {"loihi+jetson": 0.4, "nir+jetson": 0.2, "loihi+jetson-int8": 0.2, "loih
 
 @pytest.mark.parametrize("target", PAIRS)
 def test_random_hybrids_compile_exactly_or_are_refused(target):
+    drawn = specs().filter(lambda s: s.front or s.taps or s.second) if GRAPHS_ONLY else specs()
+
     @settings(max_examples=max(1, round(EXAMPLES * PAIRS[target])), deadline=None, derandomize=EXAMPLES <= 50,
               print_blob=True, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-    @given(spec=specs())
+    @given(spec=drawn)
     def one(spec):
         outcome = check(dataclasses.replace(spec, target=target))
         COUNTS[outcome] += 1
@@ -114,6 +144,7 @@ def test_fuzz_outcomes_were_mixed():
     assert any(k.startswith("compiled") for k in COUNTS) and COUNTS["compiled (spiking cut)"] > 0
     for pair in PAIRS:  # every target pair compiled something
         assert COUNTS[f"{pair}: compiled (spiking cut)"] > 0, dict(COUNTS)
+    assert any("stages" in k and "silent" not in k for k in COUNTS), "no multi-stage graph compiled"
 
 
 # Regression examples the fuzzer found. Each was a crash or mismatch before its fix.

@@ -59,7 +59,7 @@ def test_json_lists_every_node_once_with_its_target(name, request):
         expected = "loihi" if n["name"] in spiking else (None if n["op"] in ("placeholder", "output") else "jetson")
         assert n["target"] == expected, n
     assert {n["target"] for n in data["nodes"]} == {"loihi", "jetson", None}
-    assert sorted(data) == ["cuts", "edges", "format", "nodes", "stages", "target", "timesteps"]
+    assert sorted(data) == ["cuts", "edges", "format", "nodes", "stage_edges", "stages", "target", "timesteps"]
 
 
 def test_sxay_cut_bytes_by_hand(sxay):

@@ -27,9 +27,17 @@ def test_manifest_validates_and_hashes_match(build):
     _, _, compiled, out = build
     data = json.loads((out / "manifest.json").read_text())
     jsonschema.validate(data, schema())
-    assert data["format"] == "hybridc-manifest/1" and data["target"] == "loihi+jetson" and data["timesteps"] == 16
+    assert data["format"] == "hybridc-manifest/2" and data["target"] == "loihi+jetson" and data["timesteps"] == 16
     assert [s["name"] for s in data["stages"]] == ["snn", "ann"]
     assert data["source"] is None  # compiled from Python: no model file to rebuild from (docs/manifest.md)
+    # the chain's edges: input -> snn, snn -> ann through the I=4 accumulator, ann -> output
+    edges = [(e["producer"]["stage"], e["consumer"]["stage"], e["conversion"]["kind"]) for e in data["edges"]]
+    assert edges == [(None, "snn", "none"), ("snn", "ann", "accumulator"), ("ann", None, "none")]
+    cut = data["edges"][1]
+    # I=4: counts of ceil(log2 5) = 3 bits over 4 windows beat 16 one-bit spikes: the sender accumulates
+    assert cut["conversion"]["interval"] == 4 and cut["conversion"]["runs_on"] == "producer"
+    assert cut["shape"] == [8, 8, 8, 4] and cut["layout"] == "CHWK" and cut["bits_per_value"] == 3
+    assert cut["bytes_per_inference"] == 8 * 8 * 8 * 4 * 3 / 8
     for stage in data["stages"]:
         assert sha256(out / stage["artifact"]) == stage["sha256"]
     assert compiled.manifest.to_dict() == data
@@ -56,6 +64,27 @@ def test_unknown_format_version_is_refused(build, tmp_path):
     (copy / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(hybridc.errors.ArtifactError, match="hybridc-manifest/9"):
         hybridc.load(copy)
+
+
+def test_format_1_build_still_loads_and_runs(build, tmp_path):
+    """A build written before the stage graph (format 1: a chain) loads with its edges derived."""
+    model, x, compiled, _ = build
+    copy = compiled.save(tmp_path / "v1")
+    data = json.loads((copy / "manifest.json").read_text())
+    data["format"] = "hybridc-manifest/1"
+    del data["edges"]
+    for stage in data["stages"]:
+        for tensor in stage["inputs"] + stage["outputs"]:
+            for key in ("node", "layer", "delay"):
+                tensor.pop(key, None)
+    (copy / "manifest.json").write_text(json.dumps(data))
+    loaded = hybridc.load(copy)
+    assert [(e.producer["stage"], e.consumer["stage"]) for e in loaded.manifest.edges] == [
+        (None, "snn"), ("snn", "ann"), ("ann", None)]
+    assert loaded.manifest.edges[1].conversion.interval == 4
+    with torch.no_grad():
+        expected = model(x[:1])
+    assert (hybridc.run(loaded, x[:1]) - expected).abs().max() < 1e-4
 
 
 def test_partition_graph_round_trips(build):

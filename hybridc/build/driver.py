@@ -25,6 +25,7 @@ from ..passes import (
 from ..targets.registry import parse_target_string
 from .atomic import atomic_directory
 from .compiled import CompiledModel, PartitionSummary
+from .stage_graph import stage_edges
 
 
 def lower(model: torch.nn.Module, example_input: torch.Tensor, target: str = "loihi+jetson",
@@ -69,7 +70,8 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, target: str = "
 
 def _build(gm, partitions, targets, directory: Path, target, example_input, source_path, source_sha256,
            recipe=None, keepalive=None) -> CompiledModel:
-    """Hand each partition to its target's preprocess; collect the stages into a manifest."""
+    """Hand each partition to its target's preprocess; collect the stages and the edges
+    between them into a manifest."""
     stages = []
     with torch.no_grad():
         for p in partitions:
@@ -78,7 +80,7 @@ def _build(gm, partitions, targets, directory: Path, target, example_input, sour
     manifest = Manifest(
         target=target, timesteps=int(example_input.shape[-1]),
         source=Source(str(source_path) if source_path else None, source_sha256, **(recipe or {})),
-        stages=stages, hybridc_version=__version__,
+        stages=stages, hybridc_version=__version__, edges=stage_edges(gm, partitions, stages),
     )
     return CompiledModel(
         manifest, directory, to_networkx(gm),

@@ -14,6 +14,13 @@ def _shape(specs) -> str:
 
 
 
+def _conversion(edge) -> str:
+    c = edge.conversion
+    if c.kind == "encoder":
+        return f"{edge.consumer['input']}: encoder {c.bits}-bit graded, hold {c.hold}"
+    return f"{edge.producer['tensor']}: I={c.interval}, {c.windows} windows{', folded' if c.fold else ''}"
+
+
 def partition_table(compiled, title: str):
     """One row per stage: what runs where, on which tensors, and how big it is."""
     from rich.table import Table
@@ -21,7 +28,7 @@ def partition_table(compiled, title: str):
     from ..inspection.model import Inspection
 
     table = Table(title=title, title_justify="left")
-    for col in ("stage", "target", "layers", "input", "output", "size", "accumulator"):
+    for col in ("stage", "target", "layers", "input", "output", "size", "conversion in"):
         table.add_column(col)
     rows = Inspection(compiled).stages if compiled.graph is not None else [None] * len(compiled.manifest.stages)
     for stage, row in zip(compiled.manifest.stages, rows):
@@ -29,8 +36,8 @@ def partition_table(compiled, title: str):
             size = f"{stage.neurons:,} neurons, {stage.synapses:,} synapses"
         else:
             size = f"{row.parameters if row else 0:,} parameters"
-        acc = stage.accumulator
-        acc_text = f"I={acc.interval}, {acc.windows} windows{', folded' if acc.fold else ''}" if acc else ""
+        acc_text = "; ".join(_conversion(e) for e in compiled.manifest.edges_into(stage.name)
+                             if e.conversion.kind != "none")
         layers = row.layers if row else stage.layers  # the dense stage: its layers with parameters
         table.add_row(stage.name, stage.target, str(layers or ""), _shape(stage.inputs),
                       _shape(stage.outputs), size, acc_text)

@@ -80,7 +80,14 @@ def profile_table(result):
         table.add_row("loihi", f"{l['neurons']:,} neurons, {l['synapses']:,} synapses, {l['cores']} cores",
                       f"{l['spikes']:,.0f} spikes, {l['synaptic_ops']:,.0f} synaptic ops",
                       f"{l['time_s'] * 1e3:.3f} ms ({l['timesteps_run']} steps)", f"{l['energy_j'] * 1e6:.3f} uJ")
-    if result.cut:
+    if len(result.edges) > 1:  # a stage graph: one row per edge on the link
+        for e in result.edges:
+            what = ("graded spikes" if e["conversion"] == "encoder" else "raw spikes" if e["bits_per_value"] == 1
+                    else "values")
+            table.add_row(f"link {e['from']} -> {e['to']}", f"{'x'.join(map(str, e['shape']))} x {e['bits_per_value']} bit",
+                          f"{e['bytes_sent']:,.0f} B {what} sent ({e['conversion']})",
+                          f"{e['time_s'] * 1e3:.3f} ms", f"{e['energy_j'] * 1e6:.3f} uJ")
+    elif result.cut:
         c = result.cut
         table.add_row("link", f"{c['tensor']} {'x'.join(map(str, c['shape']))}",
                       (f"{c['bytes_sent']:,.0f} B sent as {c.get('wire_bits', 3)}-bit packed counts of "

@@ -64,7 +64,10 @@ def verify(
         table.add_column("metric")
         table.add_column("value", justify="right")
         for key, value in report.as_dict().items():
-            if key not in ("backend", "samples", "data"):
+            if key == "spike_matches":  # one row per spiking output of the stage graph
+                for output, match in (value or {}).items():
+                    table.add_row(f"spike_match {output}", f"{match:.6g}")
+            elif key not in ("backend", "samples", "data"):
                 missing = "n/a (no spiking stage)" if key == "spike_match" else "n/a (no labels)"
                 shown = (missing if value is None else f"{value:.6g}" if isinstance(value, float) else str(value))
                 table.add_row(key, shown)

@@ -3,7 +3,7 @@
 import networkx as nx
 import torch.fx
 
-from ..nn import Accumulator
+from ..nn import Accumulator, Encoder
 
 
 def _target_name(node: torch.fx.Node) -> str:
@@ -30,6 +30,7 @@ def to_networkx(gm: torch.fx.GraphModule) -> nx.DiGraph:
             recognised_from=node.meta.get("recognised_from"),
             accumulator=({"interval": module.interval, "fold": module.fold}
                          if isinstance(module, Accumulator) else None),
+            encoder=({"bits": module.bits, "hold": module.hold} if isinstance(module, Encoder) else None),
         )
     for node in gm.graph.nodes:
         for user in node.users:

@@ -10,7 +10,7 @@ import torch
 import torch.fx
 
 from ..errors import HybridcError, TraceError
-from ..nn import Accumulator
+from ..nn import Accumulator, Encoder
 from .annotate import annotated_domain
 
 
@@ -20,7 +20,7 @@ def is_slayer_module(module: torch.nn.Module) -> bool:
 
 class HybridTracer(torch.fx.Tracer):
     def is_leaf_module(self, m: torch.nn.Module, qualname: str) -> bool:
-        if is_slayer_module(m) or isinstance(m, Accumulator) or annotated_domain(m):
+        if is_slayer_module(m) or isinstance(m, (Accumulator, Encoder)) or annotated_domain(m):
             return True
         return super().is_leaf_module(m, qualname)
 

@@ -59,14 +59,16 @@ def to_dot(inspection) -> str:
     else:
         wrap = set()
     part = {n["name"]: n["partition"] for n in nodes}
-    cut_label = {(c.source, c.destination): f"cut: {c.bytes.raw_bytes:,.0f} B raw, "
-                 f"{c.bytes.accumulated_bytes:,.0f} B counts" for c in inspection.cuts}
+    cut_label = {(c.source, c.destination, c.node): (
+        f"cut: {c.bytes.raw_bytes:,.0f} B, {c.bits}-bit graded" if c.conversion == "encoder" else
+        f"cut: {c.bytes.raw_bytes:,.0f} B raw, {c.bytes.accumulated_bytes:,.0f} B counts (I={c.interval})")
+        for c in inspection.cuts}
     for a, b in inspection.graph.edges:
         pa, pb = part.get(a), part.get(b)
         loose = ", constraint=false" if (a, b) in wrap else ""
         if pa and pb and pa != pb:
             lines.append(f"  {_q(a)} -> {_q(b)} [penwidth=3, color=\"#d62828\", "
-                         f"label={_q(cut_label.get((pa, pb), 'cut'))}, fontcolor=\"#d62828\"{loose}];")
+                         f"label={_q(cut_label.get((pa, pb, a), 'cut'))}, fontcolor=\"#d62828\"{loose}];")
         else:
             lines.append(f"  {_q(a)} -> {_q(b)}" + (f" [{loose[2:]}]" if loose else "") + ";")
     lines.append("}")

@@ -54,9 +54,11 @@ def _svg(inspection) -> str:
                    f'fill="{FILL.get(stage.target, "#fff")}" stroke="{colour}" stroke-width="2"/>'
                    f'<text x="{x0 + 10:.0f}" y="{y0 + 18:.0f}" font-size="13" font-weight="bold" fill="#333">'
                    f'{html.escape(stage.name)} @ {html.escape(stage.target)}</text></g>')
-    cut_text = {(c.source, c.destination): f"cut: {c.bytes.raw_bytes:,.0f} B raw spikes, "
-                f"{c.bytes.accumulated_bytes:,.0f} B {c.bytes.count_dtype} counts (I={c.interval})"
-                for c in inspection.cuts}
+    cut_text = {(c.source, c.destination, c.node): (
+        f"cut: {c.bytes.raw_bytes:,.0f} B of {c.bits}-bit graded spikes (encoder)" if c.conversion == "encoder" else
+        f"cut: {c.bytes.raw_bytes:,.0f} B raw spikes, "
+        f"{c.bytes.accumulated_bytes:,.0f} B {c.bytes.count_dtype} counts (I={c.interval})")
+        for c in inspection.cuts}
     for a, b in inspection.graph.edges:
         (xa, ya), (xb, yb) = positions[a], positions[b]
         pa, pb = nodes[a]["partition"], nodes[b]["partition"]
@@ -69,7 +71,7 @@ def _svg(inspection) -> str:
                        f'x2="{x2:.0f}" y2="{y2 - 2:.0f}" stroke="#d62828" stroke-width="4" '
                        f'marker-end="url(#cutarrow)"/><text x="{max(xa, xb) + NODE_W + 40:.0f}" y="{mid - 6:.0f}" '
                        f'font-size="12" fill="#d62828" font-weight="bold">'
-                       f'{html.escape(cut_text.get((pa, pb), "cut"))}</text></g>')
+                       f'{html.escape(cut_text.get((pa, pb, a), "cut"))}</text></g>')
         else:
             out.append(f'<line class="edge" x1="{x1:.0f}" y1="{y1:.0f}" x2="{x2:.0f}" y2="{y2 - 2:.0f}" '
                        'stroke="#555" stroke-width="1.4" marker-end="url(#arrow)"/>')
@@ -110,12 +112,17 @@ def _summary(inspection) -> str:
                     f'<td>{html.escape(", ".join(s.inputs))}</td><td>{html.escape(", ".join(s.outputs))}</td>'
                     f'<td>{size}</td></tr>')
     for c in inspection.cuts:
-        b = c.bytes
         rows.append(f'<tr class="cutrow"><td>cut {html.escape(c.source)} &rarr; {html.escape(c.destination)}</td>'
                     f'<td>link</td><td></td><td>{html.escape(c.tensor)}: {c.layout} {"x".join(map(str, c.shape))}</td>'
-                    f'<td>accumulator I={c.interval}, {c.windows} windows{", folded" if c.fold else ""}</td>'
-                    f'<td>{b.raw_bytes:,.0f} B raw ({b.spikes:,} spikes as bits) &rarr; '
-                    f'{b.accumulated_bytes:,.0f} B ({b.counts:,} {b.count_dtype} counts)</td></tr>')
+                    f'<td>{html.escape(c.conversion_text())}</td>'
+                    f'<td>{html.escape(c.bytes_text())}</td></tr>')
+    for e in inspection.edges:  # the model's input and output, the ends of the stage graph
+        if e.producer["stage"] is None or e.consumer["stage"] is None:
+            source, destination = e.producer["stage"] or "model input", e.consumer["stage"] or "model output"
+            rows.append(f'<tr class="edgerow"><td>{html.escape(source)} &rarr; {html.escape(destination)}</td>'
+                        f'<td>edge</td><td></td><td>{html.escape(e.producer["tensor"])}: {e.layout} '
+                        f'{"x".join(map(str, e.shape))}</td><td>{html.escape(e.consumer["input"])}</td>'
+                        f'<td>{e.bytes_per_inference:,.0f} B ({e.bits_per_value} bits per value)</td></tr>')
     return ('<table class="summary"><thead><tr><th>stage / cut</th><th>target</th><th>layers</th><th>input</th>'
             f'<th>output</th><th>size</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
 

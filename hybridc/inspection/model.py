@@ -68,11 +68,54 @@ class CutRow:
     bytes: CutBytes
     wire: str = "spikes"  # what crosses the link (chosen at compile time): spikes or counts
     wire_bytes: int = 0  # payload bytes per inference in that form
+    conversion: str = "accumulator"  # "accumulator" (spiking -> dense), "encoder" (dense -> spiking), "none"
+    bits: int = 1  # per value crossing the link: 1 for raw spikes, the Encoder's bits for graded spikes
+    node: str = ""  # the fx node whose value crosses
+    input: str = ""  # the consumer stage's input it feeds
+
+    def conversion_text(self) -> str:
+        if self.conversion == "encoder":
+            return f"encoder {self.bits}-bit graded spikes" + (f", hold {self.interval}" if self.interval > 1 else "")
+        if self.conversion == "none":
+            return "none"
+        return f"accumulator I={self.interval}, {self.windows} windows{', folded' if self.fold else ''}"
+
+    def bytes_text(self) -> str:
+        b = self.bytes
+        if self.conversion == "encoder":
+            return f"{b.raw_bytes:,.0f} B ({b.spikes:,} values of {self.bits} bits) per inference"
+        return (f"{b.raw_bytes:,.0f} B raw ({b.spikes:,} spikes as bits) -> "
+                f"{b.accumulated_bytes:,.0f} B ({b.counts:,} {b.count_dtype} counts) per inference")
 
 
 def link_wire(stage):
     """The WireSpec of the stage's first input (None for builds from before wire formats)."""
     return (stage.wire or {}).get(stage.inputs[0].name) if stage.inputs else None
+
+
+def cut_row(manifest, edge) -> CutRow:
+    """One edge between two stages, with what crosses the link per inference."""
+    conv, shape = edge.conversion, edge.shape
+    producer = manifest.stage(edge.producer["stage"]).output(edge.producer["tensor"])
+    ends = dict(source=edge.producer["stage"], destination=edge.consumer["stage"], tensor=edge.producer["tensor"],
+                shape=shape, layout=edge.layout, node=producer.node or edge.producer["tensor"],
+                input=edge.consumer["input"], conversion=conv.kind, bits=edge.bits_per_value)
+    steps = shape[-1] if shape else 1
+    if conv.kind == "encoder":
+        values = prod(shape)
+        b = CutBytes(values, edge.bytes_per_inference, values, f"uint{conv.bits}", edge.bytes_per_inference)
+        return CutRow(**ends, interval=conv.hold, windows=steps, fold=False, bytes=b, wire="graded",
+                      wire_bytes=-(-values * conv.bits // 8))
+    interval, windows, fold = ((conv.interval, conv.windows, conv.fold) if conv.kind == "accumulator"
+                               else (1, steps, False))
+    wire = (manifest.stage(edge.consumer["stage"]).wire or {}).get(edge.consumer["input"])
+    if wire is not None:  # bytes of the spike tensor, raw and accumulated, whichever form crosses
+        ends.update(shape=list(wire.spikes_shape), layout=edge.layout[:-1] + "T")
+        steps = wire.spikes_shape[-1]
+    b = cut_bytes(ends["shape"], steps, interval, windows)
+    return CutRow(**ends, interval=interval, windows=windows, fold=fold, bytes=b,
+                  wire=wire.format if wire else "spikes",
+                  wire_bytes=wire.bytes_per_inference if wire else b.packed_spikes_bytes)
 
 
 def _spec(s) -> str:
@@ -109,18 +152,9 @@ class Inspection:
                 [_spec(s) for s in stage.inputs], [_spec(s) for s in stage.outputs],
                 stage.neurons or 0, stage.synapses or 0, sum(d["parameters"] for d in members), len(members),
             ))
-        self.cuts = []
-        for before, after in zip(manifest.stages, manifest.stages[1:]):
-            tensor = after.inputs[0]
-            acc = after.accumulator
-            interval, windows, fold = (acc.interval, acc.windows, acc.fold) if acc else (1, self.timesteps, False)
-            wire = link_wire(after)
-            shape = wire.spikes_shape if wire else tensor.shape
-            layout = tensor.layout[:-1] + "T" if wire and wire.format == "counts" else tensor.layout
-            b = cut_bytes(shape, self.timesteps, interval, windows)
-            self.cuts.append(CutRow(before.name, after.name, before.outputs[0].name, shape, layout,
-                                    interval, windows, fold, b, wire.format if wire else "spikes",
-                                    wire.bytes_per_inference if wire else b.packed_spikes_bytes))
+        self.cuts = [cut_row(manifest, edge) for edge in manifest.edges
+                     if edge.producer["stage"] is not None and edge.consumer["stage"] is not None]
+        self.edges = manifest.edges  # every edge, also from the model input and to its output
 
     # --- renderings ------------------------------------------------------------------
 
@@ -138,6 +172,7 @@ class Inspection:
             "target": self.compiled.manifest.target,
             "stages": [asdict(s) for s in self.stages],
             "cuts": [asdict(c) for c in self.cuts],
+            "stage_edges": [asdict(e) for e in self.edges],
             "nodes": self.nodes(),
             "edges": [[a, b] for a, b in self.graph.edges],
         }

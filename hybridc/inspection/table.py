@@ -34,12 +34,13 @@ def stages_table(inspection) -> Table:
         table.add_row(s.name, s.target, str(s.layers), ", ".join(s.inputs), ", ".join(s.outputs), size)
     for c in inspection.cuts:
         b = c.bytes
+        size = (f"{_bytes(b.raw_bytes)} ({b.spikes:,} values of {c.bits} bits) per inference"
+                if c.conversion == "encoder" else
+                f"raw {_bytes(b.raw_bytes)} ({b.spikes:,} spikes as bits) -> "
+                f"{_bytes(b.accumulated_bytes)} ({b.counts:,} {b.count_dtype} counts) per inference")
         table.add_row(
             f"[bold]cut {c.source} -> {c.destination}[/]", "link", "",
-            f"{c.tensor}: {c.layout} {'x'.join(map(str, c.shape))}",
-            f"accumulator I={c.interval}, {c.windows} windows{', folded' if c.fold else ''}",
-            f"raw {_bytes(b.raw_bytes)} ({b.spikes:,} spikes as bits) -> "
-            f"{_bytes(b.accumulated_bytes)} ({b.counts:,} {b.count_dtype} counts) per inference",
+            f"{c.tensor}: {c.layout} {'x'.join(map(str, c.shape))}", c.conversion_text(), size,
         )
     return table
 

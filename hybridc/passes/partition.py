@@ -1,10 +1,12 @@
-"""Group tagged nodes into partitions and check that the split can be deployed.
+"""Group tagged nodes into stages and check that the stage graph can be deployed.
 
-A deployment runs the spiking partition first (on the neuromorphic chip), sends
-the cut tensor over the link, then runs the dense partition. So the graph must
-have at most one connected partition per side, no dense -> spiking edge, and a
-spiking partition that is a plain chain (netx layers are connected in order).
-Writes node.meta["hybridc_partition"]; does not change the graph.
+Every connected spiking subgraph and every connected dense subgraph becomes one
+stage; stages run in a topological order of the graph between them. Crossings are
+explicit in the model: spiking -> dense through an Accumulator (inserted as the
+identity when missing), dense -> spiking through an Encoder (refused when missing,
+because PyTorch must compute the graded values the chip will receive). A spiking
+stage is a chain (netx connects layers strictly in order) that may expose several
+layers' spikes (taps). Writes node.meta["hybridc_partition"]; does not change the graph.
 """
 
 from dataclasses import dataclass, field
@@ -14,9 +16,9 @@ import torch.fx
 
 from ..errors import PartitionError
 from ..frontend.tracer import describe
+from ..nn import Encoder
 from .insert_cut_accumulators import is_accumulator
 
-ORDER = ("spiking", "dense")
 NAMES = {"spiking": "snn", "dense": "ann"}
 
 
@@ -26,100 +28,105 @@ class Partition:
     domain: str
     target: str
     nodes: list  # fx nodes, topological order
-    inputs: list = field(default_factory=list)  # nodes outside that feed it
+    inputs: list = field(default_factory=list)  # nodes outside that feed it (placeholders or other stages)
     outputs: list = field(default_factory=list)  # its nodes used outside (or returned)
 
 
-def _components(gm, domain):
+def is_encoder(gm: torch.fx.GraphModule, node: torch.fx.Node) -> bool:
+    return node.op == "call_module" and isinstance(gm.get_submodule(node.target), Encoder)
+
+
+def _components(gm, domain) -> list:
+    """Connected subgraphs of one domain, each a list of nodes in graph order."""
     nodes = [n for n in gm.graph.nodes if n.meta.get("hybridc_domain") == domain]
     g = nx.Graph()
     g.add_nodes_from(nodes)
     g.add_edges_from((a, b) for a in nodes for b in a.users if b in g)
-    return nodes, list(nx.connected_components(g))
+    order = {n: i for i, n in enumerate(gm.graph.nodes)}
+    return [sorted(c, key=order.get) for c in nx.connected_components(g)]
 
 
-def _check_edges(gm):
-    has_spiking = any(n.meta.get("hybridc_domain") == "spiking" for n in gm.graph.nodes)
+def _check_crossings(gm):
+    """Dense -> spiking needs an Encoder; spiking -> dense an accumulator (inserted earlier)."""
     for node in gm.graph.nodes:
         for user in node.users:
-            if node.meta.get("hybridc_domain") == "dense" and user.meta.get("hybridc_domain") == "spiking":
+            domains = node.meta.get("hybridc_domain"), user.meta.get("hybridc_domain")
+            if domains == ("dense", "spiking") and not is_encoder(gm, node):
                 raise PartitionError(
                     f"Dense node `{node.name}` ({describe(gm, node)}) feeds spiking node "
-                    f"`{user.name}` ({describe(gm, user)}). A hybrid deployment runs the spiking "
-                    "part first and the dense part after the cut, so data cannot flow back "
-                    "from dense to spiking. Move this computation before the spiking layers "
-                    "into a slayer block, or out of the model (into data preprocessing)."
+                    f"`{user.name}` ({describe(gm, user)}) directly. Data going from dense to spiking "
+                    "code reaches Loihi as graded spikes (unsigned integers), so the model must say how "
+                    "its real values become them: add `hybridc.nn.Encoder(bits=8, hold=1)` on this edge "
+                    f"(`{user.name}(encoder({node.name}))`), and PyTorch then computes what the chip will."
                 )
-    for node in gm.graph.nodes:
-        for user in node.users:
-            if node.op == "placeholder" and has_spiking and user.meta.get("hybridc_domain") == "dense":
+            if domains == ("spiking", "dense") and not is_accumulator(gm, user):
                 raise PartitionError(
-                    f"Dense node `{user.name}` ({describe(gm, user)}) reads the model input "
-                    "directly, but the dense stage only receives the spikes at the cut. Feed the "
-                    "input through the spiking layers, or compute this in preprocessing."
+                    f"Internal check failed: spikes of `{node.name}` reach `{user.name}` without an "
+                    "accumulator. Please report this."
                 )
 
 
 def _check_chain(gm, nodes):
-    """netx connects layers strictly in order: no fan-out or fan-in inside the SNN."""
+    """netx connects layers strictly in order: no fan-out or fan-in inside a spiking stage."""
     members = set(nodes)
     for node in nodes:
         spiking_users = [u for u in node.users if u in members]
-        spiking_inputs = [a for a in node.all_input_nodes if a in members]
-        if len(spiking_users) > 1 or len(spiking_inputs) > 1 or len(node.all_input_nodes) > 1:
+        if len(spiking_users) > 1 or len(node.all_input_nodes) > 1:
             raise PartitionError(
                 f"The spiking subgraph branches at `{node.name}` ({describe(gm, node)}): it "
                 f"feeds {[u.name for u in node.users]} and reads "
                 f"{[a.name for a in node.all_input_nodes]}. netx (Loihi) runs layers strictly "
                 "in a chain, with no skips, branches or merges. Make the spiking part a "
-                "sequence of blocks, or move the branching part behind the cut."
+                "sequence of blocks (any of its layers may also feed dense code), or move the "
+                "branching part into dense code."
             )
-    crossing = [n for n in nodes if any(u not in members for u in n.users)]
-    if len(crossing) > 1:
+
+
+def _order(gm, parts) -> list:
+    """Stages in a topological order of the stage graph (ties: first node in the model)."""
+    owner = {n: i for i, p in enumerate(parts) for n in p.nodes}
+    graph = nx.DiGraph()
+    graph.add_nodes_from(range(len(parts)))
+    for i, p in enumerate(parts):
+        for n in p.nodes:
+            for u in n.users:
+                if owner.get(u, i) != i:
+                    graph.add_edge(i, owner[u])
+    if not nx.is_directed_acyclic_graph(graph):
+        cycle = nx.find_cycle(graph)
+        names = " -> ".join(parts[a].nodes[0].name for a, _ in cycle)
         raise PartitionError(
-            f"Several spiking layers ({', '.join(n.name for n in crossing)}) send spikes out of "
-            "the spiking part; netx exposes only the last layer's output. Cut the model after "
-            "one layer."
+            f"The stages of this model form a cycle ({names} -> ...): a dense subgraph both feeds a "
+            "spiking stage and reads its output, so neither can run first. Keep the dense code before "
+            "the spiking stage separate from the dense code after it (no tensor shared between them)."
         )
+    first = {i: list(gm.graph.nodes).index(p.nodes[0]) for i, p in enumerate(parts)}
+    return [parts[i] for i in nx.lexicographical_topological_sort(graph, key=first.get)]
 
 
 def partition(gm: torch.fx.GraphModule) -> list:
-    """Returns partitions in execution order (spiking first)."""
-    _check_edges(gm)
-    result = []
-    for domain in ORDER:
-        nodes, components = _components(gm, domain)
-        if not nodes:
-            continue
-        if len(components) > 1:
-            first = [min(c, key=nodes.index).name for c in components]
-            raise PartitionError(
-                f"The {domain} part of the model falls into {len(components)} disconnected "
-                f"pieces (starting at {', '.join(first)}): the model crosses between spiking and "
-                "dense code more than once (e.g. SNN -> ANN -> SNN). hybridc deploys one spiking "
-                "stage followed by one dense stage; restructure the model so there is one cut."
-            )
-        if domain == "spiking":
-            _check_chain(gm, nodes)
-        else:
-            for node in nodes:
-                for arg in node.all_input_nodes:
-                    if arg.meta.get("hybridc_domain") == "spiking" and not is_accumulator(gm, node):
-                        raise PartitionError(
-                            f"Internal check failed: spikes reach `{node.name}` without an "
-                            "accumulator. Please report this."
-                        )
-        members = set(nodes)
-        inputs = []
-        for n in nodes:
-            for a in n.all_input_nodes:
-                if a not in members and a.op != "get_attr" and a not in inputs:
-                    inputs.append(a)
-        outputs = [n for n in nodes if any(u not in members for u in n.users)]
-        target = nodes[0].meta["hybridc_target"]
-        for n in nodes:
-            n.meta["hybridc_partition"] = NAMES[domain]
-        result.append(Partition(NAMES[domain], domain, target, nodes, inputs, outputs))
-    if not result:
+    """Returns the stages (Partition) in execution order."""
+    _check_crossings(gm)
+    parts = []
+    for domain in NAMES:
+        for nodes in _components(gm, domain):
+            if domain == "spiking":
+                _check_chain(gm, nodes)
+            parts.append(Partition("", domain, nodes[0].meta["hybridc_target"], nodes))
+    if not parts:
         raise PartitionError("The model has no computation to compile (forward returns its input).")
-    return result
+    parts = _order(gm, parts)
+    counts = {d: sum(p.domain == d for p in parts) for d in NAMES}
+    seen = {d: 0 for d in NAMES}
+    for p in parts:
+        seen[p.domain] += 1
+        # one stage per side keeps the names of the two-stage builds (snn, ann)
+        p.name = NAMES[p.domain] + (str(seen[p.domain]) if counts[p.domain] > 1 else "")
+        members = set(p.nodes)
+        for n in p.nodes:
+            n.meta["hybridc_partition"] = p.name
+            for a in n.all_input_nodes:
+                if a not in members and a.op != "get_attr" and a not in p.inputs:
+                    p.inputs.append(a)
+        p.outputs = [n for n in p.nodes if any(u not in members for u in n.users)]
+    return parts

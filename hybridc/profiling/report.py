@@ -16,8 +16,8 @@ import torch
 
 from ..build.compiled import load
 from ..build.untrusted import parsing
-from ..errors import InputError, reporting
-from ..inspection.model import cut_bytes, link_wire
+from ..errors import ArtifactError, InputError, reporting
+from ..inspection.model import cut_bytes
 from . import loihi_counts, onnx_counts
 from .devices import load_profile
 
@@ -30,7 +30,8 @@ class Profile:
     devices: dict
     loihi: dict = field(default_factory=dict)
     jetson: dict = field(default_factory=dict)
-    cut: dict = field(default_factory=dict)
+    cut: dict = field(default_factory=dict)  # the first spiking -> dense edge (the paper's one cut)
+    edges: list = field(default_factory=list)  # every edge between stages: bytes and link cost
     latency_s: dict = field(default_factory=dict)
     energy_j: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)  # what the totals leave out, and why
@@ -47,12 +48,21 @@ class Profile:
 
 @torch.no_grad()
 def _activity(compiled, stage, layers, data, samples, seed=0, batch_size=16):
-    """Average spikes and synaptic ops per inference for each Loihi layer, from the emulator
-    running the stage's netx file (what ships) for T + one step per layer, as the chip would."""
+    """Average spikes and synaptic ops per inference for each Loihi layer of `stage`, from the
+    emulator running the stage's netx file (what ships) for T + one step per layer, as the
+    chip would. A stage fed by other stages gets the input the emulated build gives it."""
     from ..data.sources import open_samples
     from ..runtime.dataset_verify import input_shape
     from ..runtime.emulator import emulate, read_network
+    from ..runtime.run import run_graph, stage_feeds
 
+    if stage.input_bits:
+        raise ArtifactError(f"Stage `{stage.name}` takes graded spikes of {stage.input_bits} bits from an Encoder; "
+                            "hybridc's emulator, which profile runs to count spikes, runs unary input only, so "
+                            "this stage's activity cannot be estimated yet. Use `hybridc verify --backend lava` "
+                            "for its figures.")
+    manifest = compiled.manifest
+    fed_by_input = all(e.producer["stage"] is None for e in manifest.edges_into(stage.name))
     dataset = open_samples(data, input_shape(compiled.manifest), train=False, samples=samples, seed=seed)
     count = min(samples, len(dataset))
     if count == 0:
@@ -71,6 +81,11 @@ def _activity(compiled, stage, layers, data, samples, seed=0, batch_size=16):
 
     for start in range(0, count, batch_size):
         x, _ = dataset.batch(start, min(start + batch_size, count))
+        if not fed_by_input:  # the stage's input as the (emulated) build computes it
+            values, _ = run_graph(manifest, compiled.directory, x.float(), backend="emulate")
+            x = stage_feeds(manifest, stage, values)
+            if isinstance(x, dict):
+                (x,) = x.values()
         drained = torch.cat([x, torch.zeros(*x.shape[:-1], len(layers), dtype=x.dtype)], dim=-1)
         emulate(None, drained, network=network, on_layer=tally)
     rows = []
@@ -104,86 +119,113 @@ def profile_build(build_dir, data=None, samples: int = 16, device_profile=None,
     loihi_time = loihi_energy = jetson_time = jetson_energy = 0.0
     from ..targets.registry import domain_of
 
-    stages = {}
+    loihi_stages, jetson_stages = [], []
     for s in manifest.stages:
         if s.target == "loihi":
-            stages["loihi"] = s
+            loihi_stages.append(s)
         elif domain_of(s.target) == "dense":
-            stages["jetson"] = s
+            jetson_stages.append(s)
         else:
             result.notes.append(f"stage `{s.name}` ({s.target}): no device profile for this target; its time and "
                                 "energy are not estimated and not in the totals")
     if "nir" in {s.target for s in manifest.stages}:
         result.devices["loihi"] = "not estimated (nir)"
-    if "loihi" in stages:
-        stage, chip = stages["loihi"], devices.loihi
+    for stage in loihi_stages:  # several Loihi stages run one after the other: their figures add up
+        chip = devices.loihi
+        stage_t = stage.inputs[0].shape[-1]
         path = compiled.directory / stage.artifact
         with parsing(path, "a netx HDF5 network", stage.name):
             layers = loihi_counts.read_layers(path, stage.inputs[0].pytorch_shape()[:-1],
                                               chip["neurons_per_core"], chip["synapses_per_core"])
         activity, result.samples, result.data = _activity(compiled, stage, layers, data, samples)
-        steps = T + len(layers)  # the last output leaves the pipeline after one step per layer
+        steps = stage_t + len(layers)  # the last output leaves the pipeline after one step per layer
         rows = []
         busiest_step = 0.0
+        stage_energy = 0.0
         for layer, act in zip(layers, activity):
             per_core_step = ((layer.neurons / layer.cores) * chip["neuron_update_time_ns"]
-                             + (act["synops"] / T / layer.cores) * chip["synop_time_ns"]) * 1e-9
+                             + (act["synops"] / stage_t / layer.cores) * chip["synop_time_ns"]) * 1e-9
             busiest_step = max(busiest_step, per_core_step)
             energy = (act["synops"] * chip["synop_energy_pj"] + layer.neurons * steps * chip["neuron_update_energy_pj"]
                       + act["spikes_out"] * chip["spike_energy_pj"]) * 1e-12
-            loihi_energy += energy
-            rows.append({"layer": layer.index, "type": layer.kind, "shape": list(layer.shape),
+            stage_energy += energy
+            rows.append({"stage": stage.name, "layer": layer.index, "type": layer.kind, "shape": list(layer.shape),
                          "neurons": layer.neurons, "synapses": layer.synapses, "cores": layer.cores,
                          "spikes_in": act["spikes_in"], "spikes_out": act["spikes_out"],
                          "synaptic_ops": act["synops"], "energy_j": energy})
-        loihi_time = steps * (busiest_step + chip["barrier_time_us"] * 1e-6)
+        loihi_time += steps * (busiest_step + chip["barrier_time_us"] * 1e-6)
+        loihi_energy += stage_energy
+        rows = result.loihi.get("layers", []) + rows
         result.loihi = {"layers": rows, "neurons": sum(r["neurons"] for r in rows),
                         "synapses": sum(r["synapses"] for r in rows), "cores": sum(r["cores"] for r in rows),
                         "chips": -(-sum(r["cores"] for r in rows) // chip["cores_per_chip"]),
                         "spikes": sum(r["spikes_out"] for r in rows), "synaptic_ops": sum(r["synaptic_ops"] for r in rows),
-                        "timesteps_run": steps, "time_s": loihi_time, "energy_j": loihi_energy}
-    if "jetson" in stages:
-        stage, gpu = stages["jetson"], devices.jetson
+                        "timesteps_run": result.loihi.get("timesteps_run", 0) + steps, "time_s": loihi_time,
+                        "energy_j": loihi_energy}
+    jetson_layers, macs_total, parameters, measured_all = [], 0, 0, []
+    for stage in jetson_stages:  # several dense stages run one after the other: their figures add up
+        gpu = devices.jetson
         path = compiled.directory / stage.artifact
         with parsing(path, "an ONNX model", stage.name):
             layers = onnx_counts.read_layers(path)
-            parameters = onnx_counts.parameters(path)
+            stage_parameters = onnx_counts.parameters(path)
             macs = sum(layer.macs for layer in layers)
             measured = (onnx_counts.measure_latency(path, stage.inputs[0].shape)
-                        if measure or stage.target == "cpu" else None)
+                        if (measure or stage.target == "cpu") and len(stage.inputs) == 1 else None)
+        measured_all.append(measured)
         if stage.target == "cpu":  # the host: its measured latency is the figure; its power is unknown
-            jetson_time, jetson_energy = measured, 0.0
+            jetson_time += measured or 0.0
             result.devices["jetson"] = "this host's CPU (measured; energy not estimated)"
-            result.notes.append("cpu stage: latency measured with onnxruntime on this machine; energy not estimated")
+            note = "cpu stage: latency measured with onnxruntime on this machine; energy not estimated"
         else:
-            jetson_time = (2 * macs / (gpu["peak_flops"] * gpu["efficiency"])
-                           + len(layers) * gpu["launch_overhead_us"] * 1e-6)
-            jetson_energy = jetson_time * gpu["power_w"]
-            if stage.target == "jetson-int8":
-                result.notes.append("jetson-int8 stage: estimated with the float peak figures (int8 runs faster)")
-        result.jetson = {"target": stage.target, "layers": [asdict(layer) for layer in layers],
-                         "parameters": parameters, "macs": macs, "time_s": jetson_time,
-                         "energy_j": jetson_energy, "measured_onnxruntime_cpu_s": measured}
+            stage_time = (2 * macs / (gpu["peak_flops"] * gpu["efficiency"])
+                          + len(layers) * gpu["launch_overhead_us"] * 1e-6)
+            jetson_time += stage_time
+            jetson_energy += stage_time * gpu["power_w"]
+            note = ("jetson-int8 stage: estimated with the float peak figures (int8 runs faster)"
+                    if stage.target == "jetson-int8" else None)
+        if note and note not in result.notes:
+            result.notes.append(note)
+        jetson_layers += [{"stage": stage.name, **asdict(layer)} for layer in layers]
+        macs_total += macs
+        parameters += stage_parameters
+    if jetson_stages:
+        measured = (sum(measured_all) if None not in measured_all else None)
+        result.jetson = {"target": jetson_stages[0].target, "layers": jetson_layers, "parameters": parameters,
+                         "macs": macs_total, "time_s": jetson_time, "energy_j": jetson_energy,
+                         "measured_onnxruntime_cpu_s": measured}
     link_time = link_energy = 0.0
-    if len(manifest.stages) > 1:
-        after = manifest.stages[1]
-        acc = after.accumulator
-        interval, windows, fold = (acc.interval, acc.windows, acc.fold) if acc else (1, T, False)
-        wire = link_wire(after)
-        shape = wire.spikes_shape if wire else after.inputs[0].shape
-        b = cut_bytes(shape, T, interval, windows)
-        # the wire format chosen at compile time: spikes (accumulator at the receiver) or packed counts
-        sent = wire.bytes_per_inference if wire else b.raw_bytes
-        link = devices.link
-        link_time = sent / link["bandwidth_bytes_per_s"] + link["latency_us"] * 1e-6
-        link_energy = sent * link["energy_pj_per_byte"] * 1e-12
-        result.cut = {"tensor": after.inputs[0].name, "shape": shape, "interval": interval,
+    link = devices.link
+    for edge in manifest.edges:  # every tensor crossing between two stages crosses the link
+        if edge.producer["stage"] is None or edge.consumer["stage"] is None:
+            continue
+        # in the wire format chosen at compile time: spikes (accumulator at the receiver), packed
+        # counts (accumulator at the sender), or an Encoder's graded values
+        sent = edge.bytes_per_inference
+        edge_time = sent / link["bandwidth_bytes_per_s"] + link["latency_us"] * 1e-6
+        edge_energy = sent * link["energy_pj_per_byte"] * 1e-12
+        link_time += edge_time
+        link_energy += edge_energy
+        result.edges.append({"from": f"{edge.producer['stage']}/{edge.producer['tensor']}",
+                             "to": f"{edge.consumer['stage']}/{edge.consumer['input']}",
+                             "conversion": edge.conversion.kind, "shape": edge.shape,
+                             "bits_per_value": edge.bits_per_value, "bytes_sent": sent,
+                             "time_s": edge_time, "energy_j": edge_energy})
+        conv = edge.conversion
+        if result.cut or conv.kind == "encoder":
+            continue
+        wire = (manifest.stage(edge.consumer["stage"]).wire or {}).get(edge.consumer["input"])
+        shape = list(wire.spikes_shape) if wire else edge.shape  # the spike tensor, whichever form crosses
+        interval, windows, fold = ((conv.interval, conv.windows, conv.fold) if conv.kind == "accumulator"
+                                   else (1, shape[-1], False))
+        b = cut_bytes(shape, shape[-1], interval, windows)
+        result.cut = {"tensor": edge.consumer["input"], "shape": shape, "interval": interval,
                       "wire": wire.format if wire else "spikes", "wire_bits": wire.bits if wire else 1,
                       "windows": windows, "fold": fold, "raw_bytes": b.raw_bytes, "raw_bytes_per_window": b.raw_bytes / windows,
                       "accumulated_bytes": b.accumulated_bytes, "accumulated_bytes_per_window": b.accumulated_bytes / windows,
-                      "count_dtype": b.count_dtype, "bytes_sent": sent, "time_s": link_time, "energy_j": link_energy}
+                      "count_dtype": b.count_dtype, "bytes_sent": sent, "time_s": edge_time, "energy_j": edge_energy}
     overlap = 0.0
-    if result.cut and not result.cut["fold"] and result.cut["windows"] > 1:
+    if result.cut and len(manifest.stages) == 2 and not result.cut["fold"] and result.cut["windows"] > 1:
         # an ANN applied per window could start before the last window: an upper bound
         overlap = loihi_time * (result.cut["windows"] - 1) / result.cut["windows"]
     result.latency_s = {"loihi": loihi_time, "link": link_time, "jetson": jetson_time,

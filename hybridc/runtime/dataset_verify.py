@@ -10,7 +10,7 @@ then the dense stage in onnxruntime. Both compare their spikes at the cut with P
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional
@@ -18,8 +18,9 @@ from typing import Optional
 from ..build.compiled import CompiledModel, load
 from ..errors import ArtifactError, InputError
 from ..targets.registry import domain_of
+from .run import stage_feeds
 from .stages import run_stage
-from .verify import reference_stages
+from .verify import reference_tensors
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Report:
     quantized: bool = False  # a stage is int8: argmax may legitimately differ
     workers: int = 1  # Ray tasks' CPUs the samples were split across (1: this process)
     data: str = ""  # where the samples came from
+    spike_matches: dict = None  # "stage/tensor" -> fraction of equal entries, per spiking output
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -124,11 +126,17 @@ class _Tally:
     right_dep: int = 0
     worst: float = 0.0
     elapsed: float = 0.0
+    per_output: dict = field(default_factory=dict)  # "stage/tensor" -> [equal, entries]
 
     def __add__(self, other):
+        outputs = {k: list(v) for k, v in self.per_output.items()}
+        for key, (same, entries) in other.per_output.items():
+            counts = outputs.setdefault(key, [0, 0])
+            counts[0] += same
+            counts[1] += entries
         return _Tally(self.equal + other.equal, self.entries + other.entries, self.agree + other.agree,
                       self.right_ref + other.right_ref, self.right_dep + other.right_dep,
-                      max(self.worst, other.worst), self.elapsed + other.elapsed)
+                      max(self.worst, other.worst), self.elapsed + other.elapsed, outputs)
 
 
 def verify_dataset(build_dir, data=None, samples: int = 8, backend: str = "lava",
@@ -180,7 +188,8 @@ def verify_dataset(build_dir, data=None, samples: int = 8, backend: str = "lava"
     else:
         accuracy = (tally.right_ref / count, tally.right_dep / count, (tally.right_dep - tally.right_ref) / count)
     return Report(backend, count, spike_match, tally.agree / count, tally.worst, accuracy[0], accuracy[1],
-                  tally.elapsed / count, accuracy[2], quantized, used, dataset.description)
+                  tally.elapsed / count, accuracy[2], quantized, used, dataset.description,
+                  None if spike_match is None else {k: e / n for k, (e, n) in tally.per_output.items()})
 
 
 def _open(manifest, data, samples, seed):
@@ -211,24 +220,35 @@ def _cached_reference(build_dir, recipe, files):
 
 
 def _verify_range(compiled, gm, partitions, dataset, start, stop, backend, batch_size, progress) -> _Tally:
-    stages = compiled.manifest.stages
+    manifest = compiled.manifest
+    stages = manifest.stages
     tally = _Tally()
     for first in range(start, stop, batch_size):
         x, labels = dataset.batch(first, min(first + batch_size, stop))
-        reference = reference_stages(gm, partitions, x)
+        expected, reference = reference_tensors(gm, manifest, x)
         began = time.perf_counter()
-        tensor = x
-        for stage in stages:
-            tensor = run_stage(stage, compiled.directory, tensor, backend=backend)
-            if domain_of(stage.target) == "spiking":
-                cut = reference[stage.name]
-                tally.equal += int((tensor == cut).sum())
-                tally.entries += cut.numel()
+        values = {(None, "input"): x}
+        for stage in stages:  # the stage graph in its topological order
+            spiking = domain_of(stage.target) == "spiking"
+            result = run_stage(stage, compiled.directory, stage_feeds(manifest, stage, values), backend=backend)
+            outputs = result if isinstance(result, tuple) else (result,)
+            for spec, value in zip(stage.outputs, outputs):
+                values[(stage.name, spec.name)] = value
+                if spiking:
+                    cut = reference[(stage.name, spec.name)]
+                    same = int((value == cut).sum())
+                    tally.equal += same
+                    tally.entries += cut.numel()
+                    counts = tally.per_output.setdefault(f"{stage.name}/{spec.name}", [0, 0])
+                    counts[0] += same
+                    counts[1] += cut.numel()
+        final = manifest.edges_into(None)[0].producer
+        tensor = values[(final["stage"], final["tensor"])]
         tally.elapsed += time.perf_counter() - began
-        expected = reference["output"]
         tally.worst = max(tally.worst, float((tensor - expected).abs().max()))
-        tally.agree += int((tensor.argmax(-1) == expected.argmax(-1)).sum())
-        if labels is not None:
+        # a sample agrees when every argmax does (one per sample for logits, per pixel for a map)
+        tally.agree += int((tensor.argmax(-1) == expected.argmax(-1)).reshape(x.shape[0], -1).all(1).sum())
+        if labels is not None and expected.dim() == 2:  # class logits: accuracy against the labels
             tally.right_ref += int((expected.argmax(-1) == labels).sum())
             tally.right_dep += int((tensor.argmax(-1) == labels).sum())
         if progress:

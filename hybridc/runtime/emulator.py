@@ -362,11 +362,38 @@ def _batches(count: int, per_sample_elements: int, budget: int = 1 << 25) -> int
     return max(1, min(count, budget // max(per_sample_elements, 1)))
 
 
+def supports(stage) -> bool:
+    """Whether the emulator runs this loihi stage: one output at the last layer (no taps)
+    and unary (not an Encoder's graded) input spikes."""
+    return not _taps(stage) and not stage.input_bits
+
+
+def _taps(stage) -> bool:
+    """Outputs other than the one last layer's spikes."""
+    last = stage.outputs[-1].layer
+    return len(stage.outputs) != 1 or (last is not None and stage.layers is not None and last != stage.layers - 1)
+
+
+def refuse_unsupported(stage) -> None:
+    """ArtifactError for what the stage graph adds that the emulator does not model yet."""
+    if _taps(stage):
+        raise ArtifactError(f"Stage `{stage.name}` has taps (outputs on {len(stage.outputs)} netx layers); the "
+                            "emulator computes only the last layer's spikes. Run this build with --backend lava "
+                            "(Lava's simulator).")
+    if stage.input_bits:
+        raise ArtifactError(f"Stage `{stage.name}` takes graded spikes of {stage.input_bits} bits from an Encoder "
+                            "(netx input_message_bits); the emulator runs unary input only. Run this build with "
+                            "--backend lava (Lava's simulator).")
+
+
 def run_stage(stage, build_dir: Path, x: torch.Tensor, progress=None) -> torch.Tensor:
     """The `emulate` backend of a loihi stage: the same inputs and outputs as Lava's runner
     (`runtime/lava.py`), from the stage's netx HDF5, batched and in bounded memory."""
     from .lava import check_input
 
+    if isinstance(x, dict):
+        (x,) = x.values()
+    refuse_unsupported(stage)
     check_input(stage, x)
     spec = stage.inputs[0]
     if spec.graded or stage.outputs[0].graded:
@@ -395,4 +422,4 @@ def run_stage(stage, build_dir: Path, x: torch.Tensor, progress=None) -> torch.T
     return torch.cat(outputs)
 
 
-__all__ = ["emulate", "read_network", "run_stage"]
+__all__ = ["emulate", "read_network", "refuse_unsupported", "run_stage", "supports"]

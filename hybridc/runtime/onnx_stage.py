@@ -10,18 +10,25 @@ from ..errors import InputError
 from ..manifest import Stage
 
 
-def run_stage(stage: Stage, build_dir: Path, x: torch.Tensor, progress=None):
+def run_stage(stage: Stage, build_dir: Path, x, progress=None):
+    """x: one tensor (a stage with one input) or {input name: tensor}. Returns one tensor,
+    or a tuple in the order of stage.outputs."""
     import onnxruntime as ort
 
-    spec = stage.inputs[0]
-    if tuple(x.shape[1:]) != tuple(spec.shape):
-        raise InputError(
-            f"Stage `{stage.name}` (jetson) expects input of shape (N, "
-            f"{', '.join(map(str, spec.shape))}) in layout N{spec.layout}, got {tuple(x.shape)}."
-        )
+    feeds = x if isinstance(x, dict) else {stage.inputs[0].name: x}
+    for spec in stage.inputs:
+        value = feeds.get(spec.name)
+        if value is None or tuple(value.shape[1:]) != tuple(spec.shape):
+            got = "nothing" if value is None else tuple(value.shape)
+            raise InputError(
+                f"Stage `{stage.name}` (jetson) expects input `{spec.name}` of shape (N, "
+                f"{', '.join(map(str, spec.shape))}) in layout N{spec.layout}, got {got}."
+            )
     path = Path(build_dir) / stage.artifact
-    with parsing(path, f"the ONNX model the manifest describes (input `{spec.name}`)", stage.name):
+    names = ", ".join(f"`{spec.name}`" for spec in stage.inputs)
+    with parsing(path, f"the ONNX model the manifest describes (inputs {names})", stage.name):
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        results = session.run(None, {spec.name: x.detach().cpu().numpy().astype(np.float32)})
+        results = session.run(None, {spec.name: feeds[spec.name].detach().cpu().numpy().astype(np.float32)
+                                     for spec in stage.inputs})
     tensors = [torch.from_numpy(r) for r in results]
     return tensors[0] if len(tensors) == 1 else tuple(tensors)

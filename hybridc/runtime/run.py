@@ -1,4 +1,5 @@
-"""Run a build as it would be deployed: each stage on its own runtime, in order."""
+"""Run a build as it would be deployed: each stage on its own runtime, in the manifest's
+(topological) order, each input taken from the edge that feeds it."""
 
 from pathlib import Path
 
@@ -36,10 +37,36 @@ def run(compiled, x, return_stages: bool = False, progress=None, backend: str = 
         )
     if x.shape[0] == 0:
         raise InputError("The input batch is empty (shape[0] == 0); pass at least one sample.")
-    tensor = x.float()
+    outputs, per_stage = run_graph(compiled.manifest, compiled.directory, x.float(), progress=progress,
+                                   backend=backend)
+    if return_stages == "values":  # every stage output, keyed (stage, tensor name)
+        return outputs
+    final = compiled.manifest.edges_into(None)[0].producer
+    result = outputs[(final["stage"], final["tensor"])]
+    return (result, per_stage) if return_stages else result
+
+
+def stage_feeds(manifest, stage, values: dict):
+    """The input of `stage` from {(producer stage, tensor name): value}: one tensor, or
+    {input name: tensor} when the stage has several inputs."""
+    feeds = {e.consumer["input"]: values[(e.producer["stage"], e.producer["tensor"])]
+             for e in manifest.edges_into(stage.name)}
+    return feeds if len(feeds) > 1 else next(iter(feeds.values()))
+
+
+def run_graph(manifest, directory, x: torch.Tensor, progress=None, backend: str = "lava"):
+    """Run every stage once. Returns ({(stage, tensor name): value}, {stage: output}) where a
+    stage's output is its one tensor, or {tensor name: value} for a stage with several.
+    The model input is the key (None, "input")."""
+    values = {(None, "input"): x}
     per_stage = {}
-    for stage in compiled.manifest.stages:
+    for stage in manifest.stages:
         with reporting(f"running stage `{stage.name}` ({stage.artifact}) on {stage.target}"):
-            tensor = run_stage(stage, compiled.directory, tensor, progress=progress, backend=backend)
-        per_stage[stage.name] = tensor
-    return (tensor, per_stage) if return_stages else tensor
+            result = run_stage(stage, directory, stage_feeds(manifest, stage, values), progress=progress,
+                               backend=backend)
+        results = result if isinstance(result, tuple) else (result,)
+        for spec, value in zip(stage.outputs, results):
+            values[(stage.name, spec.name)] = value
+        per_stage[stage.name] = (results[0] if len(results) == 1
+                                 else {spec.name: value for spec, value in zip(stage.outputs, results)})
+    return values, per_stage

@@ -40,10 +40,17 @@ def accumulate(spikes: torch.Tensor, wire) -> torch.Tensor:
     return spikes.reshape(*lead, wire.windows, wire.interval).sum(-1)
 
 
-def arriving_form(stage: Stage, x: torch.Tensor) -> torch.Tensor:
+def arriving_form(stage: Stage, x):
     """`x` as the stage's input expects it: a stage whose input arrives as counts (the wire
-    format chosen at compile time) is handed counts, even when the caller holds the spikes."""
-    for spec in stage.inputs[:1]:
+    format chosen at compile time) is handed counts, even when the caller holds the spikes.
+    x: one tensor, or {input name: tensor} for a stage with several inputs."""
+    if isinstance(x, dict):
+        return {name: _arriving(stage, name, value) for name, value in x.items()}
+    return _arriving(stage, stage.inputs[0].name, x) if stage.inputs else x
+
+
+def _arriving(stage: Stage, name: str, x: torch.Tensor) -> torch.Tensor:
+    for spec in [s for s in stage.inputs if s.name == name]:
         wire = (stage.wire or {}).get(spec.name)
         if wire is not None and wire.format == "counts" and list(x.shape[1:]) == list(wire.spikes_shape):
             return accumulate(x, wire)

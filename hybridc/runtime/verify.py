@@ -1,8 +1,9 @@
 """Parity between a compiled build and the PyTorch model it came from.
 
-Three checks: the Lava (or emulated Lava) spikes at the cut equal PyTorch's (every entry, every step),
-the ONNX stage fed PyTorch's cut tensor equals the PyTorch dense half, and the
-whole deployment run end to end equals model(x).
+Three checks, on every stage of the stage graph: the Lava (or emulated Lava) spikes at each
+spiking output (tap) equal PyTorch's (every entry, every step), each ONNX stage fed PyTorch's
+tensors at its inputs equals the PyTorch dense subgraph, and the whole deployment run
+end to end equals model(x).
 """
 
 from dataclasses import asdict, dataclass
@@ -14,19 +15,20 @@ import torch.fx
 from ..errors import reporting
 from ..frontend.capture import run_capturing
 from ..targets.registry import domain_of
-from .run import run
+from .run import run, stage_feeds
 from .stages import run_stage
 
 
 @dataclass
 class Parity:
     samples: int
-    spike_match: Optional[float]  # fraction of equal entries at the cut (loihi vs PyTorch)
+    spike_match: Optional[float]  # fraction of equal entries over every spiking output (loihi vs PyTorch)
     cut_entries: Optional[int]
-    onnx_max_abs_err: Optional[float]  # dense stage fed PyTorch's cut
+    onnx_max_abs_err: Optional[float]  # dense stages fed PyTorch's tensors
     run_max_abs_err: float  # whole deployment vs model(x)
     argmax_agreement: float
     backend: str = "lava"  # what ran the spiking stage: Lava, or hybridc's emulator of it
+    spike_matches: dict = None  # "stage/tensor" -> fraction of equal entries, per spiking output
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -46,6 +48,15 @@ def spike_agreement(spikes: torch.Tensor, reference: torch.Tensor) -> dict:
     both = float((spikes * reference).sum())
     total = float(spikes.sum() + reference.sum())
     return {"equal": float((spikes == reference).float().mean()), "dice": 2 * both / total if total else 1.0}
+def reference_tensors(gm: torch.fx.GraphModule, manifest, x: torch.Tensor):
+    """(model output, {(stage, tensor name): PyTorch's value}) for every stage output."""
+    final = manifest.edges_into(None)[0].producer
+    wanted = {spec.node: (stage.name, spec.name) for stage in manifest.stages for spec in stage.outputs
+              if spec.node is not None}
+    output, values = run_capturing(gm, x, set(wanted))
+    tensors = {key: values[node] for node, key in wanted.items()}
+    tensors.setdefault((final["stage"], final["tensor"]), output)  # format-1 builds name no nodes
+    return output, tensors
 
 
 @torch.no_grad()
@@ -56,24 +67,31 @@ def verify(compiled, x: torch.Tensor, progress=None, backend: str = "lava") -> P
     if gm is None:
         raise ArtifactError("verify needs the PyTorch model as reference: call it on the result of "
                             "hybridc.compile(...), not on a build loaded from disk.")
+    manifest = compiled.manifest
     with reporting("running the PyTorch model for reference"):
-        reference = reference_stages(gm, compiled.fx_partitions, x)
-    deployed, per_stage = run(compiled, x, return_stages=True, progress=progress, backend=backend)
-    spike_match = cut_entries = onnx_err = None
-    stages = compiled.manifest.stages
-    for i, stage in enumerate(stages):
-        if domain_of(stage.target) == "spiking":
-            ref = reference[stage.name]
-            spike_match = float((per_stage[stage.name] == ref).float().mean())
-            cut_entries = int(ref.numel())
-        elif i > 0:
-            fed = reference[stages[i - 1].name]
-            onnx_out = run_stage(stage, compiled.directory, fed)
-            onnx_err = float((onnx_out - reference[stage.name]).abs().max())
-    final_ref = reference["output"]
+        final_ref, reference = reference_tensors(gm, manifest, x)
+    values = run(compiled, x, return_stages="values", progress=progress, backend=backend)
+    final = manifest.edges_into(None)[0].producer
+    deployed = values[(final["stage"], final["tensor"])]
+    matches, equal, entries, onnx_err = {}, 0, 0, None
+    known = {**reference, (None, "input"): x.float()}
+    for stage in manifest.stages:
+        if domain_of(stage.target) == "spiking":  # the spikes of the deployed run, at every tap
+            for spec in stage.outputs:
+                ref, got = reference[(stage.name, spec.name)], values[(stage.name, spec.name)]
+                matches[f"{stage.name}/{spec.name}"] = float((got == ref).float().mean())
+                equal += int((got == ref).sum())
+                entries += ref.numel()
+            continue
+        # a dense stage fed PyTorch's tensors: a difference is pinned on this stage
+        result = run_stage(stage, compiled.directory, stage_feeds(manifest, stage, known))
+        for spec, got in zip(stage.outputs, result if isinstance(result, tuple) else (result,)):
+            err = float((got - reference[(stage.name, spec.name)]).abs().max())
+            onnx_err = err if onnx_err is None else max(onnx_err, err)
     run_err = float((deployed - final_ref).abs().max())
     agree = float((deployed.argmax(-1) == final_ref.argmax(-1)).float().mean()) if final_ref.dim() > 1 else 1.0
-    return Parity(int(x.shape[0]), spike_match, cut_entries, onnx_err, run_err, agree, backend)
+    return Parity(int(x.shape[0]), equal / entries if entries else None, entries or None, onnx_err, run_err,
+                  agree, backend=backend, spike_matches=matches)
 
 
-__all__ = ["Parity", "verify", "reference_stages", "spike_agreement"]
+__all__ = ["Parity", "verify", "reference_stages", "reference_tensors", "spike_agreement"]

@@ -18,9 +18,8 @@ from torch.fx.passes.operator_support import create_op_support
 
 from ..errors import LoweringError
 from ..manifest import AccumulatorSpec, Stage, TensorSpec, WireSpec
-from ..nn import Accumulator
+from ..nn import Accumulator, Encoder
 
-ARTIFACT = "ann.onnx"
 OPSET = 17
 SPIKES = "spikes"
 COUNTS = "counts"
@@ -106,51 +105,53 @@ class JetsonTarget:
 
         sub, orig_inputs, orig_outputs = fuse_as_graphmodule(gm, partition.nodes, "DenseStage")
         placeholders = [n for n in sub.graph.nodes if n.op == "placeholder"]
-        if len(placeholders) != 1:
-            raise LoweringError(
-                f"The dense stage reads {len(placeholders)} tensors ({[n.name for n in orig_inputs]}); "
-                "hybridc supports exactly one tensor crossing the cut."
-            )
-        cut = placeholders[0]
-        cut_shape = orig_inputs[0].meta["shape"]
-        from_spikes = orig_inputs[0].meta.get("hybridc_domain") == "spiking"
-        accumulators = []  # (new placeholder name, AccumulatorSpec)
-        if from_spikes:
-            cursor = cut
-            for node in list(cut.users):
+        hybrid = any(n.meta.get("hybridc_domain") == "spiking" for n in gm.graph.nodes)
+        names = input_names(orig_inputs, hybrid)
+        exported_as = {}  # placeholder name in `sub` -> (ONNX input name, example tensor)
+        accumulators = []  # (counts placeholder, raw spikes input name, AccumulatorSpec, spikes shape)
+        for placeholder, source, name in zip(placeholders, orig_inputs, names):
+            shape = source.meta["shape"]
+            if source.meta.get("hybridc_domain") != "spiking":
+                exported_as[placeholder.name] = (name, torch.zeros(shape))
+                continue
+            # spikes cross raw: each accumulator reading them is written as ONNX nodes in front
+            cursor = placeholder
+            for node in list(placeholder.users):
                 module = sub.get_submodule(node.target)
                 assert isinstance(module, Accumulator)
-                spec = AccumulatorSpec(module.interval, module.windows(cut_shape[-1]), module.fold)
+                spec = AccumulatorSpec(module.interval, module.windows(shape[-1]), module.fold)
                 with sub.graph.inserting_after(cursor):  # in order, ahead of all compute
                     counts = sub.graph.placeholder(f"{node.name}_counts")
                 cursor = counts
                 counts.meta.update(node.meta)
                 node.replace_all_uses_with(counts)
                 sub.graph.erase_node(node)
-                accumulators.append((counts.name, spec, counts.meta["shape"]))
-            sub.graph.erase_node(cut)
-            sub.graph.lint()
-            sub.recompile()
+                accumulators.append((counts.name, name, spec, shape))
+                exported_as[counts.name] = (counts.name, torch.zeros(counts.meta["shape"]))
+            sub.graph.erase_node(placeholder)
+        sub.graph.lint()
+        sub.recompile()
+        order = [exported_as[n.name] for n in sub.graph.nodes if n.op == "placeholder"]
+        onnx_inputs = [name for name, _ in order]
+        examples = tuple(example for _, example in order)
         out_nodes = list(orig_outputs)
-        if len(out_nodes) != 1:
+        output_names = ["output" if any(u.op == "output" for u in n.users) else n.name for n in out_nodes]
+        if len(set(output_names)) != len(output_names):
             raise LoweringError(
-                f"The dense stage returns {len(out_nodes)} tensors ({', '.join(n.name for n in out_nodes)}); "
-                "hybridc deploys models with one output tensor. Return only the final output "
-                "(e.g. the logits) from forward()."
+                f"The dense stage returns {len(out_nodes)} tensors ({', '.join(n.name for n in out_nodes)}) as "
+                "the model's output; hybridc deploys models with one output tensor. Return only the final "
+                "output (e.g. the logits) from forward()."
             )
-        output_names = ["output"] if len(out_nodes) == 1 else [f"output_{i}" for i in range(len(out_nodes))]
-        input_names = [a[0] for a in accumulators] if from_spikes else [SPIKES]
-        examples = tuple(torch.zeros(a[2]) for a in accumulators) if from_spikes else (torch.zeros(cut_shape),)
-        path = Path(workdir) / ARTIFACT
+        path = Path(workdir) / f"{partition.name}.onnx"
         exported = io.BytesIO()  # stays in memory until the graph surgery is done
         sub.eval()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
                 torch.onnx.export(
-                    sub, examples, exported, opset_version=OPSET, input_names=input_names,
+                    sub, examples, exported, opset_version=OPSET, input_names=onnx_inputs,
                     output_names=output_names,
-                    dynamic_axes={n: {0: "batch"} for n in input_names + output_names},
+                    dynamic_axes={n: {0: "batch"} for n in onnx_inputs + output_names},
                 )
             except Exception as exc:  # noqa: BLE001 - exporter errors are many and varied
                 raise LoweringError(
@@ -160,19 +161,28 @@ class JetsonTarget:
                 ) from None
 
         graph = gs.import_onnx(onnx.load_from_string(exported.getvalue()))
-        wire = None
-        if from_spikes:
-            specs = {(a[1].interval, a[1].windows) for a in accumulators}
-            # several accumulators of different intervals on one cut need the spikes themselves
-            wire = wire_spec(accumulators[0][1], cut_shape, self.wire_counts and len(specs) == 1)
-            counts_arrive = wire.format == COUNTS
-            arriving = gs.Variable(COUNTS if counts_arrive else SPIKES, dtype=np.float32, shape=["batch", *wire.shape])
-            by_name = {v.name: v for v in graph.inputs}
-            for name, spec, _ in accumulators:
-                if name not in by_name:  # exporter dropped an unused input
-                    continue
-                graph.nodes.extend(_accumulator_nodes(gs, arriving, by_name[name], spec, cut_shape, counts_arrive))
-            graph.inputs = [arriving]
+        by_name = {v.name: v for v in graph.inputs}
+        inputs, specs, wires = [], [], {}
+        for source, name in zip(orig_inputs, names):
+            shape = source.meta["shape"]
+            if source.meta.get("hybridc_domain") == "spiking":
+                mine = [a for a in accumulators if a[1] == name]
+                # several accumulators of different intervals on one tap need the spikes themselves
+                distinct = {(a[2].interval, a[2].windows) for a in mine}
+                wire = wire_spec(mine[0][2], shape, self.wire_counts and len(distinct) == 1)
+                counts_arrive = wire.format == COUNTS
+                spec = _input_spec(wire, shape, name, source.name)
+                variable = gs.Variable(spec.name, dtype=np.float32, shape=["batch", *wire.shape])
+                for counts, _, acc, _ in mine:
+                    if counts in by_name:  # the exporter drops unused inputs
+                        graph.nodes.extend(_accumulator_nodes(gs, variable, by_name[counts], acc, shape, counts_arrive))
+                wires[spec.name] = wire
+            else:
+                spec = TensorSpec(name, list(shape[1:]), "float32", pytorch_layout(shape[1:], True), node=source.name)
+                variable = by_name.get(name) or gs.Variable(name, dtype=np.float32, shape=["batch", *shape[1:]])
+            inputs.append(variable)
+            specs.append(spec)
+        graph.inputs = inputs
         graph.cleanup().toposort()
         model = gs.export_onnx(graph)
         model.opset_import[0].version = OPSET
@@ -183,21 +193,44 @@ class JetsonTarget:
             raise LoweringError(f"The ONNX model for stage `{partition.name}` fails onnx.checker: {exc}") from None
         path.write_bytes(data)
 
-        arrives = _input_spec(wire, cut_shape)
         outputs = [TensorSpec(name, list(node.meta["shape"][1:]), node.meta.get("dtype", "float32"),
-                              pytorch_layout(node.meta["shape"][1:], time_last=False))
+                              pytorch_layout(node.meta["shape"][1:], time_last=isinstance(
+                                  _module(gm, node), Encoder)), node=node.name)
                    for name, node in zip(output_names, out_nodes)]
         return Stage(
-            name=partition.name, target=self.name, artifact=ARTIFACT, sha256=hashlib.sha256(data).hexdigest(),
-            inputs=[arrives],
+            name=partition.name, target=self.name, artifact=path.name, sha256=hashlib.sha256(data).hexdigest(),
+            inputs=specs,
             outputs=outputs,
-            accumulator=accumulators[0][1] if accumulators else None,
+            accumulator=accumulators[0][2] if accumulators else None,
             opset=OPSET,
-            wire={arrives.name: wire} if wire else None,
+            wire=wires or None,
         )
 
 
-def _input_spec(wire, cut_shape) -> TensorSpec:
-    if wire is not None and wire.format == COUNTS:  # time replaced by windows: layout ...K
-        return TensorSpec(COUNTS, wire.shape, "float32", pytorch_layout(cut_shape[1:], True)[:-1] + "K")
-    return TensorSpec(SPIKES, list(cut_shape[1:]), "float32", pytorch_layout(cut_shape[1:], True))
+def _input_spec(wire, cut_shape, name, node) -> TensorSpec:
+    """The stage input for a spike tap: the spikes, or (wire format "counts") the window
+    counts the sender accumulated, named `counts` / `<tap>_counts`, layout ...K."""
+    if wire.format == COUNTS:  # time replaced by windows
+        counts_name = COUNTS if name == SPIKES else f"{name}_{COUNTS}"
+        return TensorSpec(counts_name, wire.shape, "float32", pytorch_layout(cut_shape[1:], True)[:-1] + "K", node=node)
+    return TensorSpec(name, list(cut_shape[1:]), "float32", pytorch_layout(cut_shape[1:], True), node=node)
+
+
+def _module(gm, node):
+    return gm.get_submodule(node.target) if node.op == "call_module" else None
+
+
+def input_names(sources, hybrid: bool) -> list:
+    """ONNX input names: `spikes` for the one spike tensor crossing in (as in two-stage
+    builds) or a dense-only model's input, `input` for the model's input in a hybrid,
+    else the producing node's name."""
+    spiking = [s for s in sources if s.meta.get("hybridc_domain") == "spiking"]
+    names = []
+    for source in sources:
+        if source.op == "placeholder":
+            names.append("input" if hybrid else SPIKES)
+        elif len(spiking) == 1 and source is spiking[0]:
+            names.append(SPIKES)
+        else:
+            names.append(source.name)
+    return names

@@ -16,8 +16,6 @@ import torch
 from ..errors import LoweringError
 from .jetson import ACCUMULATOR_PREFIX, SPIKES, JetsonTarget
 
-ARTIFACT = "ann_int8.onnx"
-
 
 def calibration_inputs(gm, partition, options) -> list:
     """Cut tensors for calibration: the spiking half run on calibration samples."""
@@ -44,12 +42,13 @@ def calibration_inputs(gm, partition, options) -> list:
 
 
 class _Reader:
-    def __init__(self, inputs):
+    def __init__(self, inputs, name=SPIKES):
         self.inputs = iter(inputs)
+        self.name = name
 
     def get_next(self):
         item = next(self.inputs, None)
-        return None if item is None else {SPIKES: item}
+        return None if item is None else {self.name: item}
 
 
 class JetsonInt8Target(JetsonTarget):
@@ -67,6 +66,12 @@ class JetsonInt8Target(JetsonTarget):
         )
 
         stage = super().preprocess(partition, gm, workdir)
+        if len(stage.inputs) > 1:
+            raise LoweringError(
+                f"jetson-int8 calibrates a dense stage with one input, but stage `{partition.name}` reads "
+                f"{len(stage.inputs)} ({', '.join(t.name for t in stage.inputs)}). Compile it with the float "
+                "`jetson` target (--target loihi+jetson)."
+            )
         float_path = Path(workdir) / stage.artifact
         model = onnx.load(str(float_path))
         accumulator_nodes = [n.name for n in model.graph.node if n.name.startswith(ACCUMULATOR_PREFIX)]
@@ -75,11 +80,11 @@ class JetsonInt8Target(JetsonTarget):
                   {i for node in model.graph.node if not node.name.startswith(ACCUMULATOR_PREFIX) for i in node.input}]
         overrides = {name: [{"scale": np.array(1.0, dtype=np.float32), "zero_point": np.array(0, dtype=np.uint8)}]
                      for name in counts}
-        path = Path(workdir) / ARTIFACT
+        path = Path(workdir) / f"{partition.name}_int8.onnx"
         calibration = calibration_inputs(gm, partition, self.options)
         try:
             quantize_static(
-                str(float_path), str(path), _Reader(calibration),
+                str(float_path), str(path), _Reader(calibration, stage.inputs[0].name),
                 quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=accumulator_nodes,
                 extra_options={"TensorQuantOverrides": overrides, "ActivationSymmetric": False},
@@ -98,7 +103,7 @@ class JetsonInt8Target(JetsonTarget):
                 if scale is not None and scale.size == 1:
                     scales[node.input[0]] = [float(scale), int(zero) if zero is not None else 0]
         stage.target = self.name
-        stage.artifact = ARTIFACT
+        stage.artifact = path.name
         stage.sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
         stage.quantization = {"format": "QDQ", "activations": "uint8", "weights": "int8 (per tensor)",
                               "calibration": f"{self.options.get('calibration', 'synthetic')}, "

@@ -22,7 +22,6 @@ from ..errors import LoweringError, reporting
 from ..manifest import Stage, TensorSpec
 from . import loihi_neurons as neuron_models
 
-ARTIFACT = "snn.net"
 V_TH_MAX = (1 << 17) - 1  # Loihi threshold mantissa, unsigned 17 bits
 W_LIMIT = 256  # 8-bit weight mantissa: even values in [-256, 254]
 
@@ -193,6 +192,13 @@ def _synapses(block, in_shape) -> int:
     return 0
 
 
+def _builds_layer(block) -> bool:
+    """Whether netx builds a layer for this block (its index is what a tap names)."""
+    base = _slayer().block.base
+    return not isinstance(block, base.AbstractFlatten) and not (isinstance(block, base.AbstractInput)
+                                                                 and block.neuron is None)
+
+
 def _lag(block) -> int:
     """Steps by which Lava's output trails PyTorch's for this block. slayer's
     delay_shift models Loihi's one-step hop per layer; without it Lava lags a step.
@@ -247,8 +253,10 @@ class LoihiTarget:
         if neuron is None:
             return notes
         v_th = float(neuron.threshold) * float(neuron.w_scale)
-        # a delta encoder may have threshold 0 (it then sends every change)
-        low_ok = v_th >= 0 if neuron_models.family_of(block) == "sigma_delta" else v_th > 0
+        # a delta encoder (the Input layer) may have threshold 0: it then sends every change. Any
+        # other layer needs a mantissa of at least 1 (slayer turns a sigma-delta threshold of 0
+        # into 2^-12, which netx cannot load or Lava runs differently)
+        low_ok = v_th >= 0 if neuron_models.is_delta_input(block) else v_th >= 1
         if not (low_ok and v_th <= V_TH_MAX):
             raise NumericsError(
                 f"{where}: threshold {float(neuron.threshold):g} is {v_th:g} in Loihi's fixed point "
@@ -279,38 +287,54 @@ class LoihiTarget:
     def preprocess(self, partition, gm, workdir: Path) -> Stage:
         import h5py
 
+        from ..nn import Encoder
+
         blocks = [gm.get_submodule(n.target) for n in partition.nodes if n.op == "call_module"]
         _check_families(partition, blocks)
-        base = _slayer().block.base
-        layers = [b for b in blocks if _writers()[type(b)] is not write_nothing and not isinstance(b, base.AbstractFlatten)
-                  and not (isinstance(b, base.AbstractInput) and b.neuron is None)]  # netx builds no layer for these
-        in_shape = partition.inputs[0].meta["shape"][1:]
-        out_node = partition.outputs[0]
-        path = Path(workdir) / ARTIFACT
+        source = partition.inputs[0]
+        in_shape = source.meta["shape"][1:]
+        path = Path(workdir) / f"{partition.name}.net"
         neurons = synapses = 0
         shape = in_shape
+        layer, lag, taps, last = -1, 0, {}, None  # node -> (netx layer index, delay, that layer's block)
         with h5py.File(path, "w") as h5:
             group = h5.create_group("layer")
             for node in partition.nodes:
                 block = gm.get_submodule(node.target)
                 writer = _writers()[type(block)]
-                if writer is write_nothing:
-                    continue
-                with reporting(layer_step(node, block)):
-                    writer(block, group.create_group(str(len(group))))
-                    synapses += _synapses(block, shape)
-                if getattr(block, "neuron", None) is not None:
-                    neurons += prod(node.meta["shape"][1:-1])  # an Output block has no neuron.shape
+                if writer is not write_nothing:
+                    with reporting(layer_step(node, block)):
+                        writer(block, group.create_group(str(len(group))))
+                        synapses += _synapses(block, shape)
+                    if getattr(block, "neuron", None) is not None:
+                        neurons += prod(node.meta["shape"][1:-1])  # an Output block has no neuron.shape
+                    if _builds_layer(block):
+                        layer, last = layer + 1, block
+                lag += _lag(block)
+                taps[node] = (layer, lag, last)
                 shape = node.meta["shape"][1:]
+        outputs = []
+        for node in partition.outputs:
+            index, delay, block = taps[node]
+            if index < 0:
+                raise LoweringError(
+                    f"`{node.name}` sends its value out of the spiking stage before any Loihi layer has "
+                    "run (it is the stage's input), so there are no spikes to tap. Read the tensor "
+                    "before the spiking stage instead."
+                )
+            netx_out, out_layout = netx_layout(node.meta["shape"][1:])
+            graded = neuron_models.graded_output(block)
+            outputs.append(TensorSpec(node.name, list(netx_out), "int32" if graded else "float32", out_layout,
+                                      graded=graded, node=node.name, layer=index, delay=delay))
         netx_in, in_layout = netx_layout(in_shape)
-        netx_out, out_layout = netx_layout(out_node.meta["shape"][1:])
-        graded_in, graded_out = neuron_models.graded_input(blocks[0]), neuron_models.graded_output(layers[-1])
+        graded_in = neuron_models.graded_input(blocks[0])
+        encoder = gm.get_submodule(source.target) if source.op == "call_module" else None
         return Stage(
-            name=partition.name, target=self.name, artifact=ARTIFACT, sha256=sha256(path),
+            name=partition.name, target=self.name, artifact=path.name, sha256=sha256(path),
             inputs=[TensorSpec("graded_in" if graded_in else "spikes_in", list(netx_in),
-                               "int32" if graded_in else "float32", in_layout, graded=graded_in)],
-            outputs=[TensorSpec(out_node.name, list(netx_out), "int32" if graded_out else "float32", out_layout,
-                                graded=graded_out)],
-            delay=sum(_lag(b) for b in blocks), layers=len(layers),
+                               "int32" if graded_in else "float32", in_layout, graded=graded_in, node=source.name)],
+            outputs=outputs,
+            delay=outputs[-1].delay, layers=layer + 1,
             neurons=int(neurons), synapses=int(synapses),
+            input_bits=encoder.bits if isinstance(encoder, Encoder) else None,
         )

@@ -32,11 +32,10 @@ import numpy as np
 from torch.fx.passes.operator_support import create_op_support
 
 from ..digest import sha256
-from ..errors import reporting
+from ..errors import LoweringError, reporting
 from ..manifest import Stage, TensorSpec
 from . import loihi
 
-ARTIFACT = "snn.nir"
 NO_DECAY_TAU = 1e12
 
 
@@ -147,14 +146,21 @@ class NirTarget(loihi.LoihiTarget):
         graph = nir.NIRGraph(nodes=nodes, edges=list(zip(chain, chain[1:])),
                              metadata={"producer": "hybridc", "dt": 1.0, "units": "slayer fixed point",
                                        "lead_steps": lead})
-        path = Path(workdir) / ARTIFACT
+        path = Path(workdir) / f"{partition.name}.nir"
         nir.write(str(path), graph)
+        if partition.inputs[0].op == "call_module":  # an Encoder: graded spikes
+            raise LoweringError(f"The nir target writes stages fed binary spikes; stage `{partition.name}` is fed "
+                                f"graded spikes by `{partition.inputs[0].name}`. Use --target loihi+... for it.")
+        if len(partition.outputs) > 1:
+            raise LoweringError(f"The nir target writes one output per spiking stage; stage `{partition.name}` "
+                                f"sends out {', '.join(n.name for n in partition.outputs)}. Tap one layer, or "
+                                "use --target loihi+... for several taps.")
         out_node = partition.outputs[0]
         return Stage(
-            name=partition.name, target=self.name, artifact=ARTIFACT, sha256=sha256(path),
+            name=partition.name, target=self.name, artifact=path.name, sha256=sha256(path),
             inputs=[TensorSpec("spikes_in", [*in_shape, partition.inputs[0].meta["shape"][-1]], "float32",
-                               "CHWT" if len(in_shape) == 3 else "FT")],
+                               "CHWT" if len(in_shape) == 3 else "FT", node=partition.inputs[0].name)],
             outputs=[TensorSpec(out_node.name, list(out_node.meta["shape"][1:]), "float32",
-                                "CHWT" if len(shape) == 3 else "FT")],
+                                "CHWT" if len(shape) == 3 else "FT", node=out_node.name)],
             delay=0, layers=layers, neurons=int(neurons), synapses=int(synapses),
         )
