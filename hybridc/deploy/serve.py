@@ -8,7 +8,6 @@ not decode is logged and refused with a NACK; the stage carries on. At the end o
 stream a STATS message collects each stage's measurements on its way to the client.
 """
 
-import inspect
 import json
 import sys
 import time
@@ -21,21 +20,13 @@ from ..errors import InputError, LinkError
 from . import hop, links
 from . import wire as w
 
-BACKENDS = ("lava", "emulate")
-
 
 def stage_runner(backend: str):
-    """runtime.stages.run_stage bound to `backend`, if this hybridc's runtime offers backends."""
-    from ..runtime.stages import run_stage
+    """runtime.stages.run_stage bound to `backend` (checked: an unknown one is an InputError)."""
+    from ..runtime.stages import check_backend, run_stage
 
-    if backend not in BACKENDS:
-        raise InputError(f"Unknown backend `{backend}`; use lava or emulate.")
-    if "backend" in inspect.signature(run_stage).parameters:
-        return lambda stage, directory, x: run_stage(stage, directory, x, backend=backend)
-    if backend != "lava":
-        raise InputError(f"This hybridc runs spiking stages in Lava only; the `{backend}` backend is not "
-                         "available. Use --backend lava.")
-    return lambda stage, directory, x: run_stage(stage, directory, x)
+    check_backend(backend)
+    return lambda stage, directory, x: run_stage(stage, directory, x, backend=backend)
 
 
 def find_stage(manifest, name: str):
@@ -176,4 +167,4 @@ def main_announce(endpoint: str) -> None:
     print(f"hybridc-serve listening {endpoint}", flush=True)
 
 
-__all__ = ["serve", "stage_runner", "BACKENDS"]
+__all__ = ["serve", "stage_runner"]

@@ -8,7 +8,7 @@ import torch
 
 from ..build.compiled import CompiledModel, load
 from ..errors import InputError, reporting
-from .stages import run_stage
+from .stages import check_backend, run_stage
 
 
 def run(compiled, x, return_stages: bool = False, progress=None, backend: str = "lava"):
@@ -17,8 +17,6 @@ def run(compiled, x, return_stages: bool = False, progress=None, backend: str = 
     fixed-point simulator (backend "lava") or hybridc's batched emulator of it
     ("emulate"), the jetson stage in onnxruntime. Returns the final output as a
     torch tensor, or (output, {stage name: output}) with return_stages."""
-    from .stages import check_backend
-
     check_backend(backend)
     if not isinstance(compiled, CompiledModel):
         compiled = load(Path(compiled))
