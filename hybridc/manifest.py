@@ -53,12 +53,15 @@ class WireSpec:
     """How one stage input travels over a link, chosen at compile time (issue 18): raw spikes
     at 1 bit each, or the accumulator's counts at `bits` = ceil(log2(interval+1)) bits each,
     whichever is smaller. With "counts" the sender runs the accumulator and the stage's input
-    (its ONNX input) is the counts tensor (spikes_shape without T, then `windows`)."""
-    format: str  # "spikes" or "counts"
+    (its ONNX input) is the counts tensor (spikes_shape without T, then `windows`).
+    "values": graded (sigma-delta) spikes, sent as signed integers value x `scale` packed at
+    `bits` bits; the sender sums them over windows of `interval` steps (1: sent as they are)."""
+    format: str  # "spikes", "counts" or "values"
     bits: int
     interval: int
     windows: int
     spikes_shape: list  # the spike tensor the producer emits, PyTorch layout, without batch
+    scale: Optional[int] = None  # "values": the integer on the wire is value x scale
 
     @property
     def shape(self) -> list:

@@ -30,12 +30,16 @@ def _edge(producer, consumer, conversion, node, bits) -> Edge:
 
 
 def _wired(edge: Edge, wire) -> Edge:
-    """An accumulator edge whose wire format (chosen by the dense target) is "counts": the
-    sender accumulates, and the counts cross, packed at wire.bits each."""
-    if wire is not None and wire.format == "counts":
+    """An accumulator edge as its wire format (chosen by the dense target) sends it: "counts"
+    or summed "values" (the sender accumulates; window sums cross), or graded "values" as
+    they are, packed at wire.bits each."""
+    if wire is None:
+        return edge
+    if wire.format == "counts" or wire.format == "values" and wire.interval > 1:
         edge.shape, edge.layout = list(wire.shape), edge.layout[:-1] + "K"
-        edge.bits_per_value, edge.bytes_per_inference = wire.bits, wire.bytes_per_inference
         edge.conversion.runs_on = "producer"
+    if wire.format != "spikes":
+        edge.bits_per_value, edge.bytes_per_inference = wire.bits, wire.bytes_per_inference
     return edge
 
 
@@ -72,7 +76,7 @@ def stage_edges(gm: torch.fx.GraphModule, partitions, stages) -> list:
                 conversion = Conversion("encoder", "producer", bits=encoder.bits, hold=encoder.hold, node=source.name)
                 edges.append(_edge(producer, consumer, conversion, source, encoder.bits))
             else:
-                bits = 1 if partition.domain == "spiking" else FLOAT_BITS
+                bits = 1 if partition.domain == "spiking" and not spec.graded else FLOAT_BITS
                 edges.append(_edge(producer, consumer, Conversion("none"), source, bits))
     output = next(n for n in gm.graph.nodes if n.op == "output")
     result = output.args[0]

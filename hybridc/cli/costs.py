@@ -121,7 +121,7 @@ def measured_table(result):
     for row in m["links"]:
         kind = f"{row['bits']}-bit {row['form']}" if row["bits"] else row["form"]
         estimate = row.get("estimated_bytes_per_inference", row["pipeline_predicted_bytes_per_inference"])
-        table.add_row(row["link"], kind, f"{row['measured_bytes_per_inference'] or 0:,.0f} B/inference "
+        table.add_row(f"{row['from']} -> {row['to']}" if "to" in row else row["link"], kind, f"{row['measured_bytes_per_inference'] or 0:,.0f} B/inference "
                       f"({row['measured_message_bytes_per_inference'] or 0:,.0f} B with headers)", f"{estimate:,.0f} B")
     estimates = {"loihi": result.latency_s.get("loihi"), "jetson": result.latency_s.get("jetson")}
     for stage in m["stages"]:

@@ -1,7 +1,7 @@
 """`hybridc serve` and `hybridc pipeline`: stages as processes, linked over TCP."""
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -14,12 +14,14 @@ def serve(
     stage: str = typer.Option(..., "--stage", help="Name of the stage to run (see manifest.json)."),
     listen: str = typer.Option("127.0.0.1:5555", "--listen", help="HOST:PORT to receive the stage's input on "
                                "(port 0: any free port)."),
-    to: str = typer.Option(..., "--to", help="HOST:PORT of the next stage, or of the client for the last stage."),
+    to: List[str] = typer.Option(..., "--to", help="Where the stage's outputs go: HOST:PORT of the one stage "
+                                 "(or the client) reading them, or NAME=HOST:PORT once for each (repeatable; "
+                                 "NAME `client` for the model output)."),
     backend: str = typer.Option("lava", help="Spiking stages: lava or emulate."),
     window: int = typer.Option(4, help="At most this many unacknowledged samples per link (backpressure)."),
     announce: Optional[Path] = typer.Option(None, hidden=True, help="Write HOST:PORT here once listening."),
 ):
-    """Run one stage as a long-lived process: receive its input, run it, send the output on."""
+    """Run one stage as a long-lived process: receive its inputs, run it, send each output on."""
 
     def body():
         from ..deploy.serve import serve as serve_stage
@@ -44,9 +46,9 @@ def pipeline(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from the first missing sample."),
     window: int = typer.Option(4, help="At most this many unacknowledged samples per link (backpressure)."),
     connect: Optional[str] = typer.Option(None, help="Stages already served (`hybridc serve`): HOST:PORT of the "
-                                          "first stage."),
-    collect: Optional[str] = typer.Option(None, help="With --connect: HOST:PORT to receive the last stage's "
-                                          "outputs on (its --to)."),
+                                          "stage reading the model input (NAME=HOST:PORT,... when several do)."),
+    collect: Optional[str] = typer.Option(None, help="With --connect: HOST:PORT to receive the model output on "
+                                          "(the --to of the stage computing it)."),
     stall_timeout: float = typer.Option(600.0, help="Seconds without any output before the run stops."),
 ):
     """Every stage its own process, linked over TCP; stream the samples of INPUT through them."""
@@ -75,7 +77,8 @@ def pipeline(
                           f"{stats['end_to_end_latency_s']['median'] * 1e3:.1f} ms (median)")
             for edge in stats["edges"]:
                 measured = edge.get("payload_bytes_per_inference")
-                console.print(f"  {edge['source']} -> {edge['destination']}: {edge['form']}"
+                console.print(f"  {edge['source']}/{edge['output']} -> {edge['destination']}/{edge['tensor']}: "
+                              f"{edge['form']}"
                               f"{' at %d bits' % edge['bits'] if edge['bits'] else ''}, "
                               f"{measured if measured is not None else float('nan'):,.0f} B/inference measured, "
                               f"{edge['predicted_payload_bytes_per_inference']:,} B predicted")

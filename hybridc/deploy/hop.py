@@ -106,3 +106,10 @@ def seq_of(frame: bytes):
     if len(frame) >= w.HEADER.size and frame[:4] == w.MAGIC:
         return w.HEADER.unpack_from(frame)[4]
     return None
+
+
+def port_of(frame: bytes):
+    """The input a frame too broken to decode was meant for, if its header is there to read it."""
+    if len(frame) >= w.HEADER.size and frame[:4] == w.MAGIC:
+        return w.HEADER.unpack_from(frame)[3]
+    return None

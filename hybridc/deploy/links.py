@@ -1,17 +1,25 @@
 """The links of a build: which tensor crosses between which processes, in what form.
 
-A stage has named inputs and outputs; a link joins a producer (a stage, or the client
-that feeds samples) to a consumer (a stage, or the client that collects outputs). The
-form of a link follows the consumer's input: the wire format recorded in the manifest
-for a cut (1-bit spikes, or packed accumulator counts that the producer computes), 1-bit
-spikes into a spiking stage, float32 into the client. Today's manifests are a chain of
-stages, so the links are client -> first -> ... -> last -> client.
+A link follows one edge of the manifest's stage graph: a producer (a stage's output, or
+the client that feeds the model input) to a consumer (a stage's input, or the client that
+collects the model output). A stage with several inputs has one link into each (its
+`port`: the input's index); an output read by several stages has one link to each. Two
+edges into the same input (two accumulators on one tap, summing at the receiver) are one
+link: the tensor crosses once.
+
+The form of a link follows the consumer's input: the wire format recorded in the manifest
+for a cut (1-bit spikes, packed accumulator counts the producer computes, or signed graded
+"values" x scale), an Encoder's graded spikes at its `bits`, 1-bit spikes into a spiking
+stage, float32 into a dense stage, into a sigma-delta input and into the client.
 """
 
 from dataclasses import dataclass
 from typing import Optional
 
-from ..manifest import Stage, WireSpec
+import numpy as np
+
+from ..errors import InputError
+from ..manifest import WireSpec
 from ..targets.registry import domain_of
 from . import wire as w
 
@@ -21,16 +29,20 @@ CLIENT = "client"
 @dataclass
 class Link:
     source: str  # producer stage name or "client"
+    output: str  # the producer's output name ("input" for the client: the model input)
     destination: str  # consumer stage name or "client"
-    tensor: str  # the consumer's input name (or the producer's output name, into the client)
-    form: str  # "spikes", "counts" or "float32"
+    tensor: str  # the consumer's input name ("output" into the client)
+    port: int  # the consumer's input index (0 into the client)
+    form: str  # "spikes", "counts", "values", "graded" (an Encoder's) or "float32"
     shape: tuple  # per sample, as it crosses
     bits: int  # bits per value; 0 for float32
     spec: Optional[WireSpec] = None  # the compile-time wire format, when the manifest records one
+    signed: bool = False  # "values": two's complement
+    scale: int = 1  # the integer on the wire is value x scale
 
     @property
     def dtype(self) -> int:
-        return w.RAW_FLOAT32 if self.bits == 0 else w.PACKED_UINT
+        return w.RAW_FLOAT32 if self.bits == 0 else w.PACKED_INT if self.signed else w.PACKED_UINT
 
     @property
     def payload_bytes(self) -> int:
@@ -44,49 +56,117 @@ class Link:
 
     def describe(self) -> str:
         kind = f"{self.bits}-bit {self.form}" if self.bits else self.form
-        return f"{self.source} -> {self.destination}: {self.tensor} {'x'.join(map(str, self.shape))} as {kind}"
+        return (f"{self.source}/{self.output} -> {self.destination}/{self.tensor}: "
+                f"{'x'.join(map(str, self.shape))} as {kind}")
+
+    def encode(self, seq: int, values) -> bytes:
+        """A DATA frame of one sample (PyTorch layout, no batch) in this link's form: the
+        accumulator of a counts/summed-values link runs here, on the sending side."""
+        return w.encode(seq, to_wire(values, self), self.bits, self.signed, self.port)
+
+    def check(self, message) -> None:
+        """LinkError unless a decoded DATA message is what this link carries."""
+        if message.shape != self.shape or message.bits != self.bits or message.dtype != self.dtype:
+            from ..errors import LinkError
+
+            raise LinkError(f"Sample {message.seq} for `{self.tensor}` has shape {message.shape} at "
+                            f"{message.bits or 32} bits; this link carries {self.shape} at {self.bits or 32} bits.")
+
+    def values(self, message) -> np.ndarray:
+        """The tensor a consumer computes with (float32): the wire's integers / scale."""
+        array = message.array()
+        return array / np.float32(self.scale) if self.scale != 1 else array
 
 
-def into(stage: Stage, source: str) -> Link:
-    """The link feeding `stage`'s (first) input."""
-    spec = stage.inputs[0]
+def _link(manifest, edge, port: int) -> Link:
+    producer, consumer = edge.producer, edge.consumer
+    source = producer["stage"] or CLIENT
+    ends = dict(source=source, output=producer["tensor"], destination=consumer["stage"] or CLIENT,
+                tensor=consumer["input"], port=port)
+    if consumer["stage"] is None:  # the model output, into the client
+        spec = manifest.stage(producer["stage"]).output(producer["tensor"])
+        return Link(**ends, form="float32", shape=tuple(spec.pytorch_shape()), bits=0)
+    stage = manifest.stage(consumer["stage"])
+    spec = stage.input(consumer["input"])
     wire = (stage.wire or {}).get(spec.name)
     if wire is not None:
-        return Link(source, stage.name, spec.name, wire.format, tuple(wire.shape), wire.bits, wire)
-    if domain_of(stage.target) == "spiking":
-        return Link(source, stage.name, spec.name, "spikes", tuple(spec.pytorch_shape()), 1)
-    return Link(source, stage.name, spec.name, "float32", tuple(spec.shape), 0)
-
-
-def out_of(stage: Stage) -> Link:
-    """The link from the last stage back to the client."""
-    spec = stage.outputs[0]
-    return Link(stage.name, CLIENT, spec.name, "float32", tuple(spec.pytorch_shape()), 0)
+        if wire.format == "values":
+            return Link(**ends, form="values", shape=tuple(wire.shape), bits=wire.bits, spec=wire, signed=True,
+                        scale=wire.scale or 1)
+        return Link(**ends, form=wire.format, shape=tuple(wire.shape), bits=wire.bits, spec=wire)
+    if edge.conversion.kind == "encoder":  # an Encoder's graded spikes: unsigned integers of `bits` bits
+        return Link(**ends, form="graded", shape=tuple(spec.pytorch_shape()), bits=edge.conversion.bits)
+    if domain_of(stage.target) == "spiking" and not spec.graded:
+        return Link(**ends, form="spikes", shape=tuple(spec.pytorch_shape()), bits=1)
+    return Link(**ends, form="float32", shape=tuple(spec.pytorch_shape()), bits=0)
 
 
 def links(manifest) -> list:
-    """Every link of the build, in stream order."""
-    stages = manifest.stages
-    sources = [CLIENT] + [s.name for s in stages[:-1]]
-    return [into(stage, source) for stage, source in zip(stages, sources)] + [out_of(stages[-1])]
+    """Every link of the build, in the manifest's edge order (stage order, then the output)."""
+    result, seen = [], set()
+    for edge in manifest.edges:
+        consumer = (edge.consumer["stage"], edge.consumer["input"])
+        if consumer in seen:
+            continue
+        seen.add(consumer)
+        if edge.consumer["stage"] is None:
+            port = 0
+        else:
+            stage = manifest.stage(edge.consumer["stage"])
+            port = [t.name for t in stage.inputs].index(edge.consumer["input"])
+        result.append(_link(manifest, edge, port))
+    return result
 
 
-def outgoing(manifest, stage_name: str) -> Link:
-    return next(link for link in links(manifest) if link.source == stage_name)
+def incoming(manifest, stage_name: str) -> list:
+    """The links into a stage (or the client), by port."""
+    return sorted((link for link in links(manifest) if link.destination == stage_name), key=lambda link: link.port)
 
 
-def incoming(manifest, stage_name: str) -> Link:
-    return next(link for link in links(manifest) if link.destination == stage_name)
+def outgoing(manifest, stage_name: str) -> list:
+    """The links out of a stage (or the client), each to its consumer."""
+    return [link for link in links(manifest) if link.source == stage_name]
 
 
-def to_wire(values, link: Link):
-    """A producer's output (one sample, PyTorch layout, no batch) in the link's form:
-    a counts link is summed over its windows here, on the sending side."""
+def destinations(link_list) -> list:
+    """The distinct consumers of some links, in order."""
+    return list(dict.fromkeys(link.destination for link in link_list))
+
+
+def addresses(given, names, what: str) -> dict:
+    """{name: HOST:PORT} from `given`: NAME=HOST:PORT items (a list, or one comma-separated
+    string), or a bare HOST:PORT when there is exactly one name."""
+    items = [part.strip() for item in ([given] if isinstance(given, str) else list(given or []))
+             for part in item.split(",") if part.strip()]
+    names = list(names)
+    if len(items) == 1 and "=" not in items[0] and len(names) == 1:
+        return {names[0]: items[0]}
+    found = {}
+    for item in items:
+        name, sep, address = item.partition("=")
+        if not sep or name not in names:
+            raise InputError(f"{what}: `{item}` is not NAME=HOST:PORT for one of {', '.join(names)}.")
+        found[name] = address
+    missing = [name for name in names if name not in found]
+    if missing:
+        raise InputError(f"{what}: give the address of {', '.join(missing)} as NAME=HOST:PORT "
+                         f"(one per consumer: {', '.join(names)}).")
+    return found
+
+
+def to_wire(values, link: Link) -> np.ndarray:
+    """A producer's output (one sample, PyTorch layout, no batch) in the link's form: a counts
+    or summed-values link is summed over its windows here, on the sending side; graded values
+    become integers x scale."""
     import torch
 
     from ..runtime.stages import accumulate
 
-    tensor = torch.as_tensor(values)
-    if link.form == "counts" and list(tensor.shape) == list(link.spec.spikes_shape):
+    tensor = torch.as_tensor(np.asarray(values.detach().cpu() if hasattr(values, "detach") else values))
+    if link.spec is not None and link.spec.format in ("counts", "values") and link.spec.interval > 1 \
+            and list(tensor.shape) == list(link.spec.spikes_shape):
         tensor = accumulate(tensor[None], link.spec)[0]
-    return tensor.detach().cpu().numpy()
+    array = tensor.detach().cpu().numpy()
+    if link.scale != 1:
+        array = array.astype(np.float64) * link.scale  # exact: value = integer / scale
+    return array

@@ -1,11 +1,14 @@
 """`hybridc pipeline` and `hybridc.pipeline`: every stage of a build as its own process on
-this machine, linked over TCP, with samples streamed through them.
+this machine, linked over TCP along the manifest's stage graph, with samples streamed
+through them.
 
-The client feeds the first stage and collects from the last; each stage forwards to the
-next, so stage k works on sample i+1 while stage k+1 works on sample i. At most `window`
-samples are unacknowledged on each hop (backpressure, bounded memory). Outputs come back
-in input order. A stage process that dies stops the stream with a StageError naming it;
-`run_file` keeps every output received in a journal so `--resume` sends only the rest.
+The client feeds the model input to every stage that reads it and collects the model
+output; each stage sends each output to every stage that reads it, and runs a sample once
+all its inputs for that sample have arrived, so stage k works on sample i+1 while stage
+k+1 works on sample i. At most `window` samples are unacknowledged on each link
+(backpressure, bounded memory). Outputs come back in input order. A stage process that
+dies stops the stream with a StageError naming it; `run_file` keeps every output received
+in a journal so `--resume` sends only the rest.
 """
 
 import json
@@ -37,28 +40,39 @@ def free_port(host: str) -> int:
 
 
 class Pipeline:
-    """Stage processes plus the client ends of the first and last links. Use as a context manager."""
+    """Stage processes plus the client's ends of the links (feeding the model input to every
+    stage that reads it, collecting the model output). Use as a context manager."""
 
     def __init__(self, build_dir, backend: str = "lava", window: int = 4, host: str = "127.0.0.1",
-                 stall_timeout: float = 600.0, log=None, connect: str = None, collect: str = None):
-        """connect/collect: stages already served elsewhere (`hybridc serve`): send to the first
-        at `connect`, receive the last's outputs on `collect`; no process is started."""
+                 stall_timeout: float = 600.0, log=None, connect=None, collect: str = None):
+        """connect/collect: stages already served elsewhere (`hybridc serve`): send the model
+        input to each stage that reads it at `connect` (HOST:PORT, or NAME=HOST:PORT items when
+        several stages read it), receive the model output on `collect`; no process is started."""
         if window < 1:
             raise InputError(f"--window must be at least 1, got {window}.")
         stage_runner(backend)  # refuse an unknown backend before starting any process
         self.compiled = load(build_dir)
         self.manifest = self.compiled.manifest
         self.links = links.links(self.manifest)
+        self.feeds = links.outgoing(self.manifest, links.CLIENT)  # the model input, to each stage reading it
+        (self.result,) = links.incoming(self.manifest, links.CLIENT)  # the model output
         self.backend, self.window, self.host, self.stall_timeout = backend, window, host, stall_timeout
         self.log = log or (lambda message: None)
         self.processes = {}  # stage name -> Popen
         self.stats = None
         self._logs = tempfile.TemporaryDirectory(prefix="hybridc-pipeline-")
         self._context = None
+        self.feeders = []
+        # sequence numbers of this stream: index + a random base, so that long-lived stages
+        # served elsewhere never take a new run's samples for resends of an earlier run's
+        self.base = int.from_bytes(os.urandom(3), "little") << 32
         if bool(connect) != bool(collect):
-            raise InputError("Give both --connect (the first stage's HOST:PORT) and --collect (HOST:PORT the last "
-                             "stage sends to), or neither to start every stage here.")
-        self.remote = (connect, collect) if connect else None
+            raise InputError("Give both --connect (where the stage(s) reading the model input listen) and --collect "
+                             "(HOST:PORT the last stage sends to), or neither to start every stage here.")
+        self.remote = None
+        if connect:
+            entry = links.destinations(self.feeds)
+            self.remote = (links.addresses(connect, entry, "--connect"), collect)
 
     # --- processes ---------------------------------------------------------------------
 
@@ -75,17 +89,17 @@ class Pipeline:
         import zmq
 
         self._context = zmq.Context()
-        last = self.links[-1]
         if self.remote:
-            self.collector, _ = hop.receiver(self._context, self.remote[1], self.window, last.frame_bytes)
-            self.feeder = hop.Sender(self._context, self.remote[0], self.window, log=self.log)
+            self.collector, _ = hop.receiver(self._context, self.remote[1], self.window, self.result.frame_bytes)
+            self._connect(self.remote[0])
             return
-        self.collector, to = hop.receiver(self._context, f"{self.host}:0", self.window, last.frame_bytes)
+        self.collector, back = hop.receiver(self._context, f"{self.host}:0", self.window, self.result.frame_bytes)
+        where = {stage.name: f"{self.host}:{free_port(self.host)}" for stage in self.manifest.stages}
+        where[links.CLIENT] = back
         ready = {}
-        for stage in reversed(self.manifest.stages):  # each stage sends to its successor's address
-            listen = f"{self.host}:{free_port(self.host)}"
-            ready[stage.name] = self._spawn(stage.name, listen, to)
-            to = listen
+        for stage in self.manifest.stages:
+            consumers = links.destinations(links.outgoing(self.manifest, stage.name))
+            ready[stage.name] = self._spawn(stage.name, where[stage.name], [f"{c}={where[c]}" for c in consumers])
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         for name, path in ready.items():
             process = self.processes[name]
@@ -97,13 +111,17 @@ class Pipeline:
                     raise StageError(f"Stage `{name}` did not start listening within {STARTUP_TIMEOUT_S:.0f} s.")
                 time.sleep(0.05)
             self.log(f"stage `{name}` (pid {process.pid}) listening on tcp://{path.read_text().strip()}")
-        self.feeder = hop.Sender(self._context, to, self.window, log=self.log)
+        self._connect(where)
 
-    def _spawn(self, name: str, listen: str, to: str) -> Path:
+    def _connect(self, where: dict) -> None:
+        self.feeders = [hop.Sender(self._context, where[link.destination], self.window, log=self.log)
+                        for link in self.feeds]
+
+    def _spawn(self, name: str, listen: str, to: list) -> Path:
         ready = Path(self._logs.name) / f"{name}.endpoint"
         log_file = open(Path(self._logs.name) / f"{name}.log", "wb")
         command = [sys.executable, "-m", "hybridc.cli", "serve", str(self.compiled.directory), "--stage", name,
-                   "--listen", listen, "--to", to, "--backend", self.backend,
+                   "--listen", listen, *[arg for item in to for arg in ("--to", item)], "--backend", self.backend,
                    "--window", str(self.window), "--announce", str(ready)]
         self.processes[name] = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
                                                 stdin=subprocess.DEVNULL)
@@ -134,7 +152,8 @@ class Pipeline:
                 process.kill()
                 process.wait()
         if self._context is not None:
-            self.feeder.close()
+            for feeder in self.feeders:
+                feeder.close()
             self.collector.close()
             self._context.term()
             self._context = None
@@ -142,17 +161,20 @@ class Pipeline:
 
     # --- streaming ---------------------------------------------------------------------
 
-    def _frame(self, index: int, sample) -> bytes:
-        link = self.links[0]
+    def _frames(self, index: int, sample) -> list:
+        """The sample as a frame for every stage that reads the model input."""
         values = np.asarray(sample.detach().cpu().numpy() if hasattr(sample, "detach") else sample, dtype=np.float32)
-        if values.shape != link.shape:
-            raise InputError(f"Sample {index} has shape {values.shape}; stage `{link.destination}` takes "
-                             f"{link.shape} (PyTorch layout, no batch axis, time last).")
-        try:
-            return w.encode(index, values, link.bits)
-        except LinkError:
-            raise InputError(f"Sample {index} holds values other than 0 and 1; stage `{link.destination}` takes "
-                             "unary spikes: binarise it (e.g. `(x > 0)`).") from None
+        frames = []
+        for link in self.feeds:
+            if values.shape != link.shape:
+                raise InputError(f"Sample {index} has shape {values.shape}; stage `{link.destination}` takes "
+                                 f"{link.shape} (PyTorch layout, no batch axis, time last).")
+            try:
+                frames.append(link.encode(self.base + index, values))
+            except LinkError:
+                raise InputError(f"Sample {index} holds values other than 0 and 1; stage `{link.destination}` takes "
+                                 "unary spikes: binarise it (e.g. `(x > 0)`).") from None
+        return frames
 
     def stream(self, samples):
         """Yield (index, output) in input order for an iterable of (index, sample) pairs."""
@@ -165,25 +187,29 @@ class Pipeline:
         began = last_progress = time.perf_counter()
         poller = zmq.Poller()
         poller.register(self.collector, zmq.POLLIN)
-        poller.register(self.feeder.socket, zmq.POLLIN)
+        for feeder in self.feeders:
+            poller.register(feeder.socket, zmq.POLLIN)
         while not exhausted or order:
-            while not exhausted and self.feeder.has_credit():
+            while not exhausted and all(feeder.has_credit() for feeder in self.feeders):
                 item = next(source, None)
                 if item is None:
                     exhausted = True
                     break
                 index, sample = item
-                self.feeder.send(index, self._frame(index, sample))
+                for feeder, frame in zip(self.feeders, self._frames(index, sample)):
+                    feeder.send(self.base + index, frame)
                 order.append(index)
                 sent_at[index] = time.perf_counter()
             events = dict(poller.poll(100))
-            if self.feeder.socket in events:
-                self.feeder.receive_replies()
+            for feeder in self.feeders:
+                if feeder.socket in events:
+                    feeder.receive_replies()
             if self.collector in events:
                 for message in self._collect():
-                    if message.kind == w.DATA and message.seq in sent_at and message.seq not in outputs:
-                        outputs[message.seq] = message.array()
-                        latencies.append(time.perf_counter() - sent_at.pop(message.seq))
+                    index = message.seq - self.base
+                    if message.kind == w.DATA and index in sent_at and index not in outputs:
+                        outputs[index] = self.result.values(message)
+                        latencies.append(time.perf_counter() - sent_at.pop(index))
                         payload += len(message.payload)
                         frames += message.size
                         last_progress = time.perf_counter()
@@ -205,11 +231,9 @@ class Pipeline:
         while self.collector.poll(0, zmq.POLLIN):
             peer, frame = self._recv2()
             try:
-                message = w.decode(frame, max_bytes=max(self.links[-1].frame_bytes, w.TEXT_LIMIT))
-                last = self.links[-1]
-                if message.kind == w.DATA and (message.shape != last.shape or message.bits != last.bits):
-                    raise LinkError(f"Output {message.seq} has shape {message.shape}; the last stage's output is "
-                                    f"{last.shape}.")
+                message = w.decode(frame, max_bytes=max(self.result.frame_bytes, w.TEXT_LIMIT))
+                if message.kind == w.DATA:
+                    self.result.check(message)
             except LinkError as exc:
                 self.log(f"refused a message from the last stage: {exc}")
                 seq = hop.seq_of(frame)
@@ -224,13 +248,14 @@ class Pipeline:
         return parts[0], parts[-1]
 
     def _gather(self, count, wall, latencies, payload, frames) -> dict:
-        """Each stage's measurements (collected by a STATS message that runs down the chain)
-        and the client's own, as per-stage and per-link figures."""
+        """Each stage's measurements (collected by a STATS message that follows the samples
+        along every link of the stage graph) and the client's own, per stage and per link."""
         import zmq
 
         stages = []
         if count:
-            self.feeder.send(0, w.encode_text(w.STATS, 0, "[]"), w.STATS)
+            for link, feeder in zip(self.feeds, self.feeders):
+                feeder.send(0, w.encode_text(w.STATS, 0, "[]", link.port), w.STATS)
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and not stages:
                 if self.collector.poll(200, zmq.POLLIN):
@@ -238,18 +263,20 @@ class Pipeline:
                         if message.kind == w.STATS:
                             stages = json.loads(message.text())
                 self._check_alive()
-        received = {s["stage"]: s["incoming"] for s in stages}
+        order = {stage.name: i for i, stage in enumerate(self.manifest.stages)}
+        stages.sort(key=lambda s: order.get(s["stage"], len(order)))
+        received = {(side["destination"], side["tensor"]): side for s in stages for side in s["incoming"]}
         edges = []
         for link in self.links:
-            measured = received.get(link.destination) if link.destination != links.CLIENT else {
+            measured = received.get((link.destination, link.tensor)) if link.destination != links.CLIENT else {
                 "payload_bytes_per_inference": payload / max(1, count),
                 "message_bytes_per_inference": frames / max(1, count)}
-            edges.append({"source": link.source, "destination": link.destination, "tensor": link.tensor,
-                          "form": link.form, "bits": link.bits, "shape": list(link.shape),
+            measured = {k: v for k, v in (measured or {}).items() if k.endswith("_per_inference")}
+            edges.append({"source": link.source, "output": link.output, "destination": link.destination,
+                          "tensor": link.tensor, "form": link.form, "bits": link.bits, "shape": list(link.shape),
                           "predicted_payload_bytes_per_inference": link.payload_bytes,
-                          "predicted_message_bytes_per_inference": link.frame_bytes,
-                          **(measured or {})})
-        return {"format": "hybridc-pipeline-stats/1", "build": str(self.compiled.directory), "backend": self.backend,
+                          "predicted_message_bytes_per_inference": link.frame_bytes, **measured})
+        return {"format": "hybridc-pipeline-stats/2", "build": str(self.compiled.directory), "backend": self.backend,
                 "window": self.window, "samples": count, "wall_s": wall,
                 "throughput_per_s": count / wall if wall > 0 else 0.0,
                 "end_to_end_latency_s": _summary(latencies), "stages": stages, "edges": edges}

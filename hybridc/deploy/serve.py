@@ -1,9 +1,10 @@
 """`hybridc serve`: one stage of a build as a long-lived process.
 
-It listens (ROUTER) for the stage's input, runs each sample through the stage as
-`hybridc run` would (Lava or the emulator for a Loihi stage, onnxruntime for a dense
-one), sends the output on (DEALER) to the next stage or to the client in the form that
-link takes, and acknowledges the input once the output is on its way. A frame that does
+It listens (one ROUTER) for every input of the stage, waits until each input of a sample
+(one sequence number) has arrived, runs the sample through the stage as `hybridc run`
+would (Lava or the emulator for a Loihi stage, onnxruntime for a dense one), sends each
+output (DEALER) to every stage that reads it, or to the client, in the form that link
+takes, and acknowledges the inputs once the outputs are on their way. A frame that does
 not decode is logged and refused with a NACK; the stage carries on. At the end of a
 stream a STATS message collects each stage's measurements on its way to the client.
 """
@@ -40,19 +41,24 @@ class StageStats:
     def __init__(self, stage, incoming, outgoing, backend):
         self.stage, self.incoming, self.outgoing, self.backend = stage, incoming, outgoing, backend
         self.compute = []  # seconds per sample in the stage's runtime
-        self.held = []  # seconds from receipt to the output being sent
-        self.in_payload = self.in_frames = self.out_payload = self.out_frames = 0
+        self.held = []  # seconds from receipt of the first input to the outputs being sent
+        self.received = {link.port: [0, 0] for link in incoming}  # port -> [payload, frame] bytes
+        self.sent = {id(link): [0, 0] for link in outgoing}
         self.refused = 0
 
     def as_dict(self, resends: int) -> dict:
         n = max(1, len(self.compute))
+
+        def side(link, counted):
+            return {"link": link.describe(), "source": link.source, "output": link.output,
+                    "destination": link.destination, "tensor": link.tensor,
+                    "payload_bytes_per_inference": counted[0] / n, "message_bytes_per_inference": counted[1] / n}
+
         return {"stage": self.stage.name, "target": self.stage.target, "backend": self.backend,
                 "samples": len(self.compute), "refused_messages": self.refused, "resent_messages": resends,
                 "compute_s": _summary(self.compute), "stage_latency_s": _summary(self.held),
-                "incoming": {"link": self.incoming.describe(), "payload_bytes_per_inference": self.in_payload / n,
-                             "message_bytes_per_inference": self.in_frames / n},
-                "outgoing": {"link": self.outgoing.describe(), "payload_bytes_per_inference": self.out_payload / n,
-                             "message_bytes_per_inference": self.out_frames / n}}
+                "incoming": [side(link, self.received[link.port]) for link in self.incoming],
+                "outgoing": [side(link, self.sent[id(link)]) for link in self.outgoing]}
 
 
 def _summary(values) -> dict:
@@ -72,9 +78,80 @@ def warm_up(stage) -> None:
         import onnxruntime  # noqa: F401
 
 
-def serve(build_dir, stage_name: str, listen: str = "127.0.0.1:0", to: str = None, backend: str = "lava",
+class Inbox:
+    """The stage's receiving end: one ROUTER for every input link (a message's `port` says
+    which input it is for). Sets of inputs for one sequence number wait here until every
+    input has arrived; then the set is ready, in sequence order."""
+
+    RECENT = 4096  # sequence numbers remembered as done, to acknowledge resends without rerunning
+
+    def __init__(self, socket, incoming, stats, log):
+        self.socket, self.incoming, self.stats, self.log = socket, incoming, stats, log
+        self.partial = {}  # (kind, seq) -> {port: (peer, message)}, first arrival time
+        self.arrived = {}
+        self.done, self.done_order = set(), deque()
+
+    def receive(self) -> None:
+        """Take every frame waiting: file good DATA/STATS under their sequence number, refuse the rest."""
+        import zmq
+
+        limit = max(max(link.frame_bytes for link in self.incoming), w.TEXT_LIMIT)
+        while self.socket.poll(0, zmq.POLLIN):
+            parts = self.socket.recv_multipart()
+            peer, frame = parts[0], parts[-1]
+            try:
+                if len(parts) != 2:
+                    raise LinkError(f"Expected one frame per message, got {len(parts) - 1}.")
+                message = w.decode(frame, max_bytes=limit)
+                if message.kind not in (w.DATA, w.STATS):
+                    raise LinkError(f"A {w.KIND_NAMES[message.kind]} message is not an input.")
+                if message.port >= len(self.incoming):
+                    raise LinkError(f"Message {message.seq} is for input {message.port}; this stage has "
+                                    f"{len(self.incoming)} input(s).")
+                link = self.incoming[message.port]
+                if message.kind == w.DATA:
+                    link.check(message)
+                    if message.size > link.frame_bytes:
+                        raise LinkError(f"Message of {message.size:,} bytes refused: input `{link.tensor}` "
+                                        f"takes at most {link.frame_bytes:,}.")
+            except LinkError as exc:
+                self.stats.refused += 1
+                port = hop.port_of(frame)
+                source = self.incoming[port].source if port is not None and port < len(self.incoming) else "a peer"
+                self.log(f"refused a message from {source}: {exc}")
+                seq = hop.seq_of(frame)
+                hop.reply(self.socket, peer, w.NACK, seq if seq is not None else 0, str(exc))
+                continue
+            key = (message.kind, message.seq)
+            if message.kind == w.DATA and key in self.done:  # a resend of a sample already run
+                hop.reply(self.socket, peer, w.ACK, message.seq)
+                continue
+            self.partial.setdefault(key, {})[message.port] = (peer, message)
+            self.arrived.setdefault(key, time.perf_counter())
+
+    def ready(self):
+        """The first complete set in sequence order, as (kind, seq, {port: (peer, message)}, arrived), or None."""
+        complete = [key for key, got in self.partial.items() if len(got) == len(self.incoming)]
+        if not complete:
+            return None
+        key = min(complete, key=lambda k: (k[1], k[0]))
+        return (*key, self.partial.pop(key), self.arrived.pop(key))
+
+    def finished(self, seq: int, got: dict) -> None:
+        """Acknowledge every input of a sample once its outputs are on their way."""
+        for peer, message in got.values():
+            hop.reply(self.socket, peer, w.ACK, message.seq)
+        self.done.add((w.DATA, seq))
+        self.done_order.append((w.DATA, seq))
+        while len(self.done_order) > self.RECENT:
+            self.done.discard(self.done_order.popleft())
+
+
+def serve(build_dir, stage_name: str, listen: str = "127.0.0.1:0", to=None, backend: str = "lava",
           window: int = 4, announce=None, log=None) -> None:
-    """Serve one stage until killed. `announce(endpoint)` is called once listening."""
+    """Serve one stage until killed. `to`: where each consumer of its outputs listens, as
+    NAME=HOST:PORT items (or one HOST:PORT when there is one consumer). `announce(endpoint)`
+    is called once listening."""
     import torch
     import zmq
 
@@ -84,82 +161,72 @@ def serve(build_dir, stage_name: str, listen: str = "127.0.0.1:0", to: str = Non
     stage = find_stage(manifest, stage_name)
     run = stage_runner(backend)
     incoming, outgoing = links.incoming(manifest, stage.name), links.outgoing(manifest, stage.name)
+    consumers = links.destinations(outgoing)
     if not to:
-        raise InputError(f"Stage `{stage.name}` sends its output to {outgoing.destination}: give its address "
-                         "with --to HOST:PORT.")
+        raise InputError(f"Stage `{stage.name}` sends its outputs to {', '.join(consumers)}: give where each "
+                         "listens with --to HOST:PORT (one consumer) or --to NAME=HOST:PORT for each.")
+    where = links.addresses(to, consumers, f"--to of stage `{stage.name}`")
     warm_up(stage)
     context = zmq.Context()
-    inbox, endpoint = hop.receiver(context, listen, window, incoming.frame_bytes)
-    sender = hop.Sender(context, to, window, log=log)
+    socket, endpoint = hop.receiver(context, listen, window, max(link.frame_bytes for link in incoming))
+    senders = [hop.Sender(context, where[link.destination], window, log=log) for link in outgoing]
     stats = StageStats(stage, incoming, outgoing, backend)
-    pending = deque()  # (peer, message, received at)
-    seen = set()
+    inbox = Inbox(socket, incoming, stats, log)
     poller = zmq.Poller()
-    poller.register(inbox, zmq.POLLIN)
-    poller.register(sender.socket, zmq.POLLIN)
+    poller.register(socket, zmq.POLLIN)
+    for sender in senders:
+        poller.register(sender.socket, zmq.POLLIN)
     (announce or (lambda e: print(f"listening {e}", flush=True)))(endpoint)
-    log(f"{incoming.describe()}; sending {outgoing.describe()} to {to}")
+    for link in incoming:
+        log(f"receiving {link.describe()}")
+    for link in outgoing:
+        log(f"sending {link.describe()} to {where[link.destination]}")
+    waiting = None
     try:
         while True:
-            ready = bool(pending) and sender.has_credit()
-            events = dict(poller.poll(0 if ready else 500))
-            if sender.socket in events:
-                sender.receive_replies()
-            if inbox in events:
-                _receive(inbox, incoming, pending, seen, stats, log)
-            if pending and sender.has_credit():
-                peer, message, received = pending.popleft()
-                if message.kind == w.STATS:  # end of a stream: add ours and pass it on
-                    gathered = json.loads(message.text() or "[]")
-                    gathered.append(stats.as_dict(sender.resends))
-                    sender.send(message.seq, w.encode_text(w.STATS, message.seq, json.dumps(gathered)), w.STATS)
-                    continue
-                began = time.perf_counter()
-                x = torch.from_numpy(message.array())[None]
-                y = run(stage, compiled.directory, x)
-                done = time.perf_counter()
-                frame = w.encode(message.seq, links.to_wire(y[0], outgoing), outgoing.bits)
-                sender.send(message.seq, frame)
-                hop.reply(inbox, peer, w.ACK, message.seq)
-                seen.add(message.seq)
-                stats.compute.append(done - began)
-                stats.held.append(time.perf_counter() - received)
-                stats.in_payload += len(message.payload)
-                stats.in_frames += message.size
-                stats.out_payload += len(frame) - w.HEADER.size - 4 * len(outgoing.shape)
-                stats.out_frames += len(frame)
+            credit = all(sender.has_credit() for sender in senders)
+            events = dict(poller.poll(0 if waiting and credit else 500))
+            for sender in senders:
+                if sender.socket in events:
+                    sender.receive_replies()
+            if socket in events:
+                inbox.receive()
+            waiting = waiting or inbox.ready()
+            if not waiting or not all(sender.has_credit() for sender in senders):
+                continue
+            kind, seq, got, arrived = waiting
+            waiting = None
+            if kind == w.STATS:  # end of a stream: merge what every input gathered, add ours, pass it on
+                gathered = {}
+                for _, message in got.values():
+                    for entry in json.loads(message.text() or "[]"):
+                        gathered.setdefault(entry["stage"], entry)
+                gathered[stage.name] = stats.as_dict(sum(sender.resends for sender in senders))
+                text = json.dumps(list(gathered.values()))
+                for link, sender in zip(outgoing, senders):
+                    sender.send(seq, w.encode_text(w.STATS, seq, text, link.port), w.STATS)
+                continue
+            began = time.perf_counter()
+            feeds = {link.tensor: torch.from_numpy(link.values(got[link.port][1]))[None] for link in incoming}
+            y = run(stage, compiled.directory, feeds if len(feeds) > 1 else next(iter(feeds.values())))
+            done = time.perf_counter()
+            results = dict(zip((spec.name for spec in stage.outputs), y if isinstance(y, tuple) else (y,)))
+            for link, sender in zip(outgoing, senders):
+                frame = link.encode(seq, results[link.output][0])
+                sender.send(seq, frame)
+                stats.sent[id(link)][0] += len(frame) - w.HEADER.size - 4 * len(link.shape)
+                stats.sent[id(link)][1] += len(frame)
+            inbox.finished(seq, got)
+            stats.compute.append(done - began)
+            stats.held.append(time.perf_counter() - arrived)
+            for port, (_, message) in got.items():
+                stats.received[port][0] += len(message.payload)
+                stats.received[port][1] += message.size
     finally:
-        inbox.close()
-        sender.close()
+        socket.close()
+        for sender in senders:
+            sender.close()
         context.term()
-
-
-def _receive(inbox, link, pending, seen, stats, log) -> None:
-    """Take every frame waiting on the inbox: queue good DATA/STATS, refuse the rest."""
-    import zmq
-
-    while inbox.poll(0, zmq.POLLIN):
-        parts = inbox.recv_multipart()
-        peer, frame = parts[0], parts[-1]
-        try:
-            if len(parts) != 2:
-                raise LinkError(f"Expected one frame per message, got {len(parts) - 1}.")
-            message = w.decode(frame, max_bytes=max(link.frame_bytes, w.TEXT_LIMIT))
-            if message.kind == w.DATA and (message.shape != link.shape or message.bits != link.bits):
-                raise LinkError(f"Sample {message.seq} has shape {message.shape} at {message.bits or 32} bits; "
-                                f"this link carries {link.shape} at {link.bits or 32} bits.")
-            if message.kind not in (w.DATA, w.STATS):
-                raise LinkError(f"A {w.KIND_NAMES[message.kind]} message is not an input.")
-        except LinkError as exc:
-            stats.refused += 1
-            log(f"refused a message from {link.source}: {exc}")
-            seq = hop.seq_of(frame)
-            hop.reply(inbox, peer, w.NACK, seq if seq is not None else 0, str(exc))
-            continue
-        if message.kind == w.DATA and message.seq in seen:  # a resend we already handled
-            hop.reply(inbox, peer, w.ACK, message.seq)
-            continue
-        pending.append((peer, message, time.perf_counter()))
 
 
 def main_announce(endpoint: str) -> None:

@@ -1,10 +1,12 @@
 """The wire format: one ZeroMQ frame per message, a fixed header then the payload.
 
-    header  magic "HYBC", version, kind, flags, sequence number, crc32, bits, dtype, ndim,
+    header  magic "HYBC", version, kind, port (which input of the receiving stage the
+            tensor is for: 0 for its first), sequence number, crc32, bits, dtype, ndim,
             payload length (little-endian), then ndim uint32 dimensions
     payload DATA: the tensor's values, either packed at `bits` bits each (unsigned
-            integers: 1 bit per spike, ceil(log2(I+1)) bits per accumulator count) or raw
-            float32; ACK/NACK/STATS: UTF-8 text
+            integers: 1 bit per spike, ceil(log2(I+1)) bits per accumulator count, an
+            Encoder's graded spikes; or signed two's-complement integers: sigma-delta
+            graded values x their scale) or raw float32; ACK/NACK/STATS: UTF-8 text
 
 Every field is checked on receipt (magic, version, kind, dtype, shape against the payload
 length, the payload length against the frame, the whole frame against a size limit, and
@@ -29,7 +31,9 @@ MAX_NDIM = 8
 TEXT_LIMIT = 1 << 16  # ACK/NACK/STATS messages: a few hundred bytes of text
 DATA, ACK, NACK, STATS = 1, 2, 3, 4
 KIND_NAMES = {DATA: "data", ACK: "ack", NACK: "nack", STATS: "stats"}
-RAW_FLOAT32, PACKED_UINT, TEXT = 1, 2, 3
+RAW_FLOAT32, PACKED_UINT, TEXT, PACKED_INT = 1, 2, 3, 4
+PACKED = (PACKED_UINT, PACKED_INT)
+MAX_PORTS = 64  # inputs of one stage (the manifest allows as many)
 
 
 @dataclass
@@ -41,13 +45,17 @@ class Message:
     dtype: int
     payload: bytes
     size: int  # bytes of the whole frame, as it crossed the wire
+    port: int = 0  # the receiving stage's input index
 
     def array(self) -> np.ndarray:
-        """The values as float32 in their shape (counts and spikes are exact small integers)."""
+        """The values as float32 in their shape (counts, spikes and graded integers are exact)."""
         count = prod(self.shape)
         if self.dtype == RAW_FLOAT32:
             return np.frombuffer(self.payload, dtype="<f4").reshape(self.shape).astype(np.float32)
-        return unpack(self.payload, count, self.bits).reshape(self.shape).astype(np.float32)
+        values = unpack(self.payload, count, self.bits)
+        if self.dtype == PACKED_INT:  # two's complement at `bits` bits
+            values = values.astype(np.int64) - ((values >> (self.bits - 1)) & 1).astype(np.int64) * (1 << self.bits)
+        return values.reshape(self.shape).astype(np.float32)
 
     def text(self) -> str:
         return self.payload.decode("utf-8", errors="replace")
@@ -56,7 +64,7 @@ class Message:
 def payload_bytes(shape, bits: int, dtype: int) -> int:
     """Bytes a DATA payload of `shape` takes: packed at `bits` bits, or 4 per float32."""
     count = prod(shape)
-    return count * 4 if dtype == RAW_FLOAT32 else -(-count * bits // 8)
+    return count * 4 if dtype == RAW_FLOAT32 else -(-count * bits // 8)  # packed (unsigned or signed)
 
 
 def frame_bytes(shape, bits: int, dtype: int) -> int:
@@ -65,11 +73,12 @@ def frame_bytes(shape, bits: int, dtype: int) -> int:
 
 
 def pack(values: np.ndarray, bits: int) -> bytes:
-    """Unsigned integers (< 2**bits) packed at `bits` bits each, least significant bit first."""
+    """Integers packed at `bits` bits each, least significant bit first: unsigned (< 2**bits),
+    or signed ones as their two's complement at `bits` bits."""
     flat = np.asarray(values).reshape(-1)
     if bits == 1:
         return np.packbits(flat.astype(bool), bitorder="little").tobytes()
-    ints = flat.astype(np.uint32)
+    ints = (flat.astype(np.int64) & ((1 << bits) - 1)).astype(np.uint32)
     planes = (ints[:, None] >> np.arange(bits, dtype=np.uint32)) & 1
     return np.packbits(planes.astype(np.uint8).reshape(-1), bitorder="little").tobytes()
 
@@ -83,31 +92,36 @@ def unpack(payload: bytes, count: int, bits: int) -> np.ndarray:
     return (planes.reshape(count, bits).astype(np.uint32) * weights).sum(axis=1)
 
 
-def check_packable(values: np.ndarray, bits: int) -> None:
-    """Values a packed link can carry exactly: integers in [0, 2**bits)."""
-    if values.size and (values.min() < 0 or values.max() >= 2 ** bits or not np.array_equal(values, np.round(values))):
-        raise LinkError(f"Values in [{values.min()}, {values.max()}] cannot travel as {bits}-bit unsigned integers; "
-                        f"a {'spike' if bits == 1 else 'count'} link carries integers 0..{2 ** bits - 1} only.")
+def check_packable(values: np.ndarray, bits: int, signed: bool = False) -> None:
+    """Values a packed link can carry exactly: integers in [0, 2**bits), or with `signed`
+    in [-2**(bits-1), 2**(bits-1))."""
+    low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    if values.size and (values.min() < low or values.max() > high or not np.array_equal(values, np.round(values))):
+        what = "graded-value" if signed else "spike" if bits == 1 else "count"
+        raise LinkError(f"Values in [{values.min()}, {values.max()}] cannot travel as {bits}-bit "
+                        f"{'signed' if signed else 'unsigned'} integers; a {what} link carries integers "
+                        f"{low}..{high} only.")
 
 
-def _frame(kind: int, seq: int, shape, bits: int, dtype: int, payload: bytes) -> bytes:
-    head = HEADER.pack(MAGIC, VERSION, kind, 0, seq, 0, bits, dtype, len(shape), len(payload))
+def _frame(kind: int, seq: int, shape, bits: int, dtype: int, payload: bytes, port: int = 0) -> bytes:
+    head = HEADER.pack(MAGIC, VERSION, kind, port, seq, 0, bits, dtype, len(shape), len(payload))
     dims = struct.pack(f"<{len(shape)}I", *shape)
     crc = zlib.crc32(payload, zlib.crc32(dims, zlib.crc32(head[CRC_AT + 4:], zlib.crc32(head[:CRC_AT]))))
     return head[:CRC_AT] + struct.pack("<I", crc) + head[CRC_AT + 4:] + dims + payload
 
 
-def encode(seq: int, values: np.ndarray, bits: int) -> bytes:
-    """A DATA frame for one sample (no batch axis): packed at `bits` bits, or float32 when bits == 0."""
+def encode(seq: int, values: np.ndarray, bits: int, signed: bool = False, port: int = 0) -> bytes:
+    """A DATA frame for one sample (no batch axis) for input `port` of the receiver: packed at
+    `bits` bits (two's complement with `signed`), or float32 when bits == 0."""
     values = np.asarray(values)
     if bits:
-        check_packable(values, bits)
-        return _frame(DATA, seq, values.shape, bits, PACKED_UINT, pack(values, bits))
-    return _frame(DATA, seq, values.shape, 0, RAW_FLOAT32, values.astype("<f4").tobytes())
+        check_packable(values, bits, signed)
+        return _frame(DATA, seq, values.shape, bits, PACKED_INT if signed else PACKED_UINT, pack(values, bits), port)
+    return _frame(DATA, seq, values.shape, 0, RAW_FLOAT32, values.astype("<f4").tobytes(), port)
 
 
-def encode_text(kind: int, seq: int, text: str) -> bytes:
-    return _frame(kind, seq, (), 0, TEXT, text.encode("utf-8"))
+def encode_text(kind: int, seq: int, text: str, port: int = 0) -> bytes:
+    return _frame(kind, seq, (), 0, TEXT, text.encode("utf-8"), port)
 
 
 def decode(frame: bytes, max_bytes: int = 1 << 30) -> Message:
@@ -117,15 +131,17 @@ def decode(frame: bytes, max_bytes: int = 1 << 30) -> Message:
         raise LinkError(f"Message of {size:,} bytes refused: this link takes at most {max_bytes:,}.")
     if size < HEADER.size:
         raise LinkError(f"Truncated message: {size} bytes, shorter than the {HEADER.size}-byte header.")
-    magic, version, kind, _flags, seq, crc, bits, dtype, ndim, length = HEADER.unpack_from(frame)
+    magic, version, kind, port, seq, crc, bits, dtype, ndim, length = HEADER.unpack_from(frame)
     if magic != MAGIC:
         raise LinkError(f"Not a hybridc message (starts with {magic!r}, not {MAGIC!r}).")
     if version != VERSION:
         raise LinkError(f"Message of wire version {version}; this hybridc speaks version {VERSION}. "
                         "Run the same hybridc version on every device.")
-    if kind not in KIND_NAMES or dtype not in (RAW_FLOAT32, PACKED_UINT, TEXT) or ndim > MAX_NDIM:
+    if kind not in KIND_NAMES or dtype not in (RAW_FLOAT32, PACKED_UINT, TEXT, PACKED_INT) or ndim > MAX_NDIM:
         raise LinkError(f"Message {seq} has an unknown kind ({kind}), dtype ({dtype}) or rank ({ndim}).")
-    if dtype == PACKED_UINT and not 1 <= bits <= 32:
+    if port >= MAX_PORTS:
+        raise LinkError(f"Message {seq} is for input {port}; a stage has at most {MAX_PORTS} inputs.")
+    if dtype in PACKED and not 1 <= bits <= 32 or dtype == PACKED_INT and bits < 2:
         raise LinkError(f"Message {seq} packs values at {bits} bits; 1 to 32 are valid.")
     start = HEADER.size + 4 * ndim
     if size != start + length:
@@ -139,4 +155,4 @@ def decode(frame: bytes, max_bytes: int = 1 << 30) -> Message:
     expected = zlib.crc32(mv[CRC_AT + 4:], zlib.crc32(mv[:CRC_AT]))
     if crc != expected:
         raise LinkError(f"Message {seq} is corrupted: crc32 {crc:08x}, computed {expected:08x}.")
-    return Message(kind, seq, tuple(shape), bits, dtype, bytes(mv[start:]), size)
+    return Message(kind, seq, tuple(shape), bits, dtype, bytes(mv[start:]), size, port)

@@ -246,12 +246,17 @@ def attach_measured(profile: Profile, stats_path) -> dict:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{stats_path} is not a stats file written by `hybridc pipeline --json` ({exc}).") from None
     links = []
+    estimated = {e["to"]: e["bytes_sent"] for e in profile.edges}  # per consumer input, as the manifest's edges
     for edge in edges:
         row = {"link": f"{edge['source']} -> {edge['destination']}", "form": edge["form"], "bits": edge["bits"],
                "measured_bytes_per_inference": edge.get("payload_bytes_per_inference"),
                "measured_message_bytes_per_inference": edge.get("message_bytes_per_inference"),
                "pipeline_predicted_bytes_per_inference": edge["predicted_payload_bytes_per_inference"]}
-        if profile.cut and edge["form"] in ("spikes", "counts") and edge["source"] != "client":
+        if "tensor" in edge:  # stats of a stage graph (format 2): each link names its tensors
+            row.update({"from": f"{edge['source']}/{edge['output']}", "to": f"{edge['destination']}/{edge['tensor']}"})
+            if row["to"] in estimated and edge["source"] != "client":
+                row["estimated_bytes_per_inference"] = estimated[row["to"]]
+        elif profile.cut and edge["form"] in ("spikes", "counts") and edge["source"] != "client":
             row["estimated_bytes_per_inference"] = profile.cut["bytes_sent"]
         links.append(row)
     profile.measured = {

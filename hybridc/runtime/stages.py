@@ -35,14 +35,15 @@ def run_stage(stage: Stage, build_dir: Path, x: torch.Tensor, progress=None, bac
 
 def accumulate(spikes: torch.Tensor, wire) -> torch.Tensor:
     """The accumulator's window counts (N, *lead, K) of spikes (N, *lead, T), as the sending
-    side of a "counts" link computes them: exact integers in float32."""
+    side of a "counts" (or summed "values") link computes them: exact in float32."""
     lead = spikes.shape[:-1]
     return spikes.reshape(*lead, wire.windows, wire.interval).sum(-1)
 
 
 def arriving_form(stage: Stage, x):
-    """`x` as the stage's input expects it: a stage whose input arrives as counts (the wire
-    format chosen at compile time) is handed counts, even when the caller holds the spikes.
+    """`x` as the stage's input expects it: a stage whose input arrives as window sums (counts,
+    or summed graded values: the wire format chosen at compile time) is handed them, even
+    when the caller holds the spikes.
     x: one tensor, or {input name: tensor} for a stage with several inputs."""
     if isinstance(x, dict):
         return {name: _arriving(stage, name, value) for name, value in x.items()}
@@ -52,6 +53,7 @@ def arriving_form(stage: Stage, x):
 def _arriving(stage: Stage, name: str, x: torch.Tensor) -> torch.Tensor:
     for spec in [s for s in stage.inputs if s.name == name]:
         wire = (stage.wire or {}).get(spec.name)
-        if wire is not None and wire.format == "counts" and list(x.shape[1:]) == list(wire.spikes_shape):
+        summed = wire is not None and (wire.format == "counts" or wire.format == "values" and wire.interval > 1)
+        if summed and list(x.shape[1:]) == list(wire.spikes_shape):
             return accumulate(x, wire)
     return x
