@@ -70,6 +70,19 @@ def test_pipeline_api_equals_run_and_link_bytes_equal_profile(deployed, tmp_path
     assert row["measured_bytes_per_inference"] == row["estimated_bytes_per_inference"]
 
 
+def test_pipeline_on_the_emulator_equals_run(deployed):
+    """The same two-stage build with its spiking stage in hybridc's emulator: every stage
+    process still real, the outputs equal `hybridc run --backend emulate` (and Lava's) exactly."""
+    build, x_path, reference, _ = deployed
+    x = torch.from_numpy(np.load(x_path))
+    emulated = hybridc.run(hybridc.load(build), x, backend="emulate").numpy()
+    stats = {}
+    outputs = np.stack(list(hybridc.pipeline(build, x, backend="emulate", stats=stats)))
+    assert np.array_equal(outputs, emulated) and np.array_equal(outputs, reference)
+    assert [(s["stage"], s["backend"], s["samples"]) for s in stats["stages"]] == [("snn", "emulate", 3),
+                                                                                  ("ann", "emulate", 3)]
+
+
 def _stage_pids(process, names):
     pids = {}
     deadline = time.monotonic() + 600
@@ -185,14 +198,16 @@ def test_journal_keeps_whole_records_and_refuses_another_input(tmp_path):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(shape=st.lists(st.integers(1, 6), min_size=0, max_size=4), bits=st.integers(0, 9), seq=st.integers(0, 2**63),
-       data=st.data())
-def test_wire_round_trip_and_any_damage_is_refused(shape, bits, seq, data):
+@given(shape=st.lists(st.integers(1, 6), min_size=0, max_size=4), bits=st.integers(0, 20), seq=st.integers(0, 2**63),
+       signed=st.booleans(), port=st.integers(0, wire.MAX_PORTS - 1), data=st.data())
+def test_wire_round_trip_and_any_damage_is_refused(shape, bits, seq, signed, port, data):
     rng = np.random.default_rng(seq % 1000)
-    values = rng.integers(0, 2 ** bits, size=shape) if bits else rng.standard_normal(shape)
-    frame = wire.encode(seq, values, bits)
+    signed = signed and bits >= 2  # graded values: two's complement at `bits` bits
+    low = -(1 << (bits - 1)) if signed else 0
+    values = rng.integers(low, low + 2 ** bits, size=shape) if bits else rng.standard_normal(shape)
+    frame = wire.encode(seq, values, bits, signed=signed, port=port)
     message = wire.decode(frame)
-    assert message.seq == seq and message.shape == tuple(shape)
+    assert message.seq == seq and message.shape == tuple(shape) and message.port == port
     assert np.array_equal(message.array(), values.astype(np.float32))
     position = data.draw(st.integers(0, len(frame) - 1))
     damaged = bytearray(frame)

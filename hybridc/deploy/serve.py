@@ -67,14 +67,17 @@ def _summary(values) -> dict:
     return {"mean": float(np.mean(values)), "median": float(np.median(values)), "max": float(np.max(values))}
 
 
-def warm_up(stage) -> None:
+def warm_up(stage, backend: str) -> None:
     """Import the stage's runtime before announcing readiness, so the first sample is not
-    charged for it."""
-    if stage.target == "loihi":
+    charged for it (Lava only where the stage will run in Lava)."""
+    from ..targets.registry import get_runner
+
+    get_runner(stage.target, backend)  # imports the runner's module
+    if stage.target == "loihi" and backend == "lava":
         from ..runtime.lava import import_lava_runtime
 
         import_lava_runtime()
-    else:
+    elif stage.target != "loihi":
         import onnxruntime  # noqa: F401
 
 
@@ -166,7 +169,7 @@ def serve(build_dir, stage_name: str, listen: str = "127.0.0.1:0", to=None, back
         raise InputError(f"Stage `{stage.name}` sends its outputs to {', '.join(consumers)}: give where each "
                          "listens with --to HOST:PORT (one consumer) or --to NAME=HOST:PORT for each.")
     where = links.addresses(to, consumers, f"--to of stage `{stage.name}`")
-    warm_up(stage)
+    warm_up(stage, backend)
     context = zmq.Context()
     socket, endpoint = hop.receiver(context, listen, window, max(link.frame_bytes for link in incoming))
     senders = [hop.Sender(context, where[link.destination], window, log=log) for link in outgoing]

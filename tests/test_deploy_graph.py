@@ -1,0 +1,168 @@
+"""hybridc pipeline on stage graphs beyond one cut: real stage processes, real ZeroMQ sockets.
+
+Multi-tap (three taps of one spiking stage into one dense stage: a stage with three inputs
+waits for all three), and SNN -> ANN -> SNN -> ANN with the model input also read by the
+last stage (the client feeds two stages; an Encoder's graded spikes cross one link). The
+pipelined outputs equal `hybridc run` exactly, and every link's measured bytes equal the
+manifest's and `hybridc profile`'s prediction. Spiking stages run in the emulator where it
+takes them, else in Lava on two samples."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from hybrid_models import NEURON, AnnFirst, MultiTap, example_input
+from lava.lib.dl import slayer
+
+import hybridc
+from hybridc.errors import ArtifactError
+from hybridc.nn import Accumulator, Encoder
+
+CLI = [sys.executable, "-m", "hybridc.cli"]
+
+
+class AlternatingWithSkip(torch.nn.Module):
+    """SNN -> ANN -> SNN -> ANN whose dense head also reads the model input (a skip from the
+    input): four stages, the input crossing to two of them."""
+
+    def __init__(self, classes=5):
+        super().__init__()
+        self.s1 = slayer.block.cuba.Conv(NEURON, 2, 4, 3, stride=2, padding=1, weight_scale=3)
+        self.acc1 = Accumulator(2, fold=False)  # I=2: raw spikes cross (as small as the counts)
+        self.mix = torch.nn.Conv3d(4, 4, (3, 3, 1), padding=(1, 1, 0))
+        self.encode = Encoder(bits=3, hold=2)
+        self.s2 = slayer.block.cuba.Conv(NEURON, 4, 8, 3, stride=2, padding=1, weight_scale=1)
+        self.acc2 = Accumulator(8)  # 4-bit counts cross
+        self.head = torch.nn.Linear(8 * 4 * 4 + 2, classes)
+
+    def forward(self, x):
+        graded = self.encode(torch.relu(self.mix(self.acc1(self.s1(x)))) * 6)
+        counts = self.acc2(self.s2(graded)).flatten(1)
+        return self.head(torch.cat([counts, x.mean((2, 3, 4))], dim=1))
+
+
+def backend_for(build, x) -> str:
+    """`emulate` when the emulator runs every stage of the build, else `lava`."""
+    try:
+        hybridc.run(hybridc.load(build), x[:1], backend="emulate")
+        return "emulate"
+    except ArtifactError:
+        return "lava"
+
+
+def _measured(stats) -> dict:
+    return {(e["destination"], e["tensor"]): e for e in stats["edges"]}
+
+
+def test_multi_tap_pipeline_cli_equals_run_and_bytes_equal_profile(tmp_path):
+    from hybridc.profiling.report import attach_measured, profile_build
+
+    torch.manual_seed(0)
+    build = tmp_path / "b"
+    compiled = hybridc.compile(MultiTap().eval(), example_input("snn", batch=1), output_dir=build)
+    x = example_input("snn", batch=2, seed=5)
+    backend = backend_for(build, x)
+    reference = hybridc.run(hybridc.load(build), x, backend=backend).numpy()
+    np.save(tmp_path / "x.npy", x.numpy())
+    result = subprocess.run(CLI + ["pipeline", str(build), "--input", str(tmp_path / "x.npy"), "--output",
+                                   str(tmp_path / "y.npy"), "--backend", backend, "--json", str(tmp_path / "s.json")],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert np.array_equal(np.load(tmp_path / "y.npy"), reference)  # bit for bit, in input order
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert [(s["stage"], s["samples"], len(s["incoming"])) for s in stats["stages"]] == [("snn", 2, 1), ("ann", 2, 3)]
+    measured = _measured(stats)
+    # one link per tap, each in its own wire format: 3-bit counts (I=4), raw spikes (I=2), 4-bit counts (I=8)
+    taps = {e.consumer["input"]: e for e in compiled.manifest.edges if e.producer["stage"] == "snn"}
+    assert {name: (measured[("ann", name)]["form"], measured[("ann", name)]["bits"]) for name in taps} == {
+        "e1_counts": ("counts", 3), "e2": ("spikes", 1), "e3_counts": ("counts", 4)}
+    for name, edge in taps.items():
+        assert measured[("ann", name)]["payload_bytes_per_inference"] == edge.bytes_per_inference
+    profile = profile_build(build, samples=1, measure=False)
+    rows = attach_measured(profile, tmp_path / "s.json")["links"]
+    cut = [r for r in rows if r["link"] == "snn -> ann"]
+    assert len(cut) == 3 and all(r["measured_bytes_per_inference"] == r["estimated_bytes_per_inference"] for r in cut)
+    assert sorted(r["measured_bytes_per_inference"] for r in cut) == sorted(e["bytes_sent"] for e in profile.edges)
+
+
+def test_alternating_with_input_skip_pipeline_equals_run(tmp_path):
+    torch.manual_seed(2)
+    build = tmp_path / "b"
+    compiled = hybridc.compile(AlternatingWithSkip().eval(), example_input("snn", batch=1), output_dir=build)
+    manifest = compiled.manifest
+    assert [s.name for s in manifest.stages] == ["snn1", "ann1", "snn2", "ann2"]
+    x = example_input("snn", batch=2, seed=5)
+    backend = backend_for(build, x)
+    reference = hybridc.run(hybridc.load(build), x, backend=backend).numpy()
+    stats = {}
+    outputs = np.stack(list(hybridc.pipeline(build, x, backend=backend, stats=stats)))
+    assert np.array_equal(outputs, reference)
+    assert all(s["samples"] == 2 and s["refused_messages"] == 0 for s in stats["stages"])
+    measured = _measured(stats)
+    # the client feeds the input to two stages: 1-bit spikes to snn1, float32 to ann2's skip
+    assert [(e["destination"], e["form"], e["bits"]) for e in stats["edges"] if e["source"] == "client"] == [
+        ("snn1", "spikes", 1), ("ann2", "float32", 0)]
+    encoder = measured[("snn2", "spikes_in")]
+    assert (encoder["form"], encoder["bits"]) == ("graded", 3)  # the Encoder's 3-bit graded spikes, packed
+    for edge in manifest.edges:
+        if edge.producer["stage"] and edge.consumer["stage"]:
+            got = measured[(edge.consumer["stage"], edge.consumer["input"])]
+            assert got["payload_bytes_per_inference"] == edge.bytes_per_inference == \
+                got["predicted_payload_bytes_per_inference"]
+
+
+@pytest.mark.slow  # three stage processes, Lava on two samples: about 40 s unloaded
+def test_ann_first_example_pipeline_equals_run(tmp_path):
+    torch.manual_seed(1)
+    build = tmp_path / "b"
+    hybridc.compile(AnnFirst().eval(), example_input("ann_first", batch=1), output_dir=build)
+    x = example_input("ann_first", batch=2, seed=5)
+    backend = backend_for(build, x)
+    reference = hybridc.run(hybridc.load(build), x, backend=backend).numpy()
+    stats = {}
+    assert np.array_equal(np.stack(list(hybridc.pipeline(build, x, backend=backend, stats=stats))), reference)
+    assert [s["stage"] for s in stats["stages"]] == ["ann1", "snn", "ann2"]
+
+
+@pytest.mark.slow  # Lava runs the sigma-delta stage (the emulator runs CUBA only): about 30 s unloaded
+def test_sigma_delta_cut_crosses_as_graded_values(tmp_path, load_sdnn):
+    model, example = load_sdnn
+    build = tmp_path / "b"
+    compiled = hybridc.compile(model, example, output_dir=build)
+    wire = compiled.manifest.stage("ann").wire["counts"]
+    assert (wire.format, wire.bits, wire.interval, wire.scale) == ("values", 18, 4, 4096)
+    x = example.repeat(2, 1, 1, 1, 1) * torch.tensor([1.0, 0.5]).view(2, 1, 1, 1, 1)
+    reference = hybridc.run(hybridc.load(build), x).numpy()
+    stats = {}
+    assert np.array_equal(np.stack(list(hybridc.pipeline(build, x, stats=stats))), reference)
+    cut = _measured(stats)[("ann", "counts")]
+    assert cut["form"] == "values" and cut["payload_bytes_per_inference"] == 24 * 2 * 18 / 8 == \
+        compiled.manifest.edges_into("ann")[0].bytes_per_inference
+
+
+@pytest.fixture
+def load_sdnn():
+    from conftest import load_example
+
+    return load_example("sdnn").build()
+
+
+def test_graded_values_travel_exactly_as_integers_times_scale():
+    """No process: a sigma-delta tap's values (integers / 4096, as Lava's runner returns them),
+    summed over windows by the sender, decode to exactly what `hybridc run` hands the ONNX."""
+    from hybridc.deploy import links, wire
+    from hybridc.manifest import WireSpec
+    from hybridc.runtime.stages import accumulate
+
+    spec = WireSpec("values", 18, 4, 2, [24, 8], 4096)
+    link = links.Link("snn", "snn_4", "ann", "counts", 0, "values", tuple(spec.shape), 18, spec, True, 4096)
+    integers = torch.randint(-(1 << 15), 1 << 15, (24, 8), generator=torch.Generator().manual_seed(0))
+    values = integers.float() / 4096
+    message = wire.decode(link.encode(3, values))
+    assert message.dtype == wire.PACKED_INT and len(message.payload) == 24 * 2 * 18 // 8
+    assert np.array_equal(link.values(message), accumulate(values[None], spec)[0].numpy())
+    with pytest.raises(hybridc.errors.LinkError, match="18-bit signed"):
+        link.encode(4, torch.full((24, 8), 40000.0 / 4096))  # sums beyond 18 bits are refused, not wrapped
