@@ -4,10 +4,13 @@
    raw spikes at 1 bit against the accumulator's counts packed at ceil(log2(I+1)) bits,
    the form the compiler chose, and the payload of a real frame encoded from the cut
    tensor of a sample (slayer's forward, which `hybridc verify` proves equal to Lava);
-2. throughput of `hybridc pipeline` (every stage its own process, linked over TCP,
-   pipelined) against sequential `hybridc run` in this process, on the same samples.
+2. the dense stage's onnxruntime session built for every call (as before it was cached)
+   against the one session a long-lived stage keeps, per sample;
+3. throughput of `hybridc pipeline` (every stage its own process, linked over TCP,
+   pipelined) against sequential `hybridc run` in this process, on the same samples, with
+   the spiking stage in Lava and in the emulator.
 
-    .venv/bin/python benchmarks/pipeline_bench.py [--size 32] [--samples 8]
+    .venv/bin/python benchmarks/pipeline_bench.py [--size 32] [--samples 8] [--backends lava,emulate]
 """
 
 import argparse
@@ -42,9 +45,9 @@ def wire_bytes(tmp: Path):
         compiled = hybridc.compile(model, x, output_dir=tmp / f"i{interval}", source_path=path, source_sha256=digest,
                                    recipe={"entry": "build", "args": args})
         snn, ann = compiled.manifest.stages
-        link = links.incoming(compiled.manifest, ann.name)
+        (link,) = links.incoming(compiled.manifest, ann.name)
         cut = reference_stages(compiled.module, compiled.fx_partitions, x)[snn.name][0]
-        frame = wire.encode(0, links.to_wire(cut, link), link.bits)
+        frame = link.encode(0, cut)
         payload = len(frame) - wire.HEADER.size - 4 * len(link.shape)
         spikes = int(np.prod(link.spec.spikes_shape))
         counts = spikes // interval
@@ -53,35 +56,64 @@ def wire_bytes(tmp: Path):
               f"{link.form:>7}  {payload:>20,} B")
 
 
-def throughput(tmp: Path, size: int, samples: int):
+def _build(tmp: Path, size: int) -> Path:
     args = {"split": "S2A4", "size": size}
     model, x, path, digest = load_model_file(SOURCE, "build", None, args)
     build = tmp / "throughput"
-    hybridc.compile(model, x, output_dir=build, source_path=path, source_sha256=digest,
-                    recipe={"entry": "build", "args": args})
+    if not build.exists():
+        hybridc.compile(model, x, output_dir=build, source_path=path, source_sha256=digest,
+                        recipe={"entry": "build", "args": args})
+    return build
+
+
+def session_cost(tmp: Path, size: int, calls: int = 20):
+    """The ONNX stage per sample: a fresh onnxruntime session each call against the cached one."""
+    from hybridc.runtime import onnx_stage
+
+    build = _build(tmp, size)
+    compiled = hybridc.load(build)
+    ann = compiled.manifest.stages[1]
+    counts = torch.zeros(1, *ann.inputs[0].shape)
+    onnx_stage.run_stage(ann, build, counts)  # imports
+    began = time.perf_counter()
+    for _ in range(calls):
+        onnx_stage._session.cache_clear()
+        onnx_stage.run_stage(ann, build, counts)
+    fresh = (time.perf_counter() - began) / calls
+    onnx_stage.run_stage(ann, build, counts)
+    began = time.perf_counter()
+    for _ in range(calls):
+        onnx_stage.run_stage(ann, build, counts)
+    cached = (time.perf_counter() - began) / calls
+    print(f"ONNX stage (S2A4 {size}x{size} head), {calls} calls: session built per call {fresh * 1e3:.1f} ms, "
+          f"cached session {cached * 1e3:.2f} ms per sample ({fresh / cached:.0f}x)")
+
+
+def throughput(tmp: Path, size: int, samples: int, backend: str):
+    build = _build(tmp, size)
     xs = (torch.rand(samples, 2, size, size, 16, generator=torch.Generator().manual_seed(0)) < 0.2).float()
     compiled = hybridc.load(build)
-    hybridc.run(compiled, xs[:1])  # warm: imports and first Lava start
+    hybridc.run(compiled, xs[:1], backend=backend)  # warm: imports and first Lava start
     began = time.perf_counter()
-    sequential = torch.cat([hybridc.run(compiled, xs[i:i + 1]) for i in range(samples)]).numpy()
+    sequential = torch.cat([hybridc.run(compiled, xs[i:i + 1], backend=backend) for i in range(samples)]).numpy()
     sequential_s = time.perf_counter() - began
     began = time.perf_counter()
-    with Pipeline(build) as running:
+    with Pipeline(build, backend=backend) as running:
         started = time.perf_counter()
         pipelined = np.stack([y for _, y in running.stream((i, xs[i]) for i in range(samples))])
         streamed_s = time.perf_counter() - started
         stats = running.stats
     total_s = time.perf_counter() - began
     assert np.array_equal(pipelined, sequential), "pipelined outputs differ from hybridc run"
-    print(f"S2A4 I=4 {size}x{size} T=16, {samples} samples, Lava backend, outputs identical:")
-    print(f"  sequential hybridc run:  {samples / sequential_s:6.3f} samples/s")
-    print(f"  hybridc pipeline:        {samples / streamed_s:6.3f} samples/s streaming "
-          f"({streamed_s / sequential_s:.2f}x the time; with process start-up {samples / total_s:.3f} samples/s)")
+    print(f"S2A4 I=4 {size}x{size} T=16, {samples} samples, {backend} backend, outputs identical:")
+    print(f"  sequential hybridc run:  {samples / sequential_s:7.3f} samples/s")
+    print(f"  hybridc pipeline:        {samples / streamed_s:7.3f} samples/s streaming "
+          f"({sequential_s / streamed_s:.2f}x; with process start-up {samples / total_s:.3f} samples/s)")
     for stage in stats["stages"]:
         print(f"    stage {stage['stage']:>4}: {stage['compute_s']['median'] * 1e3:8.1f} ms/sample compute")
     print(f"    end-to-end latency {stats['end_to_end_latency_s']['median'] * 1e3:.1f} ms (median)")
     for edge in stats["edges"]:
-        print(f"    {edge['source']} -> {edge['destination']}: {edge['form']}, "
+        print(f"    {edge['source']} -> {edge['destination']}/{edge['tensor']}: {edge['form']}, "
               f"{edge['payload_bytes_per_inference']:,.0f} B/inference measured, "
               f"{edge['predicted_payload_bytes_per_inference']:,} B predicted")
 
@@ -90,12 +122,15 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--backends", default="lava,emulate")
     parser.add_argument("--skip-bytes", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_bytes:
             wire_bytes(Path(tmp))
-        throughput(Path(tmp), args.size, args.samples)
+        session_cost(Path(tmp), args.size)
+        for backend in args.backends.split(","):
+            throughput(Path(tmp), args.size, args.samples, backend)
 
 
 if __name__ == "__main__":

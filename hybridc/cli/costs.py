@@ -93,6 +93,8 @@ def profile_table(result):
                       (f"{c['bytes_sent']:,.0f} B sent as {c.get('wire_bits', 3)}-bit packed counts of "
                        f"I={c['interval']} (raw spikes: {c['raw_bytes']:,.0f} B)"
                        if c.get("wire") == "counts" else
+                       f"{c['bytes_sent']:,.0f} B sent as {c.get('wire_bits')}-bit signed graded values"
+                       if c.get("wire") == "values" else
                        f"{c['bytes_sent']:,.0f} B raw spikes sent ({c['accumulated_bytes']:,.0f} B as "
                        f"{c['count_dtype']} counts of I={c['interval']})"),
                       f"{c['time_s'] * 1e3:.3f} ms", f"{c['energy_j'] * 1e6:.3f} uJ")
