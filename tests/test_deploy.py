@@ -154,7 +154,9 @@ def test_serve_refuses_bad_messages_and_keeps_serving(deployed):
         flipped[-3] ^= 0x10
         bad = [b"not a hybridc message", good[:-5], bytes(flipped), good + b"\0" * 64,
                wire.encode(8, np.zeros((8, 4, 4, 16)), 1),  # raw spikes where counts are due
-               wire.encode(9, np.zeros((8, 4, 4, 4000)), 3)]  # oversized: 192 kB
+               wire.encode(9, np.zeros((8, 4, 4, 4000)), 3),  # oversized: 192 kB
+               wire.encode(10, counts, 3, port=1),  # for a second input this stage does not have
+               wire.encode(11, counts - 4, 3, signed=True)]  # signed values where unsigned counts are due
         for frame in bad:
             feeder.send(frame)
             assert feeder.poll(30_000), "no answer to a bad frame"

@@ -88,8 +88,11 @@ class Inbox:
 
     RECENT = 4096  # sequence numbers remembered as done, to acknowledge resends without rerunning
 
-    def __init__(self, socket, incoming, stats, log):
+    def __init__(self, socket, incoming, stats, log, window: int):
         self.socket, self.incoming, self.stats, self.log = socket, incoming, stats, log
+        # senders keep at most `window` samples unacknowledged per link: more incomplete ones
+        # than that (with room for resends) come from a peer ignoring the protocol
+        self.limit = 2 * window * len(incoming) + 2
         self.partial = {}  # (kind, seq) -> {port: (peer, message)}, first arrival time
         self.arrived = {}
         self.done, self.done_order = set(), deque()
@@ -117,6 +120,9 @@ class Inbox:
                     if message.size > link.frame_bytes:
                         raise LinkError(f"Message of {message.size:,} bytes refused: input `{link.tensor}` "
                                         f"takes at most {link.frame_bytes:,}.")
+                    if (w.DATA, message.seq) not in self.partial and len(self.partial) >= self.limit:
+                        raise LinkError(f"Sample {message.seq} refused: {len(self.partial)} samples already wait "
+                                        "for their other inputs; the sender exceeds its window.")
             except LinkError as exc:
                 self.stats.refused += 1
                 port = hop.port_of(frame)
@@ -174,7 +180,7 @@ def serve(build_dir, stage_name: str, listen: str = "127.0.0.1:0", to=None, back
     socket, endpoint = hop.receiver(context, listen, window, max(link.frame_bytes for link in incoming))
     senders = [hop.Sender(context, where[link.destination], window, log=log) for link in outgoing]
     stats = StageStats(stage, incoming, outgoing, backend)
-    inbox = Inbox(socket, incoming, stats, log)
+    inbox = Inbox(socket, incoming, stats, log, window)
     poller = zmq.Poller()
     poller.register(socket, zmq.POLLIN)
     for sender in senders:
