@@ -166,3 +166,40 @@ def test_graded_values_travel_exactly_as_integers_times_scale():
     assert np.array_equal(link.values(message), accumulate(values[None], spec)[0].numpy())
     with pytest.raises(hybridc.errors.LinkError, match="18-bit signed"):
         link.encode(4, torch.full((24, 8), 40000.0 / 4096))  # sums beyond 18 bits are refused, not wrapped
+
+
+@pytest.mark.slow  # four `hybridc serve` processes started by hand, Lava on two samples: about 60 s unloaded
+def test_served_elsewhere_with_the_input_read_by_two_stages(tmp_path):
+    """docs/deploy.md's multi-machine recipe on one machine: one `hybridc serve` per stage,
+    each told where every consumer of its outputs listens (`--to NAME=HOST:PORT`), and the
+    client told where both stages reading the model input listen (`--connect A=..,B=..`)."""
+    from hybridc.deploy import links
+    from hybridc.deploy.pipeline import free_port
+
+    torch.manual_seed(2)
+    build = tmp_path / "b"
+    compiled = hybridc.compile(AlternatingWithSkip().eval(), example_input("snn", batch=1), output_dir=build)
+    manifest = compiled.manifest
+    x = example_input("snn", batch=2, seed=6)
+    backend = backend_for(build, x)
+    reference = hybridc.run(hybridc.load(build), x, backend=backend).numpy()
+    np.save(tmp_path / "x.npy", x.numpy())
+    where = {name: f"127.0.0.1:{free_port('127.0.0.1')}" for name in [s.name for s in manifest.stages] + ["client"]}
+    servers = []
+    for stage in manifest.stages:
+        to = [arg for c in links.destinations(links.outgoing(manifest, stage.name)) for arg in ("--to", f"{c}={where[c]}")]
+        servers.append(subprocess.Popen(CLI + ["serve", str(build), "--stage", stage.name, "--listen", where[stage.name],
+                                               "--backend", backend, *to],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        result = subprocess.run(CLI + ["pipeline", str(build), "--input", str(tmp_path / "x.npy"), "--output",
+                                       str(tmp_path / "y.npy"), "--connect", f"snn1={where['snn1']},ann2={where['ann2']}",
+                                       "--collect", where["client"], "--stall-timeout", "300"],
+                                capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert np.array_equal(np.load(tmp_path / "y.npy"), reference)
+        assert all(server.poll() is None for server in servers)
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=30)
