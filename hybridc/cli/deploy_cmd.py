@@ -79,7 +79,7 @@ def pipeline(
                 measured = edge.get("payload_bytes_per_inference")
                 console.print(f"  {edge['source']}/{edge['output']} -> {edge['destination']}/{edge['tensor']}: "
                               f"{edge['form']}"
-                              f"{' at %d bits' % edge['bits'] if edge['bits'] else ''}, "
+                              f"{' at %d bit%s' % (edge['bits'], 's' * (edge['bits'] > 1)) if edge['bits'] else ''}, "
                               f"{measured if measured is not None else float('nan'):,.0f} B/inference measured, "
                               f"{edge['predicted_payload_bytes_per_inference']:,} B predicted")
         else:
