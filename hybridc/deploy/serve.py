@@ -116,10 +116,7 @@ class Inbox:
                                     f"{len(self.incoming)} input(s).")
                 link = self.incoming[message.port]
                 if message.kind == w.DATA:
-                    link.check(message)
-                    if message.size > link.frame_bytes:
-                        raise LinkError(f"Message of {message.size:,} bytes refused: input `{link.tensor}` "
-                                        f"takes at most {link.frame_bytes:,}.")
+                    link.check(message)  # decode has matched the frame's size to this shape
                     if (w.DATA, message.seq) not in self.partial and len(self.partial) >= self.limit:
                         raise LinkError(f"Sample {message.seq} refused: {len(self.partial)} samples already wait "
                                         "for their other inputs; the sender exceeds its window.")
