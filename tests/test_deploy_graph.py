@@ -145,6 +145,13 @@ def test_sigma_delta_cut_crosses_as_graded_values(tmp_path, load_sdnn):
     cut = _measured(stats)[("ann", "counts")]
     assert cut["form"] == "values" and cut["payload_bytes_per_inference"] == 24 * 2 * 18 / 8 == \
         compiled.manifest.edges_into("ann")[0].bytes_per_inference
+    # a build from before graded wire formats sent such a cut as 3-bit counts: refused up front
+    data = json.loads((build / "manifest.json").read_text())
+    data["stages"][1]["wire"]["counts"].update(format="counts", bits=3)
+    data["stages"][1]["wire"]["counts"].pop("scale")
+    (build / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match="Recompile"):
+        next(hybridc.pipeline(build, x))
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import ArtifactError, InputError
 from ..manifest import WireSpec
 from ..targets.registry import domain_of
 from . import wire as w
@@ -90,6 +90,12 @@ def _link(manifest, edge, port: int) -> Link:
     spec = stage.input(consumer["input"])
     wire = (stage.wire or {}).get(spec.name)
     if wire is not None:
+        graded = producer["stage"] and manifest.stage(producer["stage"]).output(producer["tensor"]).graded
+        if graded and wire.format != "values":
+            raise ArtifactError(f"Edge {source}/{producer['tensor']} -> {stage.name}/{spec.name} carries graded "
+                                f"(sigma-delta) values, but the manifest sends them as {wire.format}, which only "
+                                "holds unary spikes (a build from before graded wire formats). Recompile the "
+                                "model with this hybridc.")
         if wire.format == "values":
             return Link(**ends, form="values", shape=tuple(wire.shape), bits=wire.bits, spec=wire, signed=True,
                         scale=wire.scale or 1)
