@@ -8,9 +8,10 @@
    against the one session a long-lived stage keeps, per sample;
 3. throughput of `hybridc pipeline` (every stage its own process, linked over TCP,
    pipelined) against sequential `hybridc run` in this process, on the same samples, with
-   the spiking stage in Lava and in the emulator.
+   the spiking stage in Lava and in the emulator; and on examples/spike_flownet (three
+   taps of one spiking stage, each its own link into the dense decoder) in Lava.
 
-    .venv/bin/python benchmarks/pipeline_bench.py [--size 32] [--samples 8] [--backends lava,emulate]
+    .venv/bin/python benchmarks/pipeline_bench.py [--size 32] [--samples 8] [--backends lava,emulate] [--graph-samples 4]
 """
 
 import argparse
@@ -59,7 +60,7 @@ def wire_bytes(tmp: Path):
 def _build(tmp: Path, size: int) -> Path:
     args = {"split": "S2A4", "size": size}
     model, x, path, digest = load_model_file(SOURCE, "build", None, args)
-    build = tmp / "throughput"
+    build = tmp / f"throughput{size}"
     if not build.exists():
         hybridc.compile(model, x, output_dir=build, source_path=path, source_sha256=digest,
                         recipe={"entry": "build", "args": args})
@@ -89,10 +90,11 @@ def session_cost(tmp: Path, size: int, calls: int = 20):
           f"cached session {cached * 1e3:.2f} ms per sample ({fresh / cached:.0f}x)")
 
 
-def throughput(tmp: Path, size: int, samples: int, backend: str):
-    build = _build(tmp, size)
-    xs = (torch.rand(samples, 2, size, size, 16, generator=torch.Generator().manual_seed(0)) < 0.2).float()
+def throughput(tmp: Path, size: int, samples: int, backend: str, build: Path = None, title: str = None):
+    build = build or _build(tmp, size)
     compiled = hybridc.load(build)
+    shape = compiled.manifest.stages[0].inputs[0].pytorch_shape()
+    xs = (torch.rand(samples, *shape, generator=torch.Generator().manual_seed(0)) < 0.2).float()
     hybridc.run(compiled, xs[:1], backend=backend)  # warm: imports and first Lava start
     began = time.perf_counter()
     sequential = torch.cat([hybridc.run(compiled, xs[i:i + 1], backend=backend) for i in range(samples)]).numpy()
@@ -105,7 +107,7 @@ def throughput(tmp: Path, size: int, samples: int, backend: str):
         stats = running.stats
     total_s = time.perf_counter() - began
     assert np.array_equal(pipelined, sequential), "pipelined outputs differ from hybridc run"
-    print(f"S2A4 I=4 {size}x{size} T=16, {samples} samples, {backend} backend, outputs identical:")
+    print(f"{title or f'S2A4 I=4 {size}x{size} T=16'}, {samples} samples, {backend} backend, outputs identical:")
     print(f"  sequential hybridc run:  {samples / sequential_s:7.3f} samples/s")
     print(f"  hybridc pipeline:        {samples / streamed_s:7.3f} samples/s streaming "
           f"({sequential_s / streamed_s:.2f}x; with process start-up {samples / total_s:.3f} samples/s)")
@@ -123,14 +125,21 @@ def main():
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--backends", default="lava,emulate")
+    parser.add_argument("--graph-samples", type=int, default=4, help="0: skip the multi-tap build")
     parser.add_argument("--skip-bytes", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_bytes:
             wire_bytes(Path(tmp))
         session_cost(Path(tmp), args.size)
-        for backend in args.backends.split(","):
+        for backend in filter(None, args.backends.split(",")):
             throughput(Path(tmp), args.size, args.samples, backend)
+        if args.graph_samples:  # a stage graph: three taps of one spiking stage into the dense decoder
+            model, x, path, digest = load_model_file(ROOT / "examples/spike_flownet/model.py")
+            build = Path(tmp) / "flownet"
+            hybridc.compile(model, x, output_dir=build, source_path=path, source_sha256=digest)
+            throughput(Path(tmp), 32, args.graph_samples, "lava", build,
+                       "examples/spike_flownet (3 taps, 32x32, T=8)")
 
 
 if __name__ == "__main__":
