@@ -64,9 +64,14 @@ class WireSpec:
     scale: Optional[int] = None  # "values": the integer on the wire is value x scale
 
     @property
+    def summed(self) -> bool:
+        """Whether the sender sums windows, so window sums (not the spikes) cross and arrive."""
+        return self.format == "counts" or self.format == "values" and self.interval > 1
+
+    @property
     def shape(self) -> list:
         """What crosses the link, without batch."""
-        return list(self.spikes_shape) if self.format == "spikes" else [*self.spikes_shape[:-1], self.windows]
+        return [*self.spikes_shape[:-1], self.windows] if self.summed else list(self.spikes_shape)
 
     @property
     def bytes_per_inference(self) -> int:

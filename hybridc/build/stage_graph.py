@@ -35,7 +35,7 @@ def _wired(edge: Edge, wire) -> Edge:
     they are, packed at wire.bits each."""
     if wire is None:
         return edge
-    if wire.format == "counts" or wire.format == "values" and wire.interval > 1:
+    if wire.summed:
         edge.shape, edge.layout = list(wire.shape), edge.layout[:-1] + "K"
         edge.conversion.runs_on = "producer"
     if wire.format != "spikes":

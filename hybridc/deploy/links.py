@@ -169,8 +169,7 @@ def to_wire(values, link: Link) -> np.ndarray:
     from ..runtime.stages import accumulate
 
     tensor = torch.as_tensor(np.asarray(values.detach().cpu() if hasattr(values, "detach") else values))
-    if link.spec is not None and link.spec.format in ("counts", "values") and link.spec.interval > 1 \
-            and list(tensor.shape) == list(link.spec.spikes_shape):
+    if link.spec is not None and link.spec.summed and list(tensor.shape) == list(link.spec.spikes_shape):
         tensor = accumulate(tensor[None], link.spec)[0]
     array = tensor.detach().cpu().numpy()
     if link.scale != 1:

@@ -53,7 +53,6 @@ def arriving_form(stage: Stage, x):
 def _arriving(stage: Stage, name: str, x: torch.Tensor) -> torch.Tensor:
     for spec in [s for s in stage.inputs if s.name == name]:
         wire = (stage.wire or {}).get(spec.name)
-        summed = wire is not None and (wire.format == "counts" or wire.format == "values" and wire.interval > 1)
-        if summed and list(x.shape[1:]) == list(wire.spikes_shape):
+        if wire is not None and wire.summed and list(x.shape[1:]) == list(wire.spikes_shape):
             return accumulate(x, wire)
     return x

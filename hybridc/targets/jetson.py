@@ -39,7 +39,7 @@ def pytorch_layout(shape, time_last: bool) -> str:
 def wire_spec(spec: AccumulatorSpec, shape, allow_counts: bool = True, graded: dict = None) -> WireSpec:
     """The smaller of raw spikes (1 bit each) and the accumulator's counts (ceil(log2(I+1))
     bits each) for a cut of spike tensor `shape` (batch first, time last); ties go to spikes.
-    Graded spikes (a sigma-delta tap, `graded` from its TensorSpec) cross as "values": signed
+    Graded spikes (a sigma-delta tap; `graded`: loihi_neurons.graded_output) cross as "values": signed
     integers of graded["message_bits"] bits as they are, or summed over each window by the
     sender at message_bits + ceil(log2 I) bits, whichever is smaller."""
     spikes_shape = list(shape[1:])
@@ -54,11 +54,6 @@ def wire_spec(spec: AccumulatorSpec, shape, allow_counts: bool = True, graded: d
     if allow_counts and counts_smaller:
         return WireSpec("counts", bits, spec.interval, spec.windows, spikes_shape)
     return WireSpec("spikes", 1, spec.interval, spec.windows, spikes_shape)
-
-
-def sender_accumulates(wire: WireSpec) -> bool:
-    """Whether window sums (not the spikes themselves) arrive, so the ONNX input is them."""
-    return wire.format == COUNTS or wire.format == VALUES and wire.interval > 1
 
 
 def _accumulator_nodes(gs, arriving, out_var, spec: AccumulatorSpec, shape, counts_arrive: bool = False):
@@ -187,7 +182,7 @@ class JetsonTarget:
                 distinct = {(a[2].interval, a[2].windows) for a in mine}
                 wire = wire_spec(mine[0][2], shape, self.wire_counts and len(distinct) == 1,
                                  graded_output(_module(gm, source)))
-                counts_arrive = sender_accumulates(wire)
+                counts_arrive = wire.summed
                 spec = _input_spec(wire, shape, name, source.name)
                 variable = gs.Variable(spec.name, dtype=np.float32, shape=["batch", *wire.shape])
                 for counts, _, acc, _ in mine:
@@ -225,9 +220,9 @@ class JetsonTarget:
 
 
 def _input_spec(wire, cut_shape, name, node) -> TensorSpec:
-    """The stage input for a spike tap: the spikes, or (wire format "counts") the window
-    counts the sender accumulated, named `counts` / `<tap>_counts`, layout ...K."""
-    if sender_accumulates(wire):  # time replaced by windows
+    """The stage input for a spike tap: the spikes, or (wire format "counts", or summed
+    "values") the window sums the sender accumulated, named `counts` / `<tap>_counts`, layout ...K."""
+    if wire.summed:  # time replaced by windows
         counts_name = COUNTS if name == SPIKES else f"{name}_{COUNTS}"
         return TensorSpec(counts_name, wire.shape, "float32", pytorch_layout(cut_shape[1:], True)[:-1] + "K", node=node)
     return TensorSpec(name, list(cut_shape[1:]), "float32", pytorch_layout(cut_shape[1:], True), node=node)
