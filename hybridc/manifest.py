@@ -32,6 +32,7 @@ class TensorSpec:
     node: Optional[str] = None  # the model's fx node whose value this is (the producer, for inputs)
     layer: Optional[int] = None  # loihi outputs: the netx layer tapped
     delay: Optional[int] = None  # loihi outputs: steps by which Lava lags PyTorch at this tap
+    segment: Optional[int] = None  # loihi outputs of a branching stage: the segment holding `layer`
 
     def pytorch_shape(self) -> tuple:
         """The shape in PyTorch's layout: netx's (W, H, C, T) becomes (C, H, W, T)."""
@@ -101,6 +102,19 @@ class Stage:
     quantization: Optional[dict] = None  # jetson-int8 stages
     wire: Optional[dict] = None  # input name -> WireSpec, for inputs that arrive over a link as spikes/counts
     input_bits: Optional[int] = None  # loihi stages fed graded spikes (from an Encoder)
+    # branching loihi stages (targets/loihi_graph.py): stock netx chains ("segments", the first is
+    # `artifact`), each fed by the stage input or a layer of an earlier segment, and the extra
+    # synapses ("links": netx layer groups in links["artifact"]) from a source into a layer's neurons
+    segments: Optional[list] = None
+    links: Optional[dict] = None
+
+    def files(self) -> list:
+        """(file name, sha256) of every file the stage reads from the build directory."""
+        files = [(self.artifact, self.sha256)]
+        files += [(s["artifact"], s["sha256"]) for s in (self.segments or [])[1:]]
+        if self.links:
+            files.append((self.links["artifact"], self.links["sha256"]))
+        return files
 
     def to_dict(self) -> dict:
         return _without_none(asdict(self))

@@ -68,7 +68,8 @@ class CompiledModel:
         force=True, and only if it is empty or a previous hybridc build."""
         with atomic_directory(path, force) as staging:
             for stage in self.manifest.stages:
-                shutil.copy2(self.directory / stage.artifact, staging / stage.artifact)
+                for name, _ in stage.files():
+                    shutil.copy2(self.directory / name, staging / name)
             self.write_metadata(staging)
         return Path(path).resolve()
 
@@ -87,14 +88,15 @@ def load(path) -> CompiledModel:
     with parsing(manifest_path, "JSON"):
         data = json.loads(read_bounded(manifest_path, MAX_MANIFEST_BYTES, MANIFEST))
     manifest = Manifest.from_dict(data)
-    artifacts = [inside(directory, stage.artifact, f"stages/{i}/artifact")
-                 for i, stage in enumerate(manifest.stages)]  # all confined before any is read
-    for stage, artifact in zip(manifest.stages, artifacts):
+    artifacts = [(stage, inside(directory, name, f"stages/{i}/artifact"), name, recorded)
+                 for i, stage in enumerate(manifest.stages)
+                 for name, recorded in stage.files()]  # all confined before any is read
+    for stage, artifact, name, recorded in artifacts:
         digest = sha256(artifact)
-        if digest != stage.sha256:
+        if digest != recorded:
             raise ArtifactError(
-                f"Stage `{stage.name}`: {directory / stage.artifact} was modified after compiling (sha256 "
-                f"{digest[:12]}... but the manifest records {stage.sha256[:12]}...). Recompile, or restore the file."
+                f"Stage `{stage.name}`: {directory / name} was modified after compiling (sha256 "
+                f"{digest[:12]}... but the manifest records {recorded[:12]}...). Recompile, or restore the file."
             )
     graph = None
     partitions = []

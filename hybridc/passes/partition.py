@@ -5,8 +5,8 @@ stage; stages run in a topological order of the graph between them. Crossings ar
 explicit in the model: spiking -> dense through an Accumulator (inserted as the
 identity when missing), dense -> spiking through an Encoder (refused when missing,
 because PyTorch must compute the graded values the chip will receive). A spiking
-stage is a chain (netx connects layers strictly in order) that may expose several
-layers' spikes (taps). Writes node.meta["hybridc_partition"]; does not change the graph.
+stage is a DAG of layers (fan-out, and fan-in through ADD or concatenation of spikes,
+see `spike_merges`) that may expose several layers' spikes (taps). Writes node.meta["hybridc_partition"]; does not change the graph.
 """
 
 from dataclasses import dataclass, field
@@ -18,6 +18,7 @@ from ..errors import PartitionError
 from ..frontend.tracer import describe
 from ..nn import Encoder
 from .insert_cut_accumulators import is_accumulator
+from .spike_merges import merge_kind, why_not_merge
 
 NAMES = {"spiking": "snn", "dense": "ann"}
 
@@ -51,6 +52,12 @@ def _check_crossings(gm):
     for node in gm.graph.nodes:
         for user in node.users:
             domains = node.meta.get("hybridc_domain"), user.meta.get("hybridc_domain")
+            if domains == ("dense", "spiking") and any(
+                    a.meta.get("hybridc_domain") == "spiking" for a in node.all_input_nodes):
+                raise PartitionError(
+                    f"Node `{node.name}` ({describe(gm, node)}) combines spike tensors and feeds spiking node "
+                    f"`{user.name}`, but {why_not_merge(node)}."
+                )
             if domains == ("dense", "spiking") and not is_encoder(gm, node):
                 raise PartitionError(
                     f"Dense node `{node.name}` ({describe(gm, node)}) feeds spiking node "
@@ -66,19 +73,17 @@ def _check_crossings(gm):
                 )
 
 
-def _check_chain(gm, nodes):
-    """netx connects layers strictly in order: no fan-out or fan-in inside a spiking stage."""
-    members = set(nodes)
+def _check_branches(gm, nodes):
+    """A spiking stage is a DAG of layers: fan-out is free (Lava fans an output port out), and
+    fan-in goes through an ADD or cat (parallel synapses into the consumer's neurons). A layer
+    called on several tensors has no such meaning."""
     for node in nodes:
-        spiking_users = [u for u in node.users if u in members]
-        if len(spiking_users) > 1 or len(node.all_input_nodes) > 1:
+        if merge_kind(node) is None and len(node.all_input_nodes) > 1:
             raise PartitionError(
-                f"The spiking subgraph branches at `{node.name}` ({describe(gm, node)}): it "
-                f"feeds {[u.name for u in node.users]} and reads "
-                f"{[a.name for a in node.all_input_nodes]}. netx (Loihi) runs layers strictly "
-                "in a chain, with no skips, branches or merges. Make the spiking part a "
-                "sequence of blocks (any of its layers may also feed dense code), or move the "
-                "branching part into dense code."
+                f"The spiking node `{node.name}` ({describe(gm, node)}) reads several tensors "
+                f"({[a.name for a in node.all_input_nodes]}). Inside a spiking stage, tensors meet only "
+                "through an ADD (`a + b`) or `torch.cat(..., dim=1)` before the next layer; combine them "
+                "that way, or move this part into dense code."
             )
 
 
@@ -111,7 +116,7 @@ def partition(gm: torch.fx.GraphModule) -> list:
     for domain in NAMES:
         for nodes in _components(gm, domain):
             if domain == "spiking":
-                _check_chain(gm, nodes)
+                _check_branches(gm, nodes)
             parts.append(Partition("", domain, nodes[0].meta["hybridc_target"], nodes))
     if not parts:
         raise PartitionError("The model has no computation to compile (forward returns its input).")

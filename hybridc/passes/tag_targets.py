@@ -11,6 +11,7 @@ from torch.fx.passes.operator_support import create_op_support
 from ..errors import UnsupportedLayerError
 from ..frontend.annotate import annotated_domain
 from ..frontend.tracer import describe, is_slayer_module
+from .spike_merges import tag_spike_merges
 
 COMPUTE_OPS = ("call_module", "call_function", "call_method")
 
@@ -65,3 +66,6 @@ def tag_targets(gm: torch.fx.GraphModule, targets: dict) -> None:
             user = next(iter(node.users))
             node.meta["hybridc_domain"] = user.meta.get("hybridc_domain")
             node.meta["hybridc_target"] = user.meta.get("hybridc_target")
+    # ADD / cat of spike tensors feeding spiking code runs on the spiking side (as synapses)
+    if "spiking" in targets:
+        tag_spike_merges(gm, targets["spiking"])

@@ -60,9 +60,15 @@ def run_stage(stage: Stage, build_dir: Path, x, progress=None):
     taps = [(out.layer, out.delay if out.delay is not None else stage.delay) for out in stage.outputs]
     per_sample = []
     for i in range(data.shape[0]):
-        per_sample.append(simulate(Path(build_dir) / stage.artifact, data[i], stage.delay,
-                                   input_shape=tuple(stage.inputs[0].shape[:-1]), taps=taps,
-                                   input_bits=stage.input_bits or 0))
+        if stage.segments:  # a branching stage: netx chains joined by extra synapses
+            from .lava_graph import simulate_graph
+
+            per_sample.append(simulate_graph(stage, build_dir, data[i],
+                                             [(out.segment, out.layer, out.delay) for out in stage.outputs]))
+        else:
+            per_sample.append(simulate(Path(build_dir) / stage.artifact, data[i], stage.delay,
+                                       input_shape=tuple(stage.inputs[0].shape[:-1]), taps=taps,
+                                       input_bits=stage.input_bits or 0))
         if progress:
             progress()
     outputs = tuple(_from_wire(out, from_netx(np.stack([sample[k] for sample in per_sample]))

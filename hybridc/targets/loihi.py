@@ -20,6 +20,7 @@ from torch.fx.passes.operator_support import create_op_support
 from ..digest import sha256
 from ..errors import LoweringError, reporting
 from ..manifest import Stage, TensorSpec
+from . import loihi_graph as branching
 from . import loihi_neurons as neuron_models
 
 V_TH_MAX = (1 << 17) - 1  # Loihi threshold mantissa, unsigned 17 bits
@@ -291,6 +292,9 @@ class LoihiTarget:
 
         blocks = [gm.get_submodule(n.target) for n in partition.nodes if n.op == "call_module"]
         _check_families(partition, blocks)
+        if not branching.is_chain(partition):
+            return branching.preprocess_branching(self, partition, gm, workdir, _writers(),
+                                                  (_synapses, _builds_layer, _lag, netx_layout))
         source = partition.inputs[0]
         in_shape = source.meta["shape"][1:]
         path = Path(workdir) / f"{partition.name}.net"

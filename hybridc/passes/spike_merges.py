@@ -1,0 +1,92 @@
+"""Spike merges: element-wise ADD and concatenation of spike tensors inside a spiking stage.
+
+SEW-ResNet adds a block's output spikes to its input spikes, U-Net style encoders
+concatenate branches. Both are linear, so Loihi computes them exactly when the next
+layer's synapse is applied to each addend (or slice) and the currents are summed at the
+neurons' input, where Lava adds. Anything else that combines spike tensors (SEW's AND and
+IAND, a product, a difference, a scaled sum) is not a weighted sum of spikes and is refused.
+
+`tag_spike_merges` re-tags such a merge as spiking when every input is spikes and it feeds
+spiking code; `why_not_merge` says why a node that combines spikes cannot be one.
+"""
+
+import operator
+
+import torch
+import torch.fx
+
+ADDS = (operator.add, torch.add)
+CATS = (torch.cat, torch.concat)
+
+
+def merge_kind(node: torch.fx.Node):
+    """"add", "cat" or None."""
+    if (node.op == "call_function" and node.target in ADDS) or (node.op == "call_method" and node.target == "add"):
+        return "add"
+    if node.op == "call_function" and node.target in CATS:
+        return "cat"
+    return None
+
+
+def merge_inputs(node: torch.fx.Node) -> list:
+    """The tensors a merge combines, in order (a cat's list, or an add's two operands)."""
+    if merge_kind(node) == "cat":
+        return list(node.args[0]) if node.args else list(node.kwargs.get("tensors", []))
+    return [a for a in list(node.args)[:2]]
+
+
+def _cat_dim(node) -> int:
+    return node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+
+
+def why_not_merge(node: torch.fx.Node) -> str:
+    """Why Loihi cannot compute this combination of spike tensors exactly ('' when it can)."""
+    kind = merge_kind(node)
+    if kind is None:
+        op = node.target if node.op == "call_method" else getattr(node.target, "__name__", str(node.target))
+        return (f"it computes `{op}` on spike tensors. Loihi's synapses only add weighted spikes, so the "
+                "next layer can receive a sum (SEW's ADD) or a concatenation of spike tensors, but not a "
+                "product, AND, IAND, difference or other non-linear combination, which the chip cannot "
+                "compute exactly. Use ADD (`a + b`) or `torch.cat(..., dim=1)`, or move this part into dense code")
+    inputs = merge_inputs(node)
+    if not all(isinstance(a, torch.fx.Node) for a in inputs) or len(inputs) < 2:
+        return (f"its {kind} mixes spikes with constants ({[str(a) for a in inputs]}); only sums and "
+                "concatenations of spike tensors are lowered to synapses")
+    if kind == "add":
+        if set(node.kwargs) - {"other", "input"} or len(node.args) > 2:
+            return "it scales an addend (alpha=...); only plain sums of spike tensors are lowered to synapses"
+        shapes = {tuple(a.meta.get("shape", ())) for a in inputs}
+        if len(shapes) != 1:
+            return (f"it broadcasts tensors of shapes {sorted(shapes)}; the addends of a spike sum must have "
+                    "the same shape")
+    else:
+        rank = len(node.meta.get("shape", ()))
+        if rank < 3 or _cat_dim(node) % rank != 1:
+            return (f"it concatenates along dim {_cat_dim(node)}; only channels/features (dim=1 of "
+                    "(N, C, H, W, T) or (N, F, T)) split into the next layer's weights")
+    return ""
+
+
+def _is_spike_source(node) -> bool:
+    return node.meta.get("hybridc_domain") == "spiking" or node.op == "placeholder"
+
+
+def tag_spike_merges(gm: torch.fx.GraphModule, spiking_target) -> list:
+    """Re-tag as spiking every ADD/cat whose inputs are spikes and that feeds spiking code
+    (a spiking layer, or another such merge). Returns the merges tagged."""
+    tagged = []
+    changed = True
+    while changed:  # a merge feeding a merge: repeat until nothing changes
+        changed = False
+        for node in gm.graph.nodes:
+            if node.meta.get("hybridc_domain") != "dense" or merge_kind(node) is None or why_not_merge(node):
+                continue
+            inputs = merge_inputs(node)
+            if not all(_is_spike_source(a) for a in inputs) or all(a.op == "placeholder" for a in inputs):
+                continue
+            if any(u.meta.get("hybridc_domain") == "spiking" for u in node.users):
+                node.meta["hybridc_domain"] = "spiking"
+                node.meta["hybridc_target"] = spiking_target.name
+                tagged.append(node)
+                changed = True
+    return tagged

@@ -1,0 +1,99 @@
+"""Run a branching Loihi stage in Lava: its stock netx chains joined by its extra synapses.
+
+The build directory holds one netx HDF5 per chain segment and the extra synapses (netx
+layer groups without a neuron) in one HDF5; the manifest's `segments` and `links` say
+what feeds what (targets/loihi_graph.py). Each segment is a `netx.hdf5.Network`; a
+segment's input, an extra synapse's input and a tap are further receivers on a layer's
+output port (Lava fans out); an extra synapse's output goes into the target layer's
+neurons (`a_in`), where Lava sums it with the layer's own synapse.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from ..build.untrusted import parsing
+from ..errors import ArtifactError
+
+
+def synapse_process(group, input_shape, message_bits: int):
+    """A Lava Dense or Conv process for a netx layer group, with the weights netx itself would
+    give that layer (`optimize_weight_bits` for dense; flipped, (out, W, H, in) for conv)."""
+    from lava.lib.dl.netx.utils import optimize_weight_bits
+    from lava.proc.conv.process import Conv
+    from lava.proc.dense.process import Dense
+
+    kind = group["type"][()]
+    kind = (kind.reshape(-1)[0] if hasattr(kind, "reshape") else kind).decode()
+    if kind == "dense":
+        weight = group["weight"][()]
+        weight, bits, exponent, _ = optimize_weight_bits(weight.reshape(weight.shape[0], -1))
+        return Dense(weights=weight, weight_exp=exponent, num_weight_bits=bits, num_message_bits=message_bits)
+    if kind == "conv":
+        def expand(x):
+            return np.array([x, x]) if np.isscalar(x) or np.ndim(x) == 0 else np.asarray(x)[::-1]
+
+        weight = group["weight"][()][:, :, ::-1, ::-1]
+        weight = weight.reshape(weight.shape[:4]).transpose((0, 3, 2, 1))
+        return Conv(input_shape=tuple(input_shape), weight=weight, stride=expand(group["stride"][()]),
+                    padding=expand(group["padding"][()]), dilation=expand(group["dilation"][()]),
+                    groups=int(np.asarray(group["groups"][()]).reshape(-1)[0]), num_message_bits=message_bits)
+    raise ArtifactError(f"{group.name} is a `{kind}` synapse; a branching stage's extra synapses are dense or conv.")
+
+
+def _port(source, nets, feed, flatten: bool):
+    """The output port of a spike source ({"segment", "layer"}; None: the stage input)."""
+    if source.get("segment") is None:
+        port = feed
+    else:
+        net = nets[source["segment"]]
+        port = net.out if source["layer"] == len(net) - 1 else net.layers[source["layer"]].out
+    return port.transpose([2, 1, 0]).flatten() if flatten and len(port.shape) == 3 else port
+
+
+def simulate_graph(stage, build_dir: Path, sample: np.ndarray, taps):
+    """One sample (netx layout, time last) through the stage's graph under Loihi2SimCfg(fixed_pt).
+    taps: [(segment, layer, delay)]. Returns one array per tap, aligned with PyTorch's spikes."""
+    import h5py
+
+    from .lava import import_lava_runtime
+
+    import_lava_runtime()
+    from lava.lib.dl import netx
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc import io
+
+    build_dir = Path(build_dir)
+    steps = sample.shape[-1]
+    pad = (stage.layers or 1) + max(d for _, _, d in taps) + 1
+    padded = np.concatenate([sample, np.zeros(sample.shape[:-1] + (pad,))], axis=-1)
+    source = io.source.RingBuffer(data=padded)
+    nets = []
+    for spec in stage.segments:
+        path = build_dir / spec["artifact"]
+        with parsing(path, "a netx HDF5 network (a segment of a branching stage)"):
+            shape = tuple(spec["input_shape"])
+            nets.append(netx.hdf5.Network(net_config=str(path), input_shape=shape if len(shape) == 3 else None,
+                                          input_message_bits=(stage.input_bits or 0)
+                                          if spec["input"].get("segment") is None else 0))
+        _port(spec["input"], nets, source.s_out, spec["flatten"]).connect(nets[-1].inp)
+    links_path = build_dir / stage.links["artifact"]
+    with parsing(links_path, "an HDF5 file of netx synapse groups"), h5py.File(links_path, "r") as h5:
+        for link in stage.links["synapses"]:
+            synapse = synapse_process(h5["synapse"][link["synapse"]], link["input_shape"], link["message_bits"])
+            _port(link["source"], nets, source.s_out, link["flatten"]).connect(synapse.s_in)
+            target = link["target"]
+            synapse.a_out.connect(nets[target["segment"]].layers[target["layer"]].neuron.a_in)
+    sinks = []
+    for segment, layer, _ in taps:
+        port = _port({"segment": segment, "layer": layer}, nets, None, False)
+        sinks.append(io.sink.RingBuffer(shape=port.shape, buffer=steps + pad))
+        port.connect(sinks[-1].a_in)
+    with parsing(build_dir / stage.artifact, "a branching netx stage Lava can run"):
+        try:
+            source.run(condition=RunSteps(num_steps=steps + pad), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+            outs = [sink.data.get()[..., d:d + steps] for sink, (_, _, d) in zip(sinks, taps)]
+        finally:
+            source.stop()
+    return outs
