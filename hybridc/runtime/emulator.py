@@ -364,7 +364,11 @@ def _batches(count: int, per_sample_elements: int, budget: int = 1 << 25) -> int
 
 def supports(stage) -> bool:
     """Whether the emulator runs this loihi stage: one output at the last layer (no taps)
-    and unary (not an Encoder's graded) input spikes."""
+    and unary (not an Encoder's graded) input spikes. Branching stages: `spiking_graph`."""
+    if getattr(stage, "segments", None):
+        from .spiking_graph import supports as graph_supports
+
+        return graph_supports(stage)
     return not _taps(stage) and not stage.input_bits
 
 
@@ -391,6 +395,10 @@ def run_stage(stage, build_dir: Path, x: torch.Tensor, progress=None) -> torch.T
     (`runtime/lava.py`), from the stage's netx HDF5, batched and in bounded memory."""
     from .lava import check_input
 
+    if getattr(stage, "segments", None):  # a branching stage: netx chains joined by extra synapses
+        from .spiking_graph import run_stage as run_graph
+
+        return run_graph(stage, build_dir, x, progress)
     if isinstance(x, dict):
         (x,) = x.values()
     refuse_unsupported(stage)

@@ -1,0 +1,137 @@
+"""The artifact emulator for a branching Loihi stage: netx chains joined by extra synapses.
+
+Reads what `runtime/lava_graph.py` builds in Lava, from the build directory alone (each
+segment's netx HDF5 through `emulator.read_network`, the extra synapses' groups through
+the emulator's own layer readers) and runs the layers in a topological order of the
+whole graph, batched: a layer's currents are its own synapse's on its input plus every
+extra synapse's on that synapse's source, summed before the neuron (Lava adds the
+messages at `a_in`); each synapse's own wrap-around is kept (emulator per-layer functions).
+"""
+
+from pathlib import Path
+
+import networkx as nx
+import torch
+
+from ..errors import ArtifactError
+from . import emulator
+
+
+def supports(stage) -> bool:
+    """Unary input only (an Encoder's graded input goes to Lava)."""
+    return not stage.input_bits
+
+
+def _pytorch_shape(netx_shape) -> tuple:
+    return tuple(reversed(netx_shape)) if len(netx_shape) == 3 else tuple(netx_shape)
+
+
+def read_graph(stage, build_dir: Path):
+    """({segment: layers}, [(link, Layer)]) of a branching stage, read from its files."""
+    import h5py
+
+    build_dir = Path(build_dir)
+    segments = [emulator.read_network(build_dir / spec["artifact"], _pytorch_shape(spec["input_shape"]))[1]
+                for spec in stage.segments]
+    links = []
+    path = build_dir / stage.links["artifact"]
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise ArtifactError(f"{path} is not a readable HDF5 file of synapses ({exc}).") from exc
+    with h5:
+        for link in stage.links["synapses"]:
+            group = h5["synapse"][link["synapse"]]
+            kind = group["type"][()]
+            kind = (kind.reshape(-1)[0] if hasattr(kind, "reshape") else kind).decode()
+            name = f"{path.name}:synapse/{link['synapse']}"
+            shape = _pytorch_shape(link["input_shape"])
+            if kind == "conv":
+                layer = emulator._conv(group, name, shape)
+            elif kind == "dense":
+                layer = emulator._dense(group, name)
+            else:
+                raise ArtifactError(f"{name} is a `{kind}` synapse; extra synapses are dense or conv.")
+            links.append((link, layer))
+    return segments, links
+
+
+def _key(source):
+    return None if source.get("segment") is None else (source["segment"], source["layer"])
+
+
+def _order(stage, segments, links) -> list:
+    """Every (segment, layer) after the layers whose spikes it reads."""
+    graph = nx.DiGraph()
+    for k, (spec, layers) in enumerate(zip(stage.segments, segments)):
+        for j in range(len(layers)):
+            graph.add_node((k, j))
+            before = (k, j - 1) if j else _key(spec["input"])
+            if before is not None:
+                graph.add_edge(before, (k, j))
+    for link, _ in links:
+        if _key(link["source"]) is not None:
+            graph.add_edge(_key(link["source"]), (link["target"]["segment"], link["target"]["layer"]))
+    if not nx.is_directed_acyclic_graph(graph):
+        raise ArtifactError(f"Stage `{stage.name}`: its segments and links form a cycle; the build is damaged.")
+    return list(nx.lexicographical_topological_sort(graph))
+
+
+def _currents(layer, spikes: torch.Tensor, graded: bool, flatten: bool) -> torch.Tensor:
+    if layer.kind == "dense" and (flatten or layer.flatten_before or spikes.dim() > 3):
+        spikes = spikes.reshape(*spikes.shape[:2], -1)
+    function = emulator._conv_currents if layer.kind == "conv" else emulator._dense_currents
+    return function(layer, spikes, graded)
+
+
+def emulate_graph(stage, x: torch.Tensor, graph, wanted) -> list:
+    """Lava's spikes (N, ..., T) at each wanted (segment, layer) for input x (N, ..., T),
+    as sinks record them (no shift)."""
+    segments, links = graph
+    spikes = {None: torch.movedim(torch.as_tensor(x), -1, 1) != 0}  # (N, T, ...)
+    into = {}
+    for link, layer in links:
+        into.setdefault((link["target"]["segment"], link["target"]["layer"]), []).append((link, layer))
+    for k, j in _order(stage, segments, links):
+        layer = segments[k][j]
+        if layer.kind == "input":
+            raise ArtifactError(f"Stage `{stage.name}`: segment {k} has an input layer with a neuron; branching "
+                                "stages hold conv and dense layers only.")
+        spec = stage.segments[k]
+        source = (k, j - 1) if j else _key(spec["input"])
+        currents = _currents(layer, spikes[source], False, bool(spec["flatten"]) and not j)
+        for link, synapse in into.get((k, j), []):
+            currents = currents + _currents(synapse, spikes[_key(link["source"])], False, link["flatten"])
+        spikes[(k, j)] = emulator._lif(layer.neuron, currents)
+    return [torch.movedim(spikes[key], 1, -1).to(torch.int64) for key in wanted]
+
+
+def run_stage(stage, build_dir: Path, x: torch.Tensor, progress=None):
+    """The emulate backend of a branching loihi stage: the outputs Lava's runner gives."""
+    from .lava import check_input
+
+    if isinstance(x, dict):
+        (x,) = x.values()
+    if stage.input_bits:
+        raise ArtifactError(f"Stage `{stage.name}` takes graded spikes of {stage.input_bits} bits from an Encoder; the "
+                            "emulator runs unary input only. Run this build with --backend lava (Lava's simulator).")
+    check_input(stage, x)
+    graph = read_graph(stage, build_dir)
+    wanted = [(out.segment, out.layer) for out in stage.outputs]
+    steps = x.shape[-1]
+    pad = max(out.delay or 0 for out in stage.outputs)
+    widest = max(int(torch.tensor(layer.out_shape).prod()) for layers in graph[0] for layer in layers)
+    batch = emulator._batches(x.shape[0], widest * (steps + pad) * (4 + len(graph[1])))
+    results = [[] for _ in wanted]
+    for start in range(0, x.shape[0], batch):
+        chunk = x[start:start + batch]
+        if pad:
+            chunk = torch.cat([chunk, torch.zeros(*chunk.shape[:-1], pad, dtype=chunk.dtype)], dim=-1)
+        for k, (out, spikes) in enumerate(zip(stage.outputs, emulate_graph(stage, chunk, graph, wanted))):
+            delay = out.delay or 0
+            results[k].append(spikes[..., delay:delay + steps].float())
+        if progress:
+            for _ in range(chunk.shape[0]):
+                progress()
+    outputs = tuple(torch.cat(r) for r in results)
+    return outputs[0] if len(outputs) == 1 else outputs
