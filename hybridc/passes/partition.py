@@ -18,7 +18,7 @@ from ..errors import PartitionError
 from ..frontend.tracer import describe
 from ..nn import Encoder
 from .insert_cut_accumulators import is_accumulator
-from .spike_merges import merge_kind, why_not_merge
+from .spike_merges import merge_kind
 
 NAMES = {"spiking": "snn", "dense": "ann"}
 
@@ -52,12 +52,6 @@ def _check_crossings(gm):
     for node in gm.graph.nodes:
         for user in node.users:
             domains = node.meta.get("hybridc_domain"), user.meta.get("hybridc_domain")
-            if domains == ("dense", "spiking") and any(
-                    a.meta.get("hybridc_domain") == "spiking" for a in node.all_input_nodes):
-                raise PartitionError(
-                    f"Node `{node.name}` ({describe(gm, node)}) combines spike tensors and feeds spiking node "
-                    f"`{user.name}`, but {why_not_merge(node)}."
-                )
             if domains == ("dense", "spiking") and not is_encoder(gm, node):
                 raise PartitionError(
                     f"Dense node `{node.name}` ({describe(gm, node)}) feeds spiking node "

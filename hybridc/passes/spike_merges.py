@@ -7,13 +7,18 @@ neurons' input, where Lava adds. Anything else that combines spike tensors (SEW'
 IAND, a product, a difference, a scaled sum) is not a weighted sum of spikes and is refused.
 
 `tag_spike_merges` re-tags such a merge as spiking when every input is spikes and it feeds
-spiking code; `why_not_merge` says why a node that combines spikes cannot be one.
+spiking code, then refuses (`refuse_spike_combinations`) any other dense node between spikes
+and spiking code, with `why_not_merge`'s reason.
 """
 
 import operator
 
 import torch
 import torch.fx
+
+from ..errors import PartitionError
+from ..frontend.tracer import describe
+from ..nn import Encoder
 
 ADDS = (operator.add, torch.add)
 CATS = (torch.cat, torch.concat)
@@ -89,4 +94,21 @@ def tag_spike_merges(gm: torch.fx.GraphModule, spiking_target) -> list:
                 node.meta["hybridc_target"] = spiking_target.name
                 tagged.append(node)
                 changed = True
+    refuse_spike_combinations(gm)
     return tagged
+
+
+def refuse_spike_combinations(gm: torch.fx.GraphModule) -> None:
+    """PartitionError for a dense node that reads spikes and feeds spiking code directly (a
+    product, AND, IAND, difference, ...): Loihi cannot compute it exactly. Runs before the
+    cut accumulators are inserted, while the spike inputs are still visible."""
+    for node in gm.graph.nodes:
+        if node.meta.get("hybridc_domain") != "dense" or (
+                node.op == "call_module" and isinstance(gm.get_submodule(node.target), Encoder)):
+            continue
+        spiking_users = [u for u in node.users if u.meta.get("hybridc_domain") == "spiking"]
+        if spiking_users and any(a.meta.get("hybridc_domain") == "spiking" for a in node.all_input_nodes):
+            raise PartitionError(
+                f"Node `{node.name}` ({describe(gm, node)}) combines spike tensors and feeds spiking node "
+                f"`{spiking_users[0].name}`, but {why_not_merge(node)}."
+            )

@@ -1,0 +1,109 @@
+"""Small branching spiking hybrids (2x16x16 spikes, T=8): SEW-ADD residual, a skip over two
+layers, a two-branch concatenation, fan-out into a later ADD, and a concatenation of
+flattened branches into a dense layer. Shared by the branching tests and the fuzzer's checks."""
+
+import torch
+from lava.lib.dl import slayer
+
+from hybridc.nn import Accumulator
+
+NEURON = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
+
+
+def conv(c_in, c_out, stride=1, scale=3):
+    return slayer.block.cuba.Conv(NEURON, c_in, c_out, 3, stride=stride, padding=1, weight_scale=scale)
+
+
+class Head(torch.nn.Module):
+    """Counts over the whole window into a linear classifier (dense, on the Jetson side)."""
+
+    def __init__(self, features, classes=5):
+        super().__init__()
+        self.acc = Accumulator(8)
+        self.fc = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(features, classes))
+
+    def forward(self, spikes):
+        return self.fc(self.acc(spikes))
+
+
+class SewResidual(torch.nn.Module):
+    """SEW-ResNet's ADD block: c3 reads c2(c1) + c1 (spike sums 0..2)."""
+
+    def __init__(self, skip=True):
+        super().__init__()
+        self.skip = skip
+        self.c1, self.c2, self.c3 = conv(2, 4, stride=2), conv(4, 4), conv(4, 6, stride=2, scale=2)
+        self.head = Head(6 * 4 * 4)
+
+    def forward(self, x):
+        a = self.c1(x)
+        b = self.c2(a)
+        return self.head(self.c3(b + a if self.skip else b))
+
+
+class SkipTwo(torch.nn.Module):
+    """A skip over two layers: c4 reads c3(c2(c1)) + c1, paths of 2 and 0 extra hops."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2, self.c3, self.c4 = conv(2, 4, stride=2), conv(4, 4), conv(4, 4), conv(4, 6, 2, 2)
+        self.head = Head(6 * 4 * 4)
+
+    def forward(self, x):
+        a = self.c1(x)
+        return self.head(self.c4(self.c3(self.c2(a)) + a))
+
+
+class TwoBranchCat(torch.nn.Module):
+    """Two branches of different depth concatenated along channels into c4."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = conv(2, 4, stride=2)
+        self.left = conv(4, 3)
+        self.right1, self.right2 = conv(4, 4), conv(4, 5)
+        self.c4 = conv(8, 6, stride=2, scale=2)
+        self.head = Head(6 * 4 * 4)
+
+    def forward(self, x):
+        a = self.c1(x)
+        return self.head(self.c4(torch.cat([self.left(a), self.right2(self.right1(a))], dim=1)))
+
+
+class FanOutAdd(torch.nn.Module):
+    """c1 feeds two layers whose spikes are added later: c4(c2(c1) + c3(c1)); c1 is also tapped."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2, self.c3 = conv(2, 4, stride=2), conv(4, 4), conv(4, 4, scale=4)
+        self.c4 = conv(4, 6, stride=2, scale=2)
+        self.head, self.tap = Head(6 * 4 * 4), Head(4 * 8 * 8)
+
+    def forward(self, x):
+        a = self.c1(x)
+        return self.head(self.c4(self.c2(a) + self.c3(a))) + self.tap(a)
+
+
+class FlatCat(torch.nn.Module):
+    """A conv branch and a dense branch, flattened and concatenated into a dense layer; the
+    stage input is also added into the second layer (x + c0(x))."""
+
+    def __init__(self):
+        super().__init__()
+        self.c0 = conv(2, 2)
+        self.c1 = conv(2, 4, stride=2)
+        self.flat = slayer.block.cuba.Flatten()
+        self.flat2 = slayer.block.cuba.Flatten()
+        self.d1 = slayer.block.cuba.Dense(NEURON, 4 * 8 * 8, 12, weight_scale=3)
+        self.d2 = slayer.block.cuba.Dense(NEURON, 4 * 8 * 8 + 12, 10, weight_scale=3)
+        self.head = Head(10)
+
+    def forward(self, x):
+        a = self.c1(self.c0(x) + x)
+        f = self.flat(a)
+        return self.head(self.d2(torch.cat([self.flat2(a), self.d1(f)], dim=1)))
+
+
+def spikes(batch=1, seed=0, density=0.3):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(batch, 2, 16, 16, 8, generator=g) < density).float()
