@@ -2,7 +2,9 @@
 accumulator, then random dense layers; and stage graphs around it: extra taps on
 spiking layers (each with its own accumulator), a dense front end handing graded
 spikes to the SNN through an Encoder (ANN first), and a second spiking stage after the
-dense code (SNN -> ANN -> SNN -> ANN). Used by test_fuzz.py (fast profile in
+dense code (SNN -> ANN -> SNN -> ANN); and branching spiking stages: a layer's input is
+the previous layer's spikes plus (SEW ADD) or concatenated with (cat) an earlier layer's
+or the stage input's spikes. Used by test_fuzz.py (fast profile in
 `make test`, long profile in `make fuzz`)."""
 
 from dataclasses import dataclass, field
@@ -37,6 +39,9 @@ class Spec:
     taps: list = field(default_factory=list)  # (spiking layer index, interval): extra cuts into the head
     front: tuple = None  # (bits, hold, gain): a dense per-window front end, then Encoder -> the SNN (cuba)
     second: tuple = None  # (bits, hold, gain, out, encoder): dense per window -> Encoder -> one more cuba layer
+    # branching spiking stages: (kind, src, dst): spiking layer dst reads its input + (or cat with) the
+    # output of layer src (-1: the stage input); kind "add" or "cat"
+    branches: list = field(default_factory=list)
 
 
 
@@ -122,6 +127,18 @@ def specs(draw):
     if len(spiking) >= 2 and draw(st.integers(0, 2)) == 0:  # several taps, intervals of their own
         for index in sorted(set(draw(st.lists(st.integers(0, len(spiking) - 2), min_size=1, max_size=2)))):
             spec.taps.append((index, draw(st.sampled_from(divisors))))
+    if family == "cuba" and not spec.front and len(spiking) >= 2 and draw(st.integers(0, 2)) == 0:
+        shapes = _shapes(input_shape, spiking)  # shapes[i + 1]: output of layer i; shapes[0]: the input
+        for _ in range(draw(st.integers(1, 2))):
+            dst = draw(st.integers(1, len(spiking) - 1))
+            src = draw(st.integers(-1, dst - 1))
+            here, there = shapes[dst], shapes[src + 1]
+            if here == there and draw(st.integers(0, 2)):
+                spec.branches.append(("add", src, dst))
+            elif here[1:] == there[1:] and spiking[dst][0] in ("conv", "dense", "pool"):
+                spec.branches.append(("cat", src, dst))
+        spec.branches = sorted(set(spec.branches), key=lambda b: (b[2], b[1]))[:1] if any(
+            b[0] == "cat" for b in spec.branches) else sorted(set(spec.branches), key=lambda b: (b[2], b[1]))
     if family == "cuba" and interval in divisors and draw(st.integers(0, 3)) == 0:  # SNN -> ANN -> SNN -> ANN
         spec.fold = False
         spec.dense = [("flatten",), ("linear", draw(st.integers(2, 6)))]
@@ -129,6 +146,24 @@ def specs(draw):
                        draw(st.sampled_from([1.0, 2.0, 3.0])), draw(st.integers(2, 6)),
                        draw(st.integers(0, 9)) > 0)  # sometimes no Encoder: must be refused
     return spec
+
+
+def _shapes(input_shape, spiking) -> list:
+    """The input shape, then each spiking layer's output shape (without batch and time)."""
+    shapes = [tuple(input_shape)]
+    for layer in spiking:
+        shape = shapes[-1]
+        if layer[0] == "conv":
+            side = _conv_out(shape[1], layer[2], layer[3], layer[4])
+            shapes.append((layer[1], side, side))
+        elif layer[0] == "pool":
+            side = (shape[1] + shape[1] % layer[1]) // layer[1]
+            shapes.append((shape[0], side, side))
+        elif layer[0] == "flatten":
+            shapes.append((shape[0] * shape[1] * shape[2],))
+        else:
+            shapes.append((layer[1],))
+    return shapes
 
 
 def _per_window(shape):
@@ -141,8 +176,9 @@ def _per_window(shape):
 class Generated(torch.nn.Module):
     """front? -> spiking chain (with taps) -> accumulator -> [dense -> Encoder -> spiking -> accumulator]? -> head."""
 
-    def __init__(self, front, encode, spiking, taps, accumulator, second, head, final):
+    def __init__(self, front, encode, spiking, taps, accumulator, second, head, final, branches=()):
         super().__init__()
+        self.branches = list(branches)
         self.front, self.encode = front, encode
         self.spiking = torch.nn.ModuleList(spiking)
         self.taps = torch.nn.ModuleDict(taps)
@@ -153,9 +189,14 @@ class Generated(torch.nn.Module):
     def forward(self, x):
         if self.front is not None:
             x = self.encode(torch.relu(self.front(x)) * self.gain)
-        tapped = []
+        tapped, outputs, stage_input = [], [], x
         for i, block in enumerate(self.spiking):
+            for kind, src, dst in self.branches:  # SEW ADD / concatenation with an earlier layer
+                if dst == i:
+                    other = stage_input if src < 0 else outputs[src]
+                    x = x + other if kind == "add" else torch.cat([x, other], dim=1)
             x = block(x)
+            outputs.append(x)
             if str(i) in self.taps:
                 tapped.append(self.taps[str(i)](x).flatten(1))
         y = self.accumulator(x)
@@ -182,7 +223,12 @@ def build(spec: Spec):
         neuron["activation"] = torch.nn.functional.relu
         layers.append(blocks.Input(neuron))  # netx's Delta encoder
     shape = spec.input_shape
-    for layer in spec.spiking:
+    outputs = []
+    for i, layer in enumerate(spec.spiking):
+        for kind, src, dst in spec.branches:
+            if dst == i and kind == "cat":  # the layer reads its input and the earlier tensor side by side
+                other = spec.input_shape if src < 0 else outputs[src]
+                shape = (shape[0] + other[0], *shape[1:])
         if layer[0] == "conv":
             _, out, k, stride, pad, groups = layer
             layers.append(blocks.Conv(neuron, shape[0], out, k, stride=stride, padding=pad,
@@ -203,6 +249,7 @@ def build(spec: Spec):
         else:
             layers.append(blocks.Dense(neuron, shape[0], layer[1], weight_scale=scale))
             shape = (layer[1],)
+        outputs.append(shape)
     spiking, layers = layers, []
     snn_shape = shape
     accumulator = Accumulator(spec.interval, fold=spec.fold)
@@ -255,7 +302,8 @@ def build(spec: Spec):
     final = torch.nn.LazyLinear(layers[-1].out_features) if taps and isinstance(layers[-1], torch.nn.Linear) else None
     if final is not None:
         layers[-1] = torch.nn.ReLU()
-    model = Generated(front, encode, spiking, taps, accumulator, second, torch.nn.Sequential(*layers), final).eval()
+    model = Generated(front, encode, spiking, taps, accumulator, second, torch.nn.Sequential(*layers), final,
+                      spec.branches).eval()
     model.gain = spec.front[2] if spec.front else 1.0
     model.second_gain = spec.second[2] if spec.second else 1.0
     try:

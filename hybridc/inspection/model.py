@@ -163,7 +163,9 @@ class Inspection:
         order = list(nx.topological_sort(self.graph))
         return [{"name": n, **{k: self.graph.nodes[n].get(k) for k in
                               ("op", "call", "module_type", "shape", "dtype", "target", "partition",
-                               "parameters", "accumulator", "recognised_from")}} for n in order]
+                               "parameters", "accumulator", "recognised_from")},
+                 # the branches: what each node reads (an ADD/cat inside a spiking stage reads several)
+                 "reads": sorted(self.graph.predecessors(n), key=order.index)} for n in order]
 
     def to_dict(self) -> dict:
         return {

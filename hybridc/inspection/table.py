@@ -47,12 +47,13 @@ def stages_table(inspection) -> Table:
 
 def nodes_table(inspection) -> Table:
     table = Table(title="fx nodes")
-    for col in ("node", "op", "call", "shape", "target", "partition", "params"):
+    for col in ("node", "op", "call", "reads", "shape", "target", "partition", "params"):
         table.add_column(col)
     for n in inspection.nodes():
         call = n["call"] + (f" ({n['module_type']})" if n["module_type"] else "")
         if n["accumulator"]:
             call += f" I={n['accumulator']['interval']}"
-        table.add_row(n["name"], n["op"], call, "x".join(map(str, n["shape"] or [])) or "-",
+        table.add_row(n["name"], n["op"], call, ", ".join(n["reads"]) or "-",
+                      "x".join(map(str, n["shape"] or [])) or "-",
                       n["target"] or "-", n["partition"] or "-", f"{n['parameters']:,}" if n["parameters"] else "")
     return table
