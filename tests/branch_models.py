@@ -107,3 +107,26 @@ class FlatCat(torch.nn.Module):
 def spikes(batch=1, seed=0, density=0.3):
     g = torch.Generator().manual_seed(seed)
     return (torch.rand(batch, 2, 16, 16, 8, generator=g) < density).float()
+
+
+class LaggingResidual(torch.nn.Module):
+    """The residual with blocks built with delay_shift=False on the long path: in Lava c2's
+    spikes trail PyTorch by one more step than c1's, so c1's path into c3 must wait a step
+    (a conv synapse as a DelayDense). dense=True: the same with dense layers."""
+
+    def __init__(self, dense=False):
+        super().__init__()
+        if dense:
+            make = lambda i, o, **kw: slayer.block.cuba.Dense(NEURON, i, o, weight_scale=3, **kw)  # noqa: E731
+            self.c1, self.c2, self.c3 = make(2 * 16 * 16, 24), make(24, 24, delay_shift=False), make(24, 10)
+            self.flat = slayer.block.cuba.Flatten()
+        else:
+            self.c1 = conv(2, 4, stride=2)
+            self.c2 = slayer.block.cuba.Conv(NEURON, 4, 4, 3, padding=1, weight_scale=3, delay_shift=False)
+            self.c3 = slayer.block.cuba.Conv(NEURON, 4, 6, 3, stride=2, padding=1, weight_scale=2, delay_shift=False)
+            self.flat = None
+        self.head = Head(10 if dense else 6 * 4 * 4)
+
+    def forward(self, x):
+        a = self.c1(self.flat(x) if self.flat is not None else x)
+        return self.head(self.c3(self.c2(a) + a))

@@ -82,3 +82,24 @@ def test_a_sum_leaving_the_spiking_stage_is_refused():
 
     with pytest.raises(hybridc.errors.LoweringError, match=r"`add`.*sum of spike tensors.*leaves the spiking stage"):
         hybridc.compile(SumOut(), spikes())
+
+
+@pytest.mark.parametrize("dense", [False, True], ids=["conv", "dense"])
+def test_a_path_that_arrives_early_waits_only_where_needed(dense, tmp_path):
+    """delay_shift=False on the long path: in Lava the skip's spikes arrive a step early, so
+    its extra synapse (a DelayDense; for a conv consumer the conv's own dense matrix) waits
+    one step, and nothing else does; spikes still equal PyTorch's at the output's lag."""
+    import h5py
+
+    from branch_models import LaggingResidual
+
+    torch.manual_seed(0)
+    _, loaded = assert_deploys_exactly(LaggingResidual(dense=dense), spikes(), tmp_path)
+    stage = loaded.manifest.stage("snn")
+    (link,) = stage.links["synapses"]
+    with h5py.File(loaded.directory / stage.links["artifact"]) as h5:
+        synapse = h5["synapse"][link["synapse"]]
+        assert synapse["type"][()][0] == b"dense" and int(synapse["delay"][()]) == 1
+    with h5py.File(loaded.directory / stage.artifact) as h5:  # the chain itself stays without delays
+        assert not any("delay" in h5["layer"][k] for k in h5["layer"])
+    assert stage.outputs[0].delay == (1 if dense else 2)

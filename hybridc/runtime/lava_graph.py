@@ -21,14 +21,18 @@ def synapse_process(group, input_shape, message_bits: int):
     give that layer (`optimize_weight_bits` for dense; flipped, (out, W, H, in) for conv)."""
     from lava.lib.dl.netx.utils import optimize_weight_bits
     from lava.proc.conv.process import Conv
-    from lava.proc.dense.process import Dense
+    from lava.proc.dense.process import DelayDense, Dense
 
     kind = group["type"][()]
     kind = (kind.reshape(-1)[0] if hasattr(kind, "reshape") else kind).decode()
     if kind == "dense":
         weight = group["weight"][()]
         weight, bits, exponent, _ = optimize_weight_bits(weight.reshape(weight.shape[0], -1))
-        return Dense(weights=weight, weight_exp=exponent, num_weight_bits=bits, num_message_bits=message_bits)
+        options = dict(weights=weight, weight_exp=exponent, num_weight_bits=bits, num_message_bits=message_bits)
+        if "delay" in group:  # a path that arrives early waits here (as netx builds a dense layer's delay)
+            delays = np.full(weight.shape, int(np.asarray(group["delay"][()]).reshape(-1)[0]))
+            return DelayDense(delays=delays, max_delay=62, **options)
+        return Dense(**options)
     if kind == "conv":
         def expand(x):
             return np.array([x, x]) if np.isscalar(x) or np.ndim(x) == 0 else np.asarray(x)[::-1]
@@ -83,8 +87,11 @@ def simulate_graph(stage, build_dir: Path, sample: np.ndarray, taps):
         for link in stage.links["synapses"]:
             synapse = synapse_process(h5["synapse"][link["synapse"]], link["input_shape"], link["message_bits"])
             _port(link["source"], nets, source.s_out, link["flatten"]).connect(synapse.s_in)
-            target = link["target"]
-            synapse.a_out.connect(nets[target["segment"]].layers[target["layer"]].neuron.a_in)
+            target = nets[link["target"]["segment"]].layers[link["target"]["layer"]].neuron.a_in
+            sent = synapse.a_out
+            if len(sent.shape) == 1 and len(target.shape) == 3:  # a conv as a dense matrix, (C, H, W) order
+                sent = sent.reshape(target.shape[::-1]).transpose([2, 1, 0])
+            sent.connect(target)
     sinks = []
     for segment, layer, _ in taps:
         port = _port({"segment": segment, "layer": layer}, nets, None, False)

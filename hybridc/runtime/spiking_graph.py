@@ -101,7 +101,8 @@ def emulate_graph(stage, x: torch.Tensor, graph, wanted) -> list:
         source = (k, j - 1) if j else _key(spec["input"])
         currents = _currents(layer, spikes[source], False, bool(spec["flatten"]) and not j)
         for link, synapse in into.get((k, j), []):
-            currents = currents + _currents(synapse, spikes[_key(link["source"])], False, link["flatten"])
+            extra = _currents(synapse, spikes[_key(link["source"])], False, link["flatten"])
+            currents = currents + extra.reshape(currents.shape)  # a conv as a dense matrix: (C, H, W) order
         spikes[(k, j)] = emulator._lif(layer.neuron, currents)
     return [torch.movedim(spikes[key], 1, -1).to(torch.int64) for key in wanted]
 

@@ -11,9 +11,11 @@ its part of c3's weights. Never two spike streams into one synapse (Lava ORs the
 Timing: with slayer's delay_shift every block's output is one step behind its input in
 PyTorch, exactly as every Lava synaptic hop costs one step, so each layer's spikes are
 aligned with PyTorch's at every layer whatever the path length; a skip path and a long
-path meet at the same step with no added delay. Blocks without delay_shift lag Lava one
-step each; terms arriving with different lags are refused (no delay line is needed for
-the delay_shift models slayer trains by default).
+path meet at the same step with no added delay. Blocks built with delay_shift=False lag
+Lava one step each; where the terms of a layer's input then arrive at different steps, the
+layer's own synapse takes a term that arrives last and each earlier term waits on its extra
+synapse: a DelayDense (a conv synapse becomes the dense matrix it computes, since Lava's
+Conv has no delay), only where needed.
 
 The extra synapses are netx layer groups without a neuron (type, shape, weight, stride,
 padding, dilation, groups) in `<stage>.synapses.h5`; the wiring is the stage's
@@ -30,6 +32,8 @@ from ..digest import sha256
 from ..errors import LoweringError, reporting
 from ..manifest import Stage, TensorSpec
 from ..passes.spike_merges import merge_inputs, merge_kind
+
+MAX_DELAY = 62  # Lava's DelayDense (netx clamps layer delays to it too)
 
 
 @dataclass
@@ -91,6 +95,31 @@ def _copy_group(group, into, lo, hi):
     into.create_dataset("weight", data=group["weight"][()][:, lo:hi])
 
 
+def _unrolled_conv(group, into, term, in_shape, wait):
+    """A conv layer's synapse on input channels [start, start + size) as the dense matrix it
+    computes (PyTorch (C, H, W) order on both sides, one kernel tap per pair of neurons, so
+    the integers are the conv's own), delayed `wait` steps: Lava's Conv has no delay."""
+    import torch
+    import torch.nn.functional as F
+
+    weight = torch.from_numpy(group["weight"][()][:, term.start:term.start + term.size].astype(np.float64))
+    weight = weight.reshape(weight.shape[:4])
+    c, h, w = term.size, in_shape[1], in_shape[2]
+
+    def pair(key):
+        value = np.asarray(group[key][()]).reshape(-1)
+        return (int(value[0]),) * 2 if value.size == 1 else (int(value[0]), int(value[1]))
+
+    basis = torch.eye(c * h * w, dtype=torch.float64).reshape(-1, c, h, w)
+    out = F.conv2d(basis, weight, stride=pair("stride"), padding=pair("padding"), dilation=pair("dilation"),
+                   groups=int(np.asarray(group["groups"][()]).reshape(-1)[0]))
+    matrix = out.reshape(c * h * w, -1).T.numpy()  # (out neurons, in neurons)
+    into.create_dataset("type", (1,), "S10", [b"dense"])
+    into.create_dataset("shape", data=np.array([matrix.shape[0]]))
+    into.create_dataset("weight", data=np.rint(matrix).astype(np.int64))
+    into.create_dataset("delay", data=wait)
+
+
 def _slice_weight(group, lo, hi):
     weight = group["weight"][()]
     del group["weight"]
@@ -144,16 +173,18 @@ def preprocess_branching(target, partition, gm, workdir: Path, writers, helpers)
         for node in layers:
             block = gm.get_submodule(node.target)
             terms = _terms(gm, node.args[0], members, slayer)
-            arriving = {lags[t.source] for t in terms}
-            if len(arriving) > 1:
+            latest = max(lags[t.source] for t in terms)
+            if latest - min(lags[t.source] for t in terms) > MAX_DELAY:
                 raise LoweringError(
-                    f"The inputs of `{node.name}` reach it with different lags behind PyTorch "
-                    f"({sorted(arriving)} steps): some blocks on the way were built with delay_shift=False. "
-                    "Build every block of a branching stage with slayer's default delay_shift=True, which "
-                    "aligns each path with Lava's one step per synaptic hop."
+                    f"The inputs of `{node.name}` reach it {latest - min(lags[t.source] for t in terms)} steps "
+                    f"apart in Lava (blocks built with delay_shift=False lag a step each); Loihi's synaptic delay "
+                    f"holds at most {MAX_DELAY}. Build the blocks with slayer's default delay_shift=True."
                 )
-            lags[node] = arriving.pop() + lag_of(block)
-            main = next((t for t in terms if t.source in tail_of), terms[0])
+            lags[node] = latest + lag_of(block)
+            # the layer's own (netx) synapse takes a term that needs no delay; the others wait
+            # `latest - lag` steps on their extra synapse (Lava's DelayDense)
+            on_time = [t for t in terms if lags[t.source] == latest]
+            main = next((t for t in on_time if t.source in tail_of), on_time[0])
             if main.source in tail_of:
                 k = tail_of.pop(main.source)
             else:
@@ -184,8 +215,15 @@ def preprocess_branching(target, partition, gm, workdir: Path, writers, helpers)
                 if term is main:
                     continue
                 index = str(len(syn_group))
-                _copy_group(layer_group, syn_group.create_group(index), term.start, term.start + term.size)
                 term_shape = (term.source.meta["shape"] if term.source is not None else source.meta["shape"])[1:]
+                wait = latest - lags[term.source]
+                if wait and len(in_shape) == 4:  # Lava's Conv has no delay: the conv as a DelayDense matrix
+                    _unrolled_conv(layer_group, syn_group.create_group(index), term, in_shape, wait)
+                    term = Term(term.source, term.start, term.size, True)
+                else:
+                    _copy_group(layer_group, syn_group.create_group(index), term.start, term.start + term.size)
+                    if wait:
+                        syn_group[index].create_dataset("delay", data=wait)
                 links.append({"synapse": index, "source": _where(place, term.source),
                               "target": {"segment": k, "layer": place[node][1]}, "flatten": term.flatten,
                               "input_shape": list(netx_layout(term_shape)[0][:-1]),
