@@ -61,6 +61,10 @@ def _activity(compiled, stage, layers, data, samples, seed=0, batch_size=16):
                             "hybridc's emulator, which profile runs to count spikes, runs unary input only, so "
                             "this stage's activity cannot be estimated yet. Use `hybridc verify --backend lava` "
                             "for its figures.")
+    if stage.segments:
+        raise ArtifactError(f"Stage `{stage.name}` branches (netx chains joined by extra synapses); profile counts "
+                            "the layers of one netx chain and does not cover branching stages yet. Use `hybridc "
+                            "verify` for its figures.")
     manifest = compiled.manifest
     fed_by_input = all(e.producer["stage"] is None for e in manifest.edges_into(stage.name))
     dataset = open_samples(data, input_shape(compiled.manifest), train=False, samples=samples, seed=seed)

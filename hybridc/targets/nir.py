@@ -35,6 +35,7 @@ from ..digest import sha256
 from ..errors import LoweringError, reporting
 from ..manifest import Stage, TensorSpec
 from . import loihi
+from .loihi_graph import is_chain
 
 NO_DECAY_TAU = 1e12
 
@@ -115,6 +116,11 @@ class NirTarget(loihi.LoihiTarget):
         from lava.lib.dl import slayer
 
         cuba = slayer.block.cuba
+        if not is_chain(partition):
+            raise LoweringError(
+                f"The spiking stage `{partition.name}` branches (ADD, concatenation or fan-out inside it); the nir "
+                "target writes chains only. Compile for --target loihi+..., which lowers branching stages."
+            )
         in_shape = tuple(partition.inputs[0].meta["shape"][1:-1])  # PyTorch layout without time
         nodes = {"input": nir.Input(input_type={"input": np.array(in_shape)})}
         chain = ["input"]
