@@ -349,3 +349,38 @@ def _check_consistency(data: dict) -> None:
                 if elements > MAX_TENSOR_ELEMENTS:
                     refuse(f"{where}/shape", f"shape {tensor['shape']} holds {elements:,} values per sample, "
                                              f"more than the {MAX_TENSOR_ELEMENTS:,} hybridc accepts")
+    for i, stage in enumerate(data["stages"]):
+        _check_branching(stage, f"stages/{i}", refuse)
+
+
+def _check_branching(stage: dict, where: str, refuse) -> None:
+    """A branching loihi stage's wiring must name existing layers, and a segment may only be
+    fed by an earlier one (so the graph has no cycle and every reference resolves)."""
+    segments, links = stage.get("segments"), stage.get("links")
+    if segments is None and links is None:
+        return
+    if segments is None or links is None or segments[0]["artifact"] != stage["artifact"]:
+        refuse(where, "a branching stage needs both `segments` (the first being its artifact) and `links`")
+
+    def check(source, at, before=None):
+        if "segment" not in source:
+            return
+        k, j = source["segment"], source["layer"]
+        limit = len(segments) if before is None else before
+        if k >= limit or j >= segments[k]["layers"]:
+            refuse(at, f"{source} names no layer of {'an earlier' if before is not None else 'a'} segment")
+
+    for k, segment in enumerate(segments):
+        check(segment["input"], f"{where}/segments/{k}/input", before=k)
+    for n, link in enumerate(links["synapses"]):
+        check(link["source"], f"{where}/links/synapses/{n}/source")
+        if "segment" not in link["target"]:
+            refuse(f"{where}/links/synapses/{n}/target", "an extra synapse must end in a segment's layer")
+        check(link["target"], f"{where}/links/synapses/{n}/target")
+    for t, tensor in enumerate(stage["outputs"]):
+        if "segment" not in tensor or "layer" not in tensor:
+            refuse(f"{where}/outputs/{t}", "an output of a branching stage names its segment and layer")
+        check({"segment": tensor["segment"], "layer": tensor["layer"]}, f"{where}/outputs/{t}")
+    names = [s["artifact"] for s in segments] + [links["artifact"]]
+    if len(set(names)) != len(names):
+        refuse(f"{where}/segments", "two parts of the stage name the same file")
