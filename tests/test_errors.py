@@ -61,7 +61,7 @@ CASES = {
                                     torch.nn.ReLU(), slayer.block.cuba.Dense(N, 6, 4), Accumulator(2))
         example_input = torch.zeros(1, 10, 4)
         """), [], 5, ["feeds spiking node"]),
-    "branching snn": (HEADER + textwrap.dedent("""
+    "spike AND (SEW's AND)": (HEADER + textwrap.dedent("""
         class M(torch.nn.Module):
             def __init__(self):
                 super().__init__()
@@ -71,10 +71,10 @@ CASES = {
                 self.acc = Accumulator(2)
             def forward(self, x):
                 s = self.a(x)
-                return self.acc(self.b(s)) + self.acc(self.c(s))
+                return self.acc(self.c(self.b(s) * s))
         model = M()
         example_input = torch.zeros(1, 10, 4)
-        """), [], 5, ["branches at `a`", "chain"]),
+        """), [], 5, ["`mul`", "feeds spiking node `c`", "cannot compute exactly"]),
     "threshold out of range": (GOOD.replace('"threshold": 1.0', '"threshold": 5000.0'), [], 14,
                                ["`0`", "threshold 5000", "131071"]),
     "weight overflow": (GOOD + "model[0].synapse.weight.data[0, 0] = 9.0\n", [], 14,

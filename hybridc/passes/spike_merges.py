@@ -49,6 +49,10 @@ def why_not_merge(node: torch.fx.Node) -> str:
     kind = merge_kind(node)
     if kind is None:
         op = node.target if node.op == "call_method" else getattr(node.target, "__name__", str(node.target))
+        if len(node.all_input_nodes) == 1:
+            return (f"it applies `{op}` to spikes between spiking layers. Inside a spiking stage hybridc lowers "
+                    "slayer blocks (use slayer's Flatten block to reshape), sums (ADD) and concatenations of "
+                    "spike tensors; move this operation into dense code after an Accumulator, or drop it")
         return (f"it computes `{op}` on spike tensors. Loihi's synapses only add weighted spikes, so the "
                 "next layer can receive a sum (SEW's ADD) or a concatenation of spike tensors, but not a "
                 "product, AND, IAND, difference or other non-linear combination, which the chip cannot "
