@@ -5,7 +5,7 @@ equal PyTorch's 100% at every output, the emulator equals Lava, model(x) within 
 
 import pytest
 import torch
-from branch_models import FanOutAdd, FlatCat, SewResidual, SkipTwo, TwoBranchCat, spikes
+from branch_models import FanOutAdd, FlatCat, LaggingResidual, SewResidual, SkipTwo, TwoBranchCat, spikes
 from conftest import assert_deploys_exactly
 
 import hybridc
@@ -90,8 +90,6 @@ def test_a_path_that_arrives_early_waits_only_where_needed(dense, tmp_path):
     its extra synapse (a DelayDense; for a conv consumer the conv's own dense matrix) waits
     one step, and nothing else does; spikes still equal PyTorch's at the output's lag."""
     import h5py
-
-    from branch_models import LaggingResidual
 
     torch.manual_seed(0)
     _, loaded = assert_deploys_exactly(LaggingResidual(dense=dense), spikes(), tmp_path)
