@@ -5,7 +5,15 @@ equal PyTorch's 100% at every output, the emulator equals Lava, model(x) within 
 
 import pytest
 import torch
-from branch_models import FanOutAdd, FlatCat, LaggingResidual, SewResidual, SkipTwo, TwoBranchCat, spikes
+from branch_models import (
+    FanOutAdd,
+    FlatCat,
+    LaggingResidual,
+    SewResidual,
+    SkipTwo,
+    TwoBranchCat,
+    spikes,
+)
 from conftest import assert_deploys_exactly
 
 import hybridc
