@@ -5,7 +5,7 @@ flattened branches into a dense layer. Shared by the branching tests and the fuz
 import torch
 from lava.lib.dl import slayer
 
-from hybridc.nn import Accumulator
+from hybridc.nn import Accumulator, Encoder
 
 NEURON = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
 
@@ -130,3 +130,21 @@ class LaggingResidual(torch.nn.Module):
     def forward(self, x):
         a = self.c1(self.flat(x) if self.flat is not None else x)
         return self.head(self.c3(self.c2(a) + a))
+
+
+class GradedBranch(torch.nn.Module):
+    """ANN first: a dense front end sends 3-bit graded spikes (Encoder); the spiking stage
+    concatenates them with c1's spikes into c2, so the stage input also feeds an extra synapse
+    (with 3 message bits)."""
+
+    def __init__(self):
+        super().__init__()
+        self.front = torch.nn.Conv3d(2, 2, (1, 1, 1))
+        self.encode = Encoder(bits=3, hold=1)
+        self.c1 = conv(2, 4, scale=1)
+        self.c2, self.c3 = conv(6, 6, stride=2, scale=1), conv(6, 6, stride=2, scale=1)
+        self.head = Head(6 * 4 * 4)
+
+    def forward(self, x):
+        graded = self.encode(torch.relu(self.front(x)) * 3)
+        return self.head(self.c3(self.c2(torch.cat([self.c1(graded), graded], dim=1))))

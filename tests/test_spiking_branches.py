@@ -168,3 +168,13 @@ def test_sew_resnet_example_compiles_and_verifies_from_the_cli(tmp_path):
     cli("verify", "sew", "--trust-source", "--backend", "emulate", "--json", "report.json")
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["spike_match"] == 1.0 and report["argmax_agreement"] == 1.0 and report["max_abs_err"] < 1e-4
+
+
+@pytest.mark.slow  # one more Lava run; the default run covers unary inputs
+def test_graded_stage_input_feeds_an_extra_synapse(tmp_path):
+    from branch_models import GradedBranch
+
+    torch.manual_seed(0)
+    _, loaded = assert_deploys_exactly(GradedBranch(), torch.rand(1, 2, 16, 16, 8), tmp_path)
+    stage = loaded.manifest.stage("snn")
+    assert stage.input_bits == 3 and [link["message_bits"] for link in stage.links["synapses"]] == [3]

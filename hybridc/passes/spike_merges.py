@@ -76,8 +76,10 @@ def why_not_merge(node: torch.fx.Node) -> str:
     return ""
 
 
-def _is_spike_source(node) -> bool:
-    return node.meta.get("hybridc_domain") == "spiking" or node.op == "placeholder"
+def _is_spike_source(gm, node) -> bool:
+    """Spikes: a spiking node's output, the model input, or an Encoder's graded spikes."""
+    return (node.meta.get("hybridc_domain") == "spiking" or node.op == "placeholder" or (
+        node.op == "call_module" and isinstance(gm.get_submodule(node.target), Encoder)))
 
 
 def tag_spike_merges(gm: torch.fx.GraphModule, spiking_target) -> list:
@@ -91,7 +93,7 @@ def tag_spike_merges(gm: torch.fx.GraphModule, spiking_target) -> list:
             if node.meta.get("hybridc_domain") != "dense" or merge_kind(node) is None or why_not_merge(node):
                 continue
             inputs = merge_inputs(node)
-            if not all(_is_spike_source(a) for a in inputs) or all(a.op == "placeholder" for a in inputs):
+            if not all(_is_spike_source(gm, a) for a in inputs) or all(a.op == "placeholder" for a in inputs):
                 continue
             if any(u.meta.get("hybridc_domain") == "spiking" for u in node.users):
                 node.meta["hybridc_domain"] = "spiking"
@@ -112,7 +114,11 @@ def refuse_spike_combinations(gm: torch.fx.GraphModule) -> None:
             continue
         spiking_users = [u for u in node.users if u.meta.get("hybridc_domain") == "spiking"]
         if spiking_users and any(a.meta.get("hybridc_domain") == "spiking" for a in node.all_input_nodes):
+            dense = [a.name for a in node.all_input_nodes if not _is_spike_source(gm, a)]
+            reason = why_not_merge(node) or (
+                f"it mixes spikes with dense values ({', '.join(dense)}); dense values reach Loihi only as an "
+                "Encoder's graded spikes: pass them through hybridc.nn.Encoder(bits=8, hold=1) first")
             raise PartitionError(
                 f"Node `{node.name}` ({describe(gm, node)}) combines spike tensors and feeds spiking node "
-                f"`{spiking_users[0].name}`, but {why_not_merge(node)}."
+                f"`{spiking_users[0].name}`, but {reason}."
             )
