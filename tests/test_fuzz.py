@@ -163,10 +163,18 @@ REGRESSIONS = {
                               neuron={"threshold": 0.5, "current_decay": 0.0, "voltage_decay": 0.0,
                                       "tau_grad": 0.01, "scale_grad": 1.0},
                               spiking=[("pool", 2)], dense=[("flatten",), ("linear", 3)], seed=1),
+    # a residual the default profile may not draw: layer 2 reads layer 1 + layer 0 (SEW ADD)
+    "residual add": Spec(timesteps=4, interval=2, fold=True, input_shape=(2, 8, 8),
+                         neuron={"threshold": 1.0, "current_decay": 0.25, "voltage_decay": 0.25,
+                                 "tau_grad": 0.01, "scale_grad": 1.0},
+                         spiking=[("conv", 4, 3, 2, 1, 1), ("conv", 4, 3, 1, 1, 1), ("conv", 4, 3, 1, 1, 1)],
+                         dense=[("flatten",), ("linear", 3)], weight_scale=3.0, seed=3,
+                         branches=[("add", 0, 2)]),
 }
 
 
 @pytest.mark.parametrize("name,outcome", [("pool on odd size", "refused: UnsupportedLayerError"),
-                                          ("pool on even size", "compiled (spiking cut)")])
+                                          ("pool on even size", "compiled (spiking cut)"),
+                                          ("residual add", "compiled (spiking cut, branching)")])
 def test_fuzz_regressions(name, outcome):
     assert check(REGRESSIONS[name]) == outcome
