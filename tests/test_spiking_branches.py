@@ -175,6 +175,7 @@ def test_graded_stage_input_feeds_an_extra_synapse(tmp_path):
     from branch_models import GradedBranch
 
     torch.manual_seed(0)
-    _, loaded = assert_deploys_exactly(GradedBranch(), torch.rand(1, 2, 16, 16, 8), tmp_path)
+    frames = torch.rand(1, 2, 16, 16, 8)
+    _, loaded = assert_deploys_exactly(GradedBranch(), frames, tmp_path)
     stage = loaded.manifest.stage("snn")
     assert stage.input_bits == 3 and [link["message_bits"] for link in stage.links["synapses"]] == [3]
