@@ -57,7 +57,7 @@ def run_stage(stage: Stage, build_dir: Path, x, progress=None):
     if isinstance(x, dict):
         (x,) = x.values()
     data = check_input(stage, x)
-    taps = [(out.layer, out.delay if out.delay is not None else stage.delay) for out in stage.outputs]
+    taps = stage_taps(stage)
     per_sample = []
     for i in range(data.shape[0]):
         if stage.segments:  # a branching stage: netx chains joined by extra synapses
@@ -75,6 +75,11 @@ def run_stage(stage: Stage, build_dir: Path, x, progress=None):
                                .reshape(x.shape[0], *out.pytorch_shape()))
                     for k, out in enumerate(stage.outputs))
     return outputs[0] if len(outputs) == 1 else outputs
+
+
+def stage_taps(stage: Stage) -> list:
+    """[(netx layer index or None for the last, delay), ...], one per stage output."""
+    return [(out.layer, out.delay if out.delay is not None else stage.delay) for out in stage.outputs]
 
 
 def _from_wire(spec, out: torch.Tensor) -> torch.Tensor:
