@@ -16,7 +16,7 @@ import torch
 
 from ..build.compiled import load
 from ..build.untrusted import parsing
-from ..errors import ArtifactError, InputError, reporting
+from ..errors import InputError, reporting
 from ..inspection.model import cut_bytes
 from . import loihi_counts, onnx_counts
 from .devices import load_profile
@@ -53,14 +53,9 @@ def _activity(compiled, stage, layers, data, samples, seed=0, batch_size=16):
     chip would. A stage fed by other stages gets the input the emulated build gives it."""
     from ..data.sources import open_samples
     from ..runtime.dataset_verify import input_shape
-    from ..runtime.emulator import emulate, read_network
+    from ..runtime.emulator import emulate, read_network, stage_input
     from ..runtime.run import run_graph, stage_feeds
 
-    if stage.input_bits:
-        raise ArtifactError(f"Stage `{stage.name}` takes graded spikes of {stage.input_bits} bits from an Encoder; "
-                            "hybridc's emulator, which profile runs to count spikes, runs unary input only, so "
-                            "this stage's activity cannot be estimated yet. Use `hybridc verify --backend lava` "
-                            "for its figures.")
     if stage.segments:
         raise ArtifactError(f"Stage `{stage.name}` branches (netx chains joined by extra synapses); profile counts "
                             "the layers of one netx chain and does not cover branching stages yet. Use `hybridc "
@@ -77,8 +72,11 @@ def _activity(compiled, stage, layers, data, samples, seed=0, batch_size=16):
         raise InputError(f"The netx file has {len(emulated)} layers to run but {len(layers)} to count; recompile.")
     totals = {id(layer): {"spikes_in": 0.0, "spikes_out": 0.0, "counts": 0.0} for layer in emulated}
 
-    def tally(layer, inputs, outputs):  # (N, T, ...) spikes in and out of one layer
+    def tally(layer, inputs, outputs):  # (N, T, ...) spikes (graded: messages) in and out of one layer
+        if id(layer) not in totals:  # an input layer's neuron (a Delta encoder): no synapse to count
+            return
         entry = totals[id(layer)]
+        inputs, outputs = inputs != 0, outputs != 0
         entry["spikes_in"] += float(inputs.sum())
         entry["spikes_out"] += float(outputs.sum())
         entry["counts"] = entry["counts"] + inputs.sum((0, 1)).double()
@@ -90,8 +88,10 @@ def _activity(compiled, stage, layers, data, samples, seed=0, batch_size=16):
             x = stage_feeds(manifest, stage, values)
             if isinstance(x, dict):
                 (x,) = x.values()
+        x = stage_input(stage, x)  # what Lava's source holds: spikes, graded spikes, sigma-delta integers
         drained = torch.cat([x, torch.zeros(*x.shape[:-1], len(layers), dtype=x.dtype)], dim=-1)
-        emulate(None, drained, network=network, on_layer=tally)
+        emulate(None, drained, network=network, on_layer=tally, input_message_bits=stage.input_bits or 0,
+                feed_input_neuron=True)
     rows = []
     for layer, counted in zip(emulated, layers):
         entry = totals[id(layer)]
