@@ -30,9 +30,7 @@ def assert_deploys_exactly(model, x, tmp_path, target="loihi+jetson", min_cut_ra
     """The parity checks every compiled model must pass, on every stage of its stage graph,
     against real Lava and onnxruntime."""
     import hybridc
-    from hybridc.errors import ArtifactError
     from hybridc.runtime.emulator import run_stage as emulate_stage
-    from hybridc.runtime.emulator import supports as emulator_supports
     from hybridc.runtime.run import stage_feeds
     from hybridc.runtime.stages import run_stage
     from hybridc.runtime.verify import reference_tensors
@@ -55,19 +53,14 @@ def assert_deploys_exactly(model, x, tmp_path, target="loihi+jetson", min_cut_ra
                 assert ref.mean() >= min_cut_rate, f"{stage.name}/{spec.name}: test model too quiet to prove anything"
                 assert lava.shape == ref.shape
                 assert torch.equal(lava, ref), f"{stage.name}/{spec.name}: {(lava != ref).sum()} of {ref.numel()} differ"
-            # 1b. The batched emulator, reading only the artifact, equals Lava entry for entry on the
-            #     stages it supports (no taps, unary input; it runs CUBA layers: other neuron models
-            #     must be refused, with the reason).
-            if stage.target == "loihi" and emulator_supports(stage):
-                fed = stage_feeds(manifest, stage, deployed_values)
-                try:
-                    emulated = emulate_stage(stage, loaded.directory, fed)
-                except ArtifactError as exc:
-                    assert "the emulator runs CUBA (LIF) layers only" in str(exc)
-                else:
-                    for spec, got in zip(stage.outputs, emulated if isinstance(emulated, tuple) else (emulated,)):
-                        lava = deployed_values[(stage.name, spec.name)]
-                        assert torch.equal(got, lava), f"emulator: {(got != lava).sum()} of {lava.numel()} differ"
+            # 1b. The batched emulator, reading only the artifact, equals Lava entry for entry at every
+            #     output of the stage (taps, graded input, every neuron family netx runs).
+            if stage.target == "loihi":
+                emulated = emulate_stage(stage, loaded.directory, stage_feeds(manifest, stage, deployed_values))
+                emulated = emulated if isinstance(emulated, tuple) else (emulated,)
+                for spec, got in zip(stage.outputs, emulated):
+                    lava = deployed_values[(stage.name, spec.name)]
+                    assert torch.equal(got, lava), f"emulator at {spec.name}: {(got != lava).sum()} of {lava.numel()} differ"
         else:
             # 2. Each ONNX stage fed PyTorch's tensors equals the PyTorch dense subgraph.
             fed = stage_feeds(manifest, stage, {**reference, (None, "input"): x})

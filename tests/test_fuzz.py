@@ -1,7 +1,7 @@
 """Differential fuzzing: every random hybrid model (one cut, or a stage graph with taps,
 an ANN front end, or SNN -> ANN -> SNN -> ANN), for every target pair, either compiles and
 then matches PyTorch (loihi + jetson/cpu exactly: Lava spikes 100% at every spiking output,
-the emulator's spikes equal to Lava's on the stages it runs, deployed output within 1e-4,
+the emulator's outputs equal to Lava's on every Loihi stage, deployed output within 1e-4,
 same argmax, the emulate backend's output equal to Lava's; nir: spikes close; int8: Lava
 exact at the cut, output finite) or is refused with a hybridc.errors subclass. Anything
 else, a raw exception included, is a bug.
@@ -24,8 +24,7 @@ from fuzz_models import Spec, build, specs
 from hypothesis import HealthCheck, given, settings
 
 import hybridc
-from hybridc.errors import ArtifactError, HybridcError
-from hybridc.runtime.emulator import supports as emulator_supports
+from hybridc.errors import HybridcError
 from hybridc.runtime.run import stage_feeds
 from hybridc.runtime.stages import run_stage
 from hybridc.runtime.verify import reference_tensors, spike_agreement
@@ -62,7 +61,6 @@ def check(spec):
         _, reference = reference_tensors(compiled.module, manifest, x)
         values = hybridc.run(compiled, x, return_stages="values")
         spikes = 0.0
-        emulated_all = True
         for stage in manifest.stages:  # every spiking output of the stage graph, every entry
             if domain_of(stage.target) != "spiking":
                 continue
@@ -78,25 +76,15 @@ def check(spec):
                     FIGURES[spec.target].append(agreement["dice"])
                     assert agreement["dice"] >= NIR_MIN_DICE, f"NIR spikes agree only {agreement}: {spec}"
                 spikes += float(cut.sum())
-            if spiking == "loihi":
-                if not emulator_supports(stage):  # taps and graded input run in Lava only
-                    emulated_all = False
-                    with pytest.raises(ArtifactError, match="--backend lava"):
-                        run_stage(stage, compiled.directory, stage_feeds(manifest, stage, values), backend="emulate")
-                    continue
-                try:
-                    emulated = run_stage(stage, compiled.directory, stage_feeds(manifest, stage, values),
-                                         backend="emulate")
-                except ArtifactError as exc:  # sigma-delta and RF builds run in Lava only, refused with the reason
-                    assert "the emulator runs CUBA (LIF) layers only" in str(exc), spec
-                    emulated_all = False
-                else:
-                    for spec_out, got in zip(stage.outputs, emulated if isinstance(emulated, tuple) else (emulated,)):
-                        lava = values[(stage.name, spec_out.name)]
-                        assert torch.equal(got, lava), f"emulator differs from Lava in {(got != lava).sum()}: {spec}"
+            if spiking == "loihi":  # the emulator equals Lava at every output, for every family and shape
+                emulated = run_stage(stage, compiled.directory, stage_feeds(manifest, stage, values), backend="emulate")
+                emulated = emulated if isinstance(emulated, tuple) else (emulated,)
+                for spec_out, got in zip(stage.outputs, emulated):
+                    lava = values[(stage.name, spec_out.name)]
+                    assert torch.equal(got, lava), f"emulator differs from Lava in {(got != lava).sum()}: {spec}"
         final = manifest.edges_into(None)[0].producer
         deployed = values[(final["stage"], final["tensor"])]
-        if spiking == "loihi" and emulated_all:
+        if spiking == "loihi":
             assert torch.equal(hybridc.run(compiled.directory, x, backend="emulate"), deployed), f"emulate: {spec}"
         with torch.no_grad():
             expected = model(x)

@@ -198,9 +198,15 @@ def _resonator(config, mode: str) -> Resonator:
     cos_decay = config["cosDecay"][()] / (1 << 12)
     alpha = 1 - np.sqrt(sin_decay ** 2 + cos_decay ** 2)
     period = 1 / (np.arctan2(sin_decay, cos_decay) / 2 / np.pi)
+    return resonator(mode, period, alpha, config["vThMant"][()])
+
+
+def resonator(mode: str, period, alpha, vth) -> Resonator:
+    """Lava's RF / RF_IZ process parameters (state_exp 6, decay_bits 12) as its fixed-point
+    model holds them: decays int32((1 - alpha) sin|cos(2 pi / period) * 4096), vth int(vth * 64)."""
     sin_int = np.int32((1 - alpha) * np.sin(np.pi * 2 * 1 / period) * (1 << 12))
     cos_int = np.int32((1 - alpha) * np.cos(np.pi * 2 * 1 / period) * (1 << 12))
-    threshold = int(np.asarray(config["vThMant"][()]).reshape(-1)[0] * (1 << STATE_SHIFT))
+    threshold = int(np.asarray(vth).reshape(-1)[0] * (1 << STATE_SHIFT))
     return Resonator(mode, _scalar(sin_int), _scalar(cos_int), threshold)
 
 
@@ -464,11 +470,11 @@ def _sigma_delta(neuron: SigmaDelta, currents: torch.Tensor, lag: int = 1) -> to
     return out
 
 
-def _resonate(neuron: Resonator, real_currents: torch.Tensor, imag_currents: torch.Tensor) -> torch.Tensor:
+def _resonate(neuron: Resonator, real_currents: torch.Tensor, imag_currents: torch.Tensor, lag: int = 1) -> torch.Tensor:
     """Lava's fixed-point RF / RF_IZ step for step: (N, T, F) real and imaginary synaptic input
-    (one step late, as the Dense synapses send it) -> (N, T, F) bool spikes."""
-    real_in = wrap_int(_arrivals(real_currents, 1) << STATE_SHIFT, 32)
-    imag_in = wrap_int(_arrivals(imag_currents, 1) << STATE_SHIFT, 32)
+    (`lag` steps late: one as the Dense synapses send it) -> (N, T, F) bool spikes."""
+    real_in = wrap_int(_arrivals(real_currents, lag) << STATE_SHIFT, 32)
+    imag_in = wrap_int(_arrivals(imag_currents, lag) << STATE_SHIFT, 32)
     real = torch.zeros_like(real_in[:, 0])
     imag = torch.zeros_like(real)
     spikes = torch.empty(real_in.shape, dtype=torch.bool)
@@ -504,8 +510,9 @@ def run_layer(layer: Layer, inputs: torch.Tensor, graded: bool) -> torch.Tensor:
         currents, lag = (_conv_currents if layer.kind == "conv" else _dense_currents)(layer, inputs, graded), 1
     if isinstance(layer.neuron, SigmaDelta):
         return _sigma_delta(layer.neuron, currents, lag)
-    if isinstance(layer.neuron, Resonator):
-        return _resonate(layer.neuron, currents, _dense_currents(layer, inputs, graded, imaginary=True))
+    if isinstance(layer.neuron, Resonator):  # an input layer (ComplexInput) feeds both parts the same input
+        imaginary = currents if layer.kind == "input" else _dense_currents(layer, inputs, graded, imaginary=True)
+        return _resonate(layer.neuron, currents, imaginary, lag)
     return _lif(layer.neuron, currents, lag)
 
 
