@@ -6,6 +6,9 @@ emulate backend streaming a whole test set (550 samples) against 55, each in a f
 process: bounded memory means the two are close.
 
     .venv/bin/python benchmarks/verify_bench.py [--size 128] [--lava-samples 2] [--emulate-samples 64]
+
+`--families sdnn,rf,rf_iz` instead times the other neuron models on their example builds
+(examples/sdnn, examples/rf): the same per-sample comparison, one line each.
 """
 
 import argparse
@@ -21,6 +24,7 @@ warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from hybridc.build.compiled import load as load_build  # noqa: E402
 from hybridc.build.driver import compile as compile_model  # noqa: E402
 from hybridc.frontend.loader import load_model_file  # noqa: E402
 
@@ -72,6 +76,35 @@ def stage_speed(build: Path, lava_samples: int, emulate_samples: int):
     return lava_s, emulate_s, lava_cpu, emulate_cpu, equal, int(lava.numel()), float(lava.mean())
 
 
+def family_speed(family: str, directory: Path, lava_samples: int, emulate_samples: int):
+    """stage_speed's comparison on an example build of another neuron family, fed the
+    example's own inputs (sdnn: drifting frames; rf, rf_iz: random spikes)."""
+    import torch
+
+    from hybridc.runtime.stages import run_stage
+
+    example, args = ("sdnn", {}) if family == "sdnn" else ("rf", {"family": family})
+    model, x, path, digest = load_model_file(ROOT / f"examples/{example}/model.py", "build", None,
+                                             {**args, "batch": emulate_samples})
+    build = directory / family
+    compile_model(model, x, "loihi+jetson", build, source_path=path, source_sha256=digest)
+    snn = load_build(build).manifest.stages[0]
+    run_stage(snn, build, x[:1], backend="emulate")
+    began, cpu = time.perf_counter(), cpu_seconds()
+    emulated = run_stage(snn, build, x, backend="emulate")
+    emulate_s, emulate_cpu = [(now - then) / emulate_samples for now, then in
+                              ((time.perf_counter(), began), (cpu_seconds(), cpu))]
+    run_stage(snn, build, x[:1], backend="lava")
+    began, cpu = time.perf_counter(), cpu_seconds()
+    lava = run_stage(snn, build, x[:lava_samples], backend="lava")
+    lava_s, lava_cpu = [(now - then) / lava_samples for now, then in
+                        ((time.perf_counter(), began), (cpu_seconds(), cpu))]
+    equal = bool(torch.equal(lava, emulated[:lava_samples]))
+    print(f"  {family:6s} {tuple(x.shape[1:])}: lava {lava_cpu * 1000:8.1f} ms/sample CPU ({lava_s * 1000:.0f} wall), "
+          f"emulate {emulate_cpu * 1000:6.2f} ms/sample CPU ({emulate_s * 1000:.2f} wall): "
+          f"{lava_cpu / emulate_cpu:.0f}x CPU, {lava_s / emulate_s:.0f}x wall; outputs equal: {equal}")
+
+
 def peak_memory(build: Path, samples: int, threads: int) -> dict:
     """The emulate backend streaming `samples` samples (batches of 16, as `verify` feeds it)
     through the Loihi stage in a fresh process: its peak RSS, imports included."""
@@ -98,6 +131,7 @@ def main():
     parser.add_argument("--lava-samples", type=int, default=2)
     parser.add_argument("--emulate-samples", type=int, default=64)
     parser.add_argument("--memory-samples", type=int, default=550)
+    parser.add_argument("--families", default="", help="comma list of sdnn, rf, rf_iz: time those instead")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch intra-op threads for the emulator (0: torch's default)")
     args = parser.parse_args()
@@ -105,6 +139,12 @@ def main():
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.families:
+        print(f"other neuron models, example builds, {args.lava_samples} Lava / {args.emulate_samples} emulated samples")
+        with tempfile.TemporaryDirectory() as tmp:
+            for family in args.families.split(","):
+                family_speed(family, Path(tmp), args.lava_samples, args.emulate_samples)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         build = compile_build(Path(tmp), args.split, args.size)
         lava_s, emulate_s, lava_cpu, emulate_cpu, equal, entries, rate = stage_speed(
