@@ -53,7 +53,7 @@ def _activity(compiled, stage, layers, data, samples, seed=0, batch_size=16):
     chip would. A stage fed by other stages gets the input the emulated build gives it."""
     from ..data.sources import open_samples
     from ..runtime.dataset_verify import input_shape
-    from ..runtime.emulator import emulate, read_network, stage_input
+    from ..runtime.emulator import emulate, read_stage_network, stage_input
     from ..runtime.run import run_graph, stage_feeds
 
     if stage.segments:
@@ -66,7 +66,7 @@ def _activity(compiled, stage, layers, data, samples, seed=0, batch_size=16):
     count = min(samples, len(dataset))
     if count == 0:
         raise InputError(f"The data ({dataset.description}) has no samples to profile.")
-    network = read_network(compiled.directory / stage.artifact, stage.inputs[0].pytorch_shape()[:-1])
+    network = read_stage_network(stage, compiled.directory)
     emulated = [layer for layer in network[1] if layer.kind != "input"]
     if len(emulated) != len(layers):
         raise InputError(f"The netx file has {len(emulated)} layers to run but {len(layers)} to count; recompile.")

@@ -582,6 +582,15 @@ def stage_input(stage, x) -> torch.Tensor:
     return from_netx(np.asarray(data, dtype=np.float64)).double() if stage.inputs[0].graded else x
 
 
+def read_stage_network(stage, build_dir: Path):
+    """`read_network` of a stage's artifact; a damaged file is an ArtifactError naming it."""
+    from ..build.untrusted import parsing
+
+    path = Path(build_dir) / stage.artifact
+    with parsing(path, "a netx HDF5 network the emulator can run", stage.name):
+        return read_network(path, stage.inputs[0].pytorch_shape()[:-1])
+
+
 def run_stage(stage, build_dir: Path, x: torch.Tensor, progress=None):
     """The `emulate` backend of a loihi stage: the same inputs and outputs as Lava's runner
     (`runtime/lava.py`: one tensor, or a tuple in the order of stage.outputs for a stage with
@@ -599,7 +608,7 @@ def run_stage(stage, build_dir: Path, x: torch.Tensor, progress=None):
     steps = x.shape[-1]
     taps = stage_taps(stage)
     delay = max(d or 0 for _, d in taps)
-    network = read_network(Path(build_dir) / stage.artifact, stage.inputs[0].pytorch_shape()[:-1])
+    network = read_stage_network(stage, build_dir)
     widest = max(int(np.prod(layer.out_shape)) for layer in network[1])
     widest = max(widest, int(np.prod(x.shape[1:-1])))
     batch = _batches(x.shape[0], widest * (steps + delay) * 4)
