@@ -6,7 +6,8 @@ reproduces what `netx.hdf5.Network` builds and what Lava's
 on batched torch tensors:
 
 - netx (`lava/lib/dl/netx/hdf5.py`): layers in order; `input` without a neuron is only a
-  shape, with a neuron it is a LIF whose `a_in` nothing drives (netx leaves `inp` open);
+  shape, with a neuron its `a_in` is fed the input directly (as hybridc's Lava runner and
+  lava-dl's PilotNet SDNN test connect it; netx itself leaves `inp` open);
   `flatten` reorders (W, H, C) as (C, H, W), i.e. PyTorch's flatten; `dense` weights go
   through netx's `optimize_weight_bits`; a missing `neuron/` group is netx's non-leaky
   default; `delay` on a dense layer makes it a `DelayDense`.
@@ -29,8 +30,10 @@ on batched torch tensors:
   part reaches vth (then real = 0, imag = vth - 1). The decays take netx's float round trip
   (sin/cos -> period, decay -> sin/cos), recomputed here with the same numpy operations.
 
-Convolutions run in float64 on integer values (exact below 2**53); everything else is
-int64 with the int32/int16 wrap-arounds numpy applies in Lava made explicit.
+Convolutions run in float32 as Lava's own conv does (exact while partial sums stay below
+2**24), dense products in float64 (exact below 2**53); everything else is int64 with the
+int32/int16 wrap-arounds numpy applies in Lava made explicit. A stage's outputs may tap any
+layer (`taps`); each layer is one `run_layer` call, reusable on its own.
 """
 
 import importlib.util
@@ -208,13 +211,6 @@ def resonator(mode: str, period, alpha, vth) -> Resonator:
     cos_int = np.int32((1 - alpha) * np.cos(np.pi * 2 * 1 / period) * (1 << 12))
     threshold = int(np.asarray(vth).reshape(-1)[0] * (1 << STATE_SHIFT))
     return Resonator(mode, _scalar(sin_int), _scalar(cos_int), threshold)
-
-
-def _check_cuba(group) -> None:
-    """Kept for callers that only handle LIF layers: refuse, with the reason, other neurons."""
-    kind = _neuron_type(group)
-    if kind not in ("CUBA", "LOIHI"):
-        raise ArtifactError(f"Layer {group.name} has {kind} neurons; this code path runs CUBA (LIF) layers only.")
 
 
 def read_network(path, input_shape=None, num_layers=None, skip_layers: int = 0):
