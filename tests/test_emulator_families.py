@@ -92,15 +92,20 @@ def test_emulator_equals_lava_on_sdnn_and_rf_iz_builds(example, entry_args, tmp_
     assert torch.equal(tampered[:, 1:], lava[:, 1:])  # and only it
 
 
-def test_verify_emulate_catches_a_changed_sigma_delta_weight(tmp_path):
+def test_verify_emulate_and_profile_an_sdnn_build_and_catch_a_changed_weight(tmp_path):
     """`verify --backend emulate` on an SDNN build: spike_match 1 as built, below 1 once one
-    weight of the first conv in snn.net changes (what crosses the cut is graded)."""
+    weight of the first conv in snn.net changes (what crosses the cut is graded). `profile`
+    counts its activity in the emulator: one spike per graded message, into every layer."""
+    from hybridc.profiling.report import profile_build
     from hybridc.runtime.dataset_verify import verify_dataset
 
     compiled, _ = _compile("sdnn", tmp_path)
     reference = (compiled.module, compiled.fx_partitions)
     good = verify_dataset(compiled.directory, samples=4, backend="emulate", reference=reference)
     assert good.spike_match == 1.0
+    layers = profile_build(compiled.directory, samples=2, measure=False).loihi["layers"]
+    assert [layer["type"] for layer in layers] == ["conv", "conv", "dense"]
+    assert all(0 < layer["spikes_in"] and 0 < layer["synaptic_ops"] for layer in layers)
     with h5py.File(compiled.directory / "snn.net", "r+") as h5:
         values = h5["layer/1/weight"][()]
         values.flat[0] = -values.flat[0] if values.flat[0] else 100
