@@ -30,9 +30,9 @@ on batched torch tensors:
   part reaches vth (then real = 0, imag = vth - 1). The decays take netx's float round trip
   (sin/cos -> period, decay -> sin/cos), recomputed here with the same numpy operations.
 
-Convolutions run in float32 as Lava's own conv does (exact while partial sums stay below
-2**24), dense products in float64 (exact below 2**53); everything else is int64 with the
-int32/int16 wrap-arounds numpy applies in Lava made explicit. A stage's outputs may tap any
+Convolutions and dense products run in float on integer values (float32 where every partial
+sum stays below 2**24, else float64: exact below 2**53, as Lava's scipy conv); everything
+else is int64 with the int32/int16 wrap-arounds numpy applies in Lava made explicit. A stage's outputs may tap any
 layer (`taps`); each layer is one `run_layer` call, reusable on its own.
 """
 
@@ -356,15 +356,16 @@ def _dense_currents(layer: Layer, spikes: torch.Tensor, graded: bool, imaginary:
 
 
 def _conv_currents(layer: Layer, spikes: torch.Tensor, graded: bool) -> torch.Tensor:
-    """(N, T, C, H, W) -> (N, T, C', H', W'): Lava's conv, wrapped to 24 bits. Lava convolves in
-    float32 (torch) and truncates to int32; on integers the float conv is exact while every
-    partial sum stays below 2**24 (sum of |weights| per output x largest input), so it is float32
-    here too; beyond that Lava's own float32 sums round, and so do these (in batch order)."""
+    """(N, T, C, H, W) -> (N, T, C', H', W'): Lava's conv (scipy's convolve2d summed in float64,
+    so exact on integers below 2**53, truncated to int32), wrapped to 24 bits. The float conv is
+    exact while every partial sum stays below the mantissa: float32 when the largest possible sum
+    (sum of |weights| per output x largest input) is below 2**24, else float64."""
     n, t = spikes.shape[:2]
     s = spikes if graded else (spikes != 0)
     largest = float(layer.weight.abs().sum((1, 2, 3)).max()) * (float(s.abs().max()) if graded and s.numel() else 1.0)
-    out = F.conv2d(s.reshape(n * t, *spikes.shape[2:]).to(torch.float32), layer.weight.to(torch.float32),
-                   stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
+    dtype = torch.float32 if largest < 2 ** 24 else torch.float64
+    out = F.conv2d(s.reshape(n * t, *spikes.shape[2:]).to(dtype), layer.weight.to(dtype), stride=layer.stride,
+                   padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
     if graded or largest >= 2 ** 23:  # truncation as `.astype(int32)`, then Lava's 24-bit clamp
         out = wrap_int(out.to(torch.int64), 24)
     return out.reshape(n, t, *out.shape[1:])  # binary input: already exact integers, kept in float
