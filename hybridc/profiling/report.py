@@ -16,7 +16,7 @@ import torch
 
 from ..build.compiled import load
 from ..build.untrusted import parsing
-from ..errors import InputError, reporting
+from ..errors import ArtifactError, InputError, reporting
 from ..inspection.model import cut_bytes
 from . import loihi_counts, onnx_counts
 from .devices import load_profile

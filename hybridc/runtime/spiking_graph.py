@@ -18,8 +18,8 @@ from . import emulator
 
 
 def supports(stage) -> bool:
-    """Unary input only (an Encoder's graded input goes to Lava)."""
-    return not stage.input_bits
+    """Every branching stage hybridc writes: unary input or an Encoder's graded spikes."""
+    return True
 
 
 def _pytorch_shape(netx_shape) -> tuple:
@@ -88,7 +88,9 @@ def emulate_graph(stage, x: torch.Tensor, graph, wanted) -> list:
     """Lava's spikes (N, ..., T) at each wanted (segment, layer) for input x (N, ..., T),
     as sinks record them (no shift)."""
     segments, links = graph
-    spikes = {None: torch.movedim(torch.as_tensor(x), -1, 1) != 0}  # (N, T, ...)
+    x = torch.movedim(torch.as_tensor(x), -1, 1)  # (N, T, ...)
+    graded = bool(stage.input_bits)  # an Encoder's payloads, as the source RingBuffer's int32 holds them
+    spikes = {None: torch.trunc(x.to(torch.float64)).to(torch.int64) if graded else x != 0}
     into = {}
     for link, layer in links:
         into.setdefault((link["target"]["segment"], link["target"]["layer"]), []).append((link, layer))
@@ -99,9 +101,9 @@ def emulate_graph(stage, x: torch.Tensor, graph, wanted) -> list:
                                 "stages hold conv and dense layers only.")
         spec = stage.segments[k]
         source = (k, j - 1) if j else _key(spec["input"])
-        currents = _currents(layer, spikes[source], False, bool(spec["flatten"]) and not j)
+        currents = _currents(layer, spikes[source], graded and source is None, bool(spec["flatten"]) and not j)
         for link, synapse in into.get((k, j), []):
-            extra = _currents(synapse, spikes[_key(link["source"])], False, link["flatten"])
+            extra = _currents(synapse, spikes[_key(link["source"])], bool(link.get("message_bits")), link["flatten"])
             currents = currents + extra.reshape(currents.shape)  # a conv as a dense matrix: (C, H, W) order
         spikes[(k, j)] = emulator._lif(layer.neuron, currents)
     return [torch.movedim(spikes[key], 1, -1).to(torch.int64) for key in wanted]
@@ -113,9 +115,6 @@ def run_stage(stage, build_dir: Path, x: torch.Tensor, progress=None):
 
     if isinstance(x, dict):
         (x,) = x.values()
-    if stage.input_bits:
-        raise ArtifactError(f"Stage `{stage.name}` takes graded spikes of {stage.input_bits} bits from an Encoder; the "
-                            "emulator runs unary input only. Run this build with --backend lava (Lava's simulator).")
     check_input(stage, x)
     graph = read_graph(stage, build_dir)
     wanted = [(out.segment, out.layer) for out in stage.outputs]
