@@ -88,8 +88,8 @@ def test_multi_tap_pipeline_cli_equals_run_and_bytes_equal_profile(tmp_path):
     assert sorted(r["measured_bytes_per_inference"] for r in cut) == sorted(e["bytes_sent"] for e in profile.edges)
 
 
-# four stage processes, two of them importing Lava: about 35 s unloaded, 65 s at load 7; the
-# emulator runs neither an Encoder's graded input nor taps yet, so until it does this is slow
+# four stage processes; the emulator now runs its Encoder-fed stage (backend_for picks emulate):
+# 25 s at load 7 (65 s with Lava), still over the default budget
 @pytest.mark.slow
 def test_alternating_with_input_skip_pipeline_equals_run(tmp_path):
     torch.manual_seed(2)
