@@ -372,6 +372,8 @@ def _check_branching(stage: dict, where: str, refuse) -> None:
 
     for k, segment in enumerate(segments):
         check(segment["input"], f"{where}/segments/{k}/input", before=k)
+        if len(segment.get("nodes", [None] * segment["layers"])) != segment["layers"]:
+            refuse(f"{where}/segments/{k}/nodes", f"names {len(segment['nodes'])} nodes for {segment['layers']} layers")
     for n, link in enumerate(links["synapses"]):
         check(link["source"], f"{where}/links/synapses/{n}/source")
         if "segment" not in link["target"]:

@@ -82,8 +82,8 @@ def profile_table(result):
                       f"{l['time_s'] * 1e3:.3f} ms ({l['timesteps_run']} steps)", f"{l['energy_j'] * 1e6:.3f} uJ")
     if len(result.edges) > 1:  # a stage graph: one row per edge on the link
         for e in result.edges:
-            what = ("graded spikes" if e["conversion"] == "encoder" else "raw spikes" if e["bits_per_value"] == 1
-                    else "values")
+            what = {"graded": "graded spikes", "spikes": "raw spikes", "counts": "packed counts",
+                    "values": "graded values"}.get(e.get("wire"), e.get("wire"))
             table.add_row(f"link {e['from']} -> {e['to']}", f"{'x'.join(map(str, e['shape']))} x {e['bits_per_value']} bit",
                           f"{e['bytes_sent']:,.0f} B {what} sent ({e['conversion']})",
                           f"{e['time_s'] * 1e3:.3f} ms", f"{e['energy_j'] * 1e6:.3f} uJ")

@@ -47,6 +47,8 @@ def to_dot(inspection) -> str:
         for n in members:
             shape = "invtrapezium" if n["accumulator"] else ("ellipse" if n["op"] in ("placeholder", "output") else "box")
             tooltip = f"{n['op']} {n['call']} shape={n['shape']} target={n['target']} params={n['parameters']}"
+            if n["lowered_to"]:
+                tooltip += f" lowered to {n['lowered_to']}"
             lines.append(f"{indent}{_q(n['name'])} [label={_q(_label(n))}, shape={shape}, "
                          f"fillcolor={_q(COLOURS.get(n['target']))}, tooltip={_q(tooltip)}];")
         if partition and not rows:
@@ -59,10 +61,7 @@ def to_dot(inspection) -> str:
     else:
         wrap = set()
     part = {n["name"]: n["partition"] for n in nodes}
-    cut_label = {(c.source, c.destination, c.node): (
-        f"cut: {c.bytes.raw_bytes:,.0f} B, {c.bits}-bit graded" if c.conversion == "encoder" else
-        f"cut: {c.bytes.raw_bytes:,.0f} B raw, {c.bytes.accumulated_bytes:,.0f} B counts (I={c.interval})")
-        for c in inspection.cuts}
+    cut_label = {(c.source, c.destination, c.node): f"cut: {c.wire_label()}" for c in inspection.cuts}
     for a, b in inspection.graph.edges:
         pa, pb = part.get(a), part.get(b)
         loose = ", constraint=false" if (a, b) in wrap else ""

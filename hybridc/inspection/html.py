@@ -54,11 +54,7 @@ def _svg(inspection) -> str:
                    f'fill="{FILL.get(stage.target, "#fff")}" stroke="{colour}" stroke-width="2"/>'
                    f'<text x="{x0 + 10:.0f}" y="{y0 + 18:.0f}" font-size="13" font-weight="bold" fill="#333">'
                    f'{html.escape(stage.name)} @ {html.escape(stage.target)}</text></g>')
-    cut_text = {(c.source, c.destination, c.node): (
-        f"cut: {c.bytes.raw_bytes:,.0f} B of {c.bits}-bit graded spikes (encoder)" if c.conversion == "encoder" else
-        f"cut: {c.bytes.raw_bytes:,.0f} B raw spikes, "
-        f"{c.bytes.accumulated_bytes:,.0f} B {c.bytes.count_dtype} counts (I={c.interval})")
-        for c in inspection.cuts}
+    cut_text = {(c.source, c.destination, c.node): f"cut: {c.wire_label()}" for c in inspection.cuts}
     for a, b in inspection.graph.edges:
         (xa, ya), (xb, yb) = positions[a], positions[b]
         pa, pb = nodes[a]["partition"], nodes[b]["partition"]
@@ -90,7 +86,8 @@ def _svg(inspection) -> str:
             what += f" I={n['accumulator']['interval']}"
         shape_text = "x".join(map(str, n["shape"] or []))
         tip = (f"{name}\nop: {n['op']}\ncall: {n['call']}\nshape: {shape_text or '-'}\n"
-               f"target: {n['target'] or '-'}\npartition: {n['partition'] or '-'}\nparameters: {n['parameters']:,}")
+               f"target: {n['target'] or '-'}\npartition: {n['partition'] or '-'}\nparameters: {n['parameters']:,}"
+               + (f"\nlowered to: {n['lowered_to']}" if n["lowered_to"] else ""))
         out.append(f'<g class="node" id="node-{html.escape(name)}" data-name="{html.escape(name)}" '
                    f'data-target="{n["target"] or ""}" data-partition="{n["partition"] or ""}" tabindex="0">'
                    f'<title>{html.escape(tip)}</title>{shape}'
@@ -115,7 +112,7 @@ def _summary(inspection) -> str:
         rows.append(f'<tr class="cutrow"><td>cut {html.escape(c.source)} &rarr; {html.escape(c.destination)}</td>'
                     f'<td>link</td><td></td><td>{html.escape(c.tensor)}: {c.layout} {"x".join(map(str, c.shape))}</td>'
                     f'<td>{html.escape(c.conversion_text())}</td>'
-                    f'<td>{html.escape(c.bytes_text())}</td></tr>')
+                    f'<td>{html.escape(c.wire_text())}; {html.escape(c.bytes_text())}</td></tr>')
     for e in inspection.edges:  # the model's input and output, the ends of the stage graph
         if e.producer["stage"] is None or e.consumer["stage"] is None:
             source, destination = e.producer["stage"] or "model input", e.consumer["stage"] or "model output"
@@ -154,7 +151,7 @@ function show(name){
     ['shape', n.shape ? n.shape.join(' x ') : '-'], ['dtype', n.dtype || '-'], ['target', n.target || '-'],
     ['partition', n.partition || '-'], ['parameters', n.parameters.toLocaleString()],
     ['accumulator', n.accumulator ? ('interval ' + n.accumulator.interval + (n.accumulator.fold ? ', folded' : '')) : '-'],
-    ['recognised from', n.recognised_from || '-']];
+    ['recognised from', n.recognised_from || '-'], ['lowered to', n.lowered_to || '-']];
   panel.innerHTML = '<h2></h2><dl></dl>';
   panel.querySelector('h2').textContent = n.name;
   const dl = panel.querySelector('dl');

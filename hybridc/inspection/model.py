@@ -1,8 +1,9 @@
 """What inspection shows, computed once from a CompiledModel: stages, cuts and nodes."""
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from math import prod
+from typing import Optional
 
 import networkx as nx
 
@@ -29,6 +30,7 @@ class CutBytes:
     packed_count_bits: int = 1  # ceil(log2(I+1)): a count packed as tightly as it fits
     packed_counts_bytes: int = 0  # the counts at those bits, whole bytes (what a "counts" link sends)
     packed_spikes_bytes: int = 0  # the spikes at 1 bit, whole bytes (what a "spikes" link sends)
+    packed_spikes_bits: int = 1  # bits per spike: 1, or a graded (sigma-delta) value's message bits
 
 
 def cut_bytes(shape, timesteps: int, interval: int, windows: int) -> CutBytes:
@@ -66,12 +68,15 @@ class CutRow:
     windows: int
     fold: bool
     bytes: CutBytes
-    wire: str = "spikes"  # what crosses the link (chosen at compile time): spikes or counts
+    wire: str = "spikes"  # the manifest's wire format: "spikes", "counts", "values" or an Encoder's "graded"
     wire_bytes: int = 0  # payload bytes per inference in that form
     conversion: str = "accumulator"  # "accumulator" (spiking -> dense), "encoder" (dense -> spiking), "none"
-    bits: int = 1  # per value crossing the link: 1 for raw spikes, the Encoder's bits for graded spikes
+    bits: int = 1  # per value crossing the link, in the wire format (1 for raw spikes)
     node: str = ""  # the fx node whose value crosses
     input: str = ""  # the consumer stage's input it feeds
+    scale: Optional[int] = None  # "values": the integer on the wire is value x scale
+    wire_shape: list = field(default_factory=list)  # what crosses in that form, without batch
+    summed: bool = False  # the sender sums windows of `interval` steps (counts, summed values)
 
     def conversion_text(self) -> str:
         if self.conversion == "encoder":
@@ -81,11 +86,31 @@ class CutRow:
         return f"accumulator I={self.interval}, {self.windows} windows{', folded' if self.fold else ''}"
 
     def bytes_text(self) -> str:
+        """The tensor's sizes per inference in the forms the compiler chose between."""
         b = self.bytes
         if self.conversion == "encoder":
             return f"{b.raw_bytes:,.0f} B ({b.spikes:,} values of {self.bits} bits) per inference"
+        if self.wire == "values":
+            each = f"{b.raw_bytes:,.0f} B ({b.spikes:,} graded values of {b.packed_spikes_bits} bits)"
+            if b.counts == b.spikes:
+                return each + " per inference"
+            return f"{each} -> {b.accumulated_bytes:,.0f} B ({b.counts:,} window sums of {self.bits} bits) per inference"
         return (f"{b.raw_bytes:,.0f} B raw ({b.spikes:,} spikes as bits) -> "
                 f"{b.accumulated_bytes:,.0f} B ({b.counts:,} {b.count_dtype} counts) per inference")
+
+    def wire_label(self) -> str:
+        """Short, for a drawn edge: `values 18-bit x4096, 108 B`."""
+        scale = f" x{self.scale}" if self.scale else ""
+        return f"{self.wire} {self.bits}-bit{scale}, {self.wire_bytes:,} B per inference"
+
+    def wire_text(self) -> str:
+        """What the manifest records crossing the link: form, bits per value, bytes per inference."""
+        form = {"spikes": "raw spikes", "counts": f"counts of I={self.interval}", "graded": "graded spikes (encoder)",
+                "values": "values (graded" + (f", summed over I={self.interval})" if self.summed else ")")
+                }.get(self.wire, self.wire)
+        scale = f", integer = value x {self.scale}" if self.scale else ""
+        return (f"wire: {form}{scale}, {'x'.join(map(str, self.wire_shape))} at {self.bits} bit"
+                f"{'s' if self.bits > 1 else ''} = {self.wire_bytes:,} B per inference")
 
 
 def link_wire(stage):
@@ -105,17 +130,45 @@ def cut_row(manifest, edge) -> CutRow:
         values = prod(shape)
         b = CutBytes(values, edge.bytes_per_inference, values, f"uint{conv.bits}", edge.bytes_per_inference)
         return CutRow(**ends, interval=conv.hold, windows=steps, fold=False, bytes=b, wire="graded",
-                      wire_bytes=-(-values * conv.bits // 8))
+                      wire_bytes=-(-values * conv.bits // 8), wire_shape=list(shape))
     interval, windows, fold = ((conv.interval, conv.windows, conv.fold) if conv.kind == "accumulator"
                                else (1, steps, False))
     wire = (manifest.stage(edge.consumer["stage"]).wire or {}).get(edge.consumer["input"])
     if wire is not None:  # bytes of the spike tensor, raw and accumulated, whichever form crosses
         ends.update(shape=list(wire.spikes_shape), layout=edge.layout[:-1] + "T")
         steps = wire.spikes_shape[-1]
-    b = cut_bytes(ends["shape"], steps, interval, windows)
+    if wire is not None and wire.format == "values":  # graded spikes: each step's values, or window sums
+        each = (producer.graded or {}).get("message_bits", wire.bits)
+        spikes, sent = prod(wire.spikes_shape), prod(wire.shape)
+        b = CutBytes(spikes, -(-spikes * each // 8), sent, f"int{wire.bits}", wire.bytes_per_inference,
+                     wire.bits, wire.bytes_per_inference, -(-spikes * each // 8), each)
+    else:
+        b = cut_bytes(ends["shape"], steps, interval, windows)
     return CutRow(**ends, interval=interval, windows=windows, fold=fold, bytes=b,
                   wire=wire.format if wire else "spikes",
-                  wire_bytes=wire.bytes_per_inference if wire else b.packed_spikes_bytes)
+                  wire_bytes=wire.bytes_per_inference if wire else b.packed_spikes_bytes,
+                  scale=wire.scale if wire else None, wire_shape=list(wire.shape) if wire else list(ends["shape"]),
+                  summed=bool(wire and wire.summed))
+
+
+def lowered_to(stage) -> dict:
+    """fx node -> which segment's layer and which extra synapses a branching Loihi stage made of
+    it, from the manifest's wiring (builds from before `segments[].nodes` give {})."""
+    names, where = {}, {}
+    for k, segment in enumerate(stage.segments or []):
+        for j, node in enumerate(segment.get("nodes") or []):
+            names[(k, j)] = node
+            where[node] = f"segment {k} layer {j} ({segment['artifact']})"
+    for link in (stage.links or {}).get("synapses", []):
+        target = names.get((link["target"]["segment"], link["target"]["layer"]))
+        if target is None:
+            continue
+        source = link["source"]
+        source = ("the stage input" if source.get("segment") is None
+                  else names.get((source["segment"], source["layer"]), f"segment {source['segment']} layer "
+                                                                       f"{source['layer']}"))
+        where[target] += f" + extra synapse {link['synapse']} from {source} ({stage.links['artifact']})"
+    return where
 
 
 def _spec(s) -> str:
@@ -155,6 +208,7 @@ class Inspection:
         self.cuts = [cut_row(manifest, edge) for edge in manifest.edges
                      if edge.producer["stage"] is not None and edge.consumer["stage"] is not None]
         self.edges = manifest.edges  # every edge, also from the model input and to its output
+        self.lowered_to = {name: where for stage in manifest.stages for name, where in lowered_to(stage).items()}
 
     # --- renderings ------------------------------------------------------------------
 
@@ -165,7 +219,8 @@ class Inspection:
                               ("op", "call", "module_type", "shape", "dtype", "target", "partition",
                                "parameters", "accumulator", "recognised_from")},
                  # the branches: what each node reads (an ADD/cat inside a spiking stage reads several)
-                 "reads": sorted(self.graph.predecessors(n), key=order.index)} for n in order]
+                 "reads": sorted(self.graph.predecessors(n), key=order.index),
+                 "lowered_to": self.lowered_to.get(n)} for n in order]
 
     def to_dict(self) -> dict:
         return {

@@ -33,27 +33,27 @@ def stages_table(inspection) -> Table:
                 else f"{s.parameters:,} parameters")
         table.add_row(s.name, s.target, str(s.layers), ", ".join(s.inputs), ", ".join(s.outputs), size)
     for c in inspection.cuts:
-        b = c.bytes
-        size = (f"{_bytes(b.raw_bytes)} ({b.spikes:,} values of {c.bits} bits) per inference"
-                if c.conversion == "encoder" else
-                f"raw {_bytes(b.raw_bytes)} ({b.spikes:,} spikes as bits) -> "
-                f"{_bytes(b.accumulated_bytes)} ({b.counts:,} {b.count_dtype} counts) per inference")
         table.add_row(
             f"[bold]cut {c.source} -> {c.destination}[/]", "link", "",
-            f"{c.tensor}: {c.layout} {'x'.join(map(str, c.shape))}", c.conversion_text(), size,
+            f"{c.tensor}: {c.layout} {'x'.join(map(str, c.shape))}", c.conversion_text(),
+            f"{c.wire_text()}\n{c.bytes_text()}",
         )
     return table
 
 
 def nodes_table(inspection) -> Table:
     table = Table(title="fx nodes")
-    for col in ("node", "op", "call", "reads", "shape", "target", "partition", "params"):
+    nodes = inspection.nodes()
+    branching = any(n["lowered_to"] for n in nodes)  # a branching Loihi stage: where each layer went
+    for col in ("node", "op", "call", "reads", "shape", "target", "partition", "params") + (
+            ("lowered to",) if branching else ()):
         table.add_column(col)
-    for n in inspection.nodes():
+    for n in nodes:
         call = n["call"] + (f" ({n['module_type']})" if n["module_type"] else "")
         if n["accumulator"]:
             call += f" I={n['accumulator']['interval']}"
         table.add_row(n["name"], n["op"], call, ", ".join(n["reads"]) or "-",
                       "x".join(map(str, n["shape"] or [])) or "-",
-                      n["target"] or "-", n["partition"] or "-", f"{n['parameters']:,}" if n["parameters"] else "")
+                      n["target"] or "-", n["partition"] or "-", f"{n['parameters']:,}" if n["parameters"] else "",
+                      *((n["lowered_to"] or "",) if branching else ()))
     return table

@@ -45,30 +45,59 @@ def read_layers(path, input_shape, neurons_per_core: int, synapses_per_core: int
                 continue
             if kind == "input":
                 continue
-            out = tuple(int(v) for v in np.asarray(layer["shape"]))
-            neurons = prod(out)
-            if kind == "conv":
-                weight = np.asarray(layer["weight"])
-                kernel = weight.shape[-2:]
-                stride, padding = _pair(layer["stride"]), _pair(layer["padding"])
-                dilation = _pair(layer["dilation"]) if "dilation" in layer else (1, 1)
-                groups = int(np.asarray(layer["groups"]))
-                synapses = conv_synapses(shape, out, kernel, stride, padding, groups, dilation)
-                entry = LoihiLayer(i, kind, out, neurons, synapses, 0, tuple(kernel), stride, padding, groups,
-                                   dilation)
-            else:
-                synapses = prod(shape) * neurons
-                entry = LoihiLayer(i, "dense", out, neurons, synapses, 0)
-            entry.cores = max(ceil(neurons / neurons_per_core), ceil(synapses / synapses_per_core), 1)
+            entry = _layer(layer, i, kind, shape, neurons_per_core, synapses_per_core)
             layers.append(entry)
-            shape = out
+            shape = entry.shape
     return layers
+
+
+def pytorch_shape(netx_shape) -> tuple:
+    """A netx (W, H, C) shape in PyTorch's (C, H, W) order; (F,) stays."""
+    return tuple(reversed(netx_shape)) if len(netx_shape) == 3 else tuple(netx_shape)
+
+
+def read_synapses(path, links, neurons_per_core: int, synapses_per_core: int) -> list:
+    """The extra synapses of a branching stage (`Stage.links`) in `path`, one LoihiLayer each
+    with its exact synapse count (conv taps inside its input, or the dense matrix it holds)
+    and no neurons: they end on the neurons of their target layer, on its cores."""
+    layers = []
+    with h5py.File(path, "r") as h5:
+        for link in links:
+            group = h5["synapse"][link["synapse"]]
+            kind = np.asarray(group["type"][()]).reshape(-1)[0].decode()
+            shape = pytorch_shape(link["input_shape"])
+            if kind == "dense" or link["flatten"]:
+                shape = (prod(shape),)
+            entry = _layer(group, int(link["synapse"]), kind, shape, neurons_per_core, synapses_per_core)
+            entry.neurons = entry.cores = 0
+            layers.append(entry)
+    return layers
+
+
+def _layer(layer, index: int, kind: str, shape, neurons_per_core: int, synapses_per_core: int) -> LoihiLayer:
+    """One netx layer group (conv or dense) fed a `shape` input: its neurons, synapses, cores."""
+    out = tuple(int(v) for v in np.asarray(layer["shape"]))
+    neurons = prod(out)
+    if kind == "conv":
+        weight = np.asarray(layer["weight"])
+        kernel = weight.shape[-2:]
+        stride, padding = _pair(layer["stride"]), _pair(layer["padding"])
+        dilation = _pair(layer["dilation"]) if "dilation" in layer else (1, 1)
+        groups = int(np.asarray(layer["groups"]))
+        synapses = conv_synapses(shape, out, kernel, stride, padding, groups, dilation)
+        entry = LoihiLayer(index, kind, out, neurons, synapses, 0, tuple(kernel), stride, padding, groups,
+                           dilation)
+    else:
+        synapses = prod(shape) * neurons
+        entry = LoihiLayer(index, "dense", out, neurons, synapses, 0)
+    entry.cores = max(ceil(neurons / neurons_per_core), ceil(synapses / synapses_per_core), 1)
+    return entry
 
 
 def fan_out(layer: LoihiLayer, in_shape) -> torch.Tensor:
     """For every input neuron, how many synapses its spike drives (a map shaped like the input)."""
-    if layer.kind == "dense":
-        return torch.full(tuple(in_shape), float(layer.neurons))
+    if layer.kind == "dense":  # every output: an extra synapse has no neurons of its own but its targets'
+        return torch.full(tuple(in_shape), float(prod(layer.shape)))
     c_in = in_shape[0]
     ones = torch.ones(1, layer.shape[0], *layer.shape[1:])
     kernel = torch.ones(layer.shape[0], c_in // layer.groups, *layer.kernel)

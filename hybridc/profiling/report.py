@@ -16,8 +16,8 @@ import torch
 
 from ..build.compiled import load
 from ..build.untrusted import parsing
-from ..errors import ArtifactError, InputError, reporting
-from ..inspection.model import cut_bytes
+from ..errors import InputError, reporting
+from ..inspection.model import cut_bytes, cut_row
 from . import loihi_counts, onnx_counts
 from .devices import load_profile
 
@@ -46,60 +46,141 @@ class Profile:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
 
-@torch.no_grad()
-def _activity(compiled, stage, layers, data, samples, seed=0, batch_size=16):
-    """Average spikes and synaptic ops per inference for each Loihi layer of `stage`, from the
-    emulator running the stage's netx file (what ships) for T + one step per layer, as the
-    chip would. A stage fed by other stages gets the input the emulated build gives it."""
+def _stage_batches(compiled, stage, data, samples, seed=0, batch_size=16):
+    """(count, description, batches): the samples' spikes as `stage` receives them, (N, ..., T)
+    in PyTorch layout. A stage fed by other stages gets the input the emulated build gives it."""
     from ..data.sources import open_samples
     from ..runtime.dataset_verify import input_shape
-    from ..runtime.emulator import emulate, read_stage_network, stage_input
+    from ..runtime.emulator import stage_input
     from ..runtime.run import run_graph, stage_feeds
 
-    if stage.segments:
-        raise ArtifactError(f"Stage `{stage.name}` branches (netx chains joined by extra synapses); profile counts "
-                            "the layers of one netx chain and does not cover branching stages yet. Use `hybridc "
-                            "verify` for its figures.")
     manifest = compiled.manifest
     fed_by_input = all(e.producer["stage"] is None for e in manifest.edges_into(stage.name))
-    dataset = open_samples(data, input_shape(compiled.manifest), train=False, samples=samples, seed=seed)
+    dataset = open_samples(data, input_shape(manifest), train=False, samples=samples, seed=seed)
     count = min(samples, len(dataset))
     if count == 0:
         raise InputError(f"The data ({dataset.description}) has no samples to profile.")
+
+    def batches():
+        for start in range(0, count, batch_size):
+            x, _ = dataset.batch(start, min(start + batch_size, count))
+            if not fed_by_input:
+                values, _ = run_graph(manifest, compiled.directory, x.float(), backend="emulate")
+                x = stage_feeds(manifest, stage, values)
+                if isinstance(x, dict):
+                    (x,) = x.values()
+            yield stage_input(stage, x)  # what Lava's source holds: spikes, graded spikes, sigma-delta integers
+
+    return count, dataset.description, batches()
+
+
+def _drained(x, steps: int):
+    """x with `steps` zero steps after it: the chip runs until the last layer's output is out."""
+    return torch.cat([x, torch.zeros(*x.shape[:-1], steps, dtype=x.dtype)], dim=-1)
+
+
+def _rates(totals: dict, units: list, count: int) -> list:
+    """Per unit (its LoihiLayer, the key of what it reads, the key of its output or None):
+    spikes in and out and synaptic ops per inference."""
+    rows = []
+    for layer, reads, key in units:
+        counts = totals[reads]["counts"]
+        synops = loihi_counts.synaptic_ops(layer, tuple(counts.shape), counts.float())
+        rows.append({"spikes_in": totals[reads]["spikes"] / count,
+                     "spikes_out": totals[key]["spikes"] / count if key is not None else 0.0,
+                     "synops": synops / count})
+    return rows
+
+
+@torch.no_grad()
+def _activity(compiled, stage, layers, data, samples):
+    """Average spikes and synaptic ops per inference for each Loihi layer of `stage`, from the
+    emulator running the stage's netx file (what ships) for T + one step per layer, as the
+    chip would."""
+    from ..runtime.emulator import emulate, read_stage_network
+
+    count, description, batches = _stage_batches(compiled, stage, data, samples)
     network = read_stage_network(stage, compiled.directory)
     emulated = [layer for layer in network[1] if layer.kind != "input"]
     if len(emulated) != len(layers):
         raise InputError(f"The netx file has {len(emulated)} layers to run but {len(layers)} to count; recompile.")
-    totals = {id(layer): {"spikes_in": 0.0, "spikes_out": 0.0, "counts": 0.0} for layer in emulated}
+    totals = {}
 
     def tally(layer, inputs, outputs):  # (N, T, ...) spikes (graded: messages) in and out of one layer
-        if id(layer) not in totals:  # an input layer's neuron (a Delta encoder): no synapse to count
+        if layer.kind == "input":  # an input layer's neuron (a Delta encoder): no synapse to count
             return
-        entry = totals[id(layer)]
-        inputs, outputs = inputs != 0, outputs != 0
-        entry["spikes_in"] += float(inputs.sum())
-        entry["spikes_out"] += float(outputs.sum())
-        entry["counts"] = entry["counts"] + inputs.sum((0, 1)).double()
+        for key, spikes in (((id(layer), "in"), inputs), ((id(layer), "out"), outputs)):
+            entry = totals.setdefault(key, {"spikes": 0.0, "counts": 0.0})
+            spikes = spikes != 0
+            entry["spikes"] += float(spikes.sum())
+            entry["counts"] = entry["counts"] + spikes.sum((0, 1)).double()
 
-    for start in range(0, count, batch_size):
-        x, _ = dataset.batch(start, min(start + batch_size, count))
-        if not fed_by_input:  # the stage's input as the (emulated) build computes it
-            values, _ = run_graph(manifest, compiled.directory, x.float(), backend="emulate")
-            x = stage_feeds(manifest, stage, values)
-            if isinstance(x, dict):
-                (x,) = x.values()
-        x = stage_input(stage, x)  # what Lava's source holds: spikes, graded spikes, sigma-delta integers
-        drained = torch.cat([x, torch.zeros(*x.shape[:-1], len(layers), dtype=x.dtype)], dim=-1)
-        emulate(None, drained, network=network, on_layer=tally, input_message_bits=stage.input_bits or 0,
-                feed_input_neuron=True)
-    rows = []
-    for layer, counted in zip(emulated, layers):
-        entry = totals[id(layer)]
-        in_shape = tuple(entry["counts"].shape)
-        synops = loihi_counts.synaptic_ops(counted, in_shape, entry["counts"].float())
-        rows.append({"spikes_in": entry["spikes_in"] / count, "spikes_out": entry["spikes_out"] / count,
-                     "synops": synops / count})
-    return rows, count, dataset.description
+    for x in batches:
+        emulate(None, _drained(x, len(layers)), network=network, on_layer=tally,
+                input_message_bits=stage.input_bits or 0, feed_input_neuron=True)
+    units = [(counted, (id(layer), "in"), (id(layer), "out")) for layer, counted in zip(emulated, layers)]
+    return _rates(totals, units, count), count, description
+
+
+@torch.no_grad()
+def _graph_activity(compiled, stage, units, data, samples):
+    """The same for a branching stage, from the artifact emulator of its netx segments and
+    extra synapses (runtime/spiking_graph.py): every layer's and every extra synapse's input
+    spikes, run for T + one step per layer on the longest path."""
+    import networkx as nx
+
+    from ..runtime import spiking_graph
+
+    count, description, batches = _stage_batches(compiled, stage, data, samples)
+    graph = spiking_graph.read_graph(stage, compiled.directory)
+    wiring = spiking_graph.layer_graph(stage, [len(layers) for layers in graph[0]])
+    hops = len(nx.dag_longest_path(wiring))
+    keys = [key for _, _, key in units if key is not None]
+    totals = {key: {"spikes": 0.0, "counts": 0.0} for key in [None, *keys]}
+    for x in batches:
+        drained = _drained(x, hops)
+        outputs = spiking_graph.emulate_graph(stage, drained, graph, keys)
+        for key, spikes in zip([None, *keys], [drained, *outputs]):  # (N, ..., T); graded: messages
+            spikes = (spikes != 0).to(torch.int64)
+            totals[key]["spikes"] += float(spikes.sum())
+            totals[key]["counts"] = totals[key]["counts"] + spikes.sum((0, -1)).double()
+    return _rates(totals, units, count), count, description, hops
+
+
+def _graph_units(compiled, stage, chip) -> list:
+    """(LoihiLayer, key it reads, key of its output or None, row fields) for every layer of every
+    segment of a branching stage, each after the extra synapses ending on it (key None)."""
+    units, into = [], {}
+    with parsing(compiled.directory / stage.links["artifact"], "an HDF5 file of extra synapses", stage.name):
+        synapses = loihi_counts.read_synapses(compiled.directory / stage.links["artifact"], stage.links["synapses"],
+                                              chip["neurons_per_core"], chip["synapses_per_core"])
+    for link, synapse in zip(stage.links["synapses"], synapses):
+        into.setdefault((link["target"]["segment"], link["target"]["layer"]), []).append((link, synapse))
+    for k, spec in enumerate(stage.segments):
+        path = compiled.directory / spec["artifact"]
+        with parsing(path, "a netx HDF5 network", stage.name):
+            layers = loihi_counts.read_layers(path, loihi_counts.pytorch_shape(spec["input_shape"]),
+                                              chip["neurons_per_core"], chip["synapses_per_core"])
+        for j, layer in enumerate(layers):
+            extra = into.get((k, j), [])
+            for link, synapse in extra:
+                units.append((synapse, _source(link["source"]), None,
+                              {"layer": j, "segment": k, "synapse": link["synapse"],
+                               "source": _where(link["source"]), "target": f"segment {k} layer {j}"}))
+            if extra:  # the extra synapses sit on the cores of the neurons they end on
+                total = layer.synapses + sum(synapse.synapses for _, synapse in extra)
+                layer.cores = max(layer.cores, -(-total // chip["synapses_per_core"]))
+            reads = (k, j - 1) if j else _source(spec["input"])
+            units.append((layer, reads, (k, j), {"layer": j, "segment": k}))
+    return units
+
+
+def _source(source):
+    return None if source.get("segment") is None else (source["segment"], source["layer"])
+
+
+def _where(source) -> str:
+    return "stage input" if source.get("segment") is None else f"segment {source['segment']} layer {source['layer']}"
 
 
 @reporting("profile", passing=())
@@ -137,25 +218,38 @@ def profile_build(build_dir, data=None, samples: int = 16, device_profile=None,
     for stage in loihi_stages:  # several Loihi stages run one after the other: their figures add up
         chip = devices.loihi
         stage_t = stage.inputs[0].shape[-1]
-        path = compiled.directory / stage.artifact
-        with parsing(path, "a netx HDF5 network", stage.name):
-            layers = loihi_counts.read_layers(path, stage.inputs[0].pytorch_shape()[:-1],
-                                              chip["neurons_per_core"], chip["synapses_per_core"])
-        activity, result.samples, result.data = _activity(compiled, stage, layers, data, samples)
-        steps = stage_t + len(layers)  # the last output leaves the pipeline after one step per layer
+        if stage.segments:  # a branching stage: netx segments joined by extra synapses
+            units = _graph_units(compiled, stage, chip)
+            activity, result.samples, result.data, hops = _graph_activity(compiled, stage, [u[:3] for u in units],
+                                                                          data, samples)
+        else:
+            path = compiled.directory / stage.artifact
+            with parsing(path, "a netx HDF5 network", stage.name):
+                layers = loihi_counts.read_layers(path, stage.inputs[0].pytorch_shape()[:-1],
+                                                  chip["neurons_per_core"], chip["synapses_per_core"])
+            units = [(layer, None, None, {"layer": layer.index}) for layer in layers]
+            activity, result.samples, result.data = _activity(compiled, stage, layers, data, samples)
+            hops = len(layers)
+        steps = stage_t + hops  # the last output leaves the pipeline after one step per layer
         rows = []
-        busiest_step = 0.0
         stage_energy = 0.0
-        for layer, act in zip(layers, activity):
-            per_core_step = ((layer.neurons / layer.cores) * chip["neuron_update_time_ns"]
-                             + (act["synops"] / stage_t / layer.cores) * chip["synop_time_ns"]) * 1e-9
-            busiest_step = max(busiest_step, per_core_step)
+        busiest_step = 0.0
+        pending = 0.0  # extra synapses' ops, done on the cores of the next layer (the one they end on)
+        for (layer, _, _, fields), act in zip(units, activity):
+            if layer.neurons:
+                per_core_step = ((layer.neurons / layer.cores) * chip["neuron_update_time_ns"]
+                                 + ((act["synops"] + pending) / stage_t / layer.cores) * chip["synop_time_ns"]) * 1e-9
+                busiest_step = max(busiest_step, per_core_step)
+                pending = 0.0
+            else:
+                pending += act["synops"]
             energy = (act["synops"] * chip["synop_energy_pj"] + layer.neurons * steps * chip["neuron_update_energy_pj"]
                       + act["spikes_out"] * chip["spike_energy_pj"]) * 1e-12
             stage_energy += energy
-            rows.append({"stage": stage.name, "layer": layer.index, "type": layer.kind, "shape": list(layer.shape),
-                         "neurons": layer.neurons, "synapses": layer.synapses, "cores": layer.cores,
-                         "spikes_in": act["spikes_in"], "spikes_out": act["spikes_out"],
+            kind = layer.kind if layer.neurons else f"{layer.kind} synapse"
+            rows.append({"stage": stage.name, **fields, "type": kind,
+                         "shape": list(layer.shape), "neurons": layer.neurons, "synapses": layer.synapses,
+                         "cores": layer.cores, "spikes_in": act["spikes_in"], "spikes_out": act["spikes_out"],
                          "synaptic_ops": act["synops"], "energy_j": energy})
         loihi_time += steps * (busiest_step + chip["barrier_time_us"] * 1e-6)
         loihi_energy += stage_energy
@@ -213,6 +307,7 @@ def profile_build(build_dir, data=None, samples: int = 16, device_profile=None,
         result.edges.append({"from": f"{edge.producer['stage']}/{edge.producer['tensor']}",
                              "to": f"{edge.consumer['stage']}/{edge.consumer['input']}",
                              "conversion": edge.conversion.kind, "shape": edge.shape,
+                             "wire": cut_row(manifest, edge).wire,
                              "bits_per_value": edge.bits_per_value, "bytes_sent": sent,
                              "time_s": edge_time, "energy_j": edge_energy})
         conv = edge.conversion

@@ -60,18 +60,26 @@ def _key(source):
     return None if source.get("segment") is None else (source["segment"], source["layer"])
 
 
-def _order(stage, segments, links) -> list:
-    """Every (segment, layer) after the layers whose spikes it reads."""
+def layer_graph(stage, sizes) -> nx.DiGraph:
+    """The stage's layers, (segment, layer), each after the layers whose spikes it reads (its
+    segment's previous layer or input, and every extra synapse's source), from the manifest's
+    wiring; sizes: layers per segment. The stage input is None."""
     graph = nx.DiGraph()
-    for k, (spec, layers) in enumerate(zip(stage.segments, segments)):
-        for j in range(len(layers)):
+    for k, (spec, size) in enumerate(zip(stage.segments, sizes)):
+        for j in range(size):
             graph.add_node((k, j))
             before = (k, j - 1) if j else _key(spec["input"])
             if before is not None:
                 graph.add_edge(before, (k, j))
-    for link, _ in links:
+    for link in stage.links["synapses"]:
         if _key(link["source"]) is not None:
             graph.add_edge(_key(link["source"]), (link["target"]["segment"], link["target"]["layer"]))
+    return graph
+
+
+def _order(stage, segments, links) -> list:
+    """Every (segment, layer) after the layers whose spikes it reads."""
+    graph = layer_graph(stage, [len(layers) for layers in segments])
     if not nx.is_directed_acyclic_graph(graph):
         raise ArtifactError(f"Stage `{stage.name}`: its segments and links form a cycle; the build is damaged.")
     return list(nx.lexicographical_topological_sort(graph))

@@ -254,7 +254,8 @@ def preprocess_branching(target, partition, gm, workdir: Path, writers, helpers)
         src_shape = (src.source.meta["shape"] if src.source is not None else source.meta["shape"])[1:]
         segment_specs.append({"artifact": path.name, "sha256": sha256(path), "layers": len(segment.nodes),
                               "input": _where(place, src.source), "flatten": src.flatten,
-                              "input_shape": list(netx_layout(src_shape)[0][:-1])})
+                              "input_shape": list(netx_layout(src_shape)[0][:-1]),
+                              "nodes": [n.name for n in segment.nodes]})
     netx_in, in_layout = netx_layout(source.meta["shape"][1:])
     return Stage(
         name=partition.name, target=target.name, artifact=net_paths[0].name, sha256=sha256(net_paths[0]),
