@@ -13,7 +13,7 @@ import torch
 from .. import __version__
 from ..errors import TimestepError, reporting
 from ..frontend.graph import to_networkx
-from ..frontend.tracer import record_shapes, trace_with_shapes
+from ..frontend.tracer import trace_with_shapes
 from ..manifest import Manifest, Source
 from ..passes import (
     check_numerics,
@@ -39,8 +39,7 @@ def lower(model: torch.nn.Module, example_input: torch.Tensor, target: str = "lo
             "batch axis first and time last: (N, C, H, W, T) or (N, F, T)."
         )
     gm = trace_with_shapes(model, example_input)
-    if recognise_accumulators(gm):
-        record_shapes(gm, example_input)
+    recognise_accumulators(gm)  # keeps the shapes recorded on the graph
     tag_targets(gm, targets)
     for note in check_numerics(gm, targets, on_overflow):
         warnings.warn(note, stacklevel=2)

@@ -11,6 +11,7 @@ import operator
 import torch
 import torch.fx
 
+from ..errors import TraceError
 from ..nn import Accumulator
 from .tag_targets import is_spiking_node
 
@@ -71,15 +72,29 @@ def _ones_conv3d_interval(module):
     return k[2]
 
 
+def _output_meta(accumulator, source, node) -> dict:
+    """The accumulator's output shape and dtype, run on a meta tensor (no data, no second
+    shape pass over the whole model). A recognised reduction computes the same shape."""
+    spikes = torch.empty(source.meta["shape"], dtype=getattr(torch, source.meta["dtype"]), device="meta")
+    try:
+        out = accumulator(spikes)
+    except Exception as exc:  # noqa: BLE001 - e.g. a time axis the interval does not divide
+        raise TraceError(f"`{node.format_node()}` reads spikes as an accumulator would, but "
+                         f"{type(exc).__name__}: {exc}") from None
+    return {"shape": tuple(out.shape), "dtype": str(out.dtype).replace("torch.", "")}
+
+
 def _replace(gm, node, source, accumulator, scale=None) -> torch.fx.Node:
     name = f"hybridc_accumulator_{node.name}"
     gm.add_submodule(name, accumulator)
+    computed = _output_meta(accumulator, source, node)
     with gm.graph.inserting_before(node):
         new = gm.graph.call_module(name, (source,))
-        new.meta["recognised_from"] = node.format_node()
+        new.meta.update(computed, recognised_from=node.format_node())
         replacement = new
         if scale is not None:
             replacement = gm.graph.call_function(operator.mul, (new, scale))
+            replacement.meta.update(computed)
     node.replace_all_uses_with(replacement)
     return new
 

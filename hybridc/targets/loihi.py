@@ -9,6 +9,7 @@ neuron Dropout (identity at inference) writes nothing. Neuron families other tha
 CUBA (sigma-delta, resonate-and-fire) are described in `loihi_neurons`.
 """
 
+from functools import cache
 from math import prod
 from pathlib import Path
 
@@ -70,7 +71,9 @@ def write_nothing(block, group):
     pass
 
 
+@cache
 def _writers():
+    """slayer block class -> writer; built once (every node of every compile asks)."""
     block = _slayer().block
     cuba, sd = block.cuba, block.sigma_delta
     writers = {
@@ -267,8 +270,8 @@ class LoihiTarget:
         synapse = getattr(block, "synapse", None)
         weight = getattr(synapse, "weight", None)
         if weight is not None and not isinstance(block, _slayer().block.base.AbstractPool):
-            scaled = weight.detach() * neuron.w_scale
-            low, high = float(scaled.min()), float(scaled.max())
+            # min(w) x scale is min(w x scale): a positive scale keeps the order under rounding
+            low, high = (float(v) * neuron.w_scale for v in torch.aminmax(weight.detach()))
             if low < -W_LIMIT - 1 or high > W_LIMIT - 1:
                 worst = low if -low - W_LIMIT > high - W_LIMIT else high
                 message = (f"{where}: weight {worst / neuron.w_scale:g} is {worst:g} in Loihi's "
