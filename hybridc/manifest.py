@@ -8,7 +8,7 @@ stage, then one dense stage) are upgraded on load: their edges follow from the c
 """
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from math import prod
 from pathlib import Path
 from typing import Optional
@@ -117,7 +117,7 @@ class Stage:
         return files
 
     def to_dict(self) -> dict:
-        return _without_none(asdict(self))
+        return _without_none(_plain(self))
 
     def input(self, name: str) -> TensorSpec:
         return next(t for t in self.inputs if t.name == name)
@@ -161,6 +161,18 @@ def payload_bytes(shape, bits: int) -> float:
     return prod(shape) * bits / 8
 
 
+def _plain(value):
+    """dataclasses.asdict without its deep copies (the manifest holds only JSON values, and
+    it is written at every compile)."""
+    if hasattr(type(value), "__dataclass_fields__"):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 def _without_none(value):
     if isinstance(value, dict):
         return {k: _without_none(v) for k, v in value.items() if v is not None}
@@ -192,12 +204,12 @@ class Manifest:
     edges: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        data = asdict(self)
+        data = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name not in ("stages", "edges")}
         if self.source is not None and self.source.path is None:
             data["source"] = None
         data["stages"] = [s.to_dict() for s in self.stages]
-        data["edges"] = [{**asdict(e), "conversion": _without_none(asdict(e.conversion))} for e in self.edges]
-        return data
+        data["edges"] = [{**_plain(e), "conversion": _without_none(_plain(e.conversion))} for e in self.edges]
+        return {f.name: data[f.name] for f in fields(self)}  # in field order, as in every manifest written
 
     def edges_into(self, stage: Optional[str]) -> list:
         """Edges whose consumer is `stage` (None: the model output)."""
