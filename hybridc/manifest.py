@@ -263,8 +263,11 @@ def upgrade_v1(data: dict) -> dict:
             if previous is None:
                 bits = 1 if stage["target"] in ("loihi", "nir") else 32
                 conversion = {"kind": "none"}
-            elif acc:
-                bits, conversion = 1, {"kind": "accumulator", "runs_on": "consumer", **acc}
+            elif acc:  # counts cross when the stage records that wire format (format 1 had none)
+                wire = (stage.get("wire") or {}).get(spec["name"]) or {}
+                counts = wire.get("format") == "counts"
+                bits = wire["bits"] if counts else 1
+                conversion = {"kind": "accumulator", "runs_on": "producer" if counts else "consumer", **acc}
             else:
                 bits, conversion = 1 if spec["layout"].endswith("T") else 32, {"kind": "none"}
             shape = (TensorSpec(**spec).pytorch_shape())
@@ -363,6 +366,7 @@ def _check_consistency(data: dict) -> None:
                                              f"more than the {MAX_TENSOR_ELEMENTS:,} hybridc accepts")
     for i, stage in enumerate(data["stages"]):
         _check_branching(stage, f"stages/{i}", refuse)
+    _check_edges(data, refuse)
 
 
 def _check_branching(stage: dict, where: str, refuse) -> None:
@@ -398,3 +402,86 @@ def _check_branching(stage: dict, where: str, refuse) -> None:
     names = [s["artifact"] for s in segments] + [links["artifact"]]
     if len(set(names)) != len(names):
         refuse(f"{where}/segments", "two parts of the stage name the same file")
+
+
+def _check_edges(data: dict, refuse) -> None:
+    """Edges must join what the stages declare: a stage that exists and one of its outputs
+    (or the model input), a stage's input (or the model output), the shape the stage specs
+    give that tensor, bytes that follow from shape and bits, and stages listed in an order
+    where every producer runs before its consumers (so no cycle). Every stage input is fed,
+    and exactly one edge leaves for the model output: what the runtime relies on."""
+    stages = {stage["name"]: (i, stage) for i, stage in enumerate(data["stages"])}
+
+    def spec(where, side, end, key):
+        """(run index, TensorSpec) of the tensor an edge end names; refuses a missing one."""
+        if end["stage"] not in stages:
+            refuse(f"{where}/stage", f"names stage {end['stage']!r}, which is not in `stages`")
+        index, stage = stages[end["stage"]]
+        found = next((t for t in stage[side] if t["name"] == end[key]), None)
+        if found is None:
+            refuse(f"{where}/{key}", f"stage `{end['stage']}` has no {side[:-1]} {end[key]!r} "
+                                     f"(its {side}: {', '.join(t['name'] for t in stage[side])})")
+        return index, TensorSpec(**found)
+
+    fed, outputs, order = set(), 0, []
+    for i, edge in enumerate(data["edges"]):
+        where, producer, consumer = f"edges/{i}", edge["producer"], edge["consumer"]
+        conversion, shape = edge["conversion"], list(edge["shape"])
+        if len(edge["layout"]) != len(shape):
+            refuse(f"{where}/layout", f"layout {edge['layout']!r} does not have one letter per axis of {shape}")
+        source = target = None
+        if producer["stage"] is None:
+            if producer["tensor"] != "input":
+                refuse(f"{where}/producer/tensor", f"an edge from the model input reads tensor `input`, not "
+                                                   f"{producer['tensor']!r}")
+        else:
+            source = spec(f"{where}/producer", "outputs", producer, "tensor")
+        if consumer["stage"] is None:
+            if consumer["input"] != "output":
+                refuse(f"{where}/consumer/input", f"an edge to the model output feeds `output`, not "
+                                                  f"{consumer['input']!r}")
+            outputs += 1
+        else:
+            target = spec(f"{where}/consumer", "inputs", consumer, "input")
+            fed.add((consumer["stage"], consumer["input"]))
+        if target is not None and list(target[1].pytorch_shape()) != shape:
+            refuse(f"{where}/shape", f"shape {shape} differs from {list(target[1].pytorch_shape())}, the shape of "
+                                     f"input `{consumer['input']}` of stage `{consumer['stage']}`")
+        if source is not None:
+            produced = list(source[1].pytorch_shape())
+            counts = conversion["kind"] == "accumulator" and conversion.get("runs_on") == "producer"
+            expected = [*produced[:-1], conversion["windows"]] if counts else produced
+            if expected != shape or counts and conversion["windows"] * conversion["interval"] != produced[-1]:
+                refuse(f"{where}/shape", f"shape {shape} does not follow from output `{producer['tensor']}` of "
+                                         f"stage `{producer['stage']}` ({produced}) and the edge's conversion")
+        exact = payload_bytes(shape, edge["bits_per_value"])
+        if edge["bytes_per_inference"] not in (exact, -(-exact // 1)):
+            refuse(f"{where}/bytes_per_inference", f"{edge['bytes_per_inference']} bytes, but {shape} at "
+                                                   f"{edge['bits_per_value']} bits per value is {exact:g} bytes")
+        if source is not None and target is not None:
+            order.append((where, producer["stage"], consumer["stage"], source[0], target[0]))
+    for where, before, after, i, j in order:
+        if i >= j:
+            cycle = before == after or _reaches(order, after, before)
+            refuse(where, f"stage `{before}` feeds stage `{after}`, "
+                          + ("which feeds it back: the edges form a cycle, and no stage order can run them"
+                             if cycle else "which is listed before it; stages are listed in the order they run"))
+    for name, (i, stage) in stages.items():
+        for j, tensor in enumerate(stage["inputs"]):
+            if (name, tensor["name"]) not in fed:
+                refuse(f"stages/{i}/inputs/{j}", f"no edge feeds input `{tensor['name']}` of stage `{name}`")
+    if outputs != 1:
+        refuse("edges", f"{outputs} edges go to the model output (consumer stage null); a build has exactly one")
+
+
+def _reaches(order, start: str, goal: str) -> bool:
+    """Whether stage `goal` is downstream of stage `start` along the edges between stages."""
+    seen, frontier = set(), [start]
+    while frontier:
+        stage = frontier.pop()
+        if stage == goal:
+            return True
+        if stage not in seen:
+            seen.add(stage)
+            frontier += [after for _, before, after, _, _ in order if before == stage]
+    return False

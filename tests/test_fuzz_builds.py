@@ -29,7 +29,8 @@ from test_untrusted_build import hybridc_cli
 
 import hybridc
 from hybridc.digest import sha256
-from hybridc.errors import HybridcError
+from hybridc.errors import ArtifactError, HybridcError
+from hybridc.manifest import TensorSpec, payload_bytes
 
 EXAMPLES = int(os.environ.get("HYBRIDC_FUZZ_BUILD_EXAMPLES", "8"))
 REPORT = os.environ.get("HYBRIDC_FUZZ_BUILD_REPORT")
@@ -332,3 +333,48 @@ def test_verify_and_profile_take_a_named_model_file(pristine, tmp_path):
     moved.write_text(MODEL + "# edited\n")
     result = hybridc_cli("verify", build, "--model", moved, "--samples", "1", cwd=tmp_path)
     assert result.exit_code == 9 and "is not the model file" in " ".join(result.stderr.split())
+
+
+def _loop_back(data):
+    """The dense stage feeds the spiking one back: shapes and bytes consistent, a cycle."""
+    spikes_in = data["stages"][0]["inputs"][0]
+    shape = list(TensorSpec(**spikes_in).pytorch_shape())
+    data["stages"][1]["outputs"].append({"name": "loop", "shape": shape, "dtype": "float32", "layout": "CHWT"})
+    data["edges"].append({"producer": {"stage": "ann", "tensor": "loop"},
+                          "consumer": {"stage": "snn", "input": spikes_in["name"]}, "conversion": {"kind": "none"},
+                          "shape": shape, "layout": "CHWT", "dtype": "float32", "bits_per_value": 1,
+                          "bytes_per_inference": payload_bytes(shape, 1)})
+
+
+# Edits a schema cannot see (issue 15): each edge must join what the stages declare.
+EDGE_EDITS = {
+    "missing producer stage": (lambda d: d["edges"][1]["producer"].update(stage="nowhere"),
+                               "edges/1/producer/stage", "not in `stages`"),
+    "missing output tensor": (lambda d: d["edges"][1]["producer"].update(tensor="nothing"),
+                              "edges/1/producer/tensor", "has no output 'nothing'"),
+    "missing consumer stage": (lambda d: d["edges"][0]["consumer"].update(stage="elsewhere"),
+                               "edges/0/consumer/stage", "not in `stages`"),
+    "missing input tensor": (lambda d: d["edges"][1]["consumer"].update(input="nothing"),
+                             "edges/1/consumer/input", "has no input 'nothing'"),
+    "shape off by one": (lambda d: d["edges"][0]["shape"].__setitem__(0, d["edges"][0]["shape"][0] + 1),
+                         "edges/0/shape", "differs from"),
+    "bytes doubled": (lambda d: d["edges"][2].update(bytes_per_inference=2 * d["edges"][2]["bytes_per_inference"]),
+                      "edges/2/bytes_per_inference", "bits per value is"),
+    "stages out of order": (lambda d: d["stages"].reverse(), "edges/1", "listed before it"),
+    "cycle": (_loop_back, "edges/3", "form a cycle"),
+    "input not fed": (lambda d: d["edges"].pop(0), "stages/0/inputs/0", "no edge feeds"),
+    "two model outputs": (lambda d: d["edges"].append(d["edges"][2]), "edges", "2 edges go to the model output"),
+}
+
+
+@pytest.mark.parametrize("edit", list(EDGE_EDITS))
+def test_edges_inconsistent_with_stages_are_refused(pristine, tmp_path, edit):
+    change, where, what = EDGE_EDITS[edit]
+    build = tmp_path / "build"
+    shutil.copytree(pristine["build"], build)
+    data = json.loads((build / "manifest.json").read_text())
+    change(data)
+    (build / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ArtifactError) as refused:
+        hybridc.load(build)
+    assert f"`{where}" in str(refused.value) and what in str(refused.value), str(refused.value)
