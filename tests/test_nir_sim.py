@@ -111,3 +111,53 @@ def test_grouped_conv_and_dense_simulate_from_nir(tmp_path):
     _, stages = hybridc.run(compiled.directory, x, return_stages=True)
     agreement = spike_agreement(stages["snn"], cut)
     assert cut.sum() > 50 and agreement["dice"] >= 0.95, agreement
+
+
+NIR_MODEL = """
+import torch
+from lava.lib.dl import slayer
+from hybridc.nn import Accumulator
+N = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
+torch.manual_seed(0)
+model = torch.nn.Sequential(
+    slayer.block.cuba.Conv(N, 2, 6, 3, stride=1, padding=1, weight_scale=2.0),
+    slayer.block.cuba.Pool(N, 2, weight_scale=2.0),
+    slayer.block.cuba.Conv(N, 6, 8, 3, stride=2, padding=1, weight_scale=2.0),
+    Accumulator(4), torch.nn.Flatten(), torch.nn.Linear(8 * 7 * 7 * 3, 5)).eval()
+example_input = (torch.rand(1, 2, 26, 26, 12) < 0.3).float()
+"""
+
+
+def test_verify_holds_nir_to_its_measured_tolerance_and_a_wrong_weight_fails(tmp_path):
+    """`hybridc verify` on a nir+jetson build: float NIR cannot equal fixed point entry for
+    entry, so the spikes must overlap PyTorch's by the nir target's measured Dice (0.95,
+    docs/targets.md); the same build with the second conv's kernel transposed (sha256
+    rewritten to match) exits 12."""
+    import json
+
+    import nir
+    from test_untrusted_build import hybridc_cli
+
+    from hybridc.digest import sha256
+
+    (tmp_path / "model.py").write_text(NIR_MODEL)
+    result = hybridc_cli("compile", "model.py", "--target", "nir+jetson", "-o", "build", cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    verify = ("verify", "build", "--model", "model.py", "--data", "random:0.3", "--samples", "4")
+    result = hybridc_cli(*verify, "--json", "good.json", cwd=tmp_path)
+    good = json.loads((tmp_path / "good.json").read_text())
+    assert result.exit_code == 0 and good["passed"], result.output
+    assert good["spike_dice_min"] == 0.95 and good["spike_dice"]["snn/_2"] >= 0.95, good
+    assert "Dice >= 0.95" in result.output
+
+    artifact = tmp_path / "build" / "snn.nir"
+    graph = nir.read(artifact)
+    node = graph.nodes["_2.synapse"]
+    node.weight = np.ascontiguousarray(node.weight.swapaxes(2, 3))
+    nir.write(artifact, graph)
+    manifest = json.loads((tmp_path / "build/manifest.json").read_text())
+    manifest["stages"][0]["sha256"] = sha256(artifact)
+    (tmp_path / "build/manifest.json").write_text(json.dumps(manifest))
+    result = hybridc_cli(*verify, "--json", "bad.json", cwd=tmp_path)
+    bad = json.loads((tmp_path / "bad.json").read_text())
+    assert result.exit_code == 12 and not bad["passed"] and bad["spike_dice"]["snn/_2"] < 0.8, bad

@@ -108,11 +108,14 @@ def _print_parity(console, compiled, example_input):
     with Progress(transient=True, console=console) as progress:
         task = progress.add_task("Lava fixed-point simulation", total=int(example_input.shape[0]))
         parity = verify_build(compiled, example_input, progress=lambda: progress.advance(task))
-    ok = parity.spike_match in (None, 1.0) and parity.argmax_agreement == 1.0 and parity.run_max_abs_err < 1e-4
+    ok = parity.passed
+    dice = min(parity.spike_dice.values(), default=1.0)
     console.print(
         f"[{'green' if ok else 'red'}]parity[/] on {parity.samples} sample(s): "
         + (f"spikes at the cut equal {parity.spike_match:.2%} of {parity.cut_entries} entries; "
            if parity.spike_match is not None else "")
+        + (f"Dice {dice:.4f} (float simulation: >= {parity.spike_dice_min:g} required); "
+           if parity.spike_dice_min is not None else "")
         + (f"ONNX vs PyTorch max |err| {parity.onnx_max_abs_err:.2e}; "
            if parity.onnx_max_abs_err is not None else "")
         + f"deployment vs model(x) max |err| {parity.run_max_abs_err:.2e}, "
