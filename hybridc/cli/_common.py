@@ -107,6 +107,12 @@ def write_file(path: Path, data) -> None:
         raise OutputError(f"Cannot write {path}: {exc.strerror or exc}.") from None
 
 
+# verify and profile run samples through a build: the same sources of data for both.
+DATA_OPTION = typer.Option(
+    None, help="The samples to run: synthetic, dvsgesture:PATH (test split), npz:PATH (arrays x, optional y), "
+               "random:RATE, or a hybridc.data entry point NAME[:ARG]. Default: synthetic for event-frame builds, "
+               "else random:0.1.")
+
 # verify and profile rebuild a build's PyTorch model; a build may come from anyone, so the
 # model file it records is imported only when named (--model) or trusted (--trust-source).
 MODEL_OPTION = typer.Option(None, "--model", help="The model file this build was compiled from (checked by sha256 "

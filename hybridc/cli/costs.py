@@ -7,6 +7,7 @@ from typing import List, Optional
 import typer
 
 from ._common import (
+    DATA_OPTION,
     MODEL_OPTION,
     TRUST_SOURCE_OPTION,
     WEIGHTS_OPTION,
@@ -22,9 +23,7 @@ from ._common import (
 @app.command()
 def profile(
     build: Path = typer.Argument(..., help="Build directory written by `hybridc compile`."),
-    data: Optional[str] = typer.Option(
-        None, help="Samples whose spikes are counted: synthetic, dvsgesture:PATH, npz:PATH, random:RATE or a "
-                   "hybridc.data entry point. Default: synthetic for event-frame builds, else random:0.1."),
+    data: Optional[str] = DATA_OPTION,
     samples: int = typer.Option(16, help="How many samples to average over."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the profile as JSON (and a PNG chart beside it)."),
     device_profile: Optional[Path] = typer.Option(None, "--device-profile", help="JSON overriding the default figures."),

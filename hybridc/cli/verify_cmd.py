@@ -6,6 +6,7 @@ from typing import Optional
 import typer
 
 from ._common import (
+    DATA_OPTION,
     MODEL_OPTION,
     TRUST_SOURCE_OPTION,
     WEIGHTS_OPTION,
@@ -21,9 +22,7 @@ from ._common import (
 @app.command()
 def verify(
     build: Path = typer.Argument(..., help="Build directory written by `hybridc compile`."),
-    data: Optional[str] = typer.Option(
-        None, help="synthetic, dvsgesture:PATH (test split), npz:PATH (arrays x, optional y), random:RATE, or a "
-                   "hybridc.data entry point NAME[:ARG]. Default: synthetic for event-frame builds, else random:0.1."),
+    data: Optional[str] = DATA_OPTION,
     samples: int = typer.Option(8, help="How many samples to run."),
     backend: str = typer.Option("lava", help="lava (Lava's simulator, slow) or emulate (hybridc's batched "
                                              "bit-exact emulator of Lava on the same netx file, fast)."),

@@ -10,7 +10,6 @@ import torch.fx
 from ..errors import NumericsError
 from ..frontend.tracer import describe
 
-
 CHUNK = 1 << 24  # values checked per reduction
 
 
