@@ -5,7 +5,6 @@ every test; its `hybridc run` output on three samples is the reference the pipel
 outputs must equal exactly."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import torch
 from conftest import spikes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from stage_kill import kill_mid_stream
 
 import hybridc
 from hybridc.deploy import wire
@@ -83,40 +83,14 @@ def test_pipeline_on_the_emulator_equals_run(deployed):
                                                                                   ("ann", "emulate", 3)]
 
 
-def _stage_pids(process, names):
-    pids = {}
-    deadline = time.monotonic() + 600
-    while len(pids) < len(names) and time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        for name in names:
-            if f"stage `{name}` (pid" in line:
-                pids[name] = int(line.split("(pid ")[1].split(")")[0])
-    return pids
-
-
 @pytest.mark.slow  # two pipeline start-ups (torch + Lava in every stage process): about 40 s unloaded
 def test_killed_stage_is_named_and_resume_completes(deployed, tmp_path):
     build, x_path, reference, _ = deployed
     out = tmp_path / "y.npy"
     journal = tmp_path / ".y.npy.hybridc-journal"
-    process = subprocess.Popen(CLI + ["pipeline", str(build), "--input", str(x_path), "--output", str(out)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "COLUMNS": "200"})
-    pids = _stage_pids(process, ["snn", "ann"])
-    assert set(pids) == {"snn", "ann"}
-    header = None
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:  # wait for the first output to be journalled
-        if journal.exists():
-            header = header or len(journal.read_bytes().split(b"\n", 2)[0]) + 1
-            if journal.stat().st_size > header + 100:
-                break
-        time.sleep(0.05)
-    os.kill(pids["snn"], signal.SIGKILL)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 16, stderr
+    code, stderr, _ = kill_mid_stream(CLI + ["pipeline", str(build), "--input", str(x_path), "--output", str(out)],
+                                      ["snn", "ann"], "snn", journal)
+    assert code == 16, stderr
     assert "Stage `snn`" in stderr and "--resume" in stderr
     assert not out.exists() and journal.exists()  # kept what arrived, wrote no partial output file
     stats_path = tmp_path / "stats.json"

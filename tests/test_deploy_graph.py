@@ -118,6 +118,40 @@ def test_alternating_with_input_skip_pipeline_equals_run(tmp_path):
                 got["predicted_payload_bytes_per_inference"]
 
 
+# eight stage-process start-ups (two runs of four) on the emulator: 61 s at load 5-6
+@pytest.mark.slow
+def test_killed_middle_stage_of_four_is_named_and_resume_completes(tmp_path):
+    """SIGKILL `snn2` (third of four stages; `ann2` after it also reads the model input, so it
+    holds skip inputs of samples snn2 never sent on) once two outputs are journalled: the run
+    stops naming snn2 and keeps those outputs; --resume sends only the rest, each once, and
+    the result equals `hybridc run`."""
+    from stage_kill import kill_mid_stream
+
+    torch.manual_seed(2)
+    build = tmp_path / "b"
+    hybridc.compile(AlternatingWithSkip().eval(), example_input("snn", batch=1), output_dir=build)
+    count = 10
+    x = example_input("snn", batch=count, seed=7)
+    reference = hybridc.run(hybridc.load(build), x, backend="emulate").numpy()
+    x_path, out, journal = tmp_path / "x.npy", tmp_path / "y.npy", tmp_path / ".y.npy.hybridc-journal"
+    np.save(x_path, x.numpy())
+    command = CLI + ["pipeline", str(build), "--input", str(x_path), "--output", str(out), "--backend", "emulate"]
+    code, stderr, kept = kill_mid_stream(command + ["--window", "1"], ["snn1", "ann1", "snn2", "ann2"], "snn2",
+                                         journal, after=2)
+    assert code == 16, stderr
+    assert "Stage `snn2`" in stderr and "--resume" in stderr
+    assert not out.exists() and journal.exists()  # kept what arrived, wrote no partial output file
+    result = subprocess.run(command + ["--resume", "--json", str(tmp_path / "s.json")], capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert kept <= stats["resumed_from"] < count  # every output journalled before the kill was kept
+    assert stats["samples"] == count - stats["resumed_from"]  # the rest sent once, none again
+    assert [(s["stage"], s["samples"]) for s in stats["stages"]] == [
+        (name, count - stats["resumed_from"]) for name in ("snn1", "ann1", "snn2", "ann2")]
+    assert np.array_equal(np.load(out), reference) and not journal.exists()
+
+
 @pytest.mark.slow  # three stage processes, Lava on two samples: about 40 s unloaded
 def test_ann_first_example_pipeline_equals_run(tmp_path):
     torch.manual_seed(1)
