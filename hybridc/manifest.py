@@ -56,8 +56,10 @@ class WireSpec:
     whichever is smaller. With "counts" the sender runs the accumulator and the stage's input
     (its ONNX input) is the counts tensor (spikes_shape without T, then `windows`).
     "values": graded (sigma-delta) spikes, sent as signed integers value x `scale` packed at
-    `bits` bits; the sender sums them over windows of `interval` steps (1: sent as they are)."""
-    format: str  # "spikes", "counts" or "values"
+    `bits` bits; the sender sums them over windows of `interval` steps (1: sent as they are).
+    "held": an Encoder's graded spikes (unsigned, `bits` bits), each value held `interval`
+    steps: one step per window crosses and the receiver repeats it `interval` times."""
+    format: str  # "spikes", "counts", "values" or "held"
     bits: int
     interval: int
     windows: int
@@ -71,8 +73,10 @@ class WireSpec:
 
     @property
     def shape(self) -> list:
-        """What crosses the link, without batch."""
-        return [*self.spikes_shape[:-1], self.windows] if self.summed else list(self.spikes_shape)
+        """What crosses the link, without batch: one step per window when the sender sums or
+        the receiver repeats them."""
+        windowed = self.summed or self.format == "held"
+        return [*self.spikes_shape[:-1], self.windows] if windowed else list(self.spikes_shape)
 
     @property
     def bytes_per_inference(self) -> int:

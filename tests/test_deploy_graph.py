@@ -111,6 +111,12 @@ def test_alternating_with_input_skip_pipeline_equals_run(tmp_path):
         ("snn1", "spikes", 1), ("ann2", "float32", 0)]
     encoder = measured[("snn2", "spikes_in")]
     assert (encoder["form"], encoder["bits"]) == ("graded", 3)  # the Encoder's 3-bit graded spikes, packed
+    # held 2 steps, so 4 of the 8 steps cross (the receiver repeats each): 4x8x8x4 values at 3 bits
+    assert encoder["payload_bytes_per_inference"] == 4 * 8 * 8 * 4 * 3 / 8 == 384
+    from hybridc.profiling.report import profile_build
+
+    predicted = {e["to"]: e["bytes_sent"] for e in profile_build(build, samples=1, measure=False).edges}
+    assert predicted["snn2/spikes_in"] == 384
     for edge in manifest.edges:
         if edge.producer["stage"] and edge.consumer["stage"]:
             got = measured[(edge.consumer["stage"], edge.consumer["input"])]

@@ -2,6 +2,7 @@
 different intervals, an ANN front end sending graded spikes, and SNN -> ANN -> SNN -> ANN.
 Every spiking output equals PyTorch's spikes, the output model(x) within 1e-4."""
 
+import numpy as np
 import pytest
 import torch
 from conftest import assert_deploys_exactly
@@ -51,7 +52,21 @@ def test_ann_first_sends_graded_spikes(tmp_path):
     assert manifest.stage("snn").input_bits == 4
     edge = manifest.edges_into("snn")[0]
     assert edge.conversion.kind == "encoder" and (edge.conversion.bits, edge.conversion.hold) == (4, 2)
-    assert edge.bytes_per_inference == 4 * 16 * 16 * 8 * 4 / 8
+    # held 2 steps, the 8 steps cross as 4 windows ("held" wire format) and the receiver repeats
+    # each: half the 4 * 16 * 16 * 8 * 4 / 8 bytes the T steps took
+    wire = manifest.stage("snn").wire["spikes_in"]
+    assert (wire.format, wire.bits, wire.interval, wire.windows) == ("held", 4, 2, 4)
+    assert edge.shape == [4, 16, 16, 4] and edge.bytes_per_inference == 4 * 16 * 16 * 4 * 4 / 8
+    from hybridc.deploy import links
+    from hybridc.deploy import wire as w
+
+    (link,) = links.incoming(manifest, "snn")
+    message = w.decode(link.encode(0, graded[0]))
+    assert len(message.payload) == edge.bytes_per_inference and np.array_equal(link.values(message), graded[0].numpy())
+    unheld = graded[0].clone()
+    unheld[..., 1] = (unheld[..., 0] + 1) % 16  # step 1 differs from step 0 of its window
+    with pytest.raises(hybridc.errors.LinkError, match="not held for 2 steps"):
+        link.encode(1, unheld)
 
 
 def test_snn_ann_snn_ann(tmp_path):

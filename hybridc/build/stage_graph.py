@@ -4,13 +4,14 @@ Read from the partitioned fx graph and the stages the targets wrote: each stage'
 input names the fx node that produces it, so an edge joins the stage holding that node
 (or the model input) to the consumer, with the conversion the model put on the edge:
 an Accumulator (spiking -> dense; raw spikes cross and the dense stage sums them), an
-Encoder (dense -> spiking; graded spikes of `bits` bits cross), or none.
+Encoder (dense -> spiking; graded spikes of `bits` bits cross, one step per `hold` steps,
+recorded as the consumer's "held" wire format), or none.
 """
 
 import torch.fx
 
 from ..errors import LoweringError
-from ..manifest import Conversion, Edge, payload_bytes
+from ..manifest import Conversion, Edge, WireSpec, payload_bytes
 from ..nn import Accumulator, Encoder
 from ..targets.jetson import pytorch_layout
 
@@ -40,6 +41,19 @@ def _wired(edge: Edge, wire) -> Edge:
         edge.conversion.runs_on = "producer"
     if wire.format != "spikes":
         edge.bits_per_value, edge.bytes_per_inference = wire.bits, wire.bytes_per_inference
+    return edge
+
+
+def _held(edge: Edge, stage, name: str) -> Edge:
+    """An Encoder edge whose values are held `hold` steps: one step per window crosses and the
+    receiver repeats it (the "held" wire format, recorded on the consumer's input)."""
+    hold, steps = edge.conversion.hold, edge.shape[-1]
+    if hold == 1 or steps % hold:
+        return edge
+    wire = WireSpec("held", edge.bits_per_value, hold, steps // hold, list(edge.shape))
+    stage.wire = {**(stage.wire or {}), name: wire}
+    edge.shape, edge.layout = list(wire.shape), edge.layout[:-1] + "K"
+    edge.bytes_per_inference = wire.bytes_per_inference
     return edge
 
 
@@ -74,7 +88,7 @@ def stage_edges(gm: torch.fx.GraphModule, partitions, stages) -> list:
             encoder = _module(gm, source)
             if isinstance(encoder, Encoder):
                 conversion = Conversion("encoder", "producer", bits=encoder.bits, hold=encoder.hold, node=source.name)
-                edges.append(_edge(producer, consumer, conversion, source, encoder.bits))
+                edges.append(_held(_edge(producer, consumer, conversion, source, encoder.bits), stage, spec.name))
             else:
                 bits = 1 if partition.domain == "spiking" and not spec.graded else FLOAT_BITS
                 edges.append(_edge(producer, consumer, Conversion("none"), source, bits))

@@ -9,7 +9,8 @@ link: the tensor crosses once.
 
 The form of a link follows the consumer's input: the wire format recorded in the manifest
 for a cut (1-bit spikes, packed accumulator counts the producer computes, or signed graded
-"values" x scale), an Encoder's graded spikes at its `bits`, 1-bit spikes into a spiking
+"values" x scale), an Encoder's graded spikes at its `bits` (one step per `hold` steps when
+the manifest records them "held": the receiver repeats each), 1-bit spikes into a spiking
 stage, float32 into a dense stage, into a sigma-delta input and into the client.
 """
 
@@ -18,7 +19,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import ArtifactError, InputError
+from ..errors import ArtifactError, InputError, LinkError
 from ..manifest import WireSpec
 from ..targets.registry import domain_of
 from . import wire as w
@@ -67,14 +68,15 @@ class Link:
     def check(self, message) -> None:
         """LinkError unless a decoded DATA message is what this link carries."""
         if message.shape != self.shape or message.bits != self.bits or message.dtype != self.dtype:
-            from ..errors import LinkError
-
             raise LinkError(f"Sample {message.seq} for `{self.tensor}` has shape {message.shape} at "
                             f"{message.bits or 32} bits; this link carries {self.shape} at {self.bits or 32} bits.")
 
     def values(self, message) -> np.ndarray:
-        """The tensor a consumer computes with (float32): the wire's integers / scale."""
+        """The tensor a consumer computes with (float32): the wire's integers / scale, each
+        step of a held link repeated over its window."""
         array = message.array()
+        if self.spec is not None and self.spec.format == "held":
+            return np.repeat(array, self.spec.interval, axis=-1)
         return array / np.float32(self.scale) if self.scale != 1 else array
 
 
@@ -90,6 +92,8 @@ def _link(manifest, edge, port: int) -> Link:
     spec = stage.input(consumer["input"])
     wire = (stage.wire or {}).get(spec.name)
     if wire is not None:
+        if wire.format == "held":  # an Encoder's graded spikes, one step per window of `hold` steps
+            return Link(**ends, form="graded", shape=tuple(wire.shape), bits=wire.bits, spec=wire)
         graded = producer["stage"] and manifest.stage(producer["stage"]).output(producer["tensor"]).graded
         if graded and wire.format != "values":
             raise ArtifactError(f"Edge {source}/{producer['tensor']} -> {stage.name}/{spec.name} carries graded "
@@ -169,9 +173,23 @@ def to_wire(values, link: Link) -> np.ndarray:
     from ..runtime.stages import accumulate
 
     tensor = torch.as_tensor(np.asarray(values.detach().cpu() if hasattr(values, "detach") else values))
+    if link.spec is not None and link.spec.format == "held" and list(tensor.shape) == list(link.spec.spikes_shape):
+        return _first_of_each_window(tensor.numpy(), link)
     if link.spec is not None and link.spec.summed and list(tensor.shape) == list(link.spec.spikes_shape):
         tensor = accumulate(tensor[None], link.spec)[0]
     array = tensor.detach().cpu().numpy()
     if link.scale != 1:
         array = array.astype(np.float64) * link.scale  # exact: value = integer / scale
     return array
+
+
+def _first_of_each_window(array: np.ndarray, link: Link) -> np.ndarray:
+    """One step per window of a held link; LinkError if a window's steps differ (the receiver
+    repeats the first, so anything else would arrive changed)."""
+    hold = link.spec.interval
+    first = array[..., ::hold]
+    if not np.array_equal(np.repeat(first, hold, axis=-1), array):
+        raise LinkError(f"The values for `{link.tensor}` are not held for {hold} steps, as its manifest's \"held\" "
+                        "wire format says (an Encoder's output repeats each value `hold` times); refusing to send "
+                        "them changed. Recompile the build if the model changed.")
+    return first
