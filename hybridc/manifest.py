@@ -408,6 +408,17 @@ def _check_branching(stage: dict, where: str, refuse) -> None:
         refuse(f"{where}/segments", "two parts of the stage name the same file")
 
 
+def _held_shape(shape: list, held) -> list:
+    """What crosses for a tensor of `shape` (time last) under a "held" wire format: one step
+    per window of `interval` steps (None: a shape no edge has, when the steps do not fill the
+    windows exactly)."""
+    if not held:
+        return shape
+    if held.get("windows", 0) * held.get("interval", 0) != shape[-1]:
+        return None
+    return [*shape[:-1], held["windows"]]
+
+
 def _check_edges(data: dict, refuse) -> None:
     """Edges must join what the stages declare: a stage that exists and one of its outputs
     (or the model input), a stage's input (or the model output), the shape the stage specs
@@ -448,13 +459,18 @@ def _check_edges(data: dict, refuse) -> None:
         else:
             target = spec(f"{where}/consumer", "inputs", consumer, "input")
             fed.add((consumer["stage"], consumer["input"]))
-        if target is not None and list(target[1].pytorch_shape()) != shape:
-            refuse(f"{where}/shape", f"shape {shape} differs from {list(target[1].pytorch_shape())}, the shape of "
-                                     f"input `{consumer['input']}` of stage `{consumer['stage']}`")
+        # an Encoder's held graded spikes cross one step per window; the receiver repeats them
+        held = target and (stages[consumer["stage"]][1].get("wire") or {}).get(consumer["input"])
+        held = held if isinstance(held, dict) and held.get("format") == "held" else None
+        arriving = target and _held_shape(list(target[1].pytorch_shape()), held)
+        if target is not None and arriving != shape:
+            refuse(f"{where}/shape", f"shape {shape} differs from {arriving}, the shape of input "
+                                     f"`{consumer['input']}` of stage `{consumer['stage']}`"
+                                     + (" as its `held` wire format sends it" if held else ""))
         if source is not None:
             produced = list(source[1].pytorch_shape())
             counts = conversion["kind"] == "accumulator" and conversion.get("runs_on") == "producer"
-            expected = [*produced[:-1], conversion["windows"]] if counts else produced
+            expected = [*produced[:-1], conversion["windows"]] if counts else _held_shape(produced, held)
             if expected != shape or counts and conversion["windows"] * conversion["interval"] != produced[-1]:
                 refuse(f"{where}/shape", f"shape {shape} does not follow from output `{producer['tensor']}` of "
                                          f"stage `{producer['stage']}` ({produced}) and the edge's conversion")

@@ -2,6 +2,8 @@
 different intervals, an ANN front end sending graded spikes, and SNN -> ANN -> SNN -> ANN.
 Every spiking output equals PyTorch's spikes, the output model(x) within 1e-4."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -67,6 +69,11 @@ def test_ann_first_sends_graded_spikes(tmp_path):
     unheld[..., 1] = (unheld[..., 0] + 1) % 16  # step 1 differs from step 0 of its window
     with pytest.raises(hybridc.errors.LinkError, match="not held for 2 steps"):
         link.encode(1, unheld)
+    data = json.loads((loaded.directory / "manifest.json").read_text())
+    data["stages"][1]["wire"]["spikes_in"].update(interval=4, windows=2)  # windows the edge's shape does not have
+    (loaded.directory / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(hybridc.errors.ArtifactError, match="edges/1/shape.*held"):
+        hybridc.load(loaded.directory)
 
 
 def test_snn_ann_snn_ann(tmp_path):
