@@ -99,9 +99,10 @@ class CutRow:
                 f"{b.accumulated_bytes:,.0f} B ({b.counts:,} {b.count_dtype} counts) per inference")
 
     def wire_label(self) -> str:
-        """Short, for a drawn edge: `values 18-bit x4096, 108 B`."""
+        """Short, for a drawn edge: `(I=4) values 18-bit x4096, 108 B per inference`."""
         scale = f" x{self.scale}" if self.scale else ""
-        return f"{self.wire} {self.bits}-bit{scale}, {self.wire_bytes:,} B per inference"
+        interval = f"(I={self.interval}) " if self.interval else ""
+        return f"{interval}{self.wire} {self.bits}-bit{scale}, {self.wire_bytes:,} B per inference"
 
     def wire_text(self) -> str:
         """What the manifest records crossing the link: form, bits per value, bytes per inference."""
