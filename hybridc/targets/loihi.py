@@ -1,4 +1,7 @@
-"""Loihi 2 through Lava: the spiking partition becomes one netx HDF5 network.
+"""Loihi 2 through Lava: a spiking chain becomes one netx HDF5 network.
+
+A branching stage (spike ADD, concatenation, fan-out) is cut into chains by
+`loihi_graph`, each written here, plus the extra synapses that join them.
 
 netx builds layers `layer/0`, `layer/1`, ... strictly in order and implements
 only input, flatten, dense and conv. So, like netx's own `create_<type>`

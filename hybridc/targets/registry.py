@@ -34,7 +34,8 @@ REGISTRY = {
     entry.name: entry
     for entry in (
         TargetEntry("loihi", "spiking", "hybridc.targets.loihi:LoihiTarget",
-                    "Intel Loihi 2 through Lava: one netx HDF5 network, verified bit-exact in Lava",
+                    "Intel Loihi 2 through Lava: one stock netx HDF5 network per chain (a branching stage: its "
+                    "chains plus extra synapses for spike ADD and concat), verified bit-exact in Lava",
                     runner="hybridc.runtime.lava:run_stage", emulator="hybridc.runtime.emulator:run_stage"),
         TargetEntry("nir", "spiking", "hybridc.targets.nir:NirTarget",
                     "NIR graph (nir.write) for SpiNNaker2, Xylo, Speck and other NIR toolchains",
