@@ -1,5 +1,9 @@
 """Counts for the Loihi stage, read from the netx HDF5 file itself: per layer neurons,
-synapses (exact fan-in), cores; and, given spikes from a run, synaptic operations."""
+synapses (exact fan-in), cores; and, given spikes from a run, synaptic operations.
+
+They follow the manifest's counts (targets/loihi.py): an input layer with a neuron (a
+sigma-delta Delta encoder, an RF input) has neurons and no synapse; a complex-dense
+(resonate-and-fire) layer has two synapses per connection, the real and the imaginary."""
 
 from dataclasses import dataclass
 from math import ceil, prod
@@ -15,7 +19,7 @@ from ..targets.loihi import conv_synapses
 @dataclass
 class LoihiLayer:
     index: int
-    kind: str  # conv | dense
+    kind: str  # conv | dense | input (a neuron per value, no synapse)
     shape: tuple  # output (C, H, W) or (F,)
     neurons: int
     synapses: int
@@ -25,6 +29,7 @@ class LoihiLayer:
     padding: tuple = ()
     groups: int = 1
     dilation: tuple = (1, 1)
+    copies: int = 1  # synapses per connection: 2 for a complex dense layer (real and imaginary weights)
 
 
 def _pair(value) -> tuple:
@@ -32,8 +37,10 @@ def _pair(value) -> tuple:
     return (int(value[0]), int(value[-1])) if value.size else (1, 1)
 
 
-def read_layers(path, input_shape, neurons_per_core: int, synapses_per_core: int) -> list:
-    """input_shape: PyTorch (C, H, W) or (F,) without time."""
+def read_layers(path, input_shape, neurons_per_core: int, synapses_per_core: int,
+                input_neurons: bool = True) -> list:
+    """input_shape: PyTorch (C, H, W) or (F,) without time. input_neurons: list an input
+    layer that has a neuron (netx runs it, the emulator too) as a layer of kind `input`."""
     layers, shape = [], tuple(input_shape)
     with h5py.File(path, "r") as h5:
         group = h5["layer"]
@@ -44,6 +51,10 @@ def read_layers(path, input_shape, neurons_per_core: int, synapses_per_core: int
                 shape = (prod(shape),)
                 continue
             if kind == "input":
+                if input_neurons and "neuron" in layer:
+                    shape = tuple(int(v) for v in np.asarray(layer["shape"]))
+                    neurons = prod(shape)
+                    layers.append(LoihiLayer(i, "input", shape, neurons, 0, max(ceil(neurons / neurons_per_core), 1)))
                 continue
             entry = _layer(layer, i, kind, shape, neurons_per_core, synapses_per_core)
             layers.append(entry)
@@ -88,16 +99,19 @@ def _layer(layer, index: int, kind: str, shape, neurons_per_core: int, synapses_
         entry = LoihiLayer(index, kind, out, neurons, synapses, 0, tuple(kernel), stride, padding, groups,
                            dilation)
     else:
-        synapses = prod(shape) * neurons
-        entry = LoihiLayer(index, "dense", out, neurons, synapses, 0)
+        copies = 2 if "weight" in layer and isinstance(layer["weight"], h5py.Group) and "imag" in layer["weight"] else 1
+        synapses = prod(shape) * neurons * copies
+        entry = LoihiLayer(index, "dense", out, neurons, synapses, 0, copies=copies)
     entry.cores = max(ceil(neurons / neurons_per_core), ceil(synapses / synapses_per_core), 1)
     return entry
 
 
 def fan_out(layer: LoihiLayer, in_shape) -> torch.Tensor:
     """For every input neuron, how many synapses its spike drives (a map shaped like the input)."""
+    if layer.kind == "input":  # a neuron fed directly: no synapse
+        return torch.zeros(tuple(in_shape))
     if layer.kind == "dense":  # every output: an extra synapse has no neurons of its own but its targets'
-        return torch.full(tuple(in_shape), float(prod(layer.shape)))
+        return torch.full(tuple(in_shape), float(prod(layer.shape) * layer.copies))
     c_in = in_shape[0]
     ones = torch.ones(1, layer.shape[0], *layer.shape[1:])
     kernel = torch.ones(layer.shape[0], c_in // layer.groups, *layer.kernel)

@@ -101,14 +101,12 @@ def _activity(compiled, stage, layers, data, samples):
 
     count, description, batches = _stage_batches(compiled, stage, data, samples)
     network = read_stage_network(stage, compiled.directory)
-    emulated = [layer for layer in network[1] if layer.kind != "input"]
+    emulated = network[1]  # an input layer's neuron (a Delta encoder, an RF input) runs and is counted too
     if len(emulated) != len(layers):
         raise InputError(f"The netx file has {len(emulated)} layers to run but {len(layers)} to count; recompile.")
     totals = {}
 
     def tally(layer, inputs, outputs):  # (N, T, ...) spikes (graded: messages) in and out of one layer
-        if layer.kind == "input":  # an input layer's neuron (a Delta encoder): no synapse to count
-            return
         for key, spikes in (((id(layer), "in"), inputs), ((id(layer), "out"), outputs)):
             entry = totals.setdefault(key, {"spikes": 0.0, "counts": 0.0})
             spikes = spikes != 0
@@ -116,10 +114,16 @@ def _activity(compiled, stage, layers, data, samples):
             entry["counts"] = entry["counts"] + spikes.sum((0, 1)).double()
 
     for x in batches:
-        emulate(None, _drained(x, len(layers)), network=network, on_layer=tally,
+        emulate(None, _drained(x, _hops(layers)), network=network, on_layer=tally,
                 input_message_bits=stage.input_bits or 0, feed_input_neuron=True)
     units = [(counted, (id(layer), "in"), (id(layer), "out")) for layer, counted in zip(emulated, layers)]
     return _rates(totals, units, count), count, description
+
+
+def _hops(layers) -> int:
+    """Steps the last output trails the input: one per layer with synapses (an input layer's
+    neuron takes the input the same step)."""
+    return sum(layer.kind != "input" for layer in layers)
 
 
 @torch.no_grad()
@@ -160,7 +164,8 @@ def _graph_units(compiled, stage, chip) -> list:
         path = compiled.directory / spec["artifact"]
         with parsing(path, "a netx HDF5 network", stage.name):
             layers = loihi_counts.read_layers(path, loihi_counts.pytorch_shape(spec["input_shape"]),
-                                              chip["neurons_per_core"], chip["synapses_per_core"])
+                                              chip["neurons_per_core"], chip["synapses_per_core"],
+                                              input_neurons=False)  # segments are CUBA chains: no input neuron
         for j, layer in enumerate(layers):
             extra = into.get((k, j), [])
             for link, synapse in extra:
@@ -229,7 +234,7 @@ def profile_build(build_dir, data=None, samples: int = 16, device_profile=None,
                                                   chip["neurons_per_core"], chip["synapses_per_core"])
             units = [(layer, None, None, {"layer": layer.index}) for layer in layers]
             activity, result.samples, result.data = _activity(compiled, stage, layers, data, samples)
-            hops = len(layers)
+            hops = _hops(layers)
         steps = stage_t + hops  # the last output leaves the pipeline after one step per layer
         rows = []
         stage_energy = 0.0

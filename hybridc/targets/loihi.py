@@ -186,10 +186,12 @@ def conv_synapses(in_shape, out_shape, kernel, stride, padding, groups, dilation
 
 
 def _synapses(block, in_shape) -> int:
-    """Exact count of connections: dense is in*out, conv/pool by `conv_synapses`."""
+    """Exact count of synapses: dense is in*out (twice for a complex synapse: netx writes
+    its real and imaginary weights, two Dense processes), conv/pool by `conv_synapses`."""
     base = _slayer().block.base
     if isinstance(block, (base.AbstractDense, _slayer().block.sigma_delta.Output)):
-        return int(block.synapse.in_channels * block.synapse.out_channels)
+        copies = 2 if isinstance(block.synapse, _slayer().synapse.complex.ComplexLayer) else 1
+        return int(block.synapse.in_channels * block.synapse.out_channels) * copies
     if isinstance(block, (base.AbstractConv, base.AbstractPool)):
         s = block.synapse
         # a Pool applies one shared kernel per channel: a depthwise conv
