@@ -104,8 +104,8 @@ def test_verify_emulate_and_profile_an_sdnn_build_and_catch_a_changed_weight(tmp
     good = verify_dataset(compiled.directory, samples=4, backend="emulate", reference=reference)
     assert good.spike_match == 1.0
     layers = profile_build(compiled.directory, samples=2, measure=False).loihi["layers"]
-    assert [layer["type"] for layer in layers] == ["conv", "conv", "dense"]
-    assert all(0 < layer["spikes_in"] and 0 < layer["synaptic_ops"] for layer in layers)
+    assert [layer["type"] for layer in layers] == ["input", "conv", "conv", "dense"]  # input: the Delta encoder
+    assert all(0 < layer["spikes_in"] and 0 < layer["synaptic_ops"] for layer in layers[1:])
     with h5py.File(compiled.directory / "snn.net", "r+") as h5:
         values = h5["layer/1/weight"][()]
         values.flat[0] = -values.flat[0] if values.flat[0] else 100

@@ -111,14 +111,22 @@ def _link(manifest, edge, port: int) -> Link:
     return Link(**ends, form="float32", shape=tuple(spec.pytorch_shape()), bits=0)
 
 
-def links(manifest) -> list:
-    """Every link of the build, in the manifest's edge order (stage order, then the output)."""
+def crossing_edges(manifest) -> list:
+    """The first edge into each consumer input, in the manifest's order: the edges whose
+    tensors cross (two edges into one input, two accumulators on one tap, are one crossing)."""
     result, seen = [], set()
     for edge in manifest.edges:
         consumer = (edge.consumer["stage"], edge.consumer["input"])
-        if consumer in seen:
-            continue
-        seen.add(consumer)
+        if consumer not in seen:
+            seen.add(consumer)
+            result.append(edge)
+    return result
+
+
+def links(manifest) -> list:
+    """Every link of the build, in the manifest's edge order (stage order, then the output)."""
+    result = []
+    for edge in crossing_edges(manifest):
         if edge.consumer["stage"] is None:
             port = 0
         else:
