@@ -55,6 +55,25 @@ def test_int8_verify_reports_the_accuracy_change(int8_build, tmp_path):
     assert report["max_abs_err"] < 0.1 and report["argmax_agreement"] >= 0.9  # int8, not exact: but close
 
 
+def test_int8_parity_holds_within_its_bound_and_catches_a_wrong_dense_weight(example):
+    """compile --verify on an int8 build: exact spikes, the output within 5% of max|model(x)|
+    (measured 0.5 to 0.9% on this family); a dense weight that no longer matches the file fails."""
+    import torch
+
+    from hybridc.runtime.verify import verify
+
+    model, x = example.build("S2A4", interval=4, size=32, timesteps=16, batch=4)
+    compiled = hybridc.compile(model, x[:1], target="loihi+jetson-int8",
+                               target_options={"calibration_samples": 8})
+    parity = verify(compiled, x, backend="emulate")
+    assert parity.passed and parity.spike_match == 1.0 and parity.output_rel_err_max == 0.05
+    assert 0 < parity.run_max_abs_err <= 0.05 * float(model(x).abs().max())  # int8: close, not equal
+    dense = [m for m in compiled.module.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    with torch.no_grad():
+        dense[-1].weight.mul_(-1)  # the reference now disagrees with the int8 file's last layer
+    assert not verify(compiled, x, backend="emulate").passed
+
+
 def test_nir_graph_reads_back_with_loihi_weights(example, tmp_path):
     import nir
 

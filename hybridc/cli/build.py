@@ -118,8 +118,10 @@ def _print_parity(console, compiled, example_input):
            if parity.spike_dice_min is not None else "")
         + (f"ONNX vs PyTorch max |err| {parity.onnx_max_abs_err:.2e}; "
            if parity.onnx_max_abs_err is not None else "")
-        + f"deployment vs model(x) max |err| {parity.run_max_abs_err:.2e}, "
-        f"argmax agreement {parity.argmax_agreement:.0%}"
+        + f"deployment vs model(x) max |err| {parity.run_max_abs_err:.2e}"
+        + (f" (int8: <= {parity.output_rel_err_max:g} x max|model(x)| allowed)"
+           if parity.output_rel_err_max is not None else "")
+        + f", argmax agreement {parity.argmax_agreement:.0%}"
     )
     if not ok:
         raise typer.Exit(code=12)

@@ -28,6 +28,10 @@ class TargetEntry:
     # A number: the runner simulates the artifact in float, so verify requires the Dice overlap of
     # its spikes with PyTorch's to reach it at every spiking output (measured: docs/targets.md).
     spike_dice_min: float = None
+    # None: the dense artifact equals PyTorch within 1e-4. A number: the artifact is quantised, so
+    # verify requires its largest error to stay within that fraction of the reference's largest
+    # magnitude (measured: docs/targets.md), and does not require the same argmax.
+    output_rel_err_max: float = None
 
 
 REGISTRY = {
@@ -45,7 +49,7 @@ REGISTRY = {
                     runner="hybridc.runtime.onnx_stage:run_stage"),
         TargetEntry("jetson-int8", "dense", "hybridc.targets.jetson_int8:JetsonInt8Target",
                     "8-bit ANN half (a Jetson's int8 path): QDQ int8 ONNX, static calibration",
-                    runner="hybridc.runtime.onnx_stage:run_stage"),
+                    runner="hybridc.runtime.onnx_stage:run_stage", output_rel_err_max=0.05),
         TargetEntry("cpu", "dense", "hybridc.targets.cpu:CpuTarget",
                     "the host CPU through onnxruntime, for users without a Jetson",
                     runner="hybridc.runtime.onnx_stage:run_stage"),
@@ -81,6 +85,11 @@ def _unknown(name: str) -> TargetError:
 def spike_dice_min(name: str):
     """The Dice overlap verify requires of a spiking target's spikes, or None: exactly equal."""
     return REGISTRY[canonical(name)].spike_dice_min
+
+
+def output_rel_err_max(name: str):
+    """The relative output error verify allows a quantised dense target, or None: within 1e-4."""
+    return REGISTRY[canonical(name)].output_rel_err_max
 
 
 def domain_of(name: str) -> str:
