@@ -16,7 +16,7 @@ from conftest import ROOT, assert_deploys_exactly
 from lava.lib.dl import slayer
 
 import hybridc
-from hybridc.errors import LoweringError, UnsupportedLayerError
+from hybridc.errors import LoweringError, NumericsError, UnsupportedLayerError
 from hybridc.frontend.loader import load_model_file
 from hybridc.nn import Accumulator
 from hybridc.targets.loihi_neurons import write_rf
@@ -95,29 +95,66 @@ def test_rf_decays_survive_netx_round_trip(tmp_path):
     assert 0 < expected[0] - int(neuron.sin_decay.init) <= 1  # slayer 2607, Lava 2606 without the fix
 
 
-@pytest.mark.slow
-def test_sigma_delta_states_beyond_24_bits_wrap_in_lava_only(tmp_path):
-    """Lava keeps sigma-delta states in 24 bits at 2^18 per unit; slayer computes in float.
-    A 3x3 sum pool of weight 2.0 pushes some activations past 32 (2^23 / 2^18): Lava wraps
-    them negative (and the ReLU sends 0), and only those neurons differ from slayer."""
+def _grouped_conv_sdnn(weight_scale, seed):
+    """The differential fuzzer's mismatch: a grouped 5x5 sigma-delta conv on graded frames."""
     from fuzz_models import Spec, build
 
+    spec = Spec(timesteps=8, interval=8, fold=True, input_shape=(2, 12, 12), neuron={"threshold": 0.125},
+                spiking=[("conv", 8, 5, 1, 0, 2)], dense=[("flatten",), ("linear", 2)],
+                weight_scale=weight_scale, seed=seed, density=0.7, family="sigma_delta")
+    model, x = build(spec)
+    steps = []  # slayer's per-step synaptic input of the conv, in the activation's units
+    hook = model.spiking[1].synapse.register_forward_hook(lambda m, i, o: steps.append(o.detach()))
+    with torch.no_grad():
+        model(x)
+    hook.remove()
+    return model, x, steps[0]
+
+
+def _graded_cut(model, x, backend, on_overflow="clip"):
+    """(Loihi artifact's graded spikes at the cut, PyTorch's) for a sigma-delta stage."""
     from hybridc.runtime.stages import run_stage
     from hybridc.runtime.verify import reference_stages
 
-    spec = Spec(timesteps=4, interval=4, fold=True, input_shape=(2, 6, 6), neuron={"threshold": 0.125},
-                spiking=[("pool", 3)], dense=[("flatten",), ("linear", 2)], weight_scale=4 * 18, seed=378,
-                density=0.65, family="sigma_delta")
-    model, x = build(spec)  # the fuzzer scales sigma-delta pools by 1/k^2: weight 2.0 here
-    assert float(model[1].synapse.weight.flatten()[0]) == 2.0
-    compiled = _lower(model, x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compiled = hybridc.compile(model, x, target="loihi+cpu", on_overflow=on_overflow)
     snn = compiled.manifest.stages[0]
-    cut = reference_stages(compiled.module, compiled.fx_partitions, x)[snn.name]
-    lava = run_stage(snn, compiled.directory, x)
-    in_range = (cut.cumsum(-1).abs() < 32).all(-1)  # slayer's activation = the sum of its deltas
-    differs = (lava != cut).any(-1)
-    assert bool(differs.any()) and bool(in_range.any())
-    assert not bool((differs & in_range).any())  # only neurons past 32 differ
+    return run_stage(snn, compiled.directory, x, backend=backend), \
+        reference_stages(compiled.module, compiled.fx_partitions, x)[snn.name]
+
+
+def test_sigma_delta_conv_input_past_24_bits_is_refused_with_the_layer_and_bound():
+    """Lava's Conv synapse wraps each step's input sum at 24 bits (+-32 in the activation's
+    units); the neuron state itself is int32. The fuzzer's grouped 5x5 conv (old weight scale,
+    seed 25) sends one neuron a step input of -32.375 while no activation passes 20: compile
+    refuses it, naming the layer, the value and the range; on_overflow='clip' builds with a warning."""
+    model, x, steps = _grouped_conv_sdnn(40, 25)
+    assert float(torch.relu(steps.cumsum(-1)).max()) < 20 and float(steps.min()) < -32
+    with pytest.raises(NumericsError, match=r"`spiking.1`.*-32.375 at 1 neuron.*24 bits \(\[-32, 32\)"):
+        hybridc.compile(model, x, target="loihi+cpu")
+    with pytest.warns(UserWarning, match="Lava will differ on those neurons"):
+        hybridc.compile(model, x, target="loihi+cpu", on_overflow="clip")
+    model, x, steps = _grouped_conv_sdnn(32, 25)  # the same model with weights x 0.8 is in range
+    assert float(steps.abs().max()) < 32
+    hybridc.compile(model, x, target="loihi+cpu")
+
+
+@pytest.mark.parametrize("seed, backend", [(25, "emulate"), (3, "emulate"), (1, "emulate"),
+                                           (25, "lava")])
+def test_sigma_delta_differs_exactly_where_a_conv_step_input_passes_32(seed, backend):
+    """The measured bound: the artifact's graded spikes differ from slayer's at exactly the
+    neurons whose per-step conv input left [-32, 32) (seed 25: 1 neuron, activations below 20;
+    seed 3: 9 neurons). An activation (sigma state) past 32 alone changes nothing (seed 1
+    reaches 35 with every step input inside): the state is not 24 bits."""
+    model, x, steps = _grouped_conv_sdnn(40, seed)
+    loihi, cut = _graded_cut(model, x, backend)
+    beyond = ((steps < -32) | (steps >= 32)).any(-1)
+    differs = (loihi != cut).any(-1)
+    assert torch.equal(differs, beyond), (int(differs.sum()), int(beyond.sum()))
+    assert int(beyond.sum()) == {25: 1, 3: 9, 1: 0}[seed]
+    if seed == 1:
+        assert float(steps.cumsum(-1).max()) > 32
 
 
 def _lower(model, x, target="loihi+jetson"):

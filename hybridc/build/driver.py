@@ -41,7 +41,7 @@ def lower(model: torch.nn.Module, example_input: torch.Tensor, target: str = "lo
     gm = trace_with_shapes(model, example_input)
     recognise_accumulators(gm)  # keeps the shapes recorded on the graph
     tag_targets(gm, targets)
-    for note in check_numerics(gm, targets, on_overflow):
+    for note in check_numerics(gm, targets, on_overflow, example_input):
         warnings.warn(note, stacklevel=2)
     insert_cut_accumulators(gm)
     partitions = partition(gm)

@@ -1,7 +1,9 @@
 """Refuse parameters a device cannot represent, before any artifact is written.
 
 NaN/Inf anywhere is refused. Each target may add its own range check (Loihi's
-fixed-point weights and thresholds) through an optional `check_ranges` method.
+fixed-point weights and thresholds) through an optional `check_ranges` method, and
+limits that depend on the data (Loihi's 24-bit conv input sums of sigma-delta layers)
+through `checks_activity` / `check_activity`, measured on the example input.
 """
 
 import torch
@@ -33,7 +35,23 @@ def _all_finite(tensors) -> bool:
     return not chunk or bool(torch.isfinite(torch.cat(chunk)).all())
 
 
-def check_numerics(gm: torch.fx.GraphModule, targets: dict, on_overflow: str = "error") -> list:
+class _ActivityCheck(torch.fx.Interpreter):
+    """Runs the example input through the graph and hands each checked layer its inputs."""
+
+    def __init__(self, gm, checks, on_overflow):
+        super().__init__(gm)
+        self.checks, self.on_overflow, self.notes = checks, on_overflow, []
+        self.extra_traceback = False  # the messages already name the layer
+
+    def call_module(self, target, args, kwargs):
+        if target in self.checks:
+            check, where = self.checks[target]
+            self.notes += check(self.module.get_submodule(target), args, where, self.on_overflow)
+        return super().call_module(target, args, kwargs)
+
+
+def check_numerics(gm: torch.fx.GraphModule, targets: dict, on_overflow: str = "error",
+                   example_input: torch.Tensor = None) -> list:
     """Raises NumericsError on the first problem; returns warnings for clipped values."""
     if on_overflow not in ("error", "clip"):
         raise NumericsError(f"on_overflow must be 'error' or 'clip', got {on_overflow!r}.")
@@ -54,4 +72,14 @@ def check_numerics(gm: torch.fx.GraphModule, targets: dict, on_overflow: str = "
         check = getattr(target, "check_ranges", None)
         if check is not None:
             notes += check(module, f"`{node.target}` ({describe(gm, node)})", on_overflow)
+    checks = {}
+    for node, module in nodes:
+        target = by_name.get(node.meta.get("hybridc_target"))
+        if example_input is not None and getattr(target, "checks_activity", lambda _: False)(module):
+            checks[node.target] = (target.check_activity, f"`{node.target}` ({describe(gm, node)})")
+    if checks:
+        with torch.no_grad():
+            runner = _ActivityCheck(gm, checks, on_overflow)
+            runner.run(example_input)
+        notes += runner.notes
     return notes

@@ -29,6 +29,8 @@ from . import loihi_neurons as neuron_models
 
 V_TH_MAX = (1 << 17) - 1  # Loihi threshold mantissa, unsigned 17 bits
 W_LIMIT = 256  # 8-bit weight mantissa: even values in [-256, 254]
+CONV_INPUT_BITS = 24  # Lava's fixed-point Conv synapse wraps each step's input sum to 24 bits
+GRADED_PAYLOAD = 1 << 12  # a sigma-delta graded spike carries its value x 2^12 (netx's spike_exp + ...)
 
 
 def _slayer():
@@ -289,6 +291,41 @@ class LoihiTarget:
                     )
                 notes.append(message + "; clipped, as slayer's own forward does.")
         return notes
+
+    def checks_activity(self, block) -> bool:
+        """Whether `check_activity` has something to measure on this block: a sigma-delta
+        Conv or Pool (both become a Lava Conv synapse, whose input sum wraps at 24 bits)."""
+        slayer = _slayer()
+        return (neuron_models.family_of(block) == "sigma_delta" and neuron_models.has_neuron(block)
+                and isinstance(block, (slayer.block.base.AbstractConv, slayer.block.base.AbstractPool)))
+
+    def check_activity(self, block, inputs, where: str, on_overflow: str) -> list:
+        """Lava's fixed-point Conv synapse wraps each step's input sum (sum of weight x graded
+        spike, weight mantissa x value x 2^12) to 24 bits; slayer adds in float. A step input
+        outside [-2^23, 2^23) (+-32 at slayer's 64-per-unit weights) reaches the neuron's sigma
+        with the wrong sign in Lava, and that neuron's graded spikes differ from slayer's for
+        good, even where slayer's activation stays small (a large negative input is hidden by
+        the ReLU). Measured on the example input: the condition depends on the data."""
+        from ..errors import NumericsError
+
+        with torch.no_grad():
+            step_input = block.synapse(inputs[0])  # slayer's per-step synaptic input, in activation units
+        limit = (1 << (CONV_INPUT_BITS - 1)) / (float(block.neuron.w_scale) * GRADED_PAYLOAD)
+        low, high = (float(v) for v in torch.aminmax(step_input))
+        if low >= -limit and high < limit:
+            return []
+        worst = low if -low >= high else high
+        count = int(((step_input < -limit) | (step_input >= limit)).flatten(0, -2).any(-1).sum())
+        message = (f"{where}: on the example input, a step's synaptic input reaches {worst:g} at {count} "
+                   f"neuron(s); Lava's Conv synapse wraps it to 24 bits ([-{limit:g}, {limit:g}) in the "
+                   "activation's units), so those neurons' graded spikes would differ from PyTorch's "
+                   "from that step on (slayer's activation may still look small: the ReLU hides a large "
+                   "negative input)")
+        if on_overflow == "error":
+            raise NumericsError(message + ". Scale this layer's weights (or its input) down until every "
+                                "step's input sum stays inside that range, or pass --on-overflow clip "
+                                "(on_overflow='clip') to build it anyway and accept the difference.")
+        return [message + "; built anyway (on_overflow='clip'): Lava will differ on those neurons."]
 
     def why_unsupported(self, submodules, node) -> str:
         return _node_problem(submodules, node)
