@@ -215,8 +215,8 @@ def build(spec: Spec):
     blocks = getattr(slayer.block, spec.family)
     neuron = dict(spec.neuron)
     layers = []
-    # sigma-delta activations are real values that Lava holds in 24 bits at 2^18 per unit (so
-    # below 32): smaller weights and averaging pools keep random models inside that range
+    # Lava's Conv synapse wraps each step's input sum at 24 bits (+-32 activation units, see
+    # docs/targets.md): smaller weights and averaging pools keep random models inside that range
     sigma_delta = spec.family == "sigma_delta"
     scale = spec.weight_scale / 4 if sigma_delta else spec.weight_scale
     if sigma_delta:
