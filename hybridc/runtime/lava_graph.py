@@ -14,6 +14,7 @@ import numpy as np
 
 from ..build.untrusted import parsing
 from ..errors import ArtifactError
+from .emulator import _scalar, _text
 
 
 def synapse_process(group, input_shape, message_bits: int):
@@ -23,14 +24,13 @@ def synapse_process(group, input_shape, message_bits: int):
     from lava.proc.conv.process import Conv
     from lava.proc.dense.process import DelayDense, Dense
 
-    kind = group["type"][()]
-    kind = (kind.reshape(-1)[0] if hasattr(kind, "reshape") else kind).decode()
+    kind = _text(group["type"][()])
     if kind == "dense":
         weight = group["weight"][()]
         weight, bits, exponent, _ = optimize_weight_bits(weight.reshape(weight.shape[0], -1))
         options = dict(weights=weight, weight_exp=exponent, num_weight_bits=bits, num_message_bits=message_bits)
         if "delay" in group:  # a path that arrives early waits here (as netx builds a dense layer's delay)
-            delays = np.full(weight.shape, int(np.asarray(group["delay"][()]).reshape(-1)[0]))
+            delays = np.full(weight.shape, _scalar(group["delay"][()]))
             return DelayDense(delays=delays, max_delay=62, **options)
         return Dense(**options)
     if kind == "conv":
@@ -41,7 +41,7 @@ def synapse_process(group, input_shape, message_bits: int):
         weight = weight.reshape(weight.shape[:4]).transpose((0, 3, 2, 1))
         return Conv(input_shape=tuple(input_shape), weight=weight, stride=expand(group["stride"][()]),
                     padding=expand(group["padding"][()]), dilation=expand(group["dilation"][()]),
-                    groups=int(np.asarray(group["groups"][()]).reshape(-1)[0]), num_message_bits=message_bits)
+                    groups=_scalar(group["groups"][()]), num_message_bits=message_bits)
     raise ArtifactError(f"{group.name} is a `{kind}` synapse; a branching stage's extra synapses are dense or conv.")
 
 

@@ -42,8 +42,7 @@ def read_graph(stage, build_dir: Path):
     with h5:
         for link in stage.links["synapses"]:
             group = h5["synapse"][link["synapse"]]
-            kind = group["type"][()]
-            kind = (kind.reshape(-1)[0] if hasattr(kind, "reshape") else kind).decode()
+            kind = emulator._text(group["type"][()])
             name = f"{path.name}:synapse/{link['synapse']}"
             shape = _pytorch_shape(link["input_shape"])
             if kind == "conv":
