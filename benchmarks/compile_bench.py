@@ -29,6 +29,7 @@ warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import hybridc  # noqa: E402
+from hybridc.build.timings import Timings  # noqa: E402
 
 
 def load_example():
@@ -38,22 +39,27 @@ def load_example():
     return module
 
 
-def hand_route(model, x, out: Path):
-    with torch.no_grad():
+def hand_route(model, x, out: Path) -> Timings:
+    """The user's route without hybridc, timed by the same phase timer as the compile."""
+    timings = Timings()
+    with timings.phase("forward"), torch.no_grad():
         spikes = model.snn(x)
         counts = model.accumulator(spikes)
-    blocks = [b for b in model.snn if hasattr(b, "export_hdf5")]
-    with h5py.File(out / "snn.net", "w") as h5:
-        layers = h5.create_group("layer")
-        for i, block in enumerate(blocks):
-            block.export_hdf5(layers.create_group(str(i)))
-    torch.onnx.export(model.ann, counts, str(out / "ann.onnx"), opset_version=17,
-                      input_names=["counts"], output_names=["output"],
-                      dynamic_axes={"counts": {0: "batch"}, "output": {0: "batch"}})
+    with timings.phase("slayer export_hdf5"):
+        blocks = [b for b in model.snn if hasattr(b, "export_hdf5")]
+        with h5py.File(out / "snn.net", "w") as h5:
+            layers = h5.create_group("layer")
+            for i, block in enumerate(blocks):
+                block.export_hdf5(layers.create_group(str(i)))
+    with timings.phase("torch.onnx.export"):
+        torch.onnx.export(model.ann, counts, str(out / "ann.onnx"), opset_version=17,
+                          input_names=["counts"], output_names=["output"],
+                          dynamic_axes={"counts": {0: "batch"}, "output": {0: "batch"}})
+    return timings
 
 
-def hybridc_route(model, x, out: Path):
-    hybridc.compile(model, x, output_dir=out / "build")
+def hybridc_route(model, x, out: Path) -> Timings:
+    return hybridc.compile(model, x, output_dir=out / "build").timings
 
 
 class DenseChain(torch.nn.Module):
@@ -83,27 +89,39 @@ class DenseChain(torch.nn.Module):
 
 
 def once(fn, model, x):
-    """(wall seconds, CPU seconds of this process) of one compile. CPU time is the fairer
-    figure on a loaded machine: it does not count time spent waiting for a core."""
+    """(wall seconds, CPU seconds of this process, phase Timings) of one compile. CPU time is
+    the fairer figure on a loaded machine: it does not count time spent waiting for a core."""
     with tempfile.TemporaryDirectory() as tmp:
         wall, cpu = time.perf_counter(), time.process_time()
-        fn(model, x, Path(tmp))
-        return time.perf_counter() - wall, time.process_time() - cpu
+        phases = fn(model, x, Path(tmp))
+        return time.perf_counter() - wall, time.process_time() - cpu, phases
 
 
-def best_of(model, x, repeats: int):
+def best_of(model, x, repeats: int, breakdown: dict = None):
     """((wall, CPU) of the hand route, (wall, CPU) of hybridc, paired CPU ratio): the best of
     `repeats` each, interleaved so that both routes see the same machine load, after one
     warm-up each. The paired ratio is the median of hybridc / hand over back-to-back pairs:
-    on a shared machine a best-of can catch one route in a quiet moment the other missed."""
+    on a shared machine a best-of can catch one route in a quiet moment the other missed.
+    `breakdown` receives the phase Timings of each route's fastest (CPU) run."""
     once(hand_route, model, x), once(hybridc_route, model, x)
     hand = ours = (float("inf"), float("inf"))
     paired = []
     for _ in range(repeats):
         one, other = once(hand_route, model, x), once(hybridc_route, model, x)
-        hand, ours = tuple(map(min, hand, one)), tuple(map(min, ours, other))
+        if breakdown is not None:
+            for route, run, best in (("hand", one, hand), ("hybridc", other, ours)):
+                if run[1] < best[1]:
+                    breakdown[route] = run[2]
+        hand, ours = tuple(map(min, hand, one[:2])), tuple(map(min, ours, other[:2]))
         paired.append(other[1] / one[1])
     return hand, ours, statistics.median(paired)
+
+
+def print_breakdown(label, breakdown: dict):
+    """Each route's CPU ms by phase (its fastest run): where the time goes."""
+    for route in ("hand", "hybridc"):
+        phases = ", ".join(f"{name} {cpu:.1f}" for name, _, cpu in breakdown[route].rows())
+        print(f"    {label} {route:>7} CPU ms: {phases}")
 
 
 HEADER = (f"  {'model':>12} {'hand ms':>9} {'hybridc ms':>11} {'ratio':>6}   {'hand CPU':>9} {'hybridc CPU':>12} "
@@ -121,12 +139,16 @@ def depth_table(depths=(2, 8, 32, 60), repeats: int = 7):
     """Both routes on dense chains of each depth, interleaved in the same run, best of `repeats`."""
     print(f"dense chains (half spiking cuba.Dense, half Linear+ReLU, width 64, T=8), best of {repeats}")
     print(HEADER.replace("       model", "       depth"))
-    ratios = {}
+    ratios, breakdowns = {}, {}
     for depth in depths:
         torch.manual_seed(0)
         model = DenseChain(depth).eval()
         x = (torch.rand(1, 64, 8) < 0.3).float()
-        ratios[depth] = row(str(depth), *best_of(model, x, repeats))
+        breakdowns[depth] = {}
+        ratios[depth] = row(str(depth), *best_of(model, x, repeats, breakdowns[depth]))
+    print("  where the time goes (fastest run of each route):")
+    for depth in (depths[0], depths[-1]):
+        print_breakdown(f"depth {depth:>2}", breakdowns[depth])
     worst = max(r[2] for r in ratios.values())  # the paired CPU ratio: the steadiest of the three
     print(f"  goal <= 1.2 at every depth (paired CPU ratio): "
           f"{'met' if worst <= 1.2 else f'not met (worst {worst:.2f})'}")
@@ -140,7 +162,9 @@ def main(repeats: int = 7, threads: int = 1):
     model, x = example.build("S2A4", interval=4, size=128, timesteps=16)
     print(f"S2A4 128x128 T=16, best of {repeats}")
     print(HEADER)
-    row("S2A4", *best_of(model, x, repeats))
+    breakdown = {}
+    row("S2A4", *best_of(model, x, repeats, breakdown))
+    print_breakdown("S2A4", breakdown)
     depth_table(repeats=repeats)
 
 

@@ -13,7 +13,7 @@ import torch
 from .. import __version__
 from ..errors import TimestepError, reporting
 from ..frontend.graph import to_networkx
-from ..frontend.tracer import trace_with_shapes
+from ..frontend.tracer import check_inputs, record_shapes, trace
 from ..manifest import Manifest, Source
 from ..passes import (
     check_numerics,
@@ -26,11 +26,13 @@ from ..targets.registry import parse_target_string
 from .atomic import atomic_directory
 from .compiled import CompiledModel, PartitionSummary
 from .stage_graph import stage_edges
+from .timings import Timings
 
 
 def lower(model: torch.nn.Module, example_input: torch.Tensor, target: str = "loihi+jetson",
-          on_overflow: str = "error", target_options: dict = None):
+          on_overflow: str = "error", target_options: dict = None, timings: Timings = None):
     """Trace and partition without writing artifacts: (GraphModule, partitions, targets)."""
+    timings = timings or Timings()
     targets = parse_target_string(target, target_options)
     model.eval()
     if example_input.dim() < 2:
@@ -38,13 +40,21 @@ def lower(model: torch.nn.Module, example_input: torch.Tensor, target: str = "lo
             f"example_input has shape {tuple(example_input.shape)}; hybridc expects spikes with a "
             "batch axis first and time last: (N, C, H, W, T) or (N, F, T)."
         )
-    gm = trace_with_shapes(model, example_input)
-    recognise_accumulators(gm)  # keeps the shapes recorded on the graph
-    tag_targets(gm, targets)
-    for note in check_numerics(gm, targets, on_overflow, example_input):
+    check_inputs(model, example_input)
+    with timings.phase("trace (torch.fx)"):
+        gm = trace(model)
+    with timings.phase("shapes (one forward)"):
+        record_shapes(gm, example_input)
+    with timings.phase("passes"):
+        recognise_accumulators(gm)  # keeps the shapes recorded on the graph
+        tag_targets(gm, targets)
+    with timings.phase("numeric checks"):
+        notes = check_numerics(gm, targets, on_overflow, example_input)
+    for note in notes:
         warnings.warn(note, stacklevel=2)
-    insert_cut_accumulators(gm)
-    partitions = partition(gm)
+    with timings.phase("passes"):
+        insert_cut_accumulators(gm)
+        partitions = partition(gm)
     return gm, partitions, targets
 
 
@@ -53,36 +63,42 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, target: str = "
             source_sha256=None, recipe=None, target_options: dict = None) -> CompiledModel:
     """Compile a hybrid model for `target` ("loihi+jetson"); save to output_dir if given.
     target_options: per-target settings, e.g. {"calibration": "synthetic", "calibration_samples": 32}."""
-    gm, partitions, targets = lower(model, example_input, target, on_overflow, target_options)
+    timings = Timings()
+    gm, partitions, targets = lower(model, example_input, target, on_overflow, target_options, timings)
     if output_dir is None:
         workdir = tempfile.TemporaryDirectory(prefix="hybridc-build-")
-        return _build(gm, partitions, targets, Path(workdir.name), target, example_input,
-                      source_path, source_sha256, recipe, keepalive=workdir)
-    # Build straight into the staging directory that becomes output_dir: no copies.
-    with atomic_directory(output_dir, force) as staging:
-        compiled = _build(gm, partitions, targets, staging, target, example_input, source_path, source_sha256,
-                          recipe)
-        compiled.write_metadata(staging)
-    compiled.directory = Path(output_dir).resolve()
+        compiled = _build(gm, partitions, targets, Path(workdir.name), target, example_input,
+                          source_path, source_sha256, recipe, timings, keepalive=workdir)
+    else:
+        # Build straight into the staging directory that becomes output_dir: no copies.
+        with atomic_directory(output_dir, force) as staging:
+            compiled = _build(gm, partitions, targets, staging, target, example_input, source_path, source_sha256,
+                              recipe, timings)
+            with timings.phase("write manifest.json, graph.json"):
+                compiled.write_metadata(staging)
+        compiled.directory = Path(output_dir).resolve()
+    compiled.timings = timings
     return compiled
 
 
 def _build(gm, partitions, targets, directory: Path, target, example_input, source_path, source_sha256,
-           recipe=None, keepalive=None) -> CompiledModel:
+           recipe, timings: Timings, keepalive=None) -> CompiledModel:
     """Hand each partition to its target's preprocess; collect the stages and the edges
     between them into a manifest."""
     stages = []
     with torch.no_grad():
         for p in partitions:
-            with reporting(f"lowering partition `{p.name}` for {p.target}"):
+            with reporting(f"lowering partition `{p.name}` for {p.target}"), timings.phase(f"lower to {p.target}"):
                 stages.append(targets[p.domain].preprocess(p, gm, directory))
-    manifest = Manifest(
-        target=target, timesteps=int(example_input.shape[-1]),
-        source=Source(str(source_path) if source_path else None, source_sha256, **(recipe or {})),
-        stages=stages, hybridc_version=__version__, edges=stage_edges(gm, partitions, stages),
-    )
+    with timings.phase("manifest"):
+        manifest = Manifest(
+            target=target, timesteps=int(example_input.shape[-1]),
+            source=Source(str(source_path) if source_path else None, source_sha256, **(recipe or {})),
+            stages=stages, hybridc_version=__version__, edges=stage_edges(gm, partitions, stages),
+        )
+        graph = to_networkx(gm)
     return CompiledModel(
-        manifest, directory, to_networkx(gm),
+        manifest, directory, graph,
         [PartitionSummary(p.name, p.target, [n.name for n in p.nodes]) for p in partitions],
         keepalive=keepalive, module=gm, fx_partitions=partitions,
     )

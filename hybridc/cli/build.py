@@ -59,6 +59,7 @@ def compile(
                                     "error (default) or clip (as slayer's own forward does)."),
     calibration: str = typer.Option("synthetic", help="jetson-int8: calibration data (synthetic or dvsgesture:PATH)."),
     calibration_samples: int = typer.Option(32, help="jetson-int8: how many calibration samples."),
+    timings: bool = typer.Option(False, "--timings", help="Print where the compile spent its time, phase by phase."),
 ):
     """Compile MODEL_FILE into a Loihi netx network, an ONNX model and manifest.json."""
     console = _console()
@@ -82,11 +83,22 @@ def compile(
                                      target_options={"calibration": calibration,
                                                      "calibration_samples": calibration_samples})
         console.print(partition_table(compiled, f"{path.name} -> {output}"))
+        if timings:
+            console.print(_timings_table(compiled.timings))
         if verify:
             _print_parity(console, compiled, example_input)
         console.print(f"wrote {output}/manifest.json")
 
     _guard(body)
+
+
+def _timings_table(timings):
+    from rich.table import Table
+
+    table = Table("phase", "wall ms", "CPU ms", title="compile time by phase")
+    for name, wall, cpu in timings.rows():
+        table.add_row(name, f"{wall:.1f}", f"{cpu:.1f}")
+    return table
 
 
 def _recipe(entry, entry_args, weights) -> dict:

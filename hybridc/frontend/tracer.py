@@ -113,7 +113,9 @@ def record_shapes(gm: torch.fx.GraphModule, example_input: torch.Tensor):
     return ShapeRecorder(gm).run(example_input)
 
 
-def trace_with_shapes(model: torch.nn.Module, example_input: torch.Tensor) -> torch.fx.GraphModule:
+def check_inputs(model: torch.nn.Module, example_input: torch.Tensor) -> None:
+    """Refuse, before tracing, what hybridc cannot compile: a non-Module, a non-float input,
+    a forward() with other than one required input."""
     if not isinstance(model, torch.nn.Module):
         raise TraceError(f"`model` must be a torch.nn.Module, got {type(model).__name__}.")
     if not isinstance(example_input, torch.Tensor):
@@ -130,6 +132,10 @@ def trace_with_shapes(model: torch.nn.Module, example_input: torch.Tensor) -> to
             f"{type(model).__name__}.forward takes {n_args} required inputs; hybridc compiles "
             "models with exactly one input tensor (the spike tensor)."
         )
+
+
+def trace_with_shapes(model: torch.nn.Module, example_input: torch.Tensor) -> torch.fx.GraphModule:
+    check_inputs(model, example_input)
     gm = trace(model)
     record_shapes(gm, example_input)
     return gm
