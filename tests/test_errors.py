@@ -263,3 +263,31 @@ def test_verify_refuses_when_the_model_file_changed(build, tmp_path):
     result = hybridc_cli("verify", "b2", "--samples", "1", "--trust-source", cwd=copy)
     assert result.returncode == 9 and "changed since this build was compiled" in " ".join(result.stderr.split())
     assert "Traceback" not in result.stderr
+
+
+def _small_model():
+    from lava.lib.dl import slayer
+
+    from hybridc.nn import Accumulator
+
+    torch.manual_seed(0)
+    neuron = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
+    model = torch.nn.Sequential(slayer.block.cuba.Dense(neuron, 10, 6, weight_scale=3), Accumulator(2),
+                                torch.nn.Linear(12, 2))
+    return model, (torch.rand(1, 10, 4) < 0.5).float()
+
+
+@pytest.mark.parametrize("values, refused", [
+    ((float("inf"), -float("inf")), True),  # their sum is NaN
+    ((float("-inf"),), True),
+    ((3e38, 3e38), False),  # finite; only their float32 sum overflows
+])
+def test_non_finite_check_is_exact(values, refused):
+    """The finite check sums each tensor (fast); a sum that overflows must not refuse a finite model."""
+    model, x = _small_model()
+    model[2].weight.data.view(-1)[:len(values)] = torch.tensor(values)
+    if refused:
+        with pytest.raises(hybridc.errors.NumericsError, match=r"`2\.weight`.*inf"):
+            hybridc.compile(model, x)
+    else:
+        assert hybridc.compile(model, x).manifest.stages[-1].target == "jetson"

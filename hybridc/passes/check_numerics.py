@@ -6,13 +6,13 @@ limits that depend on the data (Loihi's 24-bit conv input sums of sigma-delta la
 through `checks_activity` / `check_activity`, measured on the example input.
 """
 
+import math
+
 import torch
 import torch.fx
 
 from ..errors import NumericsError
 from ..frontend.tracer import describe
-
-CHUNK = 1 << 24  # values checked per reduction
 
 
 def _tensors(module, named: bool = False) -> list:
@@ -21,18 +21,11 @@ def _tensors(module, named: bool = False) -> list:
 
 
 def _all_finite(tensors) -> bool:
-    """Whether every float value of every tensor is finite, in a few reductions over chunks
-    instead of one per tensor (a model holds many tiny ones: decays, thresholds)."""
-    chunk, size = [], 0
-    for tensor in tensors:
-        if tensor.is_floating_point():
-            chunk.append(tensor.detach().reshape(-1))
-            size += tensor.numel()
-        if size >= CHUNK:
-            if not bool(torch.isfinite(torch.cat(chunk)).all()):
-                return False
-            chunk, size = [], 0
-    return not chunk or bool(torch.isfinite(torch.cat(chunk)).all())
+    """Whether every float value of every tensor is finite. One sum per tensor: NaN and
+    Inf survive a sum, and summing reads memory once without allocating (isfinite().all()
+    was 50x slower on a 1.5M-weight model). A finite model whose sum overflows only sends
+    the caller to its exact per-tensor check."""
+    return all(math.isfinite(float(t.detach().sum())) for t in tensors if t.is_floating_point())
 
 
 class _ActivityCheck(torch.fx.Interpreter):
