@@ -135,17 +135,34 @@ def row(label, hand, ours, paired) -> tuple:
     return (*ratios, paired)
 
 
+def print_linearity(cpu: dict):
+    """Each route's best CPU time against depth fitted by a line: fixed cost, cost per layer,
+    and the largest distance of a measured point from the line (relative): small if linear."""
+    import numpy as np
+
+    depths = np.array(sorted(cpu), dtype=float)
+    for i, route in enumerate(("hand", "hybridc")):
+        ms = np.array([cpu[d][i] * 1e3 for d in sorted(cpu)])
+        per_layer, fixed = np.polyfit(depths, ms, 1)
+        worst = float(np.max(np.abs(np.polyval((per_layer, fixed), depths) - ms) / ms))
+        print(f"  {route:>7}: CPU ms = {fixed:.1f} + {per_layer:.2f} x depth (largest deviation from the "
+              f"line {worst:.0%})")
+
+
 def depth_table(depths=(2, 8, 32, 60), repeats: int = 7):
     """Both routes on dense chains of each depth, interleaved in the same run, best of `repeats`."""
     print(f"dense chains (half spiking cuba.Dense, half Linear+ReLU, width 64, T=8), best of {repeats}")
     print(HEADER.replace("       model", "       depth"))
-    ratios, breakdowns = {}, {}
+    ratios, breakdowns, cpu = {}, {}, {}
     for depth in depths:
         torch.manual_seed(0)
         model = DenseChain(depth).eval()
         x = (torch.rand(1, 64, 8) < 0.3).float()
         breakdowns[depth] = {}
-        ratios[depth] = row(str(depth), *best_of(model, x, repeats, breakdowns[depth]))
+        hand, ours, paired = best_of(model, x, repeats, breakdowns[depth])
+        ratios[depth] = row(str(depth), hand, ours, paired)
+        cpu[depth] = hand[1], ours[1]
+    print_linearity(cpu)
     print("  where the time goes (fastest run of each route):")
     for depth in (depths[0], depths[-1]):
         print_breakdown(f"depth {depth:>2}", breakdowns[depth])
