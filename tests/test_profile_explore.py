@@ -8,6 +8,8 @@ import sys
 import pytest
 import torch
 from conftest import ROOT
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import hybridc
 from hybridc.profiling import loihi_counts, onnx_counts
@@ -27,6 +29,20 @@ def test_conv_synapses_count_only_taps_inside_the_input():
     assert loihi_counts.conv_synapses((2, 5, 5), (4, 3, 3), (3, 3), (1, 1), (0, 0), 1) == 9 * 9 * 2 * 4
     # depthwise (groups = channels = 3), 2x2 stride 2 on 4x4: each output sums 4 inputs of its own channel
     assert loihi_counts.conv_synapses((3, 4, 4), (3, 2, 2), (2, 2), (2, 2), (0, 0), 3) == 3 * 4 * 4
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 4), st.integers(1, 9), st.integers(1, 9), st.integers(1, 4),
+       st.integers(1, 3), st.integers(0, 2), st.integers(1, 2))
+def test_conv_synapses_equal_convolving_ones(groups, per_group, height, width, kernel, stride, padding, dilation):
+    """The per-axis closed form equals the fan-in found by convolving ones (the old count)."""
+    c_in, c_out = groups * per_group, groups * 2
+    assume(height + 2 * padding >= dilation * (kernel - 1) + 1 and width + 2 * padding >= dilation * (kernel - 1) + 1)
+    fan_in = torch.nn.functional.conv2d(torch.ones(1, c_in, height, width), torch.ones(groups, per_group, kernel, kernel),
+                                        stride=stride, padding=padding, dilation=dilation, groups=groups)
+    expected = int(fan_in.sum()) * (c_out // groups)
+    assert loihi_counts.conv_synapses((c_in, height, width), (c_out,), (kernel, kernel), (stride, stride),
+                                      (padding, padding), groups, (dilation, dilation)) == expected
 
 
 def test_synaptic_ops_follow_each_spike_to_its_targets():

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.fx.passes.operator_support import create_op_support
 
 from ..digest import sha256
@@ -178,13 +177,20 @@ def netx_layout(shape) -> tuple:
     raise LoweringError(f"The Loihi stage takes (C,H,W,T) or (F,T) spikes; got a tensor of shape {shape}.")
 
 
+def _taps_inside(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """Along one axis: kernel taps landing inside an input of `size`, summed over the outputs."""
+    outputs = (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+    return sum(0 <= o * stride - padding + j * dilation < size for o in range(outputs) for j in range(kernel))
+
+
 def conv_synapses(in_shape, out_shape, kernel, stride, padding, groups, dilation=(1, 1)) -> int:
     """Connections of a conv layer, counting only taps that land inside the input
-    (padding removes some): the fan-in of every output neuron, found by convolving ones."""
-    c_in = in_shape[0]
-    fan_in = F.conv2d(torch.ones(1, c_in, *in_shape[1:]), torch.ones(groups, c_in // groups, *kernel),
-                      stride=stride, padding=padding, dilation=dilation, groups=groups)
-    return int(fan_in.sum()) * (out_shape[0] // groups)
+    (padding removes some). The count separates by axis: every output neuron's fan-in is
+    (input channels per group) x (taps inside along H) x (along W)."""
+    c_in, height, width = in_shape[:3]
+    taps = (_taps_inside(height, kernel[0], stride[0], padding[0], dilation[0])
+            * _taps_inside(width, kernel[1], stride[1], padding[1], dilation[1]))
+    return c_in // groups * taps * int(out_shape[0])
 
 
 def _synapses(block, in_shape) -> int:
