@@ -1,6 +1,7 @@
 """Small branching spiking hybrids (2x16x16 spikes, T=8): SEW-ADD residual, a skip over two
-layers, a two-branch concatenation, fan-out into a later ADD, and a concatenation of
-flattened branches into a dense layer. Shared by the branching tests and the fuzzer's checks."""
+layers, a two-branch concatenation, fan-out into a later ADD, a concatenation of
+flattened branches into a dense layer, and merges feeding merges (chained ADD and cat).
+Shared by the branching tests and the fuzzer's checks."""
 
 import torch
 from lava.lib.dl import slayer
@@ -148,3 +149,37 @@ class GradedBranch(torch.nn.Module):
     def forward(self, x):
         graded = self.encode(torch.relu(self.front(x)) * 3)
         return self.head(self.c3(self.c2(torch.cat([self.c1(graded), graded], dim=1))))
+
+
+class ChainedAdd(torch.nn.Module):
+    """A sum feeding a sum: c4 reads (c2 + c1) + c3, the first sum's only user is the second.
+    fan_out=True: the first sum also feeds c3 (SEW's stacked residuals, s + c3(s))."""
+
+    def __init__(self, fan_out=False):
+        super().__init__()
+        self.fan_out = fan_out
+        self.c1, self.c2, self.c3, self.c4 = conv(2, 4, stride=2), conv(4, 4), conv(4, 4), conv(4, 6, 2, 2)
+        self.head = Head(6 * 4 * 4)
+
+    def forward(self, x):
+        a = self.c1(x)
+        b = self.c2(a)
+        if self.fan_out:
+            s = b + a
+            return self.head(self.c4(s + self.c3(s)))
+        return self.head(self.c4((b + a) + self.c3(b)))
+
+
+class ChainedCat(torch.nn.Module):
+    """A concatenation of a concatenation: c4 reads cat(cat(c1, c2), c3) along channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2, self.c3 = conv(2, 4, stride=2), conv(4, 4), conv(4, 4)
+        self.c4 = conv(12, 6, stride=2, scale=2)
+        self.head = Head(6 * 4 * 4)
+
+    def forward(self, x):
+        a = self.c1(x)
+        b = self.c2(a)
+        return self.head(self.c4(torch.cat([torch.cat([a, b], dim=1), self.c3(b)], dim=1)))

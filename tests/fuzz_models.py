@@ -135,7 +135,9 @@ def specs(draw):
             here, there = shapes[dst], shapes[src + 1]
             if here == there and draw(st.integers(0, 2)):
                 spec.branches.append(("add", src, dst))
-            elif here[1:] == there[1:] and spiking[dst][0] in ("conv", "dense", "pool"):
+            # a grouped conv must still divide its channels (torch itself refuses otherwise)
+            elif here[1:] == there[1:] and spiking[dst][0] in ("conv", "dense", "pool") and (
+                    spiking[dst][0] != "conv" or there[0] % spiking[dst][5] == 0):
                 spec.branches.append(("cat", src, dst))
         spec.branches = sorted(set(spec.branches), key=lambda b: (b[2], b[1]))[:1] if any(
             b[0] == "cat" for b in spec.branches) else sorted(set(spec.branches), key=lambda b: (b[2], b[1]))

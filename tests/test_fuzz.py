@@ -158,11 +158,20 @@ REGRESSIONS = {
                          spiking=[("conv", 4, 3, 2, 1, 1), ("conv", 4, 3, 1, 1, 1), ("conv", 4, 3, 1, 1, 1)],
                          dense=[("flatten",), ("linear", 3)], weight_scale=3.0, seed=3,
                          branches=[("add", 0, 2)]),
+    # two sums into one layer, (input + layer 0) + layer 1: the first sum feeds only the second; it was
+    # left dense and the model refused ("mixes spikes with dense values") until spike_merges tagged chains
+    "chained adds": Spec(timesteps=4, interval=2, fold=True, input_shape=(4, 8, 8),
+                         neuron={"threshold": 1.0, "current_decay": 0.25, "voltage_decay": 0.25,
+                                 "tau_grad": 0.01, "scale_grad": 1.0},
+                         spiking=[("conv", 4, 3, 1, 1, 1), ("conv", 4, 3, 1, 1, 1), ("conv", 4, 3, 1, 1, 1)],
+                         dense=[("flatten",), ("linear", 3)], weight_scale=3.0, seed=5, density=0.5,
+                         branches=[("add", -1, 2), ("add", 0, 2)]),
 }
 
 
 @pytest.mark.parametrize("name,outcome", [("pool on odd size", "refused: UnsupportedLayerError"),
                                           ("pool on even size", "compiled (spiking cut)"),
-                                          ("residual add", "compiled (spiking cut, branching)")])
+                                          ("residual add", "compiled (spiking cut, branching)"),
+                                          ("chained adds", "compiled (spiking cut, branching)")])
 def test_fuzz_regressions(name, outcome):
     assert check(REGRESSIONS[name]) == outcome

@@ -1,11 +1,14 @@
 """Branching spiking stages on Loihi (issue 16), in real Lava fixed point: a SEW-ADD residual,
 a skip over two layers (unequal hop counts, no delay needed), a two-branch concatenation,
-fan-out into a later ADD, and flattened branches concatenated into a dense layer. Spikes
+fan-out into a later ADD, flattened branches concatenated into a dense layer, and merges
+feeding merges (a sum of a sum, a concatenation of a concatenation). Spikes
 equal PyTorch's 100% at every output, the emulator equals Lava, model(x) within 1e-4."""
 
 import pytest
 import torch
 from branch_models import (
+    ChainedAdd,
+    ChainedCat,
     FanOutAdd,
     FlatCat,
     LaggingResidual,
@@ -19,7 +22,8 @@ from conftest import assert_deploys_exactly
 import hybridc
 
 CASES = {  # model -> (segments, extra synapses)
-    SewResidual: (1, 1), SkipTwo: (1, 1), TwoBranchCat: (2, 1), FanOutAdd: (2, 1), FlatCat: (1, 2)}
+    SewResidual: (1, 1), SkipTwo: (1, 1), TwoBranchCat: (2, 1), FanOutAdd: (2, 1), FlatCat: (1, 2),
+    ChainedAdd: (1, 2), ChainedCat: (1, 2)}
 
 
 @pytest.mark.parametrize("model_class", list(CASES), ids=lambda c: c.__name__)

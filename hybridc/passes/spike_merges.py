@@ -83,25 +83,28 @@ def _is_spike_source(gm, node) -> bool:
 
 
 def tag_spike_merges(gm: torch.fx.GraphModule, spiking_target) -> list:
-    """Re-tag as spiking every ADD/cat whose inputs are spikes and that feeds spiking code
-    (a spiking layer, or another such merge). Returns the merges tagged."""
+    """Re-tag as spiking every ADD/cat whose inputs are spikes (or such merges) and that feeds
+    spiking code (a spiking layer, or another such merge). Two linear passes over the graph's
+    topological order: forward, the merges whose inputs are all spikes; backward, those that
+    reach a spiking user (a merge's users come after it, so each is decided once). Returns
+    the merges tagged, in graph order."""
+    nodes = list(gm.graph.nodes)  # fx keeps them in topological order
+    of_spikes = set()  # merges whose every input is spikes or another such merge
+    for node in nodes:
+        if node.meta.get("hybridc_domain") != "dense" or merge_kind(node) is None or why_not_merge(node):
+            continue
+        inputs = merge_inputs(node)
+        if all(a in of_spikes or _is_spike_source(gm, a) for a in inputs) and not all(
+                a.op == "placeholder" for a in inputs):
+            of_spikes.add(node)
     tagged = []
-    changed = True
-    while changed:  # a merge feeding a merge: repeat until nothing changes
-        changed = False
-        for node in gm.graph.nodes:
-            if node.meta.get("hybridc_domain") != "dense" or merge_kind(node) is None or why_not_merge(node):
-                continue
-            inputs = merge_inputs(node)
-            if not all(_is_spike_source(gm, a) for a in inputs) or all(a.op == "placeholder" for a in inputs):
-                continue
-            if any(u.meta.get("hybridc_domain") == "spiking" for u in node.users):
-                node.meta["hybridc_domain"] = "spiking"
-                node.meta["hybridc_target"] = spiking_target.name
-                tagged.append(node)
-                changed = True
+    for node in reversed(nodes):
+        if node in of_spikes and any(u.meta.get("hybridc_domain") == "spiking" for u in node.users):
+            node.meta["hybridc_domain"] = "spiking"
+            node.meta["hybridc_target"] = spiking_target.name
+            tagged.append(node)
     refuse_spike_combinations(gm)
-    return tagged
+    return tagged[::-1]
 
 
 def refuse_spike_combinations(gm: torch.fx.GraphModule) -> None:
