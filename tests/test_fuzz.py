@@ -3,8 +3,11 @@ an ANN front end, or SNN -> ANN -> SNN -> ANN), for every target pair, either co
 then matches PyTorch (loihi + jetson/cpu exactly: Lava spikes 100% at every spiking output,
 the emulator's outputs equal to Lava's on every Loihi stage, deployed output within 1e-4,
 same argmax, the emulate backend's output equal to Lava's; nir: spikes close; int8: Lava
-exact at the cut, output finite) or is refused with a hybridc.errors subclass. Anything
-else, a raw exception included, is a bug.
+exact at the cut, output finite) or is refused with a hybridc.errors subclass. One
+measured exception: a sigma-delta build that warned under --on-overflow clip that Lava's
+24-bit conv input wraps is counted as a "known difference" (it must still compile and run
+through Lava and the emulator, which agree; only exactness against PyTorch is not asserted).
+Anything else, a raw exception included, is a bug.
 
 Fast profile in `make test` (HYBRIDC_FUZZ_EXAMPLES, default 20, derandomized);
 `make fuzz` runs the long profile and writes the counts to fuzz_report.json.
@@ -41,15 +44,24 @@ NIR_MIN_DICE = float(os.environ.get("HYBRIDC_FUZZ_NIR_MIN_DICE", "0.8"))
 FIGURES = collections.defaultdict(list)  # target pair -> measured figures (for the report)
 
 
-def check(spec):
-    """Compile and compare one generated model for its target pair; returns 'compiled' or
-    'refused: <Error>'. Exact pairs (loihi + jetson/cpu) must match PyTorch exactly; nir's
-    spikes must agree closely and int8 outputs stay near the float ones. Any exception that
-    is not a HybridcError, at compile or at run time, fails the test."""
+# Under on_overflow='clip' the loihi target builds a sigma-delta Conv/Pool whose per-step input
+# leaves Lava's 24-bit Conv range on the example input, with this warning: Lava wraps that input,
+# so exactness is not asserted on such a build (everything else is).
+KNOWN_DIFFERENCE = "Lava's Conv synapse wraps it to 24 bits"
+
+
+def check(spec, after_compile=None):
+    """Compile and compare one generated model for its target pair; returns 'compiled ...',
+    'known difference ...' or 'refused: <Error>'. Exact pairs (loihi + jetson/cpu) must match
+    PyTorch exactly, unless the build warned that Lava's 24-bit conv input wraps (then
+    compile, Lava, the emulator and the emulate backend still run and agree with each other);
+    nir's spikes must agree closely and int8 outputs stay near the float ones. Any exception
+    that is not a HybridcError, at compile or at run time, fails the test. after_compile(compiled):
+    a test's hook to change the build before it runs."""
     model, x = build(spec)
     spiking, dense = spec.target.split("+")
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         try:
             # half the models accept slayer's weight clipping, to check it stays exact
             on_overflow = "clip" if spec.seed % 2 else "error"
@@ -57,6 +69,10 @@ def check(spec):
                                        on_overflow=on_overflow, target_options={"calibration_samples": 8})
         except HybridcError as exc:
             return f"refused: {type(exc).__name__}"
+        known = any(KNOWN_DIFFERENCE in str(w.message) for w in caught)
+        if after_compile is not None:
+            after_compile(compiled)
+        differs = False  # a known difference that showed: Lava's spikes differ from PyTorch's
         manifest = compiled.manifest
         _, reference = reference_tensors(compiled.module, manifest, x)
         values = hybridc.run(compiled, x, return_stages="values")
@@ -68,7 +84,9 @@ def check(spec):
             exact = dense != "jetson-int8" or all(e.producer["stage"] is None for e in manifest.edges_into(stage.name))
             for spec_out in stage.outputs:
                 lava, cut = values[(stage.name, spec_out.name)], reference[(stage.name, spec_out.name)]
-                if spiking == "loihi" and exact:
+                if spiking == "loihi" and exact and known:
+                    differs = differs or not torch.equal(lava, cut)
+                elif spiking == "loihi" and exact:
                     assert torch.equal(lava, cut), (f"Lava spikes at {stage.name}/{spec_out.name} differ in "
                                                     f"{(lava != cut).sum().item()} of {cut.numel()}: {spec}")
                 elif spiking == "nir":
@@ -89,7 +107,7 @@ def check(spec):
         with torch.no_grad():
             expected = model(x)
         assert deployed.shape == expected.shape and bool(torch.isfinite(deployed).all()), spec
-        if spiking == "loihi" and dense in ("jetson", "cpu"):
+        if spiking == "loihi" and dense in ("jetson", "cpu") and not known:
             assert (deployed - expected).abs().max() < 1e-4, f"deployed output differs: {spec}"
             assert torch.equal(deployed.argmax(-1), expected.argmax(-1)), f"argmax differs: {spec}"
         elif dense == "jetson-int8":
@@ -99,6 +117,8 @@ def check(spec):
             f"{len(manifest.stages)} stages, {len(manifest.edges)} edges"
         if any(stage.segments for stage in manifest.stages):  # a spiking DAG: ADD / cat / fan-out
             shape += ", branching"
+        if known:
+            return f"known difference ({shape}, {'differs' if differs else 'equal'})"
         return f"compiled ({shape})" if spikes > 0 else f"compiled ({shape}, silent)"
 
 
@@ -167,6 +187,42 @@ REGRESSIONS = {
                          dense=[("flatten",), ("linear", 3)], weight_scale=3.0, seed=5, density=0.5,
                          branches=[("add", -1, 2), ("add", 0, 2)]),
 }
+
+
+def _grouped_sigma_delta(weight_scale):
+    """The fuzzer's grouped 5x5 sigma-delta conv on graded frames (odd seed: built under
+    on_overflow='clip'). At weight scale 40 one neuron's step input reaches -32.375, past Lava's
+    24-bit conv range; at 32 every step input stays inside (tests/test_neuron_models.py)."""
+    return Spec(timesteps=8, interval=8, fold=True, input_shape=(2, 12, 12), neuron={"threshold": 0.125},
+                spiking=[("conv", 8, 5, 1, 0, 2)], dense=[("flatten",), ("linear", 2)],
+                weight_scale=weight_scale, seed=25, density=0.7, family="sigma_delta", target="loihi+cpu")
+
+
+def test_a_build_that_warned_of_the_24_bit_conv_input_is_a_known_difference():
+    """Lava's spikes differ from PyTorch's at one neuron: counted, not failed (the old check's
+    exactness assert failed here), while Lava, the emulator and the emulate backend still agree."""
+    assert check(_grouped_sigma_delta(40)) == "known difference (spiking cut, differs)"
+
+
+def test_a_build_without_that_warning_still_fails_on_a_real_mismatch():
+    """The same model in range, its conv weights negated in the build's file: the exactness
+    assert still fires (the known-difference path is taken only on the warning)."""
+    import h5py
+
+    from hybridc.digest import sha256
+
+    def negate_weights(compiled):
+        snn = compiled.manifest.stages[0]
+        with h5py.File(compiled.directory / snn.artifact, "r+") as h5:
+            for layer in h5["layer"].values():
+                if "weight" in layer:
+                    layer["weight"][...] = -layer["weight"][()]
+        manifest = json.loads((compiled.directory / "manifest.json").read_text())
+        manifest["stages"][0]["sha256"] = sha256(compiled.directory / snn.artifact)
+        (compiled.directory / "manifest.json").write_text(json.dumps(manifest))
+
+    with pytest.raises(AssertionError, match=r"Lava spikes at snn/\S+ differ in \d+ of"):
+        check(_grouped_sigma_delta(32), after_compile=negate_weights)
 
 
 @pytest.mark.parametrize("name,outcome", [("pool on odd size", "refused: UnsupportedLayerError"),
