@@ -16,7 +16,7 @@ import torch
 from conftest import spikes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from stage_kill import kill_mid_stream
+from stage_kill import journalled, kill_mid_stream
 
 import hybridc
 from hybridc.deploy import wire
@@ -81,6 +81,23 @@ def test_pipeline_on_the_emulator_equals_run(deployed):
     assert np.array_equal(outputs, emulated) and np.array_equal(outputs, reference)
     assert [(s["stage"], s["backend"], s["samples"]) for s in stats["stages"]] == [("snn", "emulate", 3),
                                                                                   ("ann", "emulate", 3)]
+
+
+# one pipeline start-up, the spiking stage on the emulator (no Lava run): about 6 s unloaded
+def test_killed_spiking_stage_exits_16_naming_it_on_the_emulator(deployed, tmp_path):
+    """The default run's kill test (the slow ones resume): SIGKILL the spiking stage's process,
+    real stage processes and sockets, once one output is journalled. The client exits 16
+    naming `snn`, keeps the journal and writes no partial output file."""
+    build, x_path, _, _ = deployed
+    count = 300  # the three samples repeated: the run is still streaming when its stage dies
+    many, out, journal = tmp_path / "x.npy", tmp_path / "y.npy", tmp_path / ".y.npy.hybridc-journal"
+    np.save(many, np.tile(np.load(x_path), (count // 3, 1, 1, 1, 1)))
+    code, stderr, kept = kill_mid_stream(CLI + ["pipeline", str(build), "--input", str(many), "--output", str(out),
+                                                "--backend", "emulate", "--window", "1"], ["snn", "ann"], "snn", journal)
+    assert code == 16, stderr
+    assert "Stage `snn`" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    assert not out.exists() and not list(tmp_path.glob("y*"))  # no output file, partial or temporary
+    assert 1 <= kept <= journalled(journal) < count  # stopped mid-run, the outputs before the kill kept
 
 
 @pytest.mark.slow  # two pipeline start-ups (torch + Lava in every stage process): about 40 s unloaded
