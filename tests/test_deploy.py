@@ -83,7 +83,7 @@ def test_pipeline_on_the_emulator_equals_run(deployed):
                                                                                   ("ann", "emulate", 3)]
 
 
-# one pipeline start-up, the spiking stage on the emulator (no Lava run): about 6 s unloaded
+# one pipeline start-up (three processes importing torch), the spiking stage on the emulator: 16 s at load 4-5
 def test_killed_spiking_stage_exits_16_naming_it_on_the_emulator(deployed, tmp_path):
     """The default run's kill test (the slow ones resume): SIGKILL the spiking stage's process,
     real stage processes and sockets, once one output is journalled. The client exits 16
