@@ -25,6 +25,7 @@ from ..errors import LoweringError, reporting
 from ..manifest import Stage, TensorSpec
 from . import loihi_graph as branching
 from . import loihi_neurons as neuron_models
+from . import netx_writer
 
 V_TH_MAX = (1 << 17) - 1  # Loihi threshold mantissa, unsigned 17 bits
 W_LIMIT = 256  # 8-bit weight mantissa: even values in [-256, 254]
@@ -337,8 +338,6 @@ class LoihiTarget:
         return _node_problem(submodules, node)
 
     def preprocess(self, partition, gm, workdir: Path) -> Stage:
-        import h5py
-
         from ..nn import Encoder
 
         blocks = [gm.get_submodule(n.target) for n in partition.nodes if n.op == "call_module"]
@@ -352,7 +351,7 @@ class LoihiTarget:
         neurons = synapses = 0
         shape = in_shape
         layer, lag, taps, last = -1, 0, {}, None  # node -> (netx layer index, delay, that layer's block)
-        with h5py.File(path, "w") as h5:
+        with netx_writer.File(path) as h5:
             group = h5.create_group("layer")
             for node in partition.nodes:
                 block = gm.get_submodule(node.target)

@@ -32,6 +32,7 @@ from ..digest import sha256
 from ..errors import LoweringError, reporting
 from ..manifest import Stage, TensorSpec
 from ..passes.spike_merges import merge_inputs, merge_kind
+from . import netx_writer
 
 MAX_DELAY = 62  # Lava's DelayDense (netx clamps layer delays to it too)
 
@@ -140,7 +141,6 @@ def _check_slice(gm, node, block, term, full, slayer):
 def preprocess_branching(target, partition, gm, workdir: Path, writers, helpers) -> Stage:
     """Lower a branching spiking partition: segments, extra synapses and the manifest's wiring.
     writers: {block type: writer}; helpers: loihi's (synapses, builds_layer, lag, netx_layout)."""
-    import h5py
     from lava.lib.dl import slayer
 
     from ..nn import Encoder
@@ -168,7 +168,7 @@ def preprocess_branching(target, partition, gm, workdir: Path, writers, helpers)
     net_paths = []
     syn_path = Path(workdir) / f"{partition.name}.synapses.h5"
     files = []
-    with h5py.File(syn_path, "w") as syn_h5:
+    with netx_writer.File(syn_path) as syn_h5:
         syn_group = syn_h5.create_group("synapse")
         for node in layers:
             block = gm.get_submodule(node.target)
@@ -192,7 +192,7 @@ def preprocess_branching(target, partition, gm, workdir: Path, writers, helpers)
                 segments.append(Segment(main))
                 path = Path(workdir) / (f"{partition.name}.net" if k == 0 else f"{partition.name}.seg{k}.net")
                 net_paths.append(path)
-                files.append(h5py.File(path, "w"))
+                files.append(netx_writer.File(path))
                 files[-1].create_group("layer")
             segments[k].nodes.append(node)
             tail_of[node] = k
