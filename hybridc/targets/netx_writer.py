@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["File", "Group", "Dataset"]
+_PLAIN = (bool, int, float)  # Python scalars h5py converts with plain numpy
 
 
 class Dataset:
@@ -52,6 +53,8 @@ class Group:
     # -- navigation ---------------------------------------------------------------------
     def _parent(self, name: str, create: bool):
         """(group holding the last part of `name`, that part); '/'-paths as in h5py."""
+        if "/" not in name:
+            return self, name
         group = self._root if name.startswith("/") else self
         *parents, last = [part for part in name.split("/") if part]
         for part in parents:
@@ -111,7 +114,10 @@ class Group:
 
         if options:
             raise TypeError(f"hybridc's netx writer does not take the dataset options {sorted(options)}")
-        if data is not None:
+        if dtype is None and (type(data) in _PLAIN or isinstance(data, (np.ndarray, np.generic))
+                              and data.dtype.kind in "biuf"):
+            data = np.array(data, order="C")  # what h5py's conversion gives these, as a copy
+        elif data is not None:
             given = data
             data = array_for_new_object(data, specified_dtype=dtype)
             if data is given or not data.flags.owndata:  # the caller may change its array before the flush
@@ -154,13 +160,14 @@ class File(Group):
         _write(self, self.path)
 
 
-class _Kinds:
-    """One HDF5 type, dataspace and property list per kind of object, made once per file:
-    what h5py makes afresh for every dataset."""
+class _Writer:
+    """Writes a recorded tree with h5py's low-level API, making one HDF5 type, dataspace and
+    property list per kind of object: what h5py's high-level API makes afresh every time."""
 
     def __init__(self):
-        from h5py import h5p, h5t
+        from h5py import h5d, h5g, h5p, h5s, h5t
 
+        self.h5d, self.h5g, self.h5s, self.h5t = h5d, h5g, h5s, h5t
         self.dataset = h5p.create(h5p.DATASET_CREATE)
         self.dataset.set_obj_track_times(False)  # h5py's default: no timestamps
         self.group = h5p.create(h5p.GROUP_CREATE)
@@ -175,57 +182,44 @@ class _Kinds:
     def types_of(self, dataset):
         """(file type, memory type): h5py's py_create(dtype, logical=1) and py_create(data's dtype).
         Keyed with the dtype's metadata: h5py tags string dtypes that compare equal to 'O'."""
-        from h5py import h5t
-
-        key = (dataset.dtype, _tag(dataset.dtype), dataset.data.dtype if dataset.data is not None else None,
-               _tag(dataset.data.dtype) if dataset.data is not None else None)
+        data = dataset.data
+        key = (dataset.dtype, _tag(dataset.dtype), None if data is None else data.dtype,
+               None if data is None else _tag(data.dtype))
         found = self.types.get(key)
         if found is None:
-            memory = h5t.py_create(dataset.data.dtype) if dataset.data is not None else None
-            found = self.types[key] = (h5t.py_create(dataset.dtype, logical=1), memory)
+            memory = None if data is None else self.h5t.py_create(data.dtype)
+            found = self.types[key] = (self.h5t.py_create(dataset.dtype, logical=1), memory)
         return found
 
     def space(self, shape):
-        from h5py import h5s
-
         found = self.spaces.get(shape)
         if found is None:
-            found = self.spaces[shape] = h5s.create_simple(shape)
+            found = self.spaces[shape] = self.h5s.create_simple(shape)
         return found
+
+    def write(self, group: Group, gid):
+        """Depth first, in creation order: the order the high-level route would have used."""
+        for name, item in group._items.items():
+            try:  # h5py's encoding of a link name: ASCII when it can, else UTF-8 (group links say which)
+                encoded, coding = name.encode("ascii"), self.h5t.CSET_ASCII
+            except UnicodeEncodeError:
+                encoded, coding = name.encode("utf8"), self.h5t.CSET_UTF8
+            if isinstance(item, Group):
+                self.write(item, self.h5g.create(gid, encoded, lcpl=self.links[coding], gcpl=self.group))
+                continue
+            file_type, memory_type = self.types_of(item)
+            dataset = self.h5d.create(gid, encoded, file_type, self.space(item.shape), dcpl=self.dataset)
+            if item.data is not None:
+                dataset.write(self.h5s.ALL, self.h5s.ALL, item.data, mtype=memory_type)
 
 
 def _tag(dtype):
     return tuple(dtype.metadata.items()) if dtype.metadata else None
 
 
-def _name(name: str):
-    """h5py's encoding of a link name: ASCII when it can, else UTF-8 (group links say which)."""
-    from h5py import h5t
-
-    try:
-        return name.encode("ascii"), h5t.CSET_ASCII
-    except UnicodeEncodeError:
-        return name.encode("utf8"), h5t.CSET_UTF8
-
-
 def _write(root: Group, path: Path):
-    """Write the recorded tree depth first, in creation order (the order the high-level
-    route would have used), into an in-memory image of the file saved at close."""
+    """The whole file into an in-memory HDF5 image (h5py's "core" driver), saved at close."""
     import h5py
-    from h5py import h5d, h5g, h5s
-
-    kinds = _Kinds()
-
-    def write_group(group, gid):
-        for name, item in group._items.items():
-            encoded, coding = _name(name)
-            if isinstance(item, Group):
-                write_group(item, h5g.create(gid, encoded, lcpl=kinds.links[coding], gcpl=kinds.group))
-                continue
-            file_type, memory_type = kinds.types_of(item)
-            dataset = h5d.create(gid, encoded, file_type, kinds.space(item.shape), dcpl=kinds.dataset)
-            if item.data is not None:
-                dataset.write(h5s.ALL, h5s.ALL, item.data, mtype=memory_type)
 
     with h5py.File(path, "w", driver="core", backing_store=True) as h5:
-        write_group(root, h5.id)
+        _Writer().write(root, h5.id)
