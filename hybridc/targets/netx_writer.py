@@ -214,7 +214,7 @@ class _Writer:
 
 
 def _tag(dtype):
-    return tuple(dtype.metadata.items()) if dtype.metadata else None
+    return tuple(dtype.metadata.items()) if dtype.kind == "O" and dtype.metadata else None
 
 
 def _write(root: Group, path: Path):
