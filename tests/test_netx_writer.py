@@ -213,6 +213,10 @@ def test_misuse_is_refused_as_h5py_refuses_it_and_a_failed_write_leaves_no_file(
         recorded.create_dataset("z", data=np.zeros(3), compression="gzip")
     with pytest.raises(KeyError):
         recorded["a/missing"]
+    recorded.close()
+    stamp = (tmp_path / "x.h5").stat().st_mtime_ns
+    recorded.close()  # a second close writes nothing
+    assert (tmp_path / "x.h5").stat().st_mtime_ns == stamp
     with pytest.raises(RuntimeError), netx_writer.File(tmp_path / "y.h5") as h5:
         h5.create_dataset("a", data=1)
         raise RuntimeError("a writer failed")
