@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 from branch_models import (
+    ChainedAdd,
+    ChainedCat,
     FanOutAdd,
     FlatCat,
     GradedBranch,
@@ -79,6 +81,8 @@ MODELS = {
     "LaggingResidual": lambda: (LaggingResidual(), branch_spikes()),  # a conv as a DelayDense matrix
     "LaggingResidual-dense": lambda: (LaggingResidual(dense=True), branch_spikes()),  # a copied synapse + delay
     "GradedBranch": lambda: (GradedBranch(), branch_spikes()),  # the stage input on an extra synapse
+    "ChainedAdd-fan-out": lambda: (ChainedAdd(fan_out=True), branch_spikes()),  # merges of merges
+    "ChainedCat": lambda: (ChainedCat(), branch_spikes()),
 }
 
 
