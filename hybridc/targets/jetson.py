@@ -22,6 +22,7 @@ from ..nn import Accumulator, Encoder
 from .loihi_neurons import graded_output
 
 OPSET = 17
+IR_VERSION = 8  # what torch.onnx writes at opset 17 (onnx's own default is newer than onnxruntime reads)
 SPIKES = "spikes"
 COUNTS = "counts"
 VALUES = "values"
@@ -112,67 +113,13 @@ class JetsonTarget:
     def preprocess(self, partition, gm, workdir: Path) -> Stage:
         import onnx
         import onnx_graphsurgeon as gs
-        from torch.fx.passes.utils.fuser_utils import fuse_as_graphmodule
 
-        sub, orig_inputs, orig_outputs = fuse_as_graphmodule(gm, partition.nodes, "DenseStage")
-        placeholders = [n for n in sub.graph.nodes if n.op == "placeholder"]
         hybrid = any(n.meta.get("hybridc_domain") == "spiking" for n in gm.graph.nodes)
-        names = input_names(orig_inputs, hybrid)
-        exported_as = {}  # placeholder name in `sub` -> (ONNX input name, example tensor)
-        accumulators = []  # (counts placeholder, raw spikes input name, AccumulatorSpec, spikes shape)
-        for placeholder, source, name in zip(placeholders, orig_inputs, names):
-            shape = source.meta["shape"]
-            if source.meta.get("hybridc_domain") != "spiking":
-                exported_as[placeholder.name] = (name, torch.zeros(shape))
-                continue
-            # spikes cross raw: each accumulator reading them is written as ONNX nodes in front
-            cursor = placeholder
-            for node in list(placeholder.users):
-                module = sub.get_submodule(node.target)
-                assert isinstance(module, Accumulator)
-                spec = AccumulatorSpec(module.interval, module.windows(shape[-1]), module.fold)
-                with sub.graph.inserting_after(cursor):  # in order, ahead of all compute
-                    counts = sub.graph.placeholder(f"{node.name}_counts")
-                cursor = counts
-                counts.meta.update(node.meta)
-                node.replace_all_uses_with(counts)
-                sub.graph.erase_node(node)
-                accumulators.append((counts.name, name, spec, shape))
-                exported_as[counts.name] = (counts.name, torch.zeros(counts.meta["shape"]))
-            sub.graph.erase_node(placeholder)
-        sub.graph.lint()
-        sub.recompile()
-        order = [exported_as[n.name] for n in sub.graph.nodes if n.op == "placeholder"]
-        onnx_inputs = [name for name, _ in order]
-        examples = tuple(example for _, example in order)
-        out_nodes = list(orig_outputs)
-        output_names = ["output" if any(u.op == "output" for u in n.users) else n.name for n in out_nodes]
-        if len(set(output_names)) != len(output_names):
-            raise LoweringError(
-                f"The dense stage returns {len(out_nodes)} tensors ({', '.join(n.name for n in out_nodes)}) as "
-                "the model's output; hybridc deploys models with one output tensor. Return only the final "
-                "output (e.g. the logits) from forward()."
-            )
+        lowered = lower_directly(gs, partition, gm, hybrid)
+        if lowered is None:  # an operation outside onnx_lowering's tables: torch.onnx exports it all
+            lowered = _export_with_torch(gs, onnx, partition, gm, hybrid)
+        graph, by_name, orig_inputs, names, accumulators, out_nodes, output_names = lowered
         path = Path(workdir) / f"{partition.name}.onnx"
-        exported = io.BytesIO()  # stays in memory until the graph surgery is done
-        sub.eval()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                torch.onnx.export(
-                    sub, examples, exported, opset_version=OPSET, input_names=onnx_inputs,
-                    output_names=output_names,
-                    dynamic_axes={n: {0: "batch"} for n in onnx_inputs + output_names},
-                )
-            except Exception as exc:  # noqa: BLE001 - exporter errors are many and varied
-                raise LoweringError(
-                    f"torch.onnx could not export the dense stage (nodes "
-                    f"{', '.join(n.name for n in partition.nodes[:6])}...): {type(exc).__name__}: "
-                    f"{exc}. Replace the operation it names with one ONNX opset {OPSET} supports."
-                ) from None
-
-        graph = gs.import_onnx(onnx.load_from_string(exported.getvalue()))
-        by_name = {v.name: v for v in graph.inputs}
         inputs, specs, wires = [], [], {}
         for source, name in zip(orig_inputs, names):
             shape = source.meta["shape"]
@@ -195,9 +142,10 @@ class JetsonTarget:
             inputs.append(variable)
             specs.append(spec)
         graph.inputs = inputs
-        graph.cleanup().toposort()
+        graph.cleanup().toposort()  # the accumulator nodes were appended after their readers
         model = gs.export_onnx(graph)
         model.opset_import[0].version = OPSET
+        model.ir_version = IR_VERSION
         data = model.SerializeToString()  # serialised once: checked, hashed and written from memory
         try:
             onnx.checker.check_model(data, full_check=True)
@@ -217,6 +165,131 @@ class JetsonTarget:
             opset=OPSET,
             wire=wires or None,
         )
+
+
+def _boundary(partition):
+    """(inputs, outputs) of the partition's nodes in the order fuse_as_graphmodule gives them:
+    outside nodes by first use, then the nodes used outside, in graph order."""
+    members = set(partition.nodes)
+    inputs = {}
+    for node in partition.nodes:
+        for arg in node.all_input_nodes:
+            if arg not in members:
+                inputs.setdefault(arg)
+    return list(inputs), [n for n in partition.nodes if any(u not in members for u in n.users)]
+
+
+def _output_names(out_nodes) -> list:
+    names = ["output" if any(u.op == "output" for u in n.users) else n.name for n in out_nodes]
+    if len(set(names)) != len(names):
+        raise LoweringError(
+            f"The dense stage returns {len(out_nodes)} tensors ({', '.join(n.name for n in out_nodes)}) as "
+            "the model's output; hybridc deploys models with one output tensor. Return only the final "
+            "output (e.g. the logits) from forward()."
+        )
+    return names
+
+
+def lower_directly(gs, partition, gm, hybrid: bool):
+    """The partition as a gs graph written node by node by onnx_lowering (no GraphModule, no
+    torch.onnx), in the form `_export_with_torch` returns; None if a node is outside its tables."""
+    from .onnx_lowering import Unsupported, lower_nodes
+
+    orig_inputs, out_nodes = _boundary(partition)
+    names = input_names(orig_inputs, hybrid)
+    output_names = _output_names(out_nodes)
+    taken = set(names) | set(output_names) | {n.name for n in partition.nodes}
+    tensors, by_name, accumulators, skip = {}, {}, [], set()
+    for source, name in zip(orig_inputs, names):
+        if source.op == "get_attr":
+            return None  # torch.onnx would make it an input
+        shape = source.meta["shape"]
+        if source.meta.get("hybridc_domain") != "spiking":
+            tensors[source] = by_name[name] = gs.Variable(name, dtype=np.float32, shape=["batch", *shape[1:]])
+            continue
+        for node in partition.nodes:  # the readers of the spikes, in graph order, all accumulators
+            if source not in node.all_input_nodes:
+                continue
+            module = _module(gm, node)
+            if not isinstance(module, Accumulator) or node in out_nodes or f"{node.name}_counts" in taken:
+                return None
+            counts = f"{node.name}_counts"
+            taken.add(counts)
+            spec = AccumulatorSpec(module.interval, module.windows(shape[-1]), module.fold)
+            tensors[node] = by_name[counts] = gs.Variable(counts, dtype=np.float32)
+            accumulators.append((counts, name, spec, shape))
+            skip.add(node)
+    try:
+        nodes = lower_nodes(gs, gm, [n for n in partition.nodes if n not in skip], tensors,
+                            dict(zip(out_nodes, output_names)), taken)
+    except Unsupported:
+        return None
+    outputs = []
+    for node, name in zip(out_nodes, output_names):
+        produced = [t for n in nodes for t in n.outputs if t.name == name]
+        if not produced:
+            return None  # an output that no node writes (a partition input passed through)
+        outputs.append(produced[0])
+    graph = gs.Graph(nodes=nodes, outputs=outputs, opset=OPSET, producer_name="hybridc")
+    return graph, by_name, orig_inputs, names, accumulators, out_nodes, output_names
+
+
+def _export_with_torch(gs, onnx, partition, gm, hybrid: bool):
+    """The partition as a GraphModule exported by torch.onnx, read back as a gs graph; any
+    operation torch.onnx exports at opset 17 works here."""
+    from torch.fx.passes.utils.fuser_utils import fuse_as_graphmodule
+
+    sub, orig_inputs, orig_outputs = fuse_as_graphmodule(gm, partition.nodes, "DenseStage")
+    placeholders = [n for n in sub.graph.nodes if n.op == "placeholder"]
+    names = input_names(orig_inputs, hybrid)
+    exported_as = {}  # placeholder name in `sub` -> (ONNX input name, example tensor)
+    accumulators = []  # (counts placeholder, raw spikes input name, AccumulatorSpec, spikes shape)
+    for placeholder, source, name in zip(placeholders, orig_inputs, names):
+        shape = source.meta["shape"]
+        if source.meta.get("hybridc_domain") != "spiking":
+            exported_as[placeholder.name] = (name, torch.zeros(shape))
+            continue
+        # spikes cross raw: each accumulator reading them is written as ONNX nodes in front
+        cursor = placeholder
+        for node in list(placeholder.users):
+            module = sub.get_submodule(node.target)
+            assert isinstance(module, Accumulator)
+            spec = AccumulatorSpec(module.interval, module.windows(shape[-1]), module.fold)
+            with sub.graph.inserting_after(cursor):  # in order, ahead of all compute
+                counts = sub.graph.placeholder(f"{node.name}_counts")
+            cursor = counts
+            counts.meta.update(node.meta)
+            node.replace_all_uses_with(counts)
+            sub.graph.erase_node(node)
+            accumulators.append((counts.name, name, spec, shape))
+            exported_as[counts.name] = (counts.name, torch.zeros(counts.meta["shape"]))
+        sub.graph.erase_node(placeholder)
+    sub.graph.lint()
+    sub.recompile()
+    order = [exported_as[n.name] for n in sub.graph.nodes if n.op == "placeholder"]
+    onnx_inputs = [name for name, _ in order]
+    examples = tuple(example for _, example in order)
+    out_nodes = list(orig_outputs)
+    output_names = _output_names(out_nodes)
+    exported = io.BytesIO()  # stays in memory until the graph surgery is done
+    sub.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(
+                sub, examples, exported, opset_version=OPSET, input_names=onnx_inputs,
+                output_names=output_names,
+                dynamic_axes={n: {0: "batch"} for n in onnx_inputs + output_names},
+            )
+        except Exception as exc:  # noqa: BLE001 - exporter errors are many and varied
+            raise LoweringError(
+                f"torch.onnx could not export the dense stage (nodes "
+                f"{', '.join(n.name for n in partition.nodes[:6])}...): {type(exc).__name__}: "
+                f"{exc}. Replace the operation it names with one ONNX opset {OPSET} supports."
+            ) from None
+    graph = gs.import_onnx(onnx.load_from_string(exported.getvalue()))
+    by_name = {v.name: v for v in graph.inputs}
+    return graph, by_name, orig_inputs, names, accumulators, out_nodes, output_names
 
 
 def _input_spec(wire, cut_shape, name, node) -> TensorSpec:
