@@ -1,7 +1,8 @@
 """NVIDIA Jetson (any ONNX runtime): the dense partition becomes one ONNX model.
 
 The model's input is the spike tensor exactly as it crosses the cut (PyTorch
-layout). The part after the accumulator is exported with torch.onnx; the
+layout). The part after the accumulator is written node by node by onnx_lowering
+when every node is in its tables, else exported with torch.onnx; the
 accumulator itself is then written in front of it as plain ONNX nodes with
 onnx-graphsurgeon (Reshape -> ReduceSum -> Transpose -> Reshape), so the runtime
 on the Jetson sees one self-contained graph and no Python.
@@ -10,6 +11,7 @@ on the Jetson sees one self-contained graph and no Python.
 import hashlib
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -118,7 +120,9 @@ class JetsonTarget:
         lowered = lower_directly(gs, partition, gm, hybrid)
         if lowered is None:  # an operation outside onnx_lowering's tables: torch.onnx exports it all
             lowered = _export_with_torch(gs, onnx, partition, gm, hybrid)
-        graph, by_name, orig_inputs, names, accumulators, out_nodes, output_names = lowered
+        graph, by_name, orig_inputs, names = lowered.graph, lowered.by_name, lowered.sources, lowered.names
+        accumulators, out_nodes, output_names = lowered.accumulators, lowered.out_nodes, lowered.output_names
+        front = []  # the accumulator nodes, ahead of everything that reads them
         path = Path(workdir) / f"{partition.name}.onnx"
         inputs, specs, wires = [], [], {}
         for source, name in zip(orig_inputs, names):
@@ -134,7 +138,7 @@ class JetsonTarget:
                 variable = gs.Variable(spec.name, dtype=np.float32, shape=["batch", *wire.shape])
                 for counts, _, acc, _ in mine:
                     if counts in by_name:  # the exporter drops unused inputs
-                        graph.nodes.extend(_accumulator_nodes(gs, variable, by_name[counts], acc, shape, counts_arrive))
+                        front.extend(_accumulator_nodes(gs, variable, by_name[counts], acc, shape, counts_arrive))
                 wires[spec.name] = wire
             else:
                 spec = TensorSpec(name, list(shape[1:]), "float32", pytorch_layout(shape[1:], True), node=source.name)
@@ -142,7 +146,12 @@ class JetsonTarget:
             inputs.append(variable)
             specs.append(spec)
         graph.inputs = inputs
-        graph.cleanup().toposort()  # the accumulator nodes were appended after their readers
+        if lowered.in_order:
+            graph.nodes[:0] = front
+            graph.cleanup()
+        else:
+            graph.nodes.extend(front)
+            graph.cleanup().toposort()
         model = gs.export_onnx(graph)
         model.opset_import[0].version = OPSET
         model.ir_version = IR_VERSION
@@ -165,6 +174,19 @@ class JetsonTarget:
             opset=OPSET,
             wire=wires or None,
         )
+
+
+@dataclass
+class Lowered:
+    """A dense partition as a gs graph, before the accumulators and the stage inputs are added."""
+    graph: object
+    by_name: dict  # ONNX input name -> gs tensor: dense inputs, and the counts each accumulator writes
+    sources: list  # fx nodes outside the partition that feed it, in fuse_as_graphmodule's order
+    names: list  # their ONNX input names
+    accumulators: list  # (counts name, raw spikes input name, AccumulatorSpec, spikes shape)
+    out_nodes: list
+    output_names: list
+    in_order: bool  # nodes already in topological order (no toposort needed after the accumulators)
 
 
 def _boundary(partition):
@@ -191,8 +213,8 @@ def _output_names(out_nodes) -> list:
 
 
 def lower_directly(gs, partition, gm, hybrid: bool):
-    """The partition as a gs graph written node by node by onnx_lowering (no GraphModule, no
-    torch.onnx), in the form `_export_with_torch` returns; None if a node is outside its tables."""
+    """The partition written node by node by onnx_lowering (no GraphModule, no torch.onnx);
+    None if a node is outside its tables."""
     from .onnx_lowering import Unsupported, lower_nodes
 
     orig_inputs, out_nodes = _boundary(partition)
@@ -231,7 +253,7 @@ def lower_directly(gs, partition, gm, hybrid: bool):
             return None  # an output that no node writes (a partition input passed through)
         outputs.append(produced[0])
     graph = gs.Graph(nodes=nodes, outputs=outputs, opset=OPSET, producer_name="hybridc")
-    return graph, by_name, orig_inputs, names, accumulators, out_nodes, output_names
+    return Lowered(graph, by_name, orig_inputs, names, accumulators, out_nodes, output_names, in_order=True)
 
 
 def _export_with_torch(gs, onnx, partition, gm, hybrid: bool):
@@ -289,7 +311,7 @@ def _export_with_torch(gs, onnx, partition, gm, hybrid: bool):
             ) from None
     graph = gs.import_onnx(onnx.load_from_string(exported.getvalue()))
     by_name = {v.name: v for v in graph.inputs}
-    return graph, by_name, orig_inputs, names, accumulators, out_nodes, output_names
+    return Lowered(graph, by_name, orig_inputs, names, accumulators, out_nodes, output_names, in_order=False)
 
 
 def _input_spec(wire, cut_shape, name, node) -> TensorSpec:
