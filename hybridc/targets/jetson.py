@@ -10,6 +10,7 @@ on the Jetson sees one self-contained graph and no Python.
 
 import hashlib
 import io
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,7 +245,8 @@ def lower_directly(gs, partition, gm, hybrid: bool):
     try:
         nodes = lower_nodes(gs, gm, [n for n in partition.nodes if n not in skip], tensors,
                             dict(zip(out_nodes, output_names)), taken)
-    except Unsupported:
+    except Unsupported as exc:
+        logging.getLogger(__name__).info("stage `%s` goes through torch.onnx: %s", partition.name, exc)
         return None
     outputs = []
     for node, name in zip(out_nodes, output_names):

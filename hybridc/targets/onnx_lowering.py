@@ -26,8 +26,9 @@ class Lowering:
     the partition's inputs (fx nodes outside it, or accumulators written in front) to gs
     tensors; `output_names` the partition's outputs to their ONNX output names."""
 
-    def __init__(self, gs, gm, tensors: dict, output_names: dict, taken: set):
+    def __init__(self, gs, gm, tensors: dict, output_names: dict, taken: set, members=()):
         self.gs, self.gm = gs, gm
+        self.members = set(members)
         self.tensors = dict(tensors)
         self.output_names = output_names
         self.taken = set(taken)
@@ -57,6 +58,14 @@ class Lowering:
         array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
         return self.gs.Constant(self.name(f"{node.name}/{what}"), np.ascontiguousarray(array))
 
+    def literal(self, node, what: str, array):
+        """A small fixed tensor (a scalar operand, Resize scales) as a Constant node, as
+        torch.onnx writes one: not an initializer, so profile's parameter count leaves it out."""
+        out = self.gs.Variable(self.name(f"{node.name}/{what}"))
+        self.nodes.append(self.gs.Node("Constant", name=self.name(f"{node.name}/{what}/Constant"), outputs=[out],
+                                       attrs={"value": self.gs.Constant(out.name, np.ascontiguousarray(array))}))
+        return out
+
     def emit(self, node, op: str, inputs, attrs=None, suffix: str = "", output=None):
         """One ONNX node named after `node` (plus suffix); returns its output tensor."""
         out = output if output is not None else self.gs.Variable(self.name(f"{node.name}{suffix}"))
@@ -65,6 +74,8 @@ class Lowering:
         return out
 
     def lower(self, node):
+        if node in self.tensors:  # already written by its producer (a batch norm folded into a conv)
+            return
         if node.meta.get("dtype") != "float32" or "shape" not in node.meta:
             raise Unsupported(f"`{node.name}` is not a float32 tensor")
         if node.op == "get_attr":
@@ -140,6 +151,21 @@ def _linear(low: Lowering, node, m: nn.Linear):
     low.tensors[node] = low.emit(node, "Add", [product, low.const(node, "bias", m.bias)], suffix="/bias", output=out)
 
 
+def _batch_norm_after(low: Lowering, node):
+    """The BatchNorm module that alone reads this conv's output, if any: torch.onnx folds it
+    into the conv's weight and bias in eval mode, and so does this lowering (same file, same
+    parameter count in `hybridc profile`)."""
+    users = list(node.users)
+    if len(users) != 1 or node in low.output_names or users[0].op != "call_module" or len(users[0].args) != 1 \
+            or users[0].kwargs or users[0] not in low.members:
+        return None
+    bn = low.gm.get_submodule(users[0].target)
+    if type(bn) not in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d) or bn.training or bn.running_mean is None \
+            or users[0].meta.get("dtype") != "float32":
+        return None
+    return users[0], bn
+
+
 def _conv(low: Lowering, node, m):
     _float_params(m.weight, m.bias)
     dims = len(m.kernel_size)
@@ -149,10 +175,21 @@ def _conv(low: Lowering, node, m):
     padding = [0] * dims if isinstance(m.padding, str) else list(m.padding)
     attrs = {"kernel_shape": list(m.kernel_size), "strides": list(m.stride), "pads": padding * 2,
              "dilations": list(m.dilation), "group": m.groups}
-    inputs = [low.input(node.args[0]), low.const(node, "weight", m.weight)]
-    if m.bias is not None:
-        inputs.append(low.const(node, "bias", m.bias))
-    low.tensors[node] = low.emit(node, "Conv", inputs, attrs, output=low.variable(node))
+    weight, bias, result = m.weight, m.bias, node
+    folded = _batch_norm_after(low, node)
+    if folded is not None:
+        result, bn = folded
+        _float_params(bn.weight, bn.bias, bn.running_mean, bn.running_var)
+        scale = torch.rsqrt(bn.running_var + bn.eps) * (bn.weight if bn.weight is not None else 1)
+        weight = weight * scale.reshape(-1, *[1] * (weight.dim() - 1))
+        shift = bn.bias if bn.bias is not None else torch.zeros_like(scale)
+        bias = ((bias if bias is not None else 0) - bn.running_mean) * scale + shift
+    inputs = [low.input(node.args[0]), low.const(node, "weight", weight)]
+    if bias is not None:
+        inputs.append(low.const(node, "bias", bias))
+    low.tensors[result] = low.emit(node, "Conv", inputs, attrs, output=low.variable(result))
+    if folded is not None:
+        low.tensors[node] = low.tensors[result]  # nothing else reads it
 
 
 def _batch_norm(low: Lowering, node, m):
@@ -185,6 +222,19 @@ def _avg_pool(low: Lowering, node, m: nn.AvgPool2d):
         raise Unsupported("average pool beyond the plain case")
     attrs = {"kernel_shape": _pair(m.kernel_size), "strides": _pair(m.stride or m.kernel_size)}
     low.unary(node, "AveragePool", attrs)
+
+
+def _upsample(low: Lowering, node, m: nn.Upsample):
+    """Nearest-neighbour upsampling by whole factors, as torch.onnx writes it (Resize)."""
+    rank = _rank(node.args[0])
+    factors = m.scale_factor if isinstance(m.scale_factor, tuple) else (m.scale_factor,) * (rank - 2)
+    if m.mode != "nearest" or m.size is not None or m.scale_factor is None or rank < 3 \
+            or len(factors) != rank - 2 or any(float(f) != int(f) or f < 1 for f in factors):
+        raise Unsupported("upsampling other than nearest by whole factors")
+    scales = low.literal(node, "scales", np.array([1, 1, *factors], dtype=np.float32))
+    attrs = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+    low.tensors[node] = low.emit(node, "Resize", [low.input(node.args[0]), low.gs.Variable.empty(), scales], attrs,
+                                 output=low.variable(node))
 
 
 def _flatten_from(low: Lowering, node, start: int, end: int):
@@ -231,7 +281,7 @@ def _binary(op: str):
                     raise Unsupported(f"{op} of a non-float32 tensor")
                 inputs.append(low.input(arg))
             elif isinstance(arg, (int, float)) and not isinstance(arg, bool):
-                inputs.append(low.const(node, "scalar", np.array(arg, dtype=np.float32)))
+                inputs.append(low.literal(node, "scalar", np.array(arg, dtype=np.float32)))
             else:
                 raise Unsupported(f"{op} argument {arg!r}")
         if not any(isinstance(a, torch.fx.Node) for a in node.args):
@@ -260,7 +310,7 @@ MODULES = {
     nn.Linear: _linear,
     nn.Conv1d: _conv, nn.Conv2d: _conv, nn.Conv3d: _conv,
     nn.BatchNorm1d: _batch_norm, nn.BatchNorm2d: _batch_norm, nn.BatchNorm3d: _batch_norm,
-    nn.MaxPool2d: _max_pool, nn.AvgPool2d: _avg_pool,
+    nn.MaxPool2d: _max_pool, nn.AvgPool2d: _avg_pool, nn.Upsample: _upsample,
     nn.ReLU: _op("Relu"), nn.Sigmoid: _op("Sigmoid"), nn.Tanh: _op("Tanh"),
     nn.Flatten: lambda low, node, m: _flatten_from(low, node, m.start_dim, m.end_dim),
     nn.Identity: _IDENTITY, nn.Dropout: _IDENTITY, nn.Dropout1d: _IDENTITY, nn.Dropout2d: _IDENTITY,
@@ -271,6 +321,7 @@ FUNCTIONS = {
     torch.relu: _unary_function("Relu"), F.relu: _unary_function("Relu", ("inplace",)),
     torch.sigmoid: _unary_function("Sigmoid"), F.sigmoid: _unary_function("Sigmoid"),
     torch.tanh: _unary_function("Tanh"), F.tanh: _unary_function("Tanh"),
+    operator.neg: _unary_function("Neg"), torch.neg: _unary_function("Neg"),
     torch.flatten: _flatten_call,
     operator.add: _binary("Add"), torch.add: _binary("Add"),
     operator.sub: _binary("Sub"), torch.sub: _binary("Sub"),
@@ -281,14 +332,14 @@ FUNCTIONS = {
 
 METHODS = {
     "relu": _unary_function("Relu"), "sigmoid": _unary_function("Sigmoid"), "tanh": _unary_function("Tanh"),
-    "flatten": _flatten_call,
+    "neg": _unary_function("Neg"), "flatten": _flatten_call,
     "add": _binary("Add"), "sub": _binary("Sub"), "mul": _binary("Mul"), "div": _binary("Div"),
 }
 
 
 def lower_nodes(gs, gm, nodes, tensors: dict, output_names: dict, taken: set) -> list:
     """gs nodes computing `nodes` (topological order) from `tensors`; raises Unsupported."""
-    low = Lowering(gs, gm, tensors, output_names, taken)
+    low = Lowering(gs, gm, tensors, output_names, taken, nodes)
     for node in nodes:
         low.lower(node)
     return low.nodes
