@@ -222,11 +222,13 @@ def test_random_compositions_match_pytorch(image, flatten, flat, seed):
     lambda: nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect"), nn.Flatten()),  # not zeros
     lambda: nn.Sequential(nn.MaxPool2d(2, ceil_mode=True), nn.Flatten()),  # not the plain case
 ], ids=["gelu", "getitem", "reflect_padding", "ceil_mode_pool"])
-def test_an_operation_outside_the_tables_compiles_through_torch_onnx(make):
+def test_an_operation_outside_the_tables_compiles_through_torch_onnx(make, caplog):
     torch.manual_seed(0)
     model, x = make().eval(), torch.randn(2, 3, 7, 7)
-    compiled = hybridc.compile(model, x, target="loihi+jetson")
+    with caplog.at_level("INFO", logger="hybridc.targets.jetson"):
+        compiled = hybridc.compile(model, x, target="loihi+jetson")
     assert producer(compiled) == "pytorch"
+    assert "stage `ann` goes through torch.onnx: node `" in caplog.text
     with torch.no_grad():
         np.testing.assert_allclose(run_onnx(artifact(compiled), {"spikes": x}), model(x).numpy(), rtol=1e-5, atol=1e-5)
 

@@ -341,5 +341,8 @@ def lower_nodes(gs, gm, nodes, tensors: dict, output_names: dict, taken: set) ->
     """gs nodes computing `nodes` (topological order) from `tensors`; raises Unsupported."""
     low = Lowering(gs, gm, tensors, output_names, taken, nodes)
     for node in nodes:
-        low.lower(node)
+        try:
+            low.lower(node)
+        except Unsupported as exc:
+            raise Unsupported(f"node `{node.name}`: {exc}") from None
     return low.nodes
