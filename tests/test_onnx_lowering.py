@@ -361,3 +361,18 @@ def test_profile_figures_equal_the_torch_onnx_route(monkeypatch):
     assert onnx_counts.parameters(artifact(direct)) == onnx_counts.parameters(artifact(fallback))
     ops = [n.op_type for n in onnx.load(str(artifact(direct))).graph.node]
     assert ops.count("Conv") == 2 and ops.count("BatchNormalization") == 1  # the two conv ones folded
+
+
+def test_a_failing_rule_falls_back_with_a_warning(monkeypatch, caplog):
+    """A bug in one rule (here: it raises) costs speed, not the compile: torch.onnx writes the stage."""
+    def broken(low, node, module):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(onnx_lowering.MODULES, nn.ReLU, broken)
+    torch.manual_seed(0)
+    model, x = nn.Sequential(nn.Linear(5, 4), nn.ReLU()).eval(), torch.randn(2, 5)
+    with caplog.at_level("WARNING", logger="hybridc.targets.jetson"):
+        compiled = hybridc.compile(model, x, target="loihi+jetson")
+    assert producer(compiled) == "pytorch" and "RuntimeError: boom" in caplog.text
+    with torch.no_grad():
+        np.testing.assert_allclose(run_onnx(artifact(compiled), {"spikes": x}), model(x).numpy(), rtol=1e-5, atol=1e-5)

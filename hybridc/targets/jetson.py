@@ -221,7 +221,8 @@ def lower_directly(gs, partition, gm, hybrid: bool):
     orig_inputs, out_nodes = _boundary(partition)
     names = input_names(orig_inputs, hybrid)
     output_names = _output_names(out_nodes)
-    taken = set(names) | set(output_names) | {n.name for n in partition.nodes}
+    taken = set(names) | set(output_names)
+    fx_names = {n.name for n in partition.nodes}
     tensors, by_name, accumulators, skip = {}, {}, [], set()
     for source, name in zip(orig_inputs, names):
         if source.op == "get_attr":
@@ -234,7 +235,7 @@ def lower_directly(gs, partition, gm, hybrid: bool):
             if source not in node.all_input_nodes:
                 continue
             module = _module(gm, node)
-            if not isinstance(module, Accumulator) or node in out_nodes or f"{node.name}_counts" in taken:
+            if not isinstance(module, Accumulator) or node in out_nodes or {f"{node.name}_counts"} & (taken | fx_names):
                 return None
             counts = f"{node.name}_counts"
             taken.add(counts)
@@ -247,6 +248,10 @@ def lower_directly(gs, partition, gm, hybrid: bool):
                             dict(zip(out_nodes, output_names)), taken)
     except Unsupported as exc:
         logging.getLogger(__name__).info("stage `%s` goes through torch.onnx: %s", partition.name, exc)
+        return None
+    except Exception as exc:  # noqa: BLE001 - a gap in onnx_lowering must not stop a compile torch.onnx can do
+        logging.getLogger(__name__).warning("stage `%s` goes through torch.onnx: the direct lowering failed "
+                                            "(%s: %s)", partition.name, type(exc).__name__, exc)
         return None
     outputs = []
     for node, name in zip(out_nodes, output_names):

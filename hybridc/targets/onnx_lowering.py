@@ -52,6 +52,8 @@ class Lowering:
     def input(self, arg):
         if not isinstance(arg, torch.fx.Node) or arg not in self.tensors:
             raise Unsupported(f"argument {arg!r} is not a tensor of the partition")
+        if arg.meta.get("dtype") != "float32":  # ONNX does not promote types as torch does
+            raise Unsupported(f"argument `{arg.name}` is not float32")
         return self.tensors[arg]
 
     def const(self, node, what: str, value):
@@ -260,7 +262,7 @@ def _unary_function(op: str, allowed=()):
 def _flatten_call(low: Lowering, node):
     """torch.flatten(x, 1) / x.flatten(1) / keywords start_dim, end_dim."""
     names = ("start_dim", "end_dim")
-    if len(node.args) > 3 or set(node.kwargs) - set(names):
+    if not 1 <= len(node.args) <= 3 or set(node.kwargs) - set(names):
         raise Unsupported("flatten arguments")
     given = dict(zip(names, node.args[1:]), **node.kwargs)
     start, end = given.get("start_dim", 0), given.get("end_dim", -1)
@@ -277,8 +279,6 @@ def _binary(op: str):
         inputs = []
         for arg in node.args:
             if isinstance(arg, torch.fx.Node):
-                if arg.meta.get("dtype") != "float32":
-                    raise Unsupported(f"{op} of a non-float32 tensor")
                 inputs.append(low.input(arg))
             elif isinstance(arg, (int, float)) and not isinstance(arg, bool):
                 inputs.append(low.literal(node, "scalar", np.array(arg, dtype=np.float32)))
