@@ -234,10 +234,9 @@ def lower_directly(gs, partition, gm, hybrid: bool):
         for node in partition.nodes:  # the readers of the spikes, in graph order, all accumulators
             if source not in node.all_input_nodes:
                 continue
-            module = _module(gm, node)
-            if not isinstance(module, Accumulator) or node in out_nodes or {f"{node.name}_counts"} & (taken | fx_names):
+            module, counts = _module(gm, node), f"{node.name}_counts"
+            if not isinstance(module, Accumulator) or node in out_nodes or counts in taken | fx_names:
                 return None
-            counts = f"{node.name}_counts"
             taken.add(counts)
             spec = AccumulatorSpec(module.interval, module.windows(shape[-1]), module.fold)
             tensors[node] = by_name[counts] = gs.Variable(counts, dtype=np.float32)
