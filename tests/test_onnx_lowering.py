@@ -337,7 +337,9 @@ def test_scalars_keep_their_side_and_tables_cover_the_operator_forms():
     """`1 - x` is Sub(1, x), not Sub(x, 1); the tables hold each form the docs promise."""
     torch.manual_seed(0)
     x = torch.randn(2, 4)
-    assert_direct_matches_torch(Call(lambda t: (1 - t) / (2 + t.relu())), x)
+    compiled = assert_direct_matches_torch(Call(lambda t: (1 - t) / (2 + t.relu())), x)
+    literals = [n.attribute[0].t for n in onnx.load(str(artifact(compiled))).graph.node if n.op_type == "Constant"]
+    assert len(literals) == 2 and all(list(t.dims) == [] for t in literals)  # 0-d, as torch.onnx writes them
     for fn in (operator.add, operator.sub, operator.mul, operator.truediv, torch.cat, torch.relu, torch.flatten):
         assert fn in onnx_lowering.FUNCTIONS
 

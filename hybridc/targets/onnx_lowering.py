@@ -58,14 +58,14 @@ class Lowering:
 
     def const(self, node, what: str, value):
         array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-        return self.gs.Constant(self.name(f"{node.name}/{what}"), np.ascontiguousarray(array))
+        return self.gs.Constant(self.name(f"{node.name}/{what}"), np.asarray(array, order="C"))
 
     def literal(self, node, what: str, array):
         """A small fixed tensor (a scalar operand, Resize scales) as a Constant node, as
         torch.onnx writes one: not an initializer, so profile's parameter count leaves it out."""
         out = self.gs.Variable(self.name(f"{node.name}/{what}"))
         self.nodes.append(self.gs.Node("Constant", name=self.name(f"{node.name}/{what}/Constant"), outputs=[out],
-                                       attrs={"value": self.gs.Constant(out.name, np.ascontiguousarray(array))}))
+                                       attrs={"value": self.gs.Constant(out.name, np.asarray(array, order="C"))}))
         return out
 
     def emit(self, node, op: str, inputs, attrs=None, suffix: str = "", output=None):
