@@ -41,6 +41,8 @@ def test_manifest_validates_and_hashes_match(build):
     for stage in data["stages"]:
         assert sha256(out / stage["artifact"]) == stage["sha256"]
     assert compiled.manifest.to_dict() == data
+    # written by orjson, laid out as json.dumps(indent=2) (this manifest has no float below 1e-4)
+    assert (out / "manifest.json").read_text() == json.dumps(data, indent=2) + "\n"
 
 
 def test_docs_schema_is_the_shipped_schema():
