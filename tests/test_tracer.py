@@ -1,0 +1,55 @@
+"""The tracer's fast path (no math wrapping) and its fallback give torch.fx's default graph."""
+
+import math
+
+import pytest
+import torch
+from lava.lib.dl import slayer
+
+import hybridc
+from hybridc.frontend.tracer import HybridTracer, trace
+from hybridc.nn import Accumulator
+
+NEURON = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
+
+
+class Scaled(torch.nn.Module):
+    """Divides the logits by sqrt(features), read from the traced shape: a math call on a
+    traced value, which only fx's math wrapping can trace."""
+
+    def __init__(self):
+        super().__init__()
+        self.snn = slayer.block.cuba.Dense(NEURON, 10, 6, weight_scale=3)
+        self.accumulator = Accumulator(2)
+        self.fc = torch.nn.Linear(12, 4)
+
+    def forward(self, x):
+        y = self.fc(self.accumulator(self.snn(x)))
+        return y / math.sqrt(y.shape[1]) + math.floor(2.5)
+
+
+def _graph_text(gm):
+    return [(n.op, str(n.target), str(n.args)) for n in gm.graph.nodes]
+
+
+def test_math_on_traced_values_falls_back_to_fx_default():
+    torch.manual_seed(0)
+    model = Scaled().eval()
+    with pytest.raises(TypeError):  # the fast path alone cannot trace it
+        HybridTracer(autowrap_modules=()).trace(model)
+    gm = trace(model)
+    default = torch.fx.GraphModule(model, HybridTracer().trace(model))
+    assert _graph_text(gm) == _graph_text(default)
+    assert any(n.target is math.sqrt for n in gm.graph.nodes)  # a graph node, not a constant
+    x = (torch.rand(1, 10, 4) < 0.5).float()
+    compiled = hybridc.compile(model, x)
+    out = hybridc.run(compiled, x.numpy())
+    assert torch.allclose(torch.as_tensor(out), model(x), atol=1e-5)
+
+
+def test_fast_trace_gives_the_default_graph():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(slayer.block.cuba.Dense(NEURON, 10, 6, weight_scale=3), Accumulator(2),
+                                torch.nn.Linear(12, 2), torch.nn.ReLU()).eval()
+    gm = trace(model)
+    assert _graph_text(gm) == _graph_text(torch.fx.GraphModule(model, HybridTracer().trace(model)))
