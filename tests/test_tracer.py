@@ -53,3 +53,16 @@ def test_fast_trace_gives_the_default_graph():
                                 torch.nn.Linear(12, 2), torch.nn.ReLU()).eval()
     gm = trace(model)
     assert _graph_text(gm) == _graph_text(torch.fx.GraphModule(model, HybridTracer().trace(model)))
+
+
+def test_traced_module_runs_after_the_passes_edit_it():
+    """The graph module writes its code lazily: after the passes insert accumulators, calling
+    it (what verify does with the reference) runs the edited graph."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(slayer.block.cuba.Dense(NEURON, 10, 6, weight_scale=3),
+                                torch.nn.Flatten(1), torch.nn.Linear(24, 2)).eval()
+    x = (torch.rand(1, 10, 4) < 0.5).float()
+    compiled = hybridc.compile(model, x)
+    assert any(n.op == "call_module" and n.target.startswith("hybridc_raw_cut") for n in compiled.module.graph.nodes)
+    assert "hybridc_raw_cut" in compiled.module.code
+    assert torch.equal(compiled.module(x), model(x))

@@ -76,33 +76,49 @@ def trace(model: torch.nn.Module) -> torch.fx.GraphModule:
             f"{type(exc).__name__}: {exc}. hybridc traces forward() symbolically with torch.fx; "
             "wrap untraceable code in a module and mark it with hybridc.annotate."
         ) from None
-    return torch.fx.GraphModule(model, graph, type(model).__name__)
+    return _lazy_graph_module()(model, graph, type(model).__name__)
 
 
-class ShapeRecorder(torch.fx.Interpreter):
-    """Runs the example input through the graph, storing each tensor's shape and dtype
-    in node.meta["shape"] / node.meta["dtype"] and naming the node when one fails."""
+def _lazy_graph_module():
+    """torch's GraphModule that writes forward()'s Python code when first called, not when
+    built or edited: a compile never calls it (the passes read the graph, the shape pass
+    interprets it), and the code generation was 0.8 ms of a 10 ms compile. Private in
+    torch 2.3 (pinned); the public GraphModule where it is missing."""
+    try:
+        from torch.fx._lazy_graph_module import _LazyGraphModule
 
-    def __init__(self, module):
-        super().__init__(module)
-        self.extra_traceback = False  # our messages already name the node
+        return _LazyGraphModule
+    except ImportError:  # pragma: no cover - another torch
+        return torch.fx.GraphModule
 
-    def run_node(self, n: torch.fx.Node):
-        try:
-            result = super().run_node(n)
-        except HybridcError as exc:
-            raise type(exc)(f"At node `{n.name}` ({_describe(self.module, n)}): {exc}") from None
-        except Exception as exc:  # noqa: BLE001
-            raise TraceError(
-                f"The example input does not run through node `{n.name}` "
-                f"({_describe(self.module, n)}): {type(exc).__name__}: {exc}. Check that "
-                "example_input has the shape (N, C, H, W, T) or (N, F, T) and dtype the model "
-                "expects."
-            ) from None
-        if isinstance(result, torch.Tensor):
-            n.meta["shape"] = tuple(result.shape)
-            n.meta["dtype"] = str(result.dtype).replace("torch.", "")
-        return result
+
+def _run_node(gm, modules: dict, node: torch.fx.Node, env: dict):
+    """One node's value from its inputs' values, as torch.fx.Interpreter computes it."""
+    if node.op == "get_attr":
+        value = gm
+        for part in node.target.split("."):
+            value = getattr(value, part)
+        return value
+    args = torch.fx.node.map_arg(node.args, env.__getitem__)
+    kwargs = torch.fx.node.map_arg(node.kwargs, env.__getitem__)
+    if node.op == "call_module":
+        return modules[node.target](*args, **kwargs)
+    if node.op == "call_function":
+        return node.target(*args, **kwargs)
+    self_arg, *rest = args  # call_method
+    return getattr(self_arg, node.target)(*rest, **kwargs)
+
+
+def _last_uses(gm) -> dict:
+    """node -> the inputs nothing after it reads: their values are dropped there, as
+    torch.fx.Interpreter drops them, so a large model's activations never all live at once."""
+    seen, last = set(), {}
+    for node in reversed(gm.graph.nodes):
+        for arg in node.all_input_nodes:
+            if arg not in seen:
+                seen.add(arg)
+                last.setdefault(node, []).append(arg)
+    return last
 
 
 def _describe(gm: torch.fx.GraphModule, n: torch.fx.Node) -> str:
@@ -121,8 +137,34 @@ def describe(gm: torch.fx.GraphModule, n: torch.fx.Node) -> str:
 
 @torch.no_grad()
 def record_shapes(gm: torch.fx.GraphModule, example_input: torch.Tensor):
-    """Returns the model output for the example input; annotates shapes on the graph."""
-    return ShapeRecorder(gm).run(example_input)
+    """Runs the example input through the graph, storing each tensor's shape and dtype in
+    node.meta["shape"] / node.meta["dtype"] and naming the node when one fails; returns the
+    model output. A plain loop over the nodes: torch.fx.Interpreter's per-node bookkeeping
+    cost 0.3 ms of a 10 ms compile (0.8 ms at 8 layers)."""
+    env, modules, last_uses = {}, dict(gm.named_modules()), _last_uses(gm)
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            result = example_input
+        elif node.op == "output":
+            return torch.fx.node.map_arg(node.args[0], env.__getitem__)
+        else:
+            try:
+                result = _run_node(gm, modules, node, env)
+            except HybridcError as exc:
+                raise type(exc)(f"At node `{node.name}` ({_describe(gm, node)}): {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - any user code may raise anything
+                raise TraceError(
+                    f"The example input does not run through node `{node.name}` "
+                    f"({_describe(gm, node)}): {type(exc).__name__}: {exc}. Check that "
+                    "example_input has the shape (N, C, H, W, T) or (N, F, T) and dtype the model "
+                    "expects."
+                ) from None
+        if isinstance(result, torch.Tensor):
+            node.meta["shape"] = tuple(result.shape)
+            node.meta["dtype"] = str(result.dtype).replace("torch.", "")
+        env[node] = result
+        for done in last_uses.get(node, ()):
+            del env[done]
 
 
 def check_inputs(model: torch.nn.Module, example_input: torch.Tensor) -> None:
