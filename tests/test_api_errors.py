@@ -4,11 +4,10 @@ be read) naming the step and the layer, with the original message, as the CLI pr
 
 The failures are real ones: artifacts that onnxruntime or nir cannot read (with the
 manifest's sha256 updated, so the build passes hybridc's own checks), an input the
-PyTorch model cannot take; only the compile case injects a fault, into h5py."""
+PyTorch model cannot take; only the compile case injects a fault, into slayer's HDF5 export."""
 
 import json
 
-import h5py
 import pytest
 import torch
 from lava.lib.dl import slayer
@@ -41,10 +40,10 @@ def replace_artifact(build, name: str, data: bytes) -> None:
 def test_compile_reports_a_library_failure_with_stage_and_layer(tmp_path, monkeypatch):
     model, x = small_model()
 
-    def refuse(self, name, *args, **kwargs):  # what h5py says about data it cannot store
+    def refuse(self, handle):  # what h5py says when slayer's export hands it data it cannot store
         raise TypeError("Object dtype dtype('O') has no native HDF5 equivalent")
 
-    monkeypatch.setattr(h5py.Group, "create_dataset", refuse)
+    monkeypatch.setattr(slayer.block.cuba.Dense, "export_hdf5", refuse)
     with pytest.raises(LoweringError) as caught:
         hybridc.compile(model, x, output_dir=tmp_path / "b")
     message = str(caught.value)

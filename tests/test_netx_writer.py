@@ -217,6 +217,8 @@ def test_misuse_is_refused_as_h5py_refuses_it_and_a_failed_write_leaves_no_file(
         recorded.create_dataset("z", data=np.zeros(3), compression="gzip")
     with pytest.raises(KeyError):
         recorded["a/missing"]
+    with pytest.raises(TypeError, match="has no native HDF5 equivalent"):  # when recorded, as h5py: the layer is named
+        recorded.create_dataset("objects", data=np.array([object(), object()]))
     recorded.close()
     stamp = (tmp_path / "x.h5").stat().st_mtime_ns
     recorded.close()  # a second close writes nothing

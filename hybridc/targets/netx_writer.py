@@ -138,6 +138,7 @@ class Group:
             if data is None:
                 raise TypeError(f"create_dataset(`{name}`) needs data or a dtype")
             dtype = data.dtype
+        _storable(np.dtype(dtype))
         return self._add(name, Dataset(data, np.dtype(dtype), shape), create_parents=True)
 
 
@@ -215,6 +216,20 @@ class _Writer:
             dataset = self.h5d.create(gid, encoded, file_type, self.space(item.shape), dcpl=self.dataset)
             if item.data is not None:
                 dataset.write(self.h5s.ALL, self.h5s.ALL, item.data, mtype=memory_type)
+
+
+_STORABLE = set()
+
+
+def _storable(dtype):
+    """Raise now, as h5py's create_dataset would, for a dtype HDF5 cannot store (an object
+    array): a writer's error then names the layer being written, not the final flush."""
+    key = (dtype, _tag(dtype))
+    if key not in _STORABLE:
+        from h5py import h5t
+
+        h5t.py_create(dtype, logical=1)
+        _STORABLE.add(key)
 
 
 def _tag(dtype):
