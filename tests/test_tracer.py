@@ -66,3 +66,13 @@ def test_traced_module_runs_after_the_passes_edit_it():
     assert any(n.op == "call_module" and n.target.startswith("hybridc_raw_cut") for n in compiled.module.graph.nodes)
     assert "hybridc_raw_cut" in compiled.module.code
     assert torch.equal(compiled.module(x), model(x))
+
+
+@pytest.mark.parametrize("model, example, message", [
+    ("not a model", torch.zeros(1, 2, 3), "`model` must be a torch.nn.Module, got str"),
+    (torch.nn.Linear(2, 2), [1, 2], "`example_input` must be a torch.Tensor, got list"),
+])
+def test_inputs_are_checked_before_anything_touches_them(model, example, message):
+    """(They reached the user as a generic 'hybridc raised AttributeError' before.)"""
+    with pytest.raises(hybridc.errors.TraceError, match=message):
+        hybridc.compile(model, example)

@@ -6,8 +6,8 @@ either the previous build or nothing, never a directory that looks complete.
 """
 
 import os
+import secrets
 import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -60,6 +60,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _new_staging(dest: Path) -> Path:
+    """A new empty directory beside `dest`, named after this process (so `_remove_abandoned`
+    can tell a dead compile's) with the permissions a plain mkdir gives (a build is not
+    private). os.mkdir with a random suffix: tempfile.mkdtemp plus the chmod it needs cost
+    0.3 ms of a 10 ms compile."""
+    for _ in range(100):
+        staging = dest.parent / f".{dest.name}.hybridc-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            os.mkdir(staging)
+            return staging
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free staging directory name beside {dest}")
+
+
 @contextmanager
 def atomic_directory(path, force: bool = False):
     """Yields a staging directory; on success it replaces `path`, on any error it vanishes."""
@@ -68,10 +83,7 @@ def atomic_directory(path, force: bool = False):
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         _remove_abandoned(dest)
-        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.hybridc-{os.getpid()}-", dir=dest.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; a build is not
+        staging = _new_staging(dest)
     except OSError as exc:
         raise OutputError(f"Cannot create the output directory {dest}: {exc.strerror or exc}.") from None
     try:

@@ -34,14 +34,13 @@ def lower(model: torch.nn.Module, example_input: torch.Tensor, target: str = "lo
     """Trace and partition without writing artifacts: (GraphModule, partitions, targets)."""
     timings = timings or Timings()
     targets = parse_target_string(target, target_options)
-    model.eval()
+    check_inputs(model, example_input)  # before anything touches them
     if example_input.dim() < 2:
         raise TimestepError(
             f"example_input has shape {tuple(example_input.shape)}; hybridc expects spikes with a "
             "batch axis first and time last: (N, C, H, W, T) or (N, F, T)."
         )
-    check_inputs(model, example_input)
-    with timings.phase("trace (torch.fx)"):
+    with timings.phase("trace (torch.fx)"):  # trace() puts the model in eval mode
         gm = trace(model)
     with timings.phase("shapes (one forward)"):
         record_shapes(gm, example_input)
