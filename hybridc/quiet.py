@@ -5,14 +5,22 @@ import and say nothing about the user's model.
 `import hybridc` installs `SilentSlayerFinder`, so the notices stay away also when a
 user's own script imports slayer after hybridc; the API and CLI call
 `import_slayer_quietly` for the case where nothing has imported it yet.
+
+The same finder makes slayer's `object_detection` subpackage (`slayer.obd`) load on first
+use instead of with slayer: it imports torchvision, 1.9 s of every command's start, and
+torchvision's ~220 nn.Module classes and 23 torch.fx-wrapped functions made every torch.fx
+trace ~0.8 ms slower (fx patches nn.Module.__call__, which CPython repeats in every loaded
+subclass). A model that uses `slayer.obd` loads it when it touches it.
 """
 
 import contextlib
+import importlib.util
 import io
 import sys
 import warnings
 
 NOISY = "lava.lib.dl.slayer"
+LAZY = "lava.lib.dl.slayer.object_detection"
 
 
 class SilentSlayerFinder:
@@ -20,7 +28,7 @@ class SilentSlayerFinder:
     modules) with stdout and stderr captured. Finds nothing itself."""
 
     def find_spec(self, name, path=None, target=None):
-        if name != NOISY:
+        if name not in (NOISY, LAZY):
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -28,6 +36,8 @@ class SilentSlayerFinder:
             spec = finder.find_spec(name, path, target)
             if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
                 spec.loader = _SilentLoader(spec.loader)
+                if name == LAZY:
+                    spec.loader = importlib.util.LazyLoader(spec.loader)
                 return spec
             if spec is not None:
                 return spec

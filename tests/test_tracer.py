@@ -76,3 +76,18 @@ def test_inputs_are_checked_before_anything_touches_them(model, example, message
     """(They reached the user as a generic 'hybridc raised AttributeError' before.)"""
     with pytest.raises(hybridc.errors.TraceError, match=message):
         hybridc.compile(model, example)
+
+
+def test_slayer_object_detection_loads_on_first_use():
+    """hybridc defers slayer.obd (it imports torchvision: seconds of start-up, and ~220 more
+    nn.Module classes that every torch.fx trace pays for); a model using it still gets it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, hybridc\nfrom lava.lib.dl import slayer\n"
+            "assert 'torchvision' not in sys.modules\n"
+            "assert slayer.obd.boundingbox.utils.nms is not None\n"
+            "assert 'torchvision' in sys.modules\nprint('ok')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok" and "Prophesee" not in done.stdout + done.stderr
