@@ -91,3 +91,47 @@ def test_slayer_object_detection_loads_on_first_use():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok" and "Prophesee" not in done.stdout + done.stderr
+
+
+class WithDefault(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.snn = slayer.block.cuba.Dense(NEURON, 10, 6, weight_scale=3)
+        self.accumulator = Accumulator(2)
+        self.fc = torch.nn.Linear(12, 2)
+
+    def forward(self, x, scale=2.0):
+        return self.fc(self.accumulator(self.snn(x))) * scale
+
+
+def test_shape_pass_gives_later_parameters_their_defaults():
+    """As fx.Interpreter: only the first input is the example; `scale` keeps its default."""
+    from hybridc.frontend.tracer import record_shapes
+
+    torch.manual_seed(0)
+    model = WithDefault().eval()
+    x = (torch.rand(1, 10, 4) < 0.5).float()
+    gm = trace(model)
+    assert torch.equal(record_shapes(gm, x), model(x))
+
+
+def test_in_place_activation_falls_back_to_torch_onnx():
+    """An in-place ReLU overwrites its input for every later reader; ONNX's Relu does not,
+    so the direct lowering must not write it (the review's reproducer)."""
+    class InPlace(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.snn = slayer.block.cuba.Dense(NEURON, 10, 6, weight_scale=3)
+            self.accumulator = Accumulator(2)
+            self.fc, self.act, self.fc2 = torch.nn.Linear(12, 4), torch.nn.ReLU(inplace=True), torch.nn.Linear(4, 3)
+
+        def forward(self, x):
+            y = self.fc(self.accumulator(self.snn(x)))
+            return self.fc2(y + self.act(y))
+
+    torch.manual_seed(0)
+    model = InPlace().eval()
+    x = (torch.rand(2, 10, 4) < 0.5).float()
+    compiled = hybridc.compile(model, x)
+    out = torch.as_tensor(hybridc.run(compiled, x.numpy()))
+    assert torch.allclose(out, model(x), atol=1e-5)

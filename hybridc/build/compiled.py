@@ -61,8 +61,9 @@ class CompiledModel:
         return self.directory / self.manifest.stage(stage_name).artifact
 
     def write_metadata(self, directory: Path) -> None:
-        (directory / GRAPH).write_text(json.dumps(to_json_data(self.graph)))
-        (directory / MANIFEST).write_text(self.manifest.to_json())  # last: marks the build complete
+        (directory / GRAPH).write_text(json.dumps(to_json_data(self.graph)), encoding="utf-8")
+        # last: marks the build complete. UTF-8 whatever the locale (orjson does not escape non-ASCII)
+        (directory / MANIFEST).write_text(self.manifest.to_json(), encoding="utf-8")
 
     def save(self, path, force: bool = False) -> Path:
         """Write the build to `path` atomically. An existing directory is replaced only with

@@ -44,7 +44,9 @@ def _symbolic_trace(model: torch.nn.Module) -> torch.fx.Graph:
     again with it (fx's default). Wrapping re-patches all ~60 math functions on every trace,
     a fixed ~0.4 ms of a 10 ms compile, and matters only when forward() calls a math function
     on a traced value (`math.sqrt(x.shape[-1])`): without the wrapper that call raises (a
-    Proxy is not a number), so the second trace gives exactly fx's default graph."""
+    Proxy is not a number) and the second trace gives fx's default graph. One exception
+    computes the same without raising: `math.prod` of traced values multiplies them, so it
+    becomes mul nodes rather than one math.prod node."""
     try:
         return HybridTracer(autowrap_modules=()).trace(model)
     except Exception:  # noqa: BLE001 - any failure: trace as torch.fx does by default
@@ -142,9 +144,16 @@ def record_shapes(gm: torch.fx.GraphModule, example_input: torch.Tensor):
     model output. A plain loop over the nodes: torch.fx.Interpreter's per-node bookkeeping
     cost 0.3 ms of a 10 ms compile (0.8 ms at 8 layers)."""
     env, modules, last_uses = {}, dict(gm.named_modules()), _last_uses(gm)
+    inputs = 0
     for node in gm.graph.nodes:
-        if node.op == "placeholder":
-            result = example_input
+        if node.op == "placeholder":  # the example input, then (as fx.Interpreter) defaults, () for *args
+            if inputs == 0:
+                result = example_input
+            elif node.target.startswith("*"):
+                result = ()
+            else:
+                result = node.args[0] if node.args else None
+            inputs += 1
         elif node.op == "output":
             return torch.fx.node.map_arg(node.args[0], env.__getitem__)
         else:

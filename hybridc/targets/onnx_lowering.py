@@ -250,11 +250,21 @@ def _op(op: str):
     return lambda low, node, m=None: low.unary(node, op)
 
 
+def _activation(op: str):
+    """ReLU/Sigmoid/Tanh modules; an in-place one overwrites its input, which other readers
+    then see: ONNX has no such node, so it falls back to torch.onnx (which models it)."""
+    def rule(low: Lowering, node, m):
+        if getattr(m, "inplace", False):
+            raise Unsupported(f"in-place {op}")
+        low.unary(node, op)
+    return rule
+
+
 def _unary_function(op: str, allowed=()):
     """torch.relu(x) / F.relu(x, inplace=...) / x.relu(): one tensor, only `allowed` keywords."""
     def rule(low: Lowering, node):
-        if len(node.args) != 1 or set(node.kwargs) - set(allowed):
-            raise Unsupported(f"{op} with extra arguments")
+        if len(node.args) != 1 or set(node.kwargs) - set(allowed) or node.kwargs.get("inplace"):
+            raise Unsupported(f"{op} with extra arguments or in place")
         low.unary(node, op)
     return rule
 
@@ -311,7 +321,7 @@ MODULES = {
     nn.Conv1d: _conv, nn.Conv2d: _conv, nn.Conv3d: _conv,
     nn.BatchNorm1d: _batch_norm, nn.BatchNorm2d: _batch_norm, nn.BatchNorm3d: _batch_norm,
     nn.MaxPool2d: _max_pool, nn.AvgPool2d: _avg_pool, nn.Upsample: _upsample,
-    nn.ReLU: _op("Relu"), nn.Sigmoid: _op("Sigmoid"), nn.Tanh: _op("Tanh"),
+    nn.ReLU: _activation("Relu"), nn.Sigmoid: _activation("Sigmoid"), nn.Tanh: _activation("Tanh"),
     nn.Flatten: lambda low, node, m: _flatten_from(low, node, m.start_dim, m.end_dim),
     nn.Identity: _IDENTITY, nn.Dropout: _IDENTITY, nn.Dropout1d: _IDENTITY, nn.Dropout2d: _IDENTITY,
     nn.Dropout3d: _IDENTITY,
