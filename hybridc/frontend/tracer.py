@@ -94,13 +94,18 @@ def _lazy_graph_module():
         return torch.fx.GraphModule
 
 
+def fetch_attr(gm, target: str):
+    """What a get_attr node reads: `gm.a.b` for target "a.b"."""
+    value = gm
+    for part in target.split("."):
+        value = getattr(value, part)
+    return value
+
+
 def _run_node(gm, modules: dict, node: torch.fx.Node, env: dict):
     """One node's value from its inputs' values, as torch.fx.Interpreter computes it."""
     if node.op == "get_attr":
-        value = gm
-        for part in node.target.split("."):
-            value = getattr(value, part)
-        return value
+        return fetch_attr(gm, node.target)
     args = torch.fx.node.map_arg(node.args, env.__getitem__)
     kwargs = torch.fx.node.map_arg(node.kwargs, env.__getitem__)
     if node.op == "call_module":

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..frontend.tracer import fetch_attr
+
 
 class Unsupported(Exception):
     """This node has no direct lowering; the caller falls back to torch.onnx.export."""
@@ -81,7 +83,7 @@ class Lowering:
         if node.meta.get("dtype") != "float32" or "shape" not in node.meta:
             raise Unsupported(f"`{node.name}` is not a float32 tensor")
         if node.op == "get_attr":
-            value = _attribute(self.gm, node.target)
+            value = fetch_attr(self.gm, node.target)
             if node in self.output_names or not isinstance(value, torch.Tensor) or value.dtype != torch.float32:
                 raise Unsupported(f"attribute `{node.target}`")
             self.tensors[node] = self.const(node, "value", value)
@@ -117,13 +119,6 @@ class Lowering:
             self.unary(node, "Identity")
         else:
             self.tensors[node] = self.input(node.args[0])
-
-
-def _attribute(gm, target: str):
-    value = gm
-    for part in target.split("."):
-        value = getattr(value, part)
-    return value
 
 
 def _rank(arg) -> int:
