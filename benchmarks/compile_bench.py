@@ -29,7 +29,7 @@ warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import hybridc  # noqa: E402
-from hybridc.build.timings import Timings  # noqa: E402
+from hybridc.compiler.timings import Timings  # noqa: E402
 
 
 def load_example():

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from branch_models import SewResidual, spikes  # noqa: E402
 from compile_bench import DenseChain  # noqa: E402
 
-from hybridc.build.driver import lower  # noqa: E402
+from hybridc.compiler.driver import lower  # noqa: E402
 from hybridc.targets import netx_writer  # noqa: E402
 
 

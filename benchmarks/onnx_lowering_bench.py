@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from compile_bench import DenseChain  # noqa: E402
 
-from hybridc.build.driver import lower  # noqa: E402
+from hybridc.compiler.driver import lower  # noqa: E402
 from hybridc.targets import jetson  # noqa: E402
 
 

@@ -21,7 +21,7 @@ warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hybridc.build.driver import compile as compile_model  # noqa: E402
+from hybridc.compiler.driver import compile as compile_model  # noqa: E402
 from hybridc.frontend.loader import load_model_file  # noqa: E402
 from hybridc.profiling.train_explore import explore_trained  # noqa: E402
 from hybridc.runtime.dataset_verify import ReferenceFiles, verify_dataset  # noqa: E402

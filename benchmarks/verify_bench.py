@@ -24,8 +24,8 @@ warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hybridc.build.compiled import load as load_build  # noqa: E402
-from hybridc.build.driver import compile as compile_model  # noqa: E402
+from hybridc.build_dir.compiled import load as load_build  # noqa: E402
+from hybridc.compiler.driver import compile as compile_model  # noqa: E402
 from hybridc.frontend.loader import load_model_file  # noqa: E402
 
 
@@ -53,7 +53,7 @@ def stage_speed(build: Path, lava_samples: int, emulate_samples: int):
     their agreement."""
     import torch
 
-    from hybridc.build.compiled import load
+    from hybridc.build_dir.compiled import load
     from hybridc.data import open_dataset
     from hybridc.runtime.stages import run_stage
 
@@ -112,7 +112,7 @@ def peak_memory(build: Path, samples: int, threads: int) -> dict:
         "import json, resource, sys, time, warnings; warnings.filterwarnings('ignore'); "
         f"sys.path.insert(0, {str(ROOT)!r}); import torch; "
         f"torch.set_num_threads({threads}) if {threads} else None; "
-        "from hybridc.build.compiled import load; from hybridc.runtime.stages import run_stage; "
+        "from hybridc.build_dir.compiled import load; from hybridc.runtime.stages import run_stage; "
         f"build = {str(build)!r}; snn = load(build).manifest.stages[0]; c, h, w, t = snn.inputs[0].pytorch_shape(); "
         "g = torch.Generator().manual_seed(0); began = time.perf_counter(); "
         f"[run_stage(snn, build, (torch.rand(min(16, {samples} - s), c, h, w, t, generator=g) < 0.05).float(), "

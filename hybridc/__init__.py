@@ -7,10 +7,8 @@ hybridc.errors classes: whatever a target or a library raises arrives as a Lower
 """
 
 from .errors import reporting
-
-__version__ = "0.1.0"
-
 from .quiet import install as _install_quiet_imports
+from .version import __version__
 
 _install_quiet_imports()  # lava-dl's import notices are not the user's business
 
@@ -18,11 +16,11 @@ __all__ = ["compile", "load", "run", "pipeline", "verify", "inspect", "annotate"
 
 
 def compile(model, example_input, target="loihi+jetson", output_dir=None, **kwargs):
-    """Compile `model` for `target`; see hybridc.build.driver.compile."""
+    """Compile `model` for `target`; see hybridc.compiler.driver.compile."""
     from .quiet import import_slayer_quietly
 
     import_slayer_quietly()
-    from .build.driver import compile as _compile
+    from .compiler.driver import compile as _compile
 
     with reporting("compile", passing=()):
         return _compile(model, example_input, target, output_dir, **kwargs)
@@ -30,7 +28,7 @@ def compile(model, example_input, target="loihi+jetson", output_dir=None, **kwar
 
 def load(path):
     """Open a compiled build directory (checks format and sha256 of every artifact)."""
-    from .build.compiled import load as _load
+    from .build_dir.compiled import load as _load
     from .errors import ArtifactError
 
     with reporting(f"load {path}", ArtifactError, passing=()):
@@ -85,8 +83,8 @@ def verify(compiled, x=None, data=None, samples=8, backend="lava", batch_size=16
 def inspect(compiled):
     """An Inspection of a CompiledModel (or build directory): .table(), .to_json(),
     .to_dot(), .to_html(path), and rich display in notebooks."""
-    from .build.compiled import CompiledModel
-    from .build.compiled import load as _load
+    from .build_dir.compiled import CompiledModel
+    from .build_dir.compiled import load as _load
     from .inspection import Inspection
 
     with reporting("inspect", passing=()):

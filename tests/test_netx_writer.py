@@ -24,7 +24,7 @@ from branch_models import spikes as branch_spikes
 from conftest import spikes
 from lava.lib.dl import slayer
 
-from hybridc.build.driver import lower
+from hybridc.compiler.driver import lower
 from hybridc.nn import Accumulator
 from hybridc.targets import netx_writer
 

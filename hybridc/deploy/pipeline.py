@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..build.compiled import load
+from ..build_dir.compiled import load
 from ..errors import InputError, LinkError, StageError
 from . import hop, links
 from . import wire as w

@@ -16,7 +16,7 @@ from collections import deque
 
 import numpy as np
 
-from ..build.compiled import load
+from ..build_dir.compiled import load
 from ..errors import InputError, LinkError
 from . import hop, links
 from . import wire as w

@@ -109,7 +109,7 @@ def candidates_from_file(path, splits, intervals, entry_args, weights_for):
 @reporting("explore", passing=())
 def explore(path, splits, intervals, out, entry_args=None, data=None, samples=8, checkpoints=None,
             device_profile=None, jetson=None, link=None, progress=None) -> list:
-    from ..build.driver import compile as compile_model
+    from ..compiler.driver import compile as compile_model
     from .report import profile_build
 
     out = Path(out)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from ..build.compiled import load
-from ..build.untrusted import parsing
+from ..build_dir.compiled import load
+from ..build_dir.untrusted import parsing
 from ..deploy.links import crossing_edges
 from ..errors import InputError, reporting
 from ..inspection.model import cut_bytes, cut_row

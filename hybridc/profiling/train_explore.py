@@ -69,7 +69,7 @@ def run_candidate(split: str, interval: int, settings: Settings, report: Optiona
 def _train_compile_profile(row, history, split, interval, settings, folder, report):
     import torch
 
-    from ..build.driver import compile as compile_model
+    from ..compiler.driver import compile as compile_model
     from ..data import open_dataset
     from ..digest import sha256
     from ..frontend.loader import load_model_file

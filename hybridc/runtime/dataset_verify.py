@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
-from ..build.compiled import CompiledModel, load
+from ..build_dir.compiled import CompiledModel, load
 from ..errors import ArtifactError, InputError
 from ..targets.registry import domain_of
 from .run import stage_feeds
@@ -89,7 +89,7 @@ def _checked(path: Path, recorded: str, what: str, named: bool) -> Path:
 def rebuild_reference(manifest, files: Optional[ReferenceFiles] = None):
     """The PyTorch model a build was compiled from, traced and partitioned the same way.
     Imports a model file only as `files` allows (see ReferenceFiles)."""
-    from ..build.driver import lower
+    from ..compiler.driver import lower
     from ..frontend.loader import load_model_file
 
     files = files or ReferenceFiles()

@@ -581,7 +581,7 @@ def stage_input(stage, x) -> torch.Tensor:
 
 def read_stage_network(stage, build_dir: Path):
     """`read_network` of a stage's artifact; a damaged file is an ArtifactError naming it."""
-    from ..build.untrusted import parsing
+    from ..build_dir.untrusted import parsing
 
     path = Path(build_dir) / stage.artifact
     with parsing(path, "a netx HDF5 network the emulator can run", stage.name):

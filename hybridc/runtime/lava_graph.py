@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..build.untrusted import parsing
+from ..build_dir.untrusted import parsing
 from ..errors import ArtifactError
 from .emulator import _scalar, _text
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..build.untrusted import parsing
+from ..build_dir.untrusted import parsing
 from ..errors import InputError
 from ..manifest import Stage
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..build.compiled import CompiledModel, load
+from ..build_dir.compiled import CompiledModel, load
 from ..errors import InputError, reporting
 from .stages import check_backend, run_stage
 

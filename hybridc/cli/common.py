@@ -1,4 +1,4 @@
-"""What every command shares: the typer app, quiet imports, and `_guard`, which turns a
+"""What every command shares: the typer app, quiet imports, and `guard`, which turns a
 HybridcError into one paragraph and its exit code (never a traceback without --debug)."""
 
 import os
@@ -18,7 +18,7 @@ _state = {"debug": False}
 
 def _print_version(value: bool):
     if value:
-        from .. import __version__
+        from ..version import __version__
 
         typer.echo(f"hybridc {__version__}")
         raise typer.Exit()
@@ -31,7 +31,7 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show Python traceba
     _state["debug"] = debug
 
 
-def _console(stderr=False):
+def make_console(stderr=False):
     from rich.console import Console
 
     console = Console(stderr=stderr, highlight=False)
@@ -40,7 +40,7 @@ def _console(stderr=False):
     return console
 
 
-def _quiet_imports():
+def quiet_imports():
     """Lava and lava-dl print CUDA/Prophesee notices on import; they are noise here."""
     from ..quiet import import_slayer_quietly
 
@@ -50,12 +50,12 @@ def _quiet_imports():
 def _fail(exc) -> None:
     from rich.markup import escape
 
-    _console(stderr=True).print(f"[bold red]error[/] ({type(exc).__name__}): {escape(str(exc))}",
+    make_console(stderr=True).print(f"[bold red]error[/] ({type(exc).__name__}): {escape(str(exc))}",
                                 soft_wrap=True)
     raise typer.Exit(code=exc.exit_code)
 
 
-def _guard(fn):
+def guard(fn):
     """Run a command body; HybridcError becomes one paragraph and its exit code."""
     from ..errors import HybridcError
 
@@ -66,7 +66,7 @@ def _guard(fn):
             raise
         _fail(exc)
     except KeyboardInterrupt:
-        _console(stderr=True).print("interrupted; nothing was written")
+        make_console(stderr=True).print("interrupted; nothing was written")
         raise typer.Exit(code=130)
     except typer.Exit:
         raise
@@ -75,14 +75,14 @@ def _guard(fn):
             raise
         from rich.markup import escape
 
-        _console(stderr=True).print(
+        make_console(stderr=True).print(
             f"[bold red]internal error[/] ({type(exc).__name__}): {escape(str(exc))}. This is a bug in "
             "hybridc, not in your model: please report it with the output of `hybridc --debug ...`. "
             "Nothing was written.", soft_wrap=True)
         raise typer.Exit(code=70)
 
 
-def _warning_printer(console):
+def warning_printer(console):
     def show(message, category, filename, lineno, file=None, line=None):
         if "hybridc" in filename or category is UserWarning and "accumulator" in str(message):
             console.print(f"[yellow]warning[/]: {message}", soft_wrap=True)

@@ -5,15 +5,15 @@ from typing import Optional
 
 import typer
 
-from ._common import (
+from .common import (
     DATA_OPTION,
     MODEL_OPTION,
     TRUST_SOURCE_OPTION,
     WEIGHTS_OPTION,
-    _console,
-    _guard,
-    _quiet_imports,
     app,
+    guard,
+    make_console,
+    quiet_imports,
     reference_files,
     write_file,
 )
@@ -35,12 +35,12 @@ def verify(
     trust_source: bool = TRUST_SOURCE_OPTION,
 ):
     """Run a dataset through the deployment and the PyTorch model; report their agreement."""
-    console = _console()
+    console = make_console()
 
     def body():
         import json
 
-        _quiet_imports()
+        quiet_imports()
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -81,4 +81,4 @@ def verify(
         if not report.passed:
             raise typer.Exit(code=12)
 
-    _guard(body)
+    guard(body)

@@ -1,4 +1,4 @@
-"""`hybridc compile` and `hybridc run`."""
+"""`hybridc compile`: a model file in, a build directory out."""
 
 import warnings
 from pathlib import Path
@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from ._common import _console, _guard, _quiet_imports, _warning_printer, app
+from .common import app, guard, make_console, quiet_imports, warning_printer
 
 
 def _shape(specs) -> str:
@@ -62,20 +62,20 @@ def compile(
     timings: bool = typer.Option(False, "--timings", help="Print where the compile spent its time, phase by phase."),
 ):
     """Compile MODEL_FILE into a Loihi netx network, an ONNX model and manifest.json."""
-    console = _console()
+    console = make_console()
 
     def body():
         from ..targets.registry import parse_target_string
 
         parse_target_string(target)  # fail fast on a bad target, before importing the model
         with console.status("loading model"):
-            _quiet_imports()
-            from ..build.driver import compile as compile_model
+            quiet_imports()
+            from ..compiler.driver import compile as compile_model
             from ..frontend.loader import load_model_file, parse_entry_args
 
             entry_args = parse_entry_args(set_)
             model, example_input, path, digest = load_model_file(model_file, entry, weights, entry_args)
-        warnings.showwarning = _warning_printer(console)
+        warnings.showwarning = warning_printer(console)
         with console.status("tracing, partitioning, lowering"):
             compiled = compile_model(model, example_input, target, output, force=force, on_overflow=on_overflow,
                                      source_path=path, source_sha256=digest,
@@ -89,7 +89,7 @@ def compile(
             _print_parity(console, compiled, example_input)
         console.print(f"wrote {output}/manifest.json")
 
-    _guard(body)
+    guard(body)
 
 
 def _timings_table(timings):
@@ -137,52 +137,3 @@ def _print_parity(console, compiled, example_input):
     )
     if not ok:
         raise typer.Exit(code=12)
-
-
-@app.command()
-def run(
-    build: Path = typer.Argument(..., help="Build directory written by `hybridc compile`."),
-    input: Path = typer.Option(..., "--input", "-i", help=".npy spikes, PyTorch layout (N, ..., T)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to save outputs (.npy)."),
-    backend: str = typer.Option("lava", help="lava (Lava's bit-accurate simulator) or emulate (hybridc's "
-                                             "batched bit-exact emulator of it) for the loihi stage."),
-):
-    """Run a build as deployed: Lava fixed-point for loihi, onnxruntime for jetson."""
-    console = _console()
-
-    def body():
-        import numpy as np
-
-        from ..errors import InputError, OutputError
-
-        if not input.is_file():
-            raise InputError(f"Input file {input} does not exist.")
-        if output and not output.resolve().parent.is_dir():
-            raise OutputError(f"Cannot write {output}: directory {output.resolve().parent} does not exist.")
-        try:
-            x = np.load(input, allow_pickle=False)
-        except Exception as exc:  # noqa: BLE001
-            raise InputError(f"{input} is not a readable .npy array: {exc}.") from None
-        _quiet_imports()
-        from rich.progress import Progress
-
-        from ..build.compiled import load
-        from ..runtime.run import run as run_build
-
-        compiled = load(build)
-        with Progress(transient=True, console=console) as progress:
-            task = progress.add_task("running", total=int(x.shape[0]) if x.ndim else 1)
-            y = run_build(compiled, x, progress=lambda: progress.advance(task), backend=backend)
-        y = y.numpy()
-        if output:
-            try:
-                np.save(output, y)
-            except OSError as exc:
-                raise OutputError(f"Cannot write {output}: {exc.strerror or exc}.") from None
-            console.print(f"wrote {output} {y.shape}")
-        else:
-            console.print(y)
-            if y.ndim == 2:
-                console.print(f"argmax: {y.argmax(-1).tolist()}")
-
-    _guard(body)

@@ -1,39 +1,11 @@
-"""`hybridc serve` and `hybridc pipeline`: stages as processes, linked over TCP."""
+"""`hybridc pipeline`: every stage of a build as its own process, streamed."""
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
-from ._common import _console, _guard, app, write_file
-
-
-@app.command()
-def serve(
-    build: Path = typer.Argument(..., help="Build directory written by `hybridc compile`."),
-    stage: str = typer.Option(..., "--stage", help="Name of the stage to run (see manifest.json)."),
-    listen: str = typer.Option("127.0.0.1:5555", "--listen", help="HOST:PORT to receive the stage's input on "
-                               "(port 0: any free port)."),
-    to: List[str] = typer.Option(..., "--to", help="Where the stage's outputs go: HOST:PORT of the one stage "
-                                 "(or the client) reading them, or NAME=HOST:PORT once for each (repeatable; "
-                                 "NAME `client` for the model output)."),
-    backend: str = typer.Option("lava", help="Spiking stages: lava or emulate."),
-    window: int = typer.Option(4, help="At most this many unacknowledged samples per link (backpressure)."),
-    announce: Optional[Path] = typer.Option(None, hidden=True, help="Write HOST:PORT here once listening."),
-):
-    """Run one stage as a long-lived process: receive its inputs, run it, send each output on."""
-
-    def body():
-        from ..deploy.serve import serve as serve_stage
-
-        def ready(endpoint):
-            if announce:
-                write_file(announce, endpoint + "\n")
-            _console(stderr=True).print(f"stage `{stage}` listening on tcp://{endpoint}")
-
-        serve_stage(build, stage, listen, to, backend, window, announce=ready)
-
-    _guard(body)
+from .common import app, guard, make_console
 
 
 @app.command()
@@ -52,7 +24,7 @@ def pipeline(
     stall_timeout: float = typer.Option(600.0, help="Seconds without any output before the run stops."),
 ):
     """Every stage its own process, linked over TCP; stream the samples of INPUT through them."""
-    console = _console()
+    console = make_console()
 
     def body():
         import numpy as np
@@ -87,4 +59,4 @@ def pipeline(
         if json_path:
             console.print(f"wrote {json_path}")
 
-    _guard(body)
+    guard(body)

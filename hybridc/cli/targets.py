@@ -1,15 +1,15 @@
 """`hybridc targets`."""
 
-from ._common import _console, _guard, _quiet_imports, app
+from .common import app, guard, make_console, quiet_imports
 
 
 @app.command()
 def targets():
     """List every target, the side of the cut it runs, and what it supports."""
-    console = _console()
+    console = make_console()
 
     def body():
-        _quiet_imports()
+        quiet_imports()
         from rich.table import Table
 
         from ..targets.registry import REGISTRY, get_target
@@ -23,4 +23,4 @@ def targets():
                           "\n".join(getattr(target, "neuron_models", ())), "\n".join(target.supported_ops))
         console.print(table)
 
-    _guard(body)
+    guard(body)

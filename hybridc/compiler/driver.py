@@ -10,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
+from ..build_dir.atomic import atomic_directory
+from ..build_dir.compiled import CompiledModel, PartitionSummary
 from ..errors import TimestepError, reporting
 from ..frontend.graph import to_networkx
 from ..frontend.tracer import check_inputs, record_shapes, trace
@@ -23,8 +24,7 @@ from ..passes import (
     tag_targets,
 )
 from ..targets.registry import parse_target_string
-from .atomic import atomic_directory
-from .compiled import CompiledModel, PartitionSummary
+from ..version import __version__
 from .stage_graph import stage_edges
 from .timings import Timings
 

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from ._common import _console, _guard, _quiet_imports, _warning_printer, app, write_file
+from .common import app, guard, make_console, quiet_imports, warning_printer, write_file
 
 FORMATS = ("table", "json", "dot", "svg", "png", "html")
 
@@ -25,7 +25,7 @@ def inspect(
     weights: Optional[Path] = typer.Option(None, help="state_dict checkpoint to load (weights_only)."),
 ):
     """Show where the cut falls, what crosses it and how big each side is."""
-    console = _console()
+    console = make_console()
 
     def body():
         from ..errors import InputError, OutputError
@@ -36,18 +36,18 @@ def inspect(
             raise InputError(f"Unknown --level `{level}`; choose stages or nodes.")
         if format in ("svg", "png", "html") and output is None:
             raise OutputError(f"--format {format} writes a file: give it with -o, e.g. -o graph.{format}.")
-        _quiet_imports()
+        quiet_imports()
         from ..inspection import Inspection
 
         if source.is_dir():
-            from ..build.compiled import load
+            from ..build_dir.compiled import load
 
             compiled = load(source)
         else:
-            from ..build.driver import compile as compile_model
+            from ..compiler.driver import compile as compile_model
             from ..frontend.loader import load_model_file, parse_entry_args
 
-            warnings.showwarning = _warning_printer(console)
+            warnings.showwarning = warning_printer(console)
             model, example_input, path, digest = load_model_file(source, entry, weights, parse_entry_args(set_))
             compiled = compile_model(model, example_input, target, None, source_path=path, source_sha256=digest)
         inspection = Inspection(compiled)
@@ -67,4 +67,4 @@ def inspect(
         write_file(output, data)
         console.print(f"wrote {output} ({len(data):,} bytes)")
 
-    _guard(body)
+    guard(body)

@@ -1,1 +1,0 @@
-"""Build: drive the passes and targets, write the build directory atomically, load it back."""
