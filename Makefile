@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PYTHON310 := $(shell for c in $$(pyenv root 2>/dev/null)/versions/3.10.*/bin/python python3.10; do \
 	"$$c" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { echo "$$c"; break; }; done)
 
-.PHONY: setup demo test lint test-readme test-all fuzz bench docs clean
+.PHONY: setup demo test lint test-readme test-all fuzz bench measurements docs clean
 
 setup: $(STAMP)
 
@@ -52,11 +52,14 @@ fuzz: setup
 	  $(PY) -m pytest -q tests/test_fuzz_builds.py
 	@cat fuzz_builds_report.json
 
+# Rerun the benchmarks/ scripts with the arguments docs/measurements.md records and write
+# their output back into it (docs/make_measurements.py; hours of CPU: Lava runs).
 bench: setup
-	$(PY) benchmarks/compile_bench.py
-	$(PY) benchmarks/verify_bench.py
-	$(PY) benchmarks/train_bench.py
-	$(PY) benchmarks/pipeline_bench.py
+	$(PY) docs/make_measurements.py --benchmarks
+
+# Every figure in docs/measurements.md: the benchmarks, parity runs, fuzzing, the test suite.
+measurements: setup
+	$(PY) docs/make_measurements.py
 
 clean:
 	rm -rf build .pytest_cache

@@ -1,4 +1,4 @@
-"""Compile time of hybridc against the hand route a user takes today, in the same run.
+"""Compile time of hybridc against the hand route a user takes without it, in the same run.
 
 Hand route: run the model once (slayer needs a forward to know its shapes), export the
 spiking blocks with slayer's `export_hdf5`, export the ANN half with `torch.onnx.export`.

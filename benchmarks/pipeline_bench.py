@@ -1,10 +1,10 @@
-"""Deployment across processes (not a test), two figures measured in one run:
+"""Deployment across processes (not a test), three figures measured in one run:
 
 1. bytes on the wire per inference on the S2A4 cut at 128x128, T=16, for I = 1, 2, 4, 8:
    raw spikes at 1 bit against the accumulator's counts packed at ceil(log2(I+1)) bits,
    the form the compiler chose, and the payload of a real frame encoded from the cut
    tensor of a sample (slayer's forward, which `hybridc verify` proves equal to Lava);
-2. the dense stage's onnxruntime session built for every call (as before it was cached)
+2. the dense stage's onnxruntime session built for every call
    against the one session a long-lived stage keeps, per sample;
 3. throughput of `hybridc pipeline` (every stage its own process, linked over TCP,
    pipelined) against sequential `hybridc run` in this process, on the same samples, with

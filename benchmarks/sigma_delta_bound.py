@@ -1,6 +1,6 @@
 """How often Lava's 24-bit Conv input sum separates a sigma-delta build from PyTorch, and
 whether the compile-time check catches each case: random sigma-delta chains with a grouped
-5x5 conv (the fuzzer's old mismatch) at the fuzzer's old weight scale (4x today's).
+5x5 conv (the fuzzer's old mismatch) at 4x the fuzzer's weight scale.
 
     python benchmarks/sigma_delta_bound.py [--models 150] [--seed 3]
 

@@ -4,7 +4,8 @@ command and sample count that produced it:
     make docs        (or: .venv/bin/python docs/make_docs.py [inspect profile explore])
 
 Pictures go to docs/images/; tables and figures quoted in prose are written between
-`<!-- make_docs: NAME -->` and `<!-- /make_docs -->` markers in README.md and docs/*.md.
+`<!-- make_docs: NAME -->` and `<!-- /make_docs -->` markers in docs/*.md. (Measured
+figures, timings and parity, live in docs/measurements.md: `make measurements`.)
 Needs Graphviz (`dot`) and Chromium for the inspect pictures (apt-get install graphviz chromium).
 """
 
@@ -114,7 +115,6 @@ def explore_docs(tmp: Path) -> None:
                f"spike bits per inference; latency stays between {latencies[0]:.2f} and {latencies[-1]:.2f} ms. "
                f"Pareto front: {', '.join(r['name'] for r in sorted(rows, key=lambda r: r['latency_ms']) if r['pareto'])}. "
                f"(`make docs`: `{shown(*args)}`.)")
-    replace_marked(ROOT / "README.md", "explore-summary", summary)
     replace_marked(DOCS / "explore.md", "explore-summary", summary[0].upper() + summary[1:])
 
 
