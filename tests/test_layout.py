@@ -10,8 +10,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "hybridc"
 
 # Shared by every stage: errors, the nn modules users write, the manifest format, hashing,
-# the target table (names and sides only) and event data.
-BASE = ("errors", "nn", "manifest", "digest", "targets.registry", "data")
+# the netx format, the target table (names and sides only) and event data.
+BASE = ("errors", "nn", "manifest", "digest", "netx", "targets.registry", "data")
 STAGES = ("frontend", "passes", "targets", "build", "runtime", "deploy")
 # Known exceptions, each with its reason.
 ALLOWED = {
