@@ -1,6 +1,6 @@
 """Verification speed and memory (not a test). Both backends run the artifact in the build:
 Lava's bit-accurate simulator (one sample at a time) and hybridc's batched emulator of it
-(runtime/emulator.py), per sample on the Loihi stage, in the same run, on the same build.
+(runtime/emulator/), per sample on the Loihi stage, in the same run, on the same build.
 Goal: emulator >= 300x faster, spikes equal entry for entry. Then the peak memory of the
 emulate backend streaming a whole test set (550 samples) against 55, each in a fresh
 process: bounded memory means the two are close.
