@@ -27,7 +27,7 @@ from branch_models import SewResidual, spikes  # noqa: E402
 from compile_bench import DenseChain  # noqa: E402
 
 from hybridc.compiler.driver import lower  # noqa: E402
-from hybridc.targets import netx_writer  # noqa: E402
+from hybridc.netx import writer as netx_writer  # noqa: E402
 
 
 def high_level(path):

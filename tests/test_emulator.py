@@ -14,8 +14,9 @@ import pytest
 import torch
 from conftest import spikes
 
+from hybridc.netx.layout import from_netx, to_netx
 from hybridc.runtime.emulator import emulate
-from hybridc.runtime.lava import from_netx, simulate, to_netx
+from hybridc.runtime.lava import simulate
 
 NETX_TESTS = Path(importlib.util.find_spec("lava").submodule_search_locations[0]).parent / "tests/lava/lib/dl/netx"
 

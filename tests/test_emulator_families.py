@@ -21,8 +21,8 @@ from conftest import ROOT
 import hybridc
 from hybridc.digest import sha256
 from hybridc.frontend.loader import load_model_file
+from hybridc.netx.layout import from_netx
 from hybridc.runtime.emulator import Layer, emulate, resonator, run_layer
-from hybridc.runtime.lava import from_netx
 from hybridc.runtime.stages import run_stage
 
 GTS = Path(importlib.util.find_spec("lava").submodule_search_locations[0]).parent / "tests/lava/lib/dl/netx/gts"
@@ -121,7 +121,8 @@ def test_graded_conv_sums_past_float32_equal_lava(tmp_path):
     """A sigma conv fed graded payloads up to 2^14: its sums pass 2^24, where float32 rounds.
     Lava sums in float64 (scipy) and clamps to 24 bits; the emulator must too (float32 here
     differs in about 20% of the entries)."""
-    from hybridc.runtime.lava import simulate, to_netx
+    from hybridc.netx.layout import to_netx
+    from hybridc.runtime.lava import simulate
 
     g = np.random.default_rng(0)
     with h5py.File(tmp_path / "conv.net", "w") as h5:

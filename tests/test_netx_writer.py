@@ -25,8 +25,8 @@ from conftest import spikes
 from lava.lib.dl import slayer
 
 from hybridc.compiler.driver import lower
+from hybridc.netx import writer as netx_writer
 from hybridc.nn import Accumulator
-from hybridc.targets import netx_writer
 
 CUBA = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
 SD = {"threshold": 0.125, "activation": torch.nn.functional.relu}
@@ -135,7 +135,7 @@ def _without_hashes(value):
 
 
 def _netx_loads(stage, directory):
-    from hybridc.runtime.lava import import_lava_runtime
+    from hybridc.netx.processes import import_lava_runtime
 
     import_lava_runtime()
     from lava.lib.dl import netx

@@ -77,7 +77,7 @@ def test_rf_decays_survive_netx_round_trip(tmp_path):
     comes back as 2606.99999 and Lava truncates it to 2606 (measured: about 3% of output
     spikes then differ over 32 steps). hybridc writes the decays so that they come back
     exactly; the difference without it is one decay step, asserted here."""
-    from hybridc.runtime.lava import import_lava_runtime
+    from hybridc.netx.processes import import_lava_runtime
 
     import_lava_runtime()
     from lava.lib.dl import netx
@@ -207,7 +207,7 @@ def test_nir_refuses_other_families_and_targets_lists_neuron_models():
 
 
 def test_graded_input_is_rounded_like_slayer():
-    from hybridc.runtime.lava import to_graded
+    from hybridc.runtime.loihi_io import to_graded
 
     x = torch.tensor([0.0, 0.01, 0.02, 0.03, 1.234, -5.0, 4.5])
     graded = {"scale": 64, "step": 2, "range": [-256, 254]}

@@ -174,8 +174,9 @@ def test_profile_of_an_api_build_counts_what_lava_runs(example, tmp_path):
     import numpy as np
 
     from hybridc.data import open_dataset
+    from hybridc.netx.layout import to_netx
     from hybridc.profiling import profile_build
-    from hybridc.runtime.lava import simulate, to_netx
+    from hybridc.runtime.lava import simulate
 
     model, x = example.build("S2A4", interval=4, size=32, timesteps=16)
     compiled = hybridc.compile(model, x, output_dir=tmp_path / "b")

@@ -8,11 +8,11 @@ sigma-delta Delta encoder, an RF input) has neurons and no synapse; a complex-de
 from dataclasses import dataclass
 from math import ceil, prod
 
-import h5py
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..netx.fields import layer_groups, open_file, synapse_group
+from ..netx.layout import pytorch_shape
 from ..targets.loihi import conv_synapses
 
 
@@ -32,39 +32,28 @@ class LoihiLayer:
     copies: int = 1  # synapses per connection: 2 for a complex dense layer (real and imaginary weights)
 
 
-def _pair(value) -> tuple:
-    value = np.asarray(value).reshape(-1)
-    return (int(value[0]), int(value[-1])) if value.size else (1, 1)
-
-
 def read_layers(path, input_shape, neurons_per_core: int, synapses_per_core: int,
                 input_neurons: bool = True) -> list:
     """input_shape: PyTorch (C, H, W) or (F,) without time. input_neurons: list an input
     layer that has a neuron (netx runs it, the emulator too) as a layer of kind `input`."""
     layers, shape = [], tuple(input_shape)
-    with h5py.File(path, "r") as h5:
-        group = h5["layer"]
-        for i in range(len(group)):
-            layer = group[str(i)]
-            kind = layer["type"][0].decode()
+    with open_file(path) as h5:
+        for layer in layer_groups(h5):
+            kind = layer.kind
             if kind == "flatten":
                 shape = (prod(shape),)
                 continue
             if kind == "input":
-                if input_neurons and "neuron" in layer:
-                    shape = tuple(int(v) for v in np.asarray(layer["shape"]))
+                if input_neurons and layer.has_neuron:
+                    shape = layer.shape
                     neurons = prod(shape)
-                    layers.append(LoihiLayer(i, "input", shape, neurons, 0, max(ceil(neurons / neurons_per_core), 1)))
+                    layers.append(LoihiLayer(layer.index, "input", shape, neurons, 0,
+                                             max(ceil(neurons / neurons_per_core), 1)))
                 continue
-            entry = _layer(layer, i, kind, shape, neurons_per_core, synapses_per_core)
+            entry = _layer(layer, layer.index, kind, shape, neurons_per_core, synapses_per_core)
             layers.append(entry)
             shape = entry.shape
     return layers
-
-
-def pytorch_shape(netx_shape) -> tuple:
-    """A netx (W, H, C) shape in PyTorch's (C, H, W) order; (F,) stays."""
-    return tuple(reversed(netx_shape)) if len(netx_shape) == 3 else tuple(netx_shape)
 
 
 def read_synapses(path, links, neurons_per_core: int, synapses_per_core: int) -> list:
@@ -72,10 +61,10 @@ def read_synapses(path, links, neurons_per_core: int, synapses_per_core: int) ->
     with its exact synapse count (conv taps inside its input, or the dense matrix it holds)
     and no neurons: they end on the neurons of their target layer, on its cores."""
     layers = []
-    with h5py.File(path, "r") as h5:
+    with open_file(path) as h5:
         for link in links:
-            group = h5["synapse"][link["synapse"]]
-            kind = np.asarray(group["type"][()]).reshape(-1)[0].decode()
+            group = synapse_group(h5, link["synapse"])
+            kind = group.kind
             shape = pytorch_shape(link["input_shape"])
             if kind == "dense" or link["flatten"]:
                 shape = (prod(shape),)
@@ -86,20 +75,20 @@ def read_synapses(path, links, neurons_per_core: int, synapses_per_core: int) ->
 
 
 def _layer(layer, index: int, kind: str, shape, neurons_per_core: int, synapses_per_core: int) -> LoihiLayer:
-    """One netx layer group (conv or dense) fed a `shape` input: its neurons, synapses, cores."""
-    out = tuple(int(v) for v in np.asarray(layer["shape"]))
+    """One netx layer group (a LayerGroup, conv or dense) fed a `shape` input: its neurons,
+    synapses, cores."""
+    out = layer.shape
     neurons = prod(out)
     if kind == "conv":
-        weight = np.asarray(layer["weight"])
-        kernel = weight.shape[-2:]
-        stride, padding = _pair(layer["stride"]), _pair(layer["padding"])
-        dilation = _pair(layer["dilation"]) if "dilation" in layer else (1, 1)
-        groups = int(np.asarray(layer["groups"]))
+        kernel = layer.weight.shape[-2:]
+        stride, padding = layer.stride, layer.padding
+        dilation = layer.dilation if "dilation" in layer else (1, 1)
+        groups = layer.groups
         synapses = conv_synapses(shape, out, kernel, stride, padding, groups, dilation)
         entry = LoihiLayer(index, kind, out, neurons, synapses, 0, tuple(kernel), stride, padding, groups,
                            dilation)
     else:
-        copies = 2 if "weight" in layer and isinstance(layer["weight"], h5py.Group) and "imag" in layer["weight"] else 1
+        copies = 2 if layer.complex else 1
         synapses = prod(shape) * neurons * copies
         entry = LoihiLayer(index, "dense", out, neurons, synapses, 0, copies=copies)
     entry.cores = max(ceil(neurons / neurons_per_core), ceil(synapses / synapses_per_core), 1)

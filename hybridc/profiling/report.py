@@ -2,7 +2,7 @@
 
 Sizes come from the artifacts (netx HDF5, ONNX); activity (spikes, synaptic ops) from
 running samples through the Loihi stage's netx file in hybridc's bit-exact emulator of
-Lava (runtime/emulator.py), so any build profiles, even one compiled from Python;
+Lava (runtime/emulator/), so any build profiles, even one compiled from Python;
 energy and time from the per-operation figures of a
 device profile. Every figure is an estimate from those inputs, not a measurement on
 hardware, except the onnxruntime latency, which is measured on this machine.
@@ -19,6 +19,7 @@ from ..build_dir.untrusted import parsing
 from ..deploy.links import crossing_edges
 from ..errors import InputError, reporting
 from ..inspection.model import cut_bytes, cut_row
+from ..netx.layout import pytorch_shape
 from . import loihi_counts, onnx_counts
 from .devices import load_profile
 
@@ -130,21 +131,21 @@ def _hops(layers) -> int:
 @torch.no_grad()
 def _graph_activity(compiled, stage, units, data, samples):
     """The same for a branching stage, from the artifact emulator of its netx segments and
-    extra synapses (runtime/spiking_graph.py): every layer's and every extra synapse's input
+    extra synapses (runtime/emulator/graph.py): every layer's and every extra synapse's input
     spikes, run for T + one step per layer on the longest path."""
     import networkx as nx
 
-    from ..runtime import spiking_graph
+    from ..runtime.emulator.graph import emulate_graph, layer_graph, read_graph
 
     count, description, batches = _stage_batches(compiled, stage, data, samples)
-    graph = spiking_graph.read_graph(stage, compiled.directory)
-    wiring = spiking_graph.layer_graph(stage, [len(layers) for layers in graph[0]])
+    graph = read_graph(stage, compiled.directory)
+    wiring = layer_graph(stage, [len(layers) for layers in graph[0]])
     hops = len(nx.dag_longest_path(wiring))
     keys = [key for _, _, key in units if key is not None]
     totals = {key: {"spikes": 0.0, "counts": 0.0} for key in [None, *keys]}
     for x in batches:
         drained = _drained(x, hops)
-        outputs = spiking_graph.emulate_graph(stage, drained, graph, keys)
+        outputs = emulate_graph(stage, drained, graph, keys)
         for key, spikes in zip([None, *keys], [drained, *outputs]):  # (N, ..., T); graded: messages
             spikes = (spikes != 0).to(torch.int64)
             totals[key]["spikes"] += float(spikes.sum())
@@ -164,7 +165,7 @@ def _graph_units(compiled, stage, chip) -> list:
     for k, spec in enumerate(stage.segments):
         path = compiled.directory / spec["artifact"]
         with parsing(path, "a netx HDF5 network", stage.name):
-            layers = loihi_counts.read_layers(path, loihi_counts.pytorch_shape(spec["input_shape"]),
+            layers = loihi_counts.read_layers(path, pytorch_shape(spec["input_shape"]),
                                               chip["neurons_per_core"], chip["synapses_per_core"],
                                               input_neurons=False)  # segments are CUBA chains: no input neuron
         for j, layer in enumerate(layers):

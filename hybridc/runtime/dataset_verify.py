@@ -4,7 +4,7 @@ model it was compiled from, and report how far apart they are.
 The reference model is rebuilt from what the manifest records (source file, entry,
 arguments, weights, each checked by sha256). Two backends run the artifact in the build:
   lava     the Loihi stage's netx HDF5 in Lava's bit-accurate simulator (seconds per sample);
-  emulate  the same file in hybridc's batched emulator of Lava (runtime/emulator.py, bit-exact);
+  emulate  the same file in hybridc's batched emulator of Lava (runtime/emulator/, bit-exact);
 then the dense stage in onnxruntime. Both compare their spikes at the cut with PyTorch's.
 """
 

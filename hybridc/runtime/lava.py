@@ -3,51 +3,17 @@
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..build_dir.untrusted import parsing
-from ..errors import InputError
 from ..manifest import Stage
+from ..netx.layout import from_netx, to_netx
+from ..netx.processes import import_lava_runtime
+from .lava_graph import simulate_graph
+from .loihi_io import check_input, from_wire, stage_taps, to_graded
 
-
-def to_netx(x: torch.Tensor) -> np.ndarray:
-    """(N, C, H, W, T) -> (N, W, H, C, T); (N, F, T) unchanged."""
-    return (x.permute(0, 3, 2, 1, 4) if x.dim() == 5 else x).cpu().numpy()
-
-
-def from_netx(y: np.ndarray) -> torch.Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(y)).float()
-    return t.permute(0, 3, 2, 1, 4) if t.dim() == 5 else t
-
-
-def check_input(stage: Stage, x: torch.Tensor, data: np.ndarray = None) -> np.ndarray:
-    """The input as netx receives it, or InputError: binary spikes, an Encoder's graded
-    spikes (stage.input_bits), or real values for a sigma-delta input (spec.graded)."""
-    spec = stage.inputs[0]
-    if data is None:
-        data = to_netx(x)
-    if x.dim() not in (3, 5) or data.shape[1:-1] != tuple(spec.shape[:-1]):
-        raise InputError(
-            f"Stage `{stage.name}` (loihi) expects spikes of PyTorch shape (N, "
-            f"{', '.join(map(str, spec.pytorch_shape()[:-1]))}, T), got {tuple(x.shape)}."
-        )
-    if spec.graded:  # sigma-delta input: real values, rounded to the grid of its Delta input layer
-        return to_graded(spec.graded, data)
-    values = torch.unique(x)
-    if stage.input_bits:  # graded spikes from an Encoder: unsigned integers of input_bits bits
-        top = (1 << stage.input_bits) - 1
-        if not bool(((values == values.round()) & (values >= 0) & (values <= top)).all()):
-            raise InputError(
-                f"Stage `{stage.name}` (loihi) receives graded spikes of {stage.input_bits} bits (integers "
-                f"0..{top}), but the input holds values {values[:6].tolist()}...; pass it through "
-                f"hybridc.nn.Encoder(bits={stage.input_bits})."
-            )
-    elif not bool(((values == 0) | (values == 1)).all()):
-        raise InputError(
-            f"Stage `{stage.name}` (loihi) receives unary spikes, but the input holds values "
-            f"{values[:6].tolist()}...; binarise it (e.g. `(x > 0).float()`)."
-        )
-    return data
+# the stage I/O and netx helpers this module used to define, importable from here as before
+__all__ = ["check_input", "from_netx", "import_lava_runtime", "run_stage", "simulate", "stage_taps", "to_graded",
+           "to_netx"]
 
 
 def run_stage(stage: Stage, build_dir: Path, x, progress=None):
@@ -61,8 +27,6 @@ def run_stage(stage: Stage, build_dir: Path, x, progress=None):
     per_sample = []
     for i in range(data.shape[0]):
         if stage.segments:  # a branching stage: netx chains joined by extra synapses
-            from .lava_graph import simulate_graph
-
             per_sample.append(simulate_graph(stage, build_dir, data[i],
                                              [(out.segment, out.layer, out.delay) for out in stage.outputs]))
         else:
@@ -71,50 +35,10 @@ def run_stage(stage: Stage, build_dir: Path, x, progress=None):
                                        input_bits=stage.input_bits or 0))
         if progress:
             progress()
-    outputs = tuple(_from_wire(out, from_netx(np.stack([sample[k] for sample in per_sample]))
+    outputs = tuple(from_wire(out, from_netx(np.stack([sample[k] for sample in per_sample]))
                                .reshape(x.shape[0], *out.pytorch_shape()))
                     for k, out in enumerate(stage.outputs))
     return outputs[0] if len(outputs) == 1 else outputs
-
-
-def stage_taps(stage: Stage) -> list:
-    """[(netx layer index or None for the last, delay), ...], one per stage output."""
-    return [(out.layer, out.delay if out.delay is not None else stage.delay) for out in stage.outputs]
-
-
-def _from_wire(spec, out: torch.Tensor) -> torch.Tensor:
-    """A tap's integers as PyTorch's values: graded (sigma-delta) outputs are value x scale."""
-    return out / spec.graded["scale"] if spec.graded else out
-
-
-def to_graded(graded: dict, values: np.ndarray) -> np.ndarray:
-    """Real values -> the integers a Delta encoder receives: value x scale, rounded to the
-    grid slayer's input quantisation uses (round half to even, like torch.round) and clipped."""
-    step = graded.get("step", 1)
-    low, high = graded.get("range", (-(1 << 23), (1 << 23) - 1))
-    return np.clip(np.round(values * graded["scale"] / step) * step, low, high)
-
-
-def import_lava_runtime():
-    """Import Lava's runtime even when the process already fixed its multiprocessing start
-    method. Lava calls `multiprocessing.set_start_method('fork')` at import, which raises
-    "context has already been set" once anything (tqdm's lock, which torch.fx's
-    Interpreter creates when tqdm is installed, for one) has touched the default context.
-    Asking again for the method already in force is harmless, so it is let through."""
-    import multiprocessing
-
-    original = multiprocessing.set_start_method
-
-    def set_start_method(method, force=False):
-        if not force and multiprocessing.get_start_method(allow_none=True) == method:
-            return
-        original(method, force)
-
-    multiprocessing.set_start_method = set_start_method
-    try:
-        from lava.lib.dl import netx  # noqa: F401
-    finally:
-        multiprocessing.set_start_method = original
 
 
 def simulate(net_path: Path, sample: np.ndarray, delay: int, input_shape=None, taps=None, input_bits: int = 0,

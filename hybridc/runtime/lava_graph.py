@@ -14,34 +14,31 @@ import numpy as np
 
 from ..build_dir.untrusted import parsing
 from ..errors import ArtifactError
-from .emulator import _scalar, _text
+from ..netx.fields import open_file, scalar, synapse_group
+from ..netx.layout import flip_spatial, pytorch_shape
+from ..netx.processes import conv_weight, import_lava_runtime, optimize_weight_bits, xy_pair
 
 
 def synapse_process(group, input_shape, message_bits: int):
-    """A Lava Dense or Conv process for a netx layer group, with the weights netx itself would
-    give that layer (`optimize_weight_bits` for dense; flipped, (out, W, H, in) for conv)."""
-    from lava.lib.dl.netx.utils import optimize_weight_bits
+    """A Lava Dense or Conv process for a netx layer group (a `LayerGroup`), with the weights
+    netx itself would give that layer (`optimize_weight_bits` for dense; flipped, (out, W, H,
+    in) for conv)."""
     from lava.proc.conv.process import Conv
     from lava.proc.dense.process import DelayDense, Dense
 
-    kind = _text(group["type"][()])
+    kind = group.kind
     if kind == "dense":
-        weight = group["weight"][()]
+        weight = group.weight
         weight, bits, exponent, _ = optimize_weight_bits(weight.reshape(weight.shape[0], -1))
         options = dict(weights=weight, weight_exp=exponent, num_weight_bits=bits, num_message_bits=message_bits)
-        if "delay" in group:  # a path that arrives early waits here (as netx builds a dense layer's delay)
-            delays = np.full(weight.shape, _scalar(group["delay"][()]))
+        if group.delay is not None:  # a path that arrives early waits here (as netx builds a dense layer's delay)
+            delays = np.full(weight.shape, scalar(group.delay))
             return DelayDense(delays=delays, max_delay=62, **options)
         return Dense(**options)
     if kind == "conv":
-        def expand(x):
-            return np.array([x, x]) if np.isscalar(x) or np.ndim(x) == 0 else np.asarray(x)[::-1]
-
-        weight = group["weight"][()][:, :, ::-1, ::-1]
-        weight = weight.reshape(weight.shape[:4]).transpose((0, 3, 2, 1))
-        return Conv(input_shape=tuple(input_shape), weight=weight, stride=expand(group["stride"][()]),
-                    padding=expand(group["padding"][()]), dilation=expand(group["dilation"][()]),
-                    groups=_scalar(group["groups"][()]), num_message_bits=message_bits)
+        return Conv(input_shape=tuple(input_shape), weight=conv_weight(group.weight), stride=xy_pair(group["stride"]),
+                    padding=xy_pair(group["padding"]), dilation=xy_pair(group["dilation"]),
+                    groups=group.groups, num_message_bits=message_bits)
     raise ArtifactError(f"{group.name} is a `{kind}` synapse; a branching stage's extra synapses are dense or conv.")
 
 
@@ -52,16 +49,12 @@ def _port(source, nets, feed, flatten: bool):
     else:
         net = nets[source["segment"]]
         port = net.out if source["layer"] == len(net) - 1 else net.layers[source["layer"]].out
-    return port.transpose([2, 1, 0]).flatten() if flatten and len(port.shape) == 3 else port
+    return flip_spatial(port).flatten() if flatten and len(port.shape) == 3 else port
 
 
 def simulate_graph(stage, build_dir: Path, sample: np.ndarray, taps):
     """One sample (netx layout, time last) through the stage's graph under Loihi2SimCfg(fixed_pt).
     taps: [(segment, layer, delay)]. Returns one array per tap, aligned with PyTorch's spikes."""
-    import h5py
-
-    from .lava import import_lava_runtime
-
     import_lava_runtime()
     from lava.lib.dl import netx
     from lava.magma.core.run_conditions import RunSteps
@@ -83,14 +76,14 @@ def simulate_graph(stage, build_dir: Path, sample: np.ndarray, taps):
                                           if spec["input"].get("segment") is None else 0))
         _port(spec["input"], nets, source.s_out, spec["flatten"]).connect(nets[-1].inp)
     links_path = build_dir / stage.links["artifact"]
-    with parsing(links_path, "an HDF5 file of netx synapse groups"), h5py.File(links_path, "r") as h5:
+    with parsing(links_path, "an HDF5 file of netx synapse groups"), open_file(links_path) as h5:
         for link in stage.links["synapses"]:
-            synapse = synapse_process(h5["synapse"][link["synapse"]], link["input_shape"], link["message_bits"])
+            synapse = synapse_process(synapse_group(h5, link["synapse"]), link["input_shape"], link["message_bits"])
             _port(link["source"], nets, source.s_out, link["flatten"]).connect(synapse.s_in)
             target = nets[link["target"]["segment"]].layers[link["target"]["layer"]].neuron.a_in
             sent = synapse.a_out
             if len(sent.shape) == 1 and len(target.shape) == 3:  # a conv as a dense matrix, (C, H, W) order
-                sent = sent.reshape(target.shape[::-1]).transpose([2, 1, 0])
+                sent = flip_spatial(sent.reshape(pytorch_shape(target.shape)))
             sent.connect(target)
     sinks = []
     for segment, layer, _ in taps:

@@ -23,9 +23,10 @@ from torch.fx.passes.operator_support import create_op_support
 from ..digest import sha256
 from ..errors import LoweringError, reporting
 from ..manifest import Stage, TensorSpec
+from ..netx import writer as netx_writer
+from ..netx.layout import netx_layout
 from . import loihi_graph as branching
 from . import loihi_neurons as neuron_models
-from . import netx_writer
 
 V_TH_MAX = (1 << 17) - 1  # Loihi threshold mantissa, unsigned 17 bits
 W_LIMIT = 256  # 8-bit weight mantissa: even values in [-256, 254]
@@ -167,16 +168,6 @@ def _is_supported(submodules, node) -> bool:
 
 
 # --- shapes and counts -----------------------------------------------------------------
-
-def netx_layout(shape) -> tuple:
-    """PyTorch (C,H,W,T) -> netx (W,H,C,T); flat (F,T) stays."""
-    if len(shape) == 4:
-        c, h, w, t = shape
-        return (w, h, c, t), "WHCT"
-    if len(shape) == 2:
-        return tuple(shape), "FT"
-    raise LoweringError(f"The Loihi stage takes (C,H,W,T) or (F,T) spikes; got a tensor of shape {shape}.")
-
 
 def _taps_inside(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
     """Along one axis: kernel taps landing inside an input of `size`, summed over the outputs."""

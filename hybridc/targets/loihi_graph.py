@@ -31,8 +31,9 @@ import numpy as np
 from ..digest import sha256
 from ..errors import LoweringError, reporting
 from ..manifest import Stage, TensorSpec
+from ..netx import writer as netx_writer
+from ..netx.fields import LayerGroup
 from ..passes.spike_merges import merge_inputs, merge_kind
-from . import netx_writer
 
 MAX_DELAY = 62  # Lava's DelayDense (netx clamps layer delays to it too)
 
@@ -106,14 +107,10 @@ def _unrolled_conv(group, into, term, in_shape, wait):
     weight = torch.from_numpy(group["weight"][()][:, term.start:term.start + term.size].astype(np.float64))
     weight = weight.reshape(weight.shape[:4])
     c, h, w = term.size, in_shape[1], in_shape[2]
-
-    def pair(key):
-        value = np.asarray(group[key][()]).reshape(-1)
-        return (int(value[0]),) * 2 if value.size == 1 else (int(value[0]), int(value[1]))
-
+    conv = LayerGroup(group)
     basis = torch.eye(c * h * w, dtype=torch.float64).reshape(-1, c, h, w)
-    out = F.conv2d(basis, weight, stride=pair("stride"), padding=pair("padding"), dilation=pair("dilation"),
-                   groups=int(np.asarray(group["groups"][()]).reshape(-1)[0]))
+    out = F.conv2d(basis, weight, stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
+                   groups=conv.groups)
     matrix = out.reshape(c * h * w, -1).T.numpy()  # (out neurons, in neurons)
     into.create_dataset("type", (1,), "S10", [b"dense"])
     into.create_dataset("shape", data=np.array([matrix.shape[0]]))

@@ -1,11 +1,10 @@
-"""The artifact emulator for a branching Loihi stage: netx chains joined by extra synapses.
+"""The branching-graph runner: a branching Loihi stage, netx chains joined by extra synapses.
 
 Reads what `runtime/lava_graph.py` builds in Lava, from the build directory alone (each
-segment's netx HDF5 through `emulator.read_network`, the extra synapses' groups through
-the emulator's own layer readers) and runs the layers in a topological order of the
-whole graph, batched: a layer's currents are its own synapse's on its input plus every
-extra synapse's on that synapse's source, summed before the neuron (Lava adds the
-messages at `a_in`); each synapse's own wrap-around is kept (emulator per-layer functions).
+segment's netx HDF5 and each extra synapse's group through `decode`) and runs the layers in
+a topological order of the whole graph, batched: a layer's currents are its own synapse's
+on its input plus every extra synapse's on that synapse's source, summed before the neuron
+(Lava adds the messages at `a_in`); each synapse's own wrap-around is kept (`synapses`).
 """
 
 from pathlib import Path
@@ -13,8 +12,16 @@ from pathlib import Path
 import networkx as nx
 import torch
 
-from ..errors import ArtifactError
-from . import emulator
+from ...errors import ArtifactError
+from ...netx.fields import open_file, synapse_group
+from ...netx.layout import pytorch_shape
+from ..loihi_io import check_input
+from .chain import batch_size
+from .decode import conv_layer, dense_layer, read_network
+from .neurons import lif
+from .synapses import conv_currents, dense_currents
+
+__all__ = ["emulate_graph", "layer_graph", "read_graph", "run_graph_stage", "supports"]
 
 
 def supports(stage) -> bool:
@@ -22,33 +29,23 @@ def supports(stage) -> bool:
     return True
 
 
-def _pytorch_shape(netx_shape) -> tuple:
-    return tuple(reversed(netx_shape)) if len(netx_shape) == 3 else tuple(netx_shape)
-
-
 def read_graph(stage, build_dir: Path):
     """({segment: layers}, [(link, Layer)]) of a branching stage, read from its files."""
-    import h5py
-
     build_dir = Path(build_dir)
-    segments = [emulator.read_network(build_dir / spec["artifact"], _pytorch_shape(spec["input_shape"]))[1]
+    segments = [read_network(build_dir / spec["artifact"], pytorch_shape(spec["input_shape"]))[1]
                 for spec in stage.segments]
     links = []
     path = build_dir / stage.links["artifact"]
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise ArtifactError(f"{path} is not a readable HDF5 file of synapses ({exc}).") from exc
-    with h5:
+    with open_file(path, "HDF5 file of synapses") as h5:
         for link in stage.links["synapses"]:
-            group = h5["synapse"][link["synapse"]]
-            kind = emulator._text(group["type"][()])
+            group = synapse_group(h5, link["synapse"])
+            kind = group.kind
             name = f"{path.name}:synapse/{link['synapse']}"
-            shape = _pytorch_shape(link["input_shape"])
+            shape = pytorch_shape(link["input_shape"])
             if kind == "conv":
-                layer = emulator._conv(group, name, shape)
+                layer = conv_layer(group, name, shape)
             elif kind == "dense":
-                layer = emulator._dense(group, name)
+                layer = dense_layer(group, name)
             else:
                 raise ArtifactError(f"{name} is a `{kind}` synapse; extra synapses are dense or conv.")
             links.append((link, layer))
@@ -87,7 +84,7 @@ def _order(stage, segments, links) -> list:
 def _currents(layer, spikes: torch.Tensor, graded: bool, flatten: bool) -> torch.Tensor:
     if layer.kind == "dense" and (flatten or layer.flatten_before or spikes.dim() > 3):
         spikes = spikes.reshape(*spikes.shape[:2], -1)
-    function = emulator._conv_currents if layer.kind == "conv" else emulator._dense_currents
+    function = conv_currents if layer.kind == "conv" else dense_currents
     return function(layer, spikes, graded)
 
 
@@ -112,23 +109,19 @@ def emulate_graph(stage, x: torch.Tensor, graph, wanted) -> list:
         for link, synapse in into.get((k, j), []):
             extra = _currents(synapse, spikes[_key(link["source"])], bool(link.get("message_bits")), link["flatten"])
             currents = currents + extra.reshape(currents.shape)  # a conv as a dense matrix: (C, H, W) order
-        spikes[(k, j)] = emulator._lif(layer.neuron, currents)
+        spikes[(k, j)] = lif(layer.neuron, currents)
     return [torch.movedim(spikes[key], 1, -1).to(torch.int64) for key in wanted]
 
 
-def run_stage(stage, build_dir: Path, x: torch.Tensor, progress=None):
-    """The emulate backend of a branching loihi stage: the outputs Lava's runner gives."""
-    from .lava import check_input
-
-    if isinstance(x, dict):
-        (x,) = x.values()
+def run_graph_stage(stage, build_dir: Path, x: torch.Tensor, progress=None):
+    """A branching loihi stage with the outputs Lava's runner (`runtime/lava_graph.py`) gives."""
     check_input(stage, x)
     graph = read_graph(stage, build_dir)
     wanted = [(out.segment, out.layer) for out in stage.outputs]
     steps = x.shape[-1]
     pad = max(out.delay or 0 for out in stage.outputs)
     widest = max(int(torch.tensor(layer.out_shape).prod()) for layers in graph[0] for layer in layers)
-    batch = emulator._batches(x.shape[0], widest * (steps + pad) * (4 + len(graph[1])))
+    batch = batch_size(x.shape[0], widest * (steps + pad) * (4 + len(graph[1])))
     results = [[] for _ in wanted]
     for start in range(0, x.shape[0], batch):
         chunk = x[start:start + batch]

@@ -1,0 +1,110 @@
+"""The batched chain runner: a netx network's layers one after the other on a batch of
+samples, each layer one `run_layer` call (its synapse, then its neurons), reusable on its
+own. A stage's outputs may tap any layer (`taps`). Memory stays bounded: a stage runs in
+batches sized to the widest layer (`batch_size`)."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...netx.layout import from_netx
+from ..loihi_io import check_input, from_wire, stage_taps
+from .decode import Layer, read_network, read_stage_network
+from .neurons import Resonator, SigmaDelta, lif, resonate, sigma_delta
+from .synapses import conv_currents, dense_currents
+
+__all__ = ["batch_size", "emulate", "run_chain_stage", "run_layer", "stage_input"]
+
+
+def run_layer(layer: Layer, inputs: torch.Tensor, graded: bool) -> torch.Tensor:
+    """One netx layer: (N, T, ...) messages in (bool spikes, or int64 payloads when `graded`)
+    -> (N, T, ...) messages out (bool, or int64 for a layer with output_bits). An `input` layer
+    takes `inputs` at its neuron directly, the same step (as hybridc's Lava runner feeds it)."""
+    if layer.kind == "input":
+        currents, lag = inputs.to(torch.int64), 0
+    else:
+        if layer.flatten_before or (layer.kind == "dense" and inputs.dim() > 3):
+            inputs = inputs.reshape(*inputs.shape[:2], -1)
+        currents, lag = (conv_currents if layer.kind == "conv" else dense_currents)(layer, inputs, graded), 1
+    if isinstance(layer.neuron, SigmaDelta):
+        return sigma_delta(layer.neuron, currents, lag)
+    if isinstance(layer.neuron, Resonator):  # an input layer (ComplexInput) feeds both parts the same input
+        imaginary = currents if layer.kind == "input" else dense_currents(layer, inputs, graded, imaginary=True)
+        return resonate(layer.neuron, currents, imaginary, lag)
+    return lif(layer.neuron, currents, lag)
+
+
+def emulate(path, x, input_shape=None, input_message_bits: int = 0, num_layers=None, skip_layers: int = 0,
+            network=None, on_layer=None, taps=None, feed_input_neuron: bool = False):
+    """Lava's output of the netx network at `path` for input `x`, step for step as a sink
+    RingBuffer records it (no shift): x is (N, C, H, W, T) or (N, F, T) in PyTorch layout,
+    spikes or (with input_message_bits > 0) integer payloads. Returns (N, ..., T) int64.
+    network: the result of `read_network` to reuse across batches. on_layer(layer, inputs,
+    outputs) sees each layer's input and output messages, (N, T, ...), e.g. to count activity.
+    taps: netx layer indices (None: the last) whose outputs to return, as a list.
+    feed_input_neuron: x goes to the first layer's neuron when that is an input layer (what
+    hybridc's Lava runner connects); netx itself leaves that neuron's input open."""
+    x = torch.as_tensor(x)
+    _, layers = network or read_network(path, input_shape or tuple(x.shape[1:-1]),
+                                                  num_layers, skip_layers)
+    wanted = [len(layers) - 1 if tap is None else tap for tap in (taps if taps is not None else [None])]
+    graded = input_message_bits > 0 or (feed_input_neuron and layers[0].kind == "input")
+    # time second: (N, T, ...); the source RingBuffer holds int32 (floats truncated)
+    tensor = torch.movedim(x, -1, 1)
+    tensor = torch.trunc(tensor.to(torch.float64)).to(torch.int64) if graded else tensor != 0
+    kept = {}
+    for index, layer in enumerate(layers[:max(wanted) + 1]):
+        if layer.kind == "input" and not feed_input_neuron:  # netx leaves this neuron's input open
+            inputs = torch.zeros((tensor.shape[0], tensor.shape[1], *layer.out_shape), dtype=torch.int64)
+        else:
+            inputs = tensor
+        tensor = run_layer(layer, inputs, graded)
+        if on_layer is not None:
+            on_layer(layer, inputs, tensor)
+        if index in wanted:
+            kept[index] = torch.movedim(tensor, 1, -1).to(torch.int64)
+        graded = layer.output_bits > 0
+    outputs = [kept[index] for index in wanted]
+    return outputs if taps is not None else outputs[0]
+
+
+def batch_size(count: int, per_sample_elements: int, budget: int = 1 << 25) -> int:
+    """Samples per batch so the largest intermediate stays near `budget` int64 values (256 MB)."""
+    return max(1, min(count, budget // max(per_sample_elements, 1)))
+
+
+def stage_input(stage, x) -> torch.Tensor:
+    """The stage input as Lava's source RingBuffer holds it, in PyTorch layout: spikes, an
+    Encoder's graded spikes, or a sigma-delta input's integers (value x scale on its grid)."""
+    data = check_input(stage, x)
+    return from_netx(np.asarray(data, dtype=np.float64)).double() if stage.inputs[0].graded else x
+
+
+def run_chain_stage(stage, build_dir: Path, x: torch.Tensor, progress=None):
+    """A chain loihi stage (one netx file) with the same inputs and outputs as Lava's runner
+    (`runtime/lava.py`: one tensor, or a tuple in the order of stage.outputs for a stage with
+    taps; graded outputs as real values), from the stage's netx HDF5, batched, bounded memory."""
+    x = stage_input(stage, x)
+    steps = x.shape[-1]
+    taps = stage_taps(stage)
+    delay = max(d or 0 for _, d in taps)
+    network = read_stage_network(stage, build_dir)
+    widest = max(int(np.prod(layer.out_shape)) for layer in network[1])
+    widest = max(widest, int(np.prod(x.shape[1:-1])))
+    batch = batch_size(x.shape[0], widest * (steps + delay) * 4)
+    outputs = [[] for _ in taps]
+    for start in range(0, x.shape[0], batch):
+        chunk = x[start:start + batch]
+        if delay:  # Lava's output lags by `delay` steps: run that much longer on zero input
+            chunk = torch.cat([chunk, torch.zeros(*chunk.shape[:-1], delay, dtype=chunk.dtype)], dim=-1)
+        results = emulate(None, chunk, network=network, input_message_bits=stage.input_bits or 0,
+                          taps=[layer for layer, _ in taps], feed_input_neuron=True)
+        for k, (out, (_, d)) in enumerate(zip(results, taps)):
+            outputs[k].append(out[..., (d or 0):(d or 0) + steps].float())
+        if progress:
+            for _ in range(chunk.shape[0]):
+                progress()
+    results = tuple(from_wire(spec, torch.cat(parts).reshape(x.shape[0], *spec.pytorch_shape()))
+                    for spec, parts in zip(stage.outputs, outputs))
+    return results[0] if len(results) == 1 else results

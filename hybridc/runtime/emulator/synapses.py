@@ -1,0 +1,64 @@
+"""The synapses netx builds, as Lava's fixed-point process models compute them: a layer's
+synaptic input each step, before the one-step hop to its neurons. Shared by the chain runner
+and the graph runner (an extra synapse of a branching stage is one of these too).
+
+- Dense (`lava/proc/dense/models.py`, bit-accurate): weights clipped to 8 bits and
+  truncated to `num_weight_bits` (done when the file is decoded), accumulation shifted by
+  `weight_exp` (arithmetic shift), sent as int32; a DelayDense shifts each delay's share on
+  its own and sends it that many steps later.
+- Conv (`lava/proc/conv/models.py`, fixed_pt): integer correlation, *no* weight exponent,
+  wrapped to 24 bits (`signed_clamp`).
+
+Products run in float on integer values (float32 where every partial sum stays below 2**24,
+else float64: exact below 2**53, as Lava's scipy conv), then int64 with Lava's wraps.
+"""
+
+import torch
+import torch.nn.functional as F
+
+from .decode import Layer
+from .neurons import wrap_int
+
+__all__ = ["conv_currents", "dense_currents"]
+
+
+def _shift(x: torch.Tensor, exponent: int) -> torch.Tensor:
+    """Lava's Dense: left shift for a positive exponent, arithmetic right shift otherwise."""
+    return x << exponent if exponent > 0 else x >> -exponent
+
+
+def dense_currents(layer: Layer, spikes: torch.Tensor, graded: bool, imaginary: bool = False) -> torch.Tensor:
+    """(N, T, in) -> (N, T, out) synaptic input each step, before the one-step hop.
+    imaginary: the imaginary synapse of a complex (RF) layer."""
+    s = (spikes if graded else (spikes != 0)).to(torch.float64)
+    weight, exponent = (layer.weight_imag, layer.weight_exp_imag) if imaginary else (layer.weight, layer.weight_exp)
+
+    def product(weight):  # float64 BLAS on integers: exact below 2**53, unlike slow int64 matmul
+        return (s @ weight.T.to(torch.float64)).to(torch.int64)
+
+    if layer.delays is None or imaginary:  # the int32 accumulator wraps before the shift, as in Lava
+        return wrap_int(_shift(wrap_int(product(weight), 32), exponent), 32)
+    # DelayDense: each delay's share is shifted on its own, then arrives `delay` steps later
+    total = torch.zeros(s.shape[:-1] + (weight.shape[0],), dtype=torch.int64)
+    steps = s.shape[1]
+    for d in torch.unique(layer.delays).tolist():
+        part = _shift(product(torch.where(layer.delays == d, weight, 0)), exponent)
+        if d < steps:
+            total[:, d:] += part[:, :steps - d]
+    return wrap_int(total, 32)
+
+
+def conv_currents(layer: Layer, spikes: torch.Tensor, graded: bool) -> torch.Tensor:
+    """(N, T, C, H, W) -> (N, T, C', H', W'): Lava's conv (scipy's convolve2d summed in float64,
+    so exact on integers below 2**53, truncated to int32), wrapped to 24 bits. The float conv is
+    exact while every partial sum stays below the mantissa: float32 when the largest possible sum
+    (sum of |weights| per output x largest input) is below 2**24, else float64."""
+    n, t = spikes.shape[:2]
+    s = spikes if graded else (spikes != 0)
+    largest = float(layer.weight.abs().sum((1, 2, 3)).max()) * (float(s.abs().max()) if graded and s.numel() else 1.0)
+    dtype = torch.float32 if largest < 2 ** 24 else torch.float64
+    out = F.conv2d(s.reshape(n * t, *spikes.shape[2:]).to(dtype), layer.weight.to(dtype), stride=layer.stride,
+                   padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
+    if graded or largest >= 2 ** 23:  # truncation as `.astype(int32)`, then Lava's 24-bit clamp
+        out = wrap_int(out.to(torch.int64), 24)
+    return out.reshape(n, t, *out.shape[1:])  # binary input: already exact integers, kept in float

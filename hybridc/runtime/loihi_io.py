@@ -1,0 +1,60 @@
+"""A loihi stage's inputs and outputs, shared by its two runners (Lava, `lava.py`, and the
+emulator, `emulator/`): both check the input the same way, tap the same layers and hand
+back the same values, so each lives here once, below both."""
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..manifest import Stage
+from ..netx.layout import to_netx
+
+__all__ = ["check_input", "from_wire", "stage_taps", "to_graded"]
+
+
+def check_input(stage: Stage, x: torch.Tensor, data: np.ndarray = None) -> np.ndarray:
+    """The input as netx receives it, or InputError: binary spikes, an Encoder's graded
+    spikes (stage.input_bits), or real values for a sigma-delta input (spec.graded)."""
+    spec = stage.inputs[0]
+    if data is None:
+        data = to_netx(x)
+    if x.dim() not in (3, 5) or data.shape[1:-1] != tuple(spec.shape[:-1]):
+        raise InputError(
+            f"Stage `{stage.name}` (loihi) expects spikes of PyTorch shape (N, "
+            f"{', '.join(map(str, spec.pytorch_shape()[:-1]))}, T), got {tuple(x.shape)}."
+        )
+    if spec.graded:  # sigma-delta input: real values, rounded to the grid of its Delta input layer
+        return to_graded(spec.graded, data)
+    values = torch.unique(x)
+    if stage.input_bits:  # graded spikes from an Encoder: unsigned integers of input_bits bits
+        top = (1 << stage.input_bits) - 1
+        if not bool(((values == values.round()) & (values >= 0) & (values <= top)).all()):
+            raise InputError(
+                f"Stage `{stage.name}` (loihi) receives graded spikes of {stage.input_bits} bits (integers "
+                f"0..{top}), but the input holds values {values[:6].tolist()}...; pass it through "
+                f"hybridc.nn.Encoder(bits={stage.input_bits})."
+            )
+    elif not bool(((values == 0) | (values == 1)).all()):
+        raise InputError(
+            f"Stage `{stage.name}` (loihi) receives unary spikes, but the input holds values "
+            f"{values[:6].tolist()}...; binarise it (e.g. `(x > 0).float()`)."
+        )
+    return data
+
+
+def to_graded(graded: dict, values: np.ndarray) -> np.ndarray:
+    """Real values -> the integers a Delta encoder receives: value x scale, rounded to the
+    grid slayer's input quantisation uses (round half to even, like torch.round) and clipped."""
+    step = graded.get("step", 1)
+    low, high = graded.get("range", (-(1 << 23), (1 << 23) - 1))
+    return np.clip(np.round(values * graded["scale"] / step) * step, low, high)
+
+
+def stage_taps(stage: Stage) -> list:
+    """[(netx layer index or None for the last, delay), ...], one per stage output."""
+    return [(out.layer, out.delay if out.delay is not None else stage.delay) for out in stage.outputs]
+
+
+def from_wire(spec, out: torch.Tensor) -> torch.Tensor:
+    """A tap's integers as PyTorch's values: graded (sigma-delta) outputs are value x scale."""
+    return out / spec.graded["scale"] if spec.graded else out
