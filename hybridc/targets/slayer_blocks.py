@@ -22,6 +22,9 @@ import torch
 from ..errors import NumericsError
 from . import loihi_neurons as neuron_models
 
+__all__ = ["SUPPORTED", "NEURON_MODELS", "V_TH_MAX", "W_LIMIT", "node_problem", "block_problem", "pool_problem",
+           "writers", "write_exported", "write_pool", "write_nothing", "fixed_point_weight", "pool_weight",
+           "count_synapses", "conv_synapses", "builds_layer", "lag_steps", "layer_step", "check_fixed_point"]
 V_TH_MAX = (1 << 17) - 1  # Loihi threshold mantissa, unsigned 17 bits
 W_LIMIT = 256  # 8-bit weight mantissa: even values in [-256, 254]
 
