@@ -112,3 +112,27 @@ def test_edgetpu_is_refused_with_what_to_do_instead(tmp_path):
     message = " ".join(result.stderr.split())
     assert result.returncode == 7 and "not a hybridc target" in message and "edgetpu_compiler" in message
     assert "loihi+jetson-int8" in message and not (tmp_path / "never").exists()
+
+
+def test_every_registered_target_implements_the_contract():
+    """Each registry entry names a subclass of targets.base.Target with its own preprocess, on
+    the side of the cut the entry says; the contract refuses a target without preprocess, and
+    importing it loads no torch (the registry and `hybridc --help` stay instant)."""
+    from importlib import import_module
+
+    from hybridc.targets.base import Target
+    from hybridc.targets.registry import REGISTRY, get_target
+
+    for entry in REGISTRY.values():
+        module_name, class_name = entry.implementation.split(":")
+        cls = getattr(import_module(module_name), class_name)
+        assert issubclass(cls, Target) and not cls.__abstractmethods__, entry.name
+        assert cls.preprocess is not Target.preprocess, entry.name
+        target = get_target(entry.name, {"calibration_samples": 4})
+        assert (target.name, target.domain) == (entry.name, entry.domain)
+        assert target.supported_ops and target.options == {"calibration_samples": 4}
+    with pytest.raises(TypeError, match="preprocess"):
+        type("NoPreprocess", (Target,), {"supports": None})()
+    result = subprocess.run([sys.executable, "-c", "import sys, hybridc.targets.base; print('torch' in sys.modules)"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "False", result.stderr

@@ -20,7 +20,7 @@ def targets():
         for entry in REGISTRY.values():
             target = get_target(entry.name)
             table.add_row(entry.name, entry.domain, ", ".join(entry.aliases), entry.summary,
-                          "\n".join(getattr(target, "neuron_models", ())), "\n".join(target.supported_ops))
+                          "\n".join(target.neuron_models), "\n".join(target.supported_ops))
         console.print(table)
 
     guard(body)

@@ -25,7 +25,7 @@ from ..build_dir.compiled import load
 from ..errors import InputError, LinkError, StageError
 from . import hop, links
 from . import wire as w
-from .serve import _summary, stage_runner
+from .serve import stage_runner, timing_summary
 
 STARTUP_TIMEOUT_S = 300.0
 
@@ -279,7 +279,7 @@ class Pipeline:
         return {"format": "hybridc-pipeline-stats/2", "build": str(self.compiled.directory), "backend": self.backend,
                 "window": self.window, "samples": count, "wall_s": wall,
                 "throughput_per_s": count / wall if wall > 0 else 0.0,
-                "end_to_end_latency_s": _summary(latencies), "stages": stages, "edges": edges}
+                "end_to_end_latency_s": timing_summary(latencies), "stages": stages, "edges": edges}
 
 
 def pipeline(build_dir, samples, backend: str = "lava", window: int = 4, log=None, stats: dict = None):

@@ -56,12 +56,13 @@ class StageStats:
 
         return {"stage": self.stage.name, "target": self.stage.target, "backend": self.backend,
                 "samples": len(self.compute), "refused_messages": self.refused, "resent_messages": resends,
-                "compute_s": _summary(self.compute), "stage_latency_s": _summary(self.held),
+                "compute_s": timing_summary(self.compute), "stage_latency_s": timing_summary(self.held),
                 "incoming": [side(link, self.received[link.port]) for link in self.incoming],
                 "outgoing": [side(link, self.sent[id(link)]) for link in self.outgoing]}
 
 
-def _summary(values) -> dict:
+def timing_summary(values) -> dict:
+    """Mean, median and max of a list of seconds (zeros when empty), as serve and pipeline report them."""
     if not values:
         return {"mean": 0.0, "median": 0.0, "max": 0.0}
     return {"mean": float(np.mean(values)), "median": float(np.median(values)), "max": float(np.max(values))}
@@ -240,4 +241,4 @@ def main_announce(endpoint: str) -> None:
     print(f"hybridc-serve listening {endpoint}", flush=True)
 
 
-__all__ = ["serve", "stage_runner"]
+__all__ = ["serve", "stage_runner", "timing_summary"]

@@ -142,7 +142,7 @@ def explore(path, splits, intervals, out, entry_args=None, data=None, samples=8,
             continue
         fill_costs(row, profile)
         if weights is not None:
-            row.accuracy = _accuracy(compiled, data, samples)
+            row.accuracy = deployed_accuracy(compiled, data, samples)
         if progress:
             progress(name)
     if all(r.refused for r in rows):
@@ -171,7 +171,7 @@ def fill_costs(row: Candidate, profile) -> None:
     row.parameters = profile.jetson.get("parameters", 0)
 
 
-def _accuracy(compiled, data, samples) -> float:
+def deployed_accuracy(compiled, data, samples) -> float:
     """Deployed accuracy with the emulation backend (exact, see hybridc verify)."""
     from ..runtime.dataset_verify import verify_dataset
 

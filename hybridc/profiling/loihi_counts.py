@@ -1,7 +1,7 @@
 """Counts for the Loihi stage, read from the netx HDF5 file itself: per layer neurons,
 synapses (exact fan-in), cores; and, given spikes from a run, synaptic operations.
 
-They follow the manifest's counts (targets/loihi.py): an input layer with a neuron (a
+They follow the manifest's counts (targets/slayer_blocks.py): an input layer with a neuron (a
 sigma-delta Delta encoder, an RF input) has neurons and no synapse; a complex-dense
 (resonate-and-fire) layer has two synapses per connection, the real and the imaginary."""
 
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ..netx.fields import layer_groups, open_file, synapse_group
 from ..netx.layout import pytorch_shape
-from ..targets.loihi import conv_synapses
+from ..targets.slayer_blocks import conv_synapses
 
 
 @dataclass

@@ -74,7 +74,7 @@ def _train_compile_profile(row, history, split, interval, settings, folder, repo
     from ..digest import sha256
     from ..frontend.loader import load_model_file
     from ..train import train
-    from .explore import _accuracy
+    from .explore import deployed_accuracy
     from .report import profile_build
 
     args = {**settings.entry_args, "split": split, "interval": interval}
@@ -107,7 +107,7 @@ def _train_compile_profile(row, history, split, interval, settings, folder, repo
     profile = profile_build(compiled.directory, settings.data, settings.samples, settings.device_profile,
                             settings.jetson, settings.link, measure=False)
     fill_costs(row, profile)
-    row.accuracy = _accuracy(compiled, settings.data, settings.samples)
+    row.accuracy = deployed_accuracy(compiled, settings.data, settings.samples)
 
 
 @reporting("explore", passing=())

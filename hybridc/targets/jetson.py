@@ -22,6 +22,7 @@ from torch.fx.passes.operator_support import create_op_support
 from ..errors import LoweringError
 from ..manifest import AccumulatorSpec, Stage, TensorSpec, WireSpec
 from ..nn import Accumulator, Encoder
+from .base import Target
 from .loihi_neurons import graded_output
 
 OPSET = 17
@@ -98,7 +99,7 @@ def _accumulator_nodes(gs, arriving, out_var, spec: AccumulatorSpec, shape, coun
     return nodes
 
 
-class JetsonTarget:
+class JetsonTarget(Target):
     name = "jetson"
     domain = "dense"
     supported_ops = ["any torch operation torch.onnx exports at opset 17",
@@ -106,12 +107,6 @@ class JetsonTarget:
     supports = create_op_support(lambda submodules, node: True)
     # May the sender accumulate, so that counts cross the link and the ONNX input is counts?
     wire_counts = True
-
-    def __init__(self, options=None):
-        self.options = options or {}
-
-    def why_unsupported(self, submodules, node) -> str:
-        return ""
 
     def preprocess(self, partition, gm, workdir: Path) -> Stage:
         import onnx

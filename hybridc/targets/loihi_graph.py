@@ -33,7 +33,9 @@ from ..errors import LoweringError, reporting
 from ..manifest import Stage, TensorSpec
 from ..netx import writer as netx_writer
 from ..netx.fields import LayerGroup
+from ..netx.layout import netx_layout
 from ..passes.spike_merges import merge_inputs, merge_kind
+from .slayer_blocks import builds_layer, count_synapses, lag_steps, layer_step, writers
 
 MAX_DELAY = 62  # Lava's DelayDense (netx clamps layer delays to it too)
 
@@ -135,14 +137,13 @@ def _check_slice(gm, node, block, term, full, slayer):
         )
 
 
-def preprocess_branching(target, partition, gm, workdir: Path, writers, helpers) -> Stage:
-    """Lower a branching spiking partition: segments, extra synapses and the manifest's wiring.
-    writers: {block type: writer}; helpers: loihi's (synapses, builds_layer, lag, netx_layout)."""
+def preprocess_branching(target, partition, gm, workdir: Path) -> Stage:
+    """Lower a branching spiking partition for `target` (its name goes into the stage):
+    segments, extra synapses and the manifest's wiring."""
     from lava.lib.dl import slayer
 
     from ..nn import Encoder
 
-    count_synapses, builds_layer, lag_of, netx_layout = helpers
     members = set(partition.nodes)
     source = partition.inputs[0]
     if len(partition.inputs) > 1:
@@ -177,7 +178,7 @@ def preprocess_branching(target, partition, gm, workdir: Path, writers, helpers)
                     f"apart in Lava (blocks built with delay_shift=False lag a step each); Loihi's synaptic delay "
                     f"holds at most {MAX_DELAY}. Build the blocks with slayer's default delay_shift=True."
                 )
-            lags[node] = latest + lag_of(block)
+            lags[node] = latest + lag_steps(block)
             # the layer's own (netx) synapse takes a term that needs no delay; the others wait
             # `latest - lag` steps on their extra synapse (Lava's DelayDense)
             on_time = [t for t in terms if lags[t.source] == latest]
@@ -199,9 +200,9 @@ def preprocess_branching(target, partition, gm, workdir: Path, writers, helpers)
             flat_needed = main.flatten and len(segments[k].nodes) > 1
             if flat_needed:
                 group.create_group(str(len(group))).create_dataset("type", (1,), "S10", [b"flatten"])
-            with reporting(f"layer `{node.name}` ({type(block).__name__})"):
+            with reporting(layer_step(node, block)):
                 layer_group = group.create_group(str(len(group)))
-                writers[type(block)](block, layer_group)
+                writers()[type(block)](block, layer_group)
                 # every term is a copy (ADD) or a slice (cat) of the block's synapse
                 share = sum(t.size for t in terms) / in_full
                 synapses += round(count_synapses(block, in_shape) * share)

@@ -34,8 +34,20 @@ from torch.fx.passes.operator_support import create_op_support
 from ..digest import sha256
 from ..errors import LoweringError, reporting
 from ..manifest import Stage, TensorSpec
-from . import loihi
+from . import loihi_neurons as neuron_models
+from .base import Target
 from .loihi_graph import is_chain
+from .slayer_blocks import (
+    NEURON_MODELS,
+    SUPPORTED,
+    check_fixed_point,
+    count_synapses,
+    fixed_point_weight,
+    lag_steps,
+    layer_step,
+    node_problem,
+    pool_weight,
+)
 
 NO_DECAY_TAU = 1e12
 
@@ -75,14 +87,14 @@ def synapse_node(nir, block, in_shape, out_shape):
 
     cuba = slayer.block.cuba
     if isinstance(block, cuba.Dense):
-        weight = loihi.fixed_point_weight(block.synapse).reshape(out_shape[0], -1)
+        weight = fixed_point_weight(block.synapse).reshape(out_shape[0], -1)
         return nir.Linear(weight=weight.astype(np.float32)), 1.0
     s = block.synapse
     if isinstance(block, cuba.Pool):
-        (pool_weight,) = set(loihi.pool_weight(block, 1).ravel().tolist())
+        (constant,) = set(pool_weight(block, 1).ravel().tolist())
         return nir.SumPool2d(kernel_size=np.array(s.kernel_size[:2]), stride=np.array(s.stride[:2]),
-                             padding=np.array(s.padding[:2])), pool_weight
-    weight = ungrouped(loihi.fixed_point_weight(s), int(s.groups))
+                             padding=np.array(s.padding[:2])), constant
+    weight = ungrouped(fixed_point_weight(s), int(s.groups))
     return nir.Conv2d(input_shape=tuple(in_shape[1:]), weight=weight.astype(np.float32),
                       stride=tuple(s.stride[:2]), padding=tuple(s.padding[:2]), dilation=tuple(s.dilation[:2]),
                       groups=1, bias=np.zeros(out_shape[0], dtype=np.float32)), 1.0
@@ -90,26 +102,32 @@ def synapse_node(nir, block, in_shape, out_shape):
 
 def _nir_problem(submodules, node) -> str:
     """Loihi's predicate, restricted to CUBA: the graph is written with CubaLIF nodes."""
-    problem = loihi._node_problem(submodules, node)
+    problem = node_problem(submodules, node)
     if problem or node.op != "call_module":
         return problem
-    family = loihi.neuron_models.family_of(submodules[node.target])
+    family = neuron_models.family_of(submodules[node.target])
     if family not in ("", "cuba"):
         return (f"hybridc writes NIR graphs with CubaLIF neurons only, and this is a slayer `{family}` block "
                 "(use --target loihi+... for sigma-delta and resonate-and-fire networks).")
     return ""
 
 
-class NirTarget(loihi.LoihiTarget):
-    """Loihi's support predicate for CUBA blocks: what netx can run, NIR can describe."""
+class NirTarget(Target):
+    """Loihi's support predicate and fixed-point limits for CUBA blocks (`slayer_blocks`): what
+    netx can run, NIR can describe, in the same fixed-point integers."""
 
     name = "nir"
-    supported_ops = [op for op in loihi.SUPPORTED if "sigma_delta" not in op and ".rf" not in op]
-    neuron_models = loihi.NEURON_MODELS[:1]
+    domain = "spiking"
+    supported_ops = [op for op in SUPPORTED if "sigma_delta" not in op and ".rf" not in op]
+    neuron_models = NEURON_MODELS[:1]
     supports = create_op_support(lambda submodules, node: not _nir_problem(submodules, node))
 
     def why_unsupported(self, submodules, node) -> str:
         return _nir_problem(submodules, node)
+
+    def check_ranges(self, block, where: str, on_overflow: str) -> list:
+        """The weights and thresholds written are Loihi's fixed-point integers: the same limits."""
+        return check_fixed_point(block, where, on_overflow)
 
     def preprocess(self, partition, gm, workdir: Path) -> Stage:
         import nir
@@ -137,15 +155,15 @@ class NirTarget(loihi.LoihiTarget):
                 shape = (prod(shape),)
                 continue
             out_shape = tuple(node.meta["shape"][1:-1])
-            with reporting(loihi.layer_step(node, block)):
+            with reporting(layer_step(node, block)):
                 synapse, input_weight = synapse_node(nir, block, shape, out_shape)
                 nodes[f"{name}.synapse"] = synapse
                 nodes[f"{name}.neuron"] = neuron_node(nir, block, out_shape, input_weight)
             chain += [f"{name}.synapse", f"{name}.neuron"]
             neurons += prod(out_shape)
-            synapses += loihi._synapses(block, shape)
+            synapses += count_synapses(block, shape)
             layers += 1
-            lead += 1 - loihi._lag(block)
+            lead += 1 - lag_steps(block)
             shape = out_shape
         nodes["output"] = nir.Output(output_type={"output": np.array(shape)})
         chain.append("output")
