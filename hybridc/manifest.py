@@ -52,7 +52,7 @@ class AccumulatorSpec:
 
 @dataclass
 class WireSpec:
-    """How one stage input travels over a link, chosen at compile time (issue 18): raw spikes
+    """How one stage input travels over a link, chosen at compile time: raw spikes
     at 1 bit each, or the accumulator's counts at `bits` = ceil(log2(interval+1)) bits each,
     whichever is smaller. With "counts" the sender runs the accumulator and the stage's input
     (its ONNX input) is the counts tensor (spikes_shape without T, then `windows`).

@@ -104,6 +104,12 @@ def test_readme_layout_names_only_what_exists():
     missing = [path for path in paths if not (ROOT / path).exists()
                or path.endswith("/") != (ROOT / path).is_dir()]
     assert not missing, f"README.md's layout names what is not in the tree: {missing}"
+    tracked = subprocess.run(["git", "ls-files", "hybridc"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    folders = {str(Path(name).parent) + "/" for name in tracked}
+    unnamed = sorted(name for name in set(tracked) | folders if not name.endswith(("__init__.py", "__main__.py"))
+                     and name not in paths)
+    assert not unnamed, f"README.md's layout leaves out what the package has: {unnamed}"
 
 
 # --- no lab notebook in the docs --------------------------------------------------------------

@@ -75,7 +75,7 @@ def warm_up(stage, backend: str) -> None:
 
     get_runner(stage.target, backend)  # imports the runner's module
     if stage.target == "loihi" and backend == "lava":
-        from ..runtime.lava import import_lava_runtime
+        from ..netx.processes import import_lava_runtime
 
         import_lava_runtime()
     elif stage.target != "loihi":

@@ -6,14 +6,12 @@ import numpy as np
 
 from ..build_dir.untrusted import parsing
 from ..manifest import Stage
-from ..netx.layout import from_netx, to_netx
+from ..netx.layout import from_netx
 from ..netx.processes import import_lava_runtime
 from .lava_graph import simulate_graph
-from .loihi_io import check_input, from_wire, stage_taps, to_graded
+from .loihi_io import check_input, from_wire, stage_taps
 
-# the stage I/O and netx helpers this module used to define, importable from here as before
-__all__ = ["check_input", "from_netx", "import_lava_runtime", "run_stage", "simulate", "stage_taps", "to_graded",
-           "to_netx"]
+__all__ = ["run_stage", "simulate"]
 
 
 def run_stage(stage: Stage, build_dir: Path, x, progress=None):
