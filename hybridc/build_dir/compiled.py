@@ -44,7 +44,7 @@ class CompiledModel:
         # fx partitions, the reference every parity check compares against.
         self.module = module
         self.fx_partitions = fx_partitions
-        self.timings = None  # build.timings.Timings of the compile that made it (None after load)
+        self.timings = None  # compiler.timings.Timings of the compile that made it (None after load)
 
     def __repr__(self) -> str:
         stages = " -> ".join(f"{s.name}@{s.target}" for s in self.manifest.stages)

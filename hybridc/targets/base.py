@@ -2,7 +2,7 @@
 
 Like ExecuTorch's `BackendDetails` (`exir/backend/backend_details.py`), a target is a
 small class with one abstract method, `preprocess`, which the compile driver
-(`build/driver.py`) calls once per partition after the passes have tagged and cut the
+(`compiler/driver.py`) calls once per partition after the passes have tagged and cut the
 graph. Everything else a pass may ask of a target is declared here with a default that
 does nothing, so callers call it directly instead of probing with `getattr`.
 
