@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"^```(sh|python)\n(.*?)^```", re.S | re.M)
 
 
@@ -43,6 +43,7 @@ def test_readme_blocks_are_found():
 
 
 @pytest.mark.slow
+@pytest.mark.lava  # `hybridc verify` in Lava
 def test_every_readme_block_runs_in_order_on_a_fresh_clone(tmp_path):
     clone = tmp_path / "hybridc"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=300)
