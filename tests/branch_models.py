@@ -1,14 +1,13 @@
 """Small branching spiking hybrids (2x16x16 spikes, T=8): SEW-ADD residual, a skip over two
 layers, a two-branch concatenation, fan-out into a later ADD, a concatenation of
 flattened branches into a dense layer, and merges feeding merges (chained ADD and cat).
-Shared by the branching tests and the fuzzer's checks."""
+Shared by the branching tests and the fuzzer's checks; BRANCH_MODELS lists them with inputs."""
 
 import torch
+from helpers import NEURON, spikes
 from lava.lib.dl import slayer
 
 from hybridc.nn import Accumulator, Encoder
-
-NEURON = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
 
 
 def conv(c_in, c_out, stride=1, scale=3):
@@ -105,9 +104,9 @@ class FlatCat(torch.nn.Module):
         return self.head(self.d2(torch.cat([self.flat2(a), self.d1(f)], dim=1)))
 
 
-def spikes(batch=1, seed=0, density=0.3):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.rand(batch, 2, 16, 16, 8, generator=g) < density).float()
+def example_input(batch=1, seed=0, density=0.3):
+    """The spikes these models read: (batch, 2, 16, 16, 8)."""
+    return spikes(batch, 2, 16, 16, 8, density=density, seed=seed)
 
 
 class LaggingResidual(torch.nn.Module):
@@ -183,3 +182,19 @@ class ChainedCat(torch.nn.Module):
         a = self.c1(x)
         b = self.c2(a)
         return self.head(self.c4(torch.cat([torch.cat([a, b], dim=1), self.c3(b)], dim=1)))
+
+
+# Every branching model with an input, by name: the netx writer and the spike-merge tagging
+# tests run each. GradedBranch's dense front end reads real-valued frames.
+BRANCH_MODELS = {
+    "SewResidual": lambda: (SewResidual(), example_input()),
+    "SkipTwo": lambda: (SkipTwo(), example_input()),
+    "TwoBranchCat": lambda: (TwoBranchCat(), example_input()),
+    "FanOutAdd": lambda: (FanOutAdd(), example_input()),
+    "FlatCat": lambda: (FlatCat(), example_input()),
+    "LaggingResidual": lambda: (LaggingResidual(), example_input()),  # a conv as a DelayDense matrix
+    "LaggingResidual-dense": lambda: (LaggingResidual(dense=True), example_input()),  # a copied synapse + delay
+    "GradedBranch": lambda: (GradedBranch(), torch.rand(1, 2, 16, 16, 8)),  # the stage input on an extra synapse
+    "ChainedAdd-fan-out": lambda: (ChainedAdd(fan_out=True), example_input()),  # merges of merges
+    "ChainedCat": lambda: (ChainedCat(), example_input()),
+}

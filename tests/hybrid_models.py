@@ -2,12 +2,10 @@
 tests: several taps, an ANN front end, and SNN -> ANN -> SNN -> ANN."""
 
 import torch
-from conftest import load_example
+from helpers import NEURON, load_example, spikes
 from lava.lib.dl import slayer
 
 from hybridc.nn import Accumulator, Encoder
-
-NEURON = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
 
 
 def MultiTap():
@@ -44,7 +42,6 @@ class Alternating(torch.nn.Module):
 
 def example_input(kind: str, batch: int = 2, seed: int = 0) -> torch.Tensor:
     """Spikes (N, 2, 16, 16, 8) for the spiking-first models; real frames (N, 2, 16, 16, 4) for AnnFirst."""
-    g = torch.Generator().manual_seed(seed)
     if kind == "ann_first":
-        return torch.rand(batch, 2, 16, 16, 4, generator=g) * 2
-    return (torch.rand(batch, 2, 16, 16, 8, generator=g) < 0.3).float()
+        return torch.rand(batch, 2, 16, 16, 4, generator=torch.Generator().manual_seed(seed)) * 2
+    return spikes(batch, 2, 16, 16, 8, density=0.3, seed=seed)

@@ -10,21 +10,13 @@ import json
 
 import pytest
 import torch
+from helpers import NEURON, small_model
 from lava.lib.dl import slayer
 
 import hybridc
 from hybridc.digest import sha256
 from hybridc.errors import ArtifactError, HybridcError, LoweringError
 from hybridc.nn import Accumulator
-
-NEURON = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
-
-
-def small_model():
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(slayer.block.cuba.Dense(NEURON, 10, 6, weight_scale=3), Accumulator(2),
-                                torch.nn.Linear(12, 2)).eval()
-    return model, (torch.rand(1, 10, 4, generator=torch.Generator().manual_seed(1)) < 0.5).float()
 
 
 def replace_artifact(build, name: str, data: bytes) -> None:
@@ -61,6 +53,7 @@ def build(tmp_path_factory):
     return directory, x, compiled
 
 
+@pytest.mark.lava
 def test_run_reports_an_unreadable_onnx_model(build, tmp_path):
     import shutil
 

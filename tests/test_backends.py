@@ -2,42 +2,35 @@
 emulator catches what Lava catches (a wrong weight in snn.net)."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
+import shutil
 
 import h5py
 import numpy as np
 import pytest
 import torch
+from helpers import ROOT, spikes
 
 import hybridc
 from hybridc.digest import sha256
 
-ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "hybridc.cli"]
-
 
 @pytest.fixture(scope="module")
-def s2a4_build(tmp_path_factory):
+def s2a4_build(tmp_path_factory, cli):
     """S2A4 at 32x32 compiled from the example file (so `verify` can rebuild the reference)."""
     out = tmp_path_factory.mktemp("s2a4") / "b"
-    result = subprocess.run([*CLI, "compile", str(ROOT / "examples/dvs_gesture/model.py"), "--entry", "build",
-                             "--set", "size=32", "-o", str(out)], capture_output=True, text=True, timeout=300)
+    result = cli("compile", ROOT / "examples/dvs_gesture/model.py", "--entry", "build", "--set", "size=32", "-o", out)
     assert result.returncode == 0, result.stderr
     return out
 
 
-def test_run_backends_give_the_same_output(s2a4_build, tmp_path):
-    from conftest import spikes
-
+@pytest.mark.lava
+def test_run_backends_give_the_same_output(s2a4_build, tmp_path, cli):
     from hybridc.errors import InputError
 
     x = spikes(2, 2, 32, 32, 16, density=0.3, seed=4)
     np.save(tmp_path / "x.npy", x.numpy())
-    result = subprocess.run([*CLI, "run", str(s2a4_build), "--input", str(tmp_path / "x.npy"), "--output",
-                             str(tmp_path / "y.npy"), "--backend", "emulate"], capture_output=True, text=True,
-                            timeout=300)
+    result = cli("run", s2a4_build, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy",
+                 "--backend", "emulate")
     assert result.returncode == 0, result.stderr
     emulated = np.load(tmp_path / "y.npy")
     lava = hybridc.run(s2a4_build, x, backend="lava").numpy()
@@ -46,19 +39,18 @@ def test_run_backends_give_the_same_output(s2a4_build, tmp_path):
         hybridc.run(s2a4_build, x, backend="loihi")
 
 
-def _verify(build, json_path, samples=16):
-    return subprocess.run([*CLI, "verify", str(build), "--samples", str(samples), "--backend", "emulate", "--trust-source",
-                           "--json", str(json_path)], capture_output=True, text=True, timeout=300)
+def _verify(cli, build, json_path, samples=16):
+    return cli("verify", build, "--samples", samples, "--backend", "emulate", "--trust-source", "--json", json_path)
 
 
-def test_verify_emulate_catches_one_changed_weight_in_snn_net(s2a4_build, tmp_path):
-    good = _verify(s2a4_build, tmp_path / "good.json")
+def test_verify_emulate_catches_one_changed_weight_in_snn_net(s2a4_build, tmp_path, cli):
+    good = _verify(cli, s2a4_build, tmp_path / "good.json")
     assert good.returncode == 0, good.stdout + good.stderr
     report = json.loads((tmp_path / "good.json").read_text())
     assert report["backend"] == "emulate" and report["spike_match"] == 1.0 and report["samples"] == 16
 
     tampered = tmp_path / "tampered"
-    subprocess.run(["cp", "-r", str(s2a4_build), str(tampered)], check=True)
+    shutil.copytree(s2a4_build, tampered)
     with h5py.File(tampered / "snn.net", "r+") as h5:
         weight = h5["layer/0/weight"]
         values = weight[()]
@@ -70,7 +62,7 @@ def test_verify_emulate_catches_one_changed_weight_in_snn_net(s2a4_build, tmp_pa
             stage["sha256"] = sha256(tampered / "snn.net")  # the build loads: only running it can tell
     (tampered / "manifest.json").write_text(json.dumps(manifest, indent=2))
     hybridc.load(tampered)
-    bad = _verify(tampered, tmp_path / "bad.json")
+    bad = _verify(cli, tampered, tmp_path / "bad.json")
     assert bad.returncode == 12, bad.stdout + bad.stderr
     report = json.loads((tmp_path / "bad.json").read_text())
     assert report["backend"] == "emulate" and report["spike_match"] < 1.0

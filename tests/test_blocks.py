@@ -4,13 +4,11 @@ import warnings
 
 import pytest
 import torch
-from conftest import assert_deploys_exactly, spikes
+from helpers import NEURON, assert_deploys_exactly, spikes
 from lava.lib.dl import slayer
 
 import hybridc
 from hybridc.nn import Accumulator
-
-NEURON = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
 
 
 class PoolNet(torch.nn.Module):
@@ -59,6 +57,7 @@ class ConvFlattenDense(torch.nn.Module):
         return self.head(self.snn(x).sum(-1))
 
 
+@pytest.mark.lava
 def test_pool_block_lowered_to_depthwise_conv(tmp_path):
     torch.manual_seed(0)
     _, loaded = assert_deploys_exactly(PoolNet(), spikes(2, 2, 24, 24, 12, density=0.3), tmp_path)
@@ -74,6 +73,7 @@ def test_pool_block_lowered_to_depthwise_conv(tmp_path):
         assert pool["weight"].shape == (6, 1, 2, 2) and len(set(pool["weight"][()].ravel())) == 1
 
 
+@pytest.mark.lava
 def test_dense_blocks_on_flat_input(tmp_path):
     torch.manual_seed(1)
     _, loaded = assert_deploys_exactly(DenseNet(), spikes(3, 40, 10, density=0.3), tmp_path)
@@ -83,6 +83,7 @@ def test_dense_blocks_on_flat_input(tmp_path):
     assert ann.inputs[0].layout == "FT" and ann.accumulator.windows == 5
 
 
+@pytest.mark.lava
 def test_conv_flatten_dense_with_recognised_sum(tmp_path):
     torch.manual_seed(2)
     compiled, loaded = assert_deploys_exactly(ConvFlattenDense(), spikes(2, 2, 16, 16, 8, density=0.3), tmp_path)
@@ -118,6 +119,7 @@ class Recognised(torch.nn.Module):
 
 
 @pytest.mark.parametrize("style,interval,fold", [("mean", 8, True), ("reshape", 4, False), ("conv3d", 4, False)])
+@pytest.mark.lava
 def test_time_reductions_become_accumulators(style, interval, fold, tmp_path):
     torch.manual_seed(4)
     _, loaded = assert_deploys_exactly(Recognised(style), spikes(2, 2, 16, 16, 8, density=0.3), tmp_path)
@@ -135,6 +137,7 @@ class RawCrossing(torch.nn.Module):
         return self.head(self.snn(x).flatten(1))
 
 
+@pytest.mark.lava
 def test_raw_spike_crossing_warns_with_bytes(tmp_path):
     torch.manual_seed(5)
     with pytest.warns(UserWarning, match=r"24 spikes, 3 bytes per inference"):
@@ -180,6 +183,7 @@ class SumAndMean(torch.nn.Module):
         return self.head(torch.cat([s.sum(-1), s.mean(-1), self.acc(s).reshape(s.shape[0], -1)], 1))
 
 
+@pytest.mark.lava
 def test_several_accumulators_and_shape_query_on_one_cut(tmp_path):
     torch.manual_seed(6)
     with warnings.catch_warnings():
@@ -226,6 +230,7 @@ class NeedsAnnotation(torch.nn.Module):
         return self.head(self.scale(self.acc(self.snn(x))))
 
 
+@pytest.mark.lava
 def test_annotate_keeps_untraceable_code_as_one_dense_node(tmp_path):
     torch.manual_seed(7)
     with pytest.raises(hybridc.errors.TraceError, match="annotate"):

@@ -2,13 +2,12 @@
 trained checkpoint over a dataset (real Lava)."""
 
 import json
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
+from helpers import ROOT
 
 from hybridc.data import DVSGesture, SyntheticGestures, jitter
 from hybridc.data.dvsgesture import bin_events
@@ -114,25 +113,22 @@ def test_training_resumes_from_its_checkpoint(trained, tmp_path):
     assert resumed.epochs[2].loss == history.epochs[2].loss
 
 
-def test_trained_checkpoint_compiles_and_verifies_in_lava(trained, tmp_path):
+@pytest.mark.lava
+def test_trained_checkpoint_compiles_and_verifies_in_lava(trained, tmp_path, cli):
     out, _, _ = trained
     model_file = ROOT / "examples/dvs_gesture/model.py"
-    compile_ = subprocess.run([sys.executable, "-m", "hybridc.cli", "compile", str(model_file), "--entry", "build",
-                               "--set", "size=32", "--weights", str(out / "model.pt"), "-o", str(tmp_path / "b")],
-                              capture_output=True, text=True, timeout=300)
+    compile_ = cli("compile", model_file, "--entry", "build", "--set", "size=32", "--weights", out / "model.pt",
+                   "-o", tmp_path / "b")
     assert compile_.returncode == 0, compile_.stderr
-    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "verify", str(tmp_path / "b"), "--data",
-                             "synthetic", "--trust-source", "--samples", "8", "--json", str(tmp_path / "r.json")],
-                            capture_output=True, text=True, timeout=600)
+    result = cli("verify", tmp_path / "b", "--data", "synthetic", "--trust-source", "--samples", "8",
+                 "--json", tmp_path / "r.json", timeout=600)
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["samples"] == 8 and report["backend"] == "lava"
     assert report["spike_match"] == 1.0 and report["argmax_agreement"] == 1.0
     assert report["max_abs_err"] < 1e-4 and report["accuracy_deployed"] == report["accuracy_reference"]
-    emulated = subprocess.run([sys.executable, "-m", "hybridc.cli", "verify", str(tmp_path / "b"), "--samples", "44",
-                               "--trust-source",
-                               "--backend", "emulate", "--json", str(tmp_path / "e.json")],
-                              capture_output=True, text=True, timeout=600)
+    emulated = cli("verify", tmp_path / "b", "--samples", "44", "--trust-source", "--backend", "emulate",
+                   "--json", tmp_path / "e.json", timeout=600)
     assert emulated.returncode == 0, emulated.stderr
     emulate_report = json.loads((tmp_path / "e.json").read_text())
     assert emulate_report["backend"] == "emulate" and emulate_report["spike_match"] == 1.0

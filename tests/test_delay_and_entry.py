@@ -4,14 +4,15 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
-from conftest import assert_deploys_exactly, spikes
+from helpers import NEURON, assert_deploys_exactly, model_header, spikes
 from lava.lib.dl import slayer
 
 import hybridc
 from hybridc.nn import Accumulator
 
-NEURON = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
+pytestmark = pytest.mark.lava  # each test runs a build in Lava
 
 
 class Chain(torch.nn.Module):
@@ -41,12 +42,7 @@ def test_neuronless_input_block_is_a_shape(tmp_path):
     assert loaded.manifest.stages[0].delay == 0 and loaded.manifest.stages[0].layers == 2  # netx: Input is a shape
 
 
-MODEL_FILE = """
-import torch
-from lava.lib.dl import slayer
-from hybridc.nn import Accumulator
-N = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
-
+MODEL_FILE = model_header() + """
 def make():
     torch.manual_seed(0)
     model = torch.nn.Sequential(slayer.block.cuba.Dense(N, 10, 6, weight_scale=3), Accumulator(2),
@@ -55,7 +51,7 @@ def make():
 """
 
 
-def test_entry_and_weights_round_trip(tmp_path):
+def test_entry_and_weights_round_trip(tmp_path, cli):
     (tmp_path / "m.py").write_text(textwrap.dedent(MODEL_FILE))
     sys.path.insert(0, str(tmp_path))
     try:
@@ -66,9 +62,7 @@ def test_entry_and_weights_round_trip(tmp_path):
     with torch.no_grad():
         model[2].weight.mul_(-3)  # a checkpoint that differs from the fresh model
     torch.save(model.state_dict(), tmp_path / "ckpt.pt")
-    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "compile", "m.py", "--entry", "make",
-                             "--weights", "ckpt.pt", "-o", "build", "--verify"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = cli("compile", "m.py", "--entry", "make", "--weights", "ckpt.pt", "-o", "build", "--verify", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "100.00%" in result.stdout
     with torch.no_grad():
@@ -81,14 +75,14 @@ def test_entry_and_weights_round_trip(tmp_path):
 def test_lava_runs_after_the_start_method_was_fixed(tmp_path):
     """tqdm (and other libraries) lock the multiprocessing context before Lava is imported;
     Lava's own import then fails unless hybridc lets its set_start_method('fork') through."""
-    code = textwrap.dedent("""
+    code = textwrap.dedent(f"""
         import multiprocessing, torch, warnings
         warnings.filterwarnings("ignore")
         multiprocessing.RLock()  # what tqdm does: fixes the default context
         import hybridc
         from hybridc.nn import Accumulator
         from lava.lib.dl import slayer
-        n = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
+        n = {NEURON!r}
         torch.manual_seed(0)
         model = torch.nn.Sequential(slayer.block.cuba.Dense(n, 10, 6, weight_scale=3), Accumulator(2),
                                     torch.nn.Linear(12, 2)).eval()

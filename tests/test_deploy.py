@@ -7,13 +7,12 @@ outputs must equal exactly."""
 import json
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import torch
-from conftest import spikes
+from helpers import spikes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from stage_kill import journalled, kill_mid_stream
@@ -22,12 +21,11 @@ import hybridc
 from hybridc.deploy import wire
 from hybridc.errors import LinkError
 
-CLI = [sys.executable, "-m", "hybridc.cli"]
-
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory, example):
-    """(build dir, x.npy, reference outputs of `hybridc run` in Lava and onnxruntime, traced model)."""
+    """(build dir, x.npy, reference outputs of `hybridc run` in Lava and onnxruntime, traced model):
+    a test that takes it runs Lava."""
     root = tmp_path_factory.mktemp("deploy")
     build = root / "b"
     model, example_input = example.build("S2A4", size=16)
@@ -38,6 +36,7 @@ def deployed(tmp_path_factory, example):
     return build, root / "x.npy", reference, compiled.module
 
 
+@pytest.mark.lava
 def test_cut_crosses_as_packed_counts_and_run_is_unchanged(deployed, example):
     build, x_path, reference, _ = deployed
     ann = hybridc.load(build).manifest.stages[1]
@@ -49,6 +48,7 @@ def test_cut_crosses_as_packed_counts_and_run_is_unchanged(deployed, example):
     assert np.abs(reference - expected).max() < 1e-4  # the ONNX now takes counts; the deployment still agrees
 
 
+@pytest.mark.lava
 def test_pipeline_api_equals_run_and_link_bytes_equal_profile(deployed, tmp_path):
     build, x_path, reference, traced = deployed
     x = np.load(x_path)
@@ -70,6 +70,7 @@ def test_pipeline_api_equals_run_and_link_bytes_equal_profile(deployed, tmp_path
     assert row["measured_bytes_per_inference"] == row["estimated_bytes_per_inference"]
 
 
+@pytest.mark.lava  # the reference run
 def test_pipeline_on_the_emulator_equals_run(deployed):
     """The same two-stage build with its spiking stage in hybridc's emulator: every stage
     process still real, the outputs equal `hybridc run --backend emulate` (and Lava's) exactly."""
@@ -84,7 +85,8 @@ def test_pipeline_on_the_emulator_equals_run(deployed):
 
 
 # one pipeline start-up (three processes importing torch), the spiking stage on the emulator: 16 s at load 4-5
-def test_killed_spiking_stage_exits_16_naming_it_on_the_emulator(deployed, tmp_path):
+@pytest.mark.lava  # the reference run
+def test_killed_spiking_stage_exits_16_naming_it_on_the_emulator(deployed, tmp_path, cli):
     """The default run's kill test (the slow ones resume): SIGKILL the spiking stage's process,
     real stage processes and sockets, once one output is journalled. The client exits 16
     naming `snn`, keeps the journal and writes no partial output file."""
@@ -92,8 +94,9 @@ def test_killed_spiking_stage_exits_16_naming_it_on_the_emulator(deployed, tmp_p
     count = 300  # the three samples repeated: the run is still streaming when its stage dies
     many, out, journal = tmp_path / "x.npy", tmp_path / "y.npy", tmp_path / ".y.npy.hybridc-journal"
     np.save(many, np.tile(np.load(x_path), (count // 3, 1, 1, 1, 1)))
-    code, stderr, kept = kill_mid_stream(CLI + ["pipeline", str(build), "--input", str(many), "--output", str(out),
-                                                "--backend", "emulate", "--window", "1"], ["snn", "ann"], "snn", journal)
+    code, stderr, kept = kill_mid_stream(cli.command("pipeline", build, "--input", many, "--output", out,
+                                                     "--backend", "emulate", "--window", "1"), ["snn", "ann"], "snn",
+                                         journal)
     assert code == 16, stderr
     assert "Stage `snn`" in stderr and "--resume" in stderr and "Traceback" not in stderr
     assert sorted(f.name for f in tmp_path.iterdir()) == [journal.name, "x.npy"]  # no output file, partial or temp
@@ -101,25 +104,27 @@ def test_killed_spiking_stage_exits_16_naming_it_on_the_emulator(deployed, tmp_p
 
 
 @pytest.mark.slow  # two pipeline start-ups (torch + Lava in every stage process): about 40 s unloaded
-def test_killed_stage_is_named_and_resume_completes(deployed, tmp_path):
+@pytest.mark.lava
+def test_killed_stage_is_named_and_resume_completes(deployed, tmp_path, cli):
     build, x_path, reference, _ = deployed
     out = tmp_path / "y.npy"
     journal = tmp_path / ".y.npy.hybridc-journal"
-    code, stderr, _ = kill_mid_stream(CLI + ["pipeline", str(build), "--input", str(x_path), "--output", str(out)],
+    code, stderr, _ = kill_mid_stream(cli.command("pipeline", build, "--input", x_path, "--output", out),
                                       ["snn", "ann"], "snn", journal)
     assert code == 16, stderr
     assert "Stage `snn`" in stderr and "--resume" in stderr
     assert not out.exists() and journal.exists()  # kept what arrived, wrote no partial output file
     stats_path = tmp_path / "stats.json"
-    result = subprocess.run(CLI + ["pipeline", str(build), "--input", str(x_path), "--output", str(out), "--resume",
-                                   "--json", str(stats_path)], capture_output=True, text=True, timeout=900)
+    result = cli("pipeline", build, "--input", x_path, "--output", out, "--resume", "--json", stats_path,
+                 timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     stats = json.loads(stats_path.read_text())
     assert 1 <= stats["resumed_from"] < 3 and stats["samples"] == 3 - stats["resumed_from"]  # each sample once
     assert np.array_equal(np.load(out), reference) and not journal.exists()
 
 
-def test_serve_refuses_bad_messages_and_keeps_serving(deployed):
+@pytest.mark.lava  # the reference run
+def test_serve_refuses_bad_messages_and_keeps_serving(deployed, cli):
     import zmq
 
     from hybridc.deploy.pipeline import free_port
@@ -130,8 +135,8 @@ def test_serve_refuses_bad_messages_and_keeps_serving(deployed):
     collector = context.socket(zmq.ROUTER)
     back = collector.bind_to_random_port("tcp://127.0.0.1")
     port = free_port("127.0.0.1")
-    server = subprocess.Popen(CLI + ["serve", str(build), "--stage", "ann", "--listen", f"127.0.0.1:{port}",
-                                     "--to", f"127.0.0.1:{back}", "--announce", str(build.parent / "ann.ready")],
+    server = subprocess.Popen(cli.command("serve", build, "--stage", "ann", "--listen", f"127.0.0.1:{port}",
+                                          "--to", f"127.0.0.1:{back}", "--announce", build.parent / "ann.ready"),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         while not (build.parent / "ann.ready").exists():
@@ -223,7 +228,7 @@ def test_arbitrary_bytes_never_crash_the_decoder(frame):
 
 
 @pytest.mark.slow  # a serve process and a pipeline client, about 20 s unloaded
-def test_pipeline_connects_to_stages_served_elsewhere(example, tmp_path):
+def test_pipeline_connects_to_stages_served_elsewhere(example, tmp_path, cli):
     """The two-machine recipe of docs/deploy.md on one machine: `hybridc serve` started by
     hand, `hybridc pipeline --connect/--collect` feeding it (an all-dense build: no Lava)."""
     from hybridc.deploy.pipeline import free_port
@@ -237,14 +242,13 @@ def test_pipeline_connects_to_stages_served_elsewhere(example, tmp_path):
     reference = hybridc.run(hybridc.load(build), x).numpy()
     first, collect = free_port("127.0.0.1"), free_port("127.0.0.1")
     ports = [first] + [free_port("127.0.0.1") for _ in stages[1:]] + [collect]
-    servers = [subprocess.Popen(CLI + ["serve", str(build), "--stage", stage.name, "--listen", f"127.0.0.1:{ports[i]}",
-                                       "--to", f"127.0.0.1:{ports[i + 1]}"], stdout=subprocess.DEVNULL,
+    servers = [subprocess.Popen(cli.command("serve", build, "--stage", stage.name, "--listen", f"127.0.0.1:{ports[i]}",
+                                            "--to", f"127.0.0.1:{ports[i + 1]}"), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL) for i, stage in enumerate(stages)]
     try:
-        result = subprocess.run(CLI + ["pipeline", str(build), "--input", str(tmp_path / "x.npy"), "--output",
-                                       str(tmp_path / "y.npy"), "--connect", f"127.0.0.1:{first}", "--collect",
-                                       f"127.0.0.1:{collect}", "--stall-timeout", "300"],
-                                capture_output=True, text=True, timeout=600)
+        result = cli("pipeline", build, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy",
+                     "--connect", f"127.0.0.1:{first}", "--collect", f"127.0.0.1:{collect}", "--stall-timeout", "300",
+                     timeout=600)
         assert result.returncode == 0, result.stdout + result.stderr
         assert np.array_equal(np.load(tmp_path / "y.npy"), reference)
         assert all(server.poll() is None for server in servers)  # long-lived: still serving

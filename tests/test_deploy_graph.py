@@ -9,19 +9,17 @@ Encoder input, sigma-delta): Lava's parity with it is tested in tests/test_emula
 
 import json
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from hybrid_models import NEURON, AnnFirst, MultiTap, example_input
+from helpers import NEURON, load_example
+from hybrid_models import AnnFirst, MultiTap, example_input
 from lava.lib.dl import slayer
 
 import hybridc
 from hybridc.errors import ArtifactError
 from hybridc.nn import Accumulator, Encoder
-
-CLI = [sys.executable, "-m", "hybridc.cli"]
 
 
 class AlternatingWithSkip(torch.nn.Module):
@@ -48,7 +46,7 @@ def _measured(stats) -> dict:
     return {(e["destination"], e["tensor"]): e for e in stats["edges"]}
 
 
-def test_multi_tap_pipeline_cli_equals_run_and_bytes_equal_profile(tmp_path):
+def test_multi_tap_pipeline_cli_equals_run_and_bytes_equal_profile(tmp_path, cli):
     from hybridc.profiling.report import attach_measured, profile_build
 
     torch.manual_seed(0)
@@ -57,9 +55,8 @@ def test_multi_tap_pipeline_cli_equals_run_and_bytes_equal_profile(tmp_path):
     x = example_input("snn", batch=2, seed=5)
     reference = hybridc.run(hybridc.load(build), x, backend="emulate").numpy()
     np.save(tmp_path / "x.npy", x.numpy())
-    result = subprocess.run(CLI + ["pipeline", str(build), "--input", str(tmp_path / "x.npy"), "--output",
-                                   str(tmp_path / "y.npy"), "--backend", "emulate", "--json", str(tmp_path / "s.json")],
-                            capture_output=True, text=True, timeout=900)
+    result = cli("pipeline", build, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy",
+                 "--backend", "emulate", "--json", tmp_path / "s.json", timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     assert np.array_equal(np.load(tmp_path / "y.npy"), reference)  # bit for bit, in input order
     stats = json.loads((tmp_path / "s.json").read_text())
@@ -113,7 +110,7 @@ def test_alternating_with_input_skip_pipeline_equals_run(tmp_path):
 
 # eight stage-process start-ups (two runs of four) on the emulator: 19 s at load 3, 61 s at load 5-6
 @pytest.mark.slow
-def test_killed_middle_stage_of_four_is_named_and_resume_completes(tmp_path):
+def test_killed_middle_stage_of_four_is_named_and_resume_completes(tmp_path, cli):
     """SIGKILL `snn2` (third of four stages; `ann2` after it also reads the model input, so it
     holds skip inputs of samples snn2 never sent on) once two outputs are journalled: the run
     stops naming snn2 and keeps those outputs; --resume sends only the rest, each once, and
@@ -128,14 +125,13 @@ def test_killed_middle_stage_of_four_is_named_and_resume_completes(tmp_path):
     reference = hybridc.run(hybridc.load(build), x, backend="emulate").numpy()
     x_path, out, journal = tmp_path / "x.npy", tmp_path / "y.npy", tmp_path / ".y.npy.hybridc-journal"
     np.save(x_path, x.numpy())
-    command = CLI + ["pipeline", str(build), "--input", str(x_path), "--output", str(out), "--backend", "emulate"]
-    code, stderr, kept = kill_mid_stream(command + ["--window", "1"], ["snn1", "ann1", "snn2", "ann2"], "snn2",
-                                         journal, after=2)
+    command = ["pipeline", build, "--input", x_path, "--output", out, "--backend", "emulate"]
+    code, stderr, kept = kill_mid_stream(cli.command(*command, "--window", "1"), ["snn1", "ann1", "snn2", "ann2"],
+                                         "snn2", journal, after=2)
     assert code == 16, stderr
     assert "Stage `snn2`" in stderr and "--resume" in stderr
     assert not out.exists() and journal.exists()  # kept what arrived, wrote no partial output file
-    result = subprocess.run(command + ["--resume", "--json", str(tmp_path / "s.json")], capture_output=True,
-                            text=True, timeout=900)
+    result = cli(*command, "--resume", "--json", tmp_path / "s.json", timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     stats = json.loads((tmp_path / "s.json").read_text())
     assert kept <= stats["resumed_from"] < count  # every output journalled before the kill was kept
@@ -182,8 +178,6 @@ def test_sigma_delta_cut_crosses_as_graded_values(tmp_path, load_sdnn):
 
 @pytest.fixture
 def load_sdnn():
-    from conftest import load_example
-
     return load_example("sdnn").build()
 
 
@@ -206,7 +200,7 @@ def test_graded_values_travel_exactly_as_integers_times_scale():
 
 
 # four `hybridc serve` processes started by hand, on the emulator: 8.8 s at load 3 (60 s with Lava)
-def test_served_elsewhere_with_the_input_read_by_two_stages(tmp_path):
+def test_served_elsewhere_with_the_input_read_by_two_stages(tmp_path, cli):
     """docs/deploy.md's multi-machine recipe on one machine: one `hybridc serve` per stage,
     each told where every consumer of its outputs listens (`--to NAME=HOST:PORT`), and the
     client told where both stages reading the model input listen (`--connect A=..,B=..`)."""
@@ -224,14 +218,13 @@ def test_served_elsewhere_with_the_input_read_by_two_stages(tmp_path):
     servers = []
     for stage in manifest.stages:
         to = [arg for c in links.destinations(links.outgoing(manifest, stage.name)) for arg in ("--to", f"{c}={where[c]}")]
-        servers.append(subprocess.Popen(CLI + ["serve", str(build), "--stage", stage.name, "--listen", where[stage.name],
-                                               "--backend", "emulate", *to],
+        servers.append(subprocess.Popen(cli.command("serve", build, "--stage", stage.name, "--listen",
+                                                    where[stage.name], "--backend", "emulate", *to),
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     try:
-        result = subprocess.run(CLI + ["pipeline", str(build), "--input", str(tmp_path / "x.npy"), "--output",
-                                       str(tmp_path / "y.npy"), "--connect", f"snn1={where['snn1']},ann2={where['ann2']}",
-                                       "--collect", where["client"], "--stall-timeout", "300"],
-                                capture_output=True, text=True, timeout=900)
+        result = cli("pipeline", build, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy",
+                     "--connect", f"snn1={where['snn1']},ann2={where['ann2']}", "--collect", where["client"],
+                     "--stall-timeout", "300", timeout=900)
         assert result.returncode == 0, result.stdout + result.stderr
         assert np.array_equal(np.load(tmp_path / "y.npy"), reference)
         assert all(server.poll() is None for server in servers)

@@ -1,6 +1,6 @@
 """The batched emulator reads only netx files and reproduces Lava's fixed-point run bit for bit.
 
-Our own builds are covered in `conftest.assert_deploys_exactly` (SxAy, Pool, Dense on (N,F,T),
+Our own builds are covered in `helpers.assert_deploys_exactly` (SxAy, Pool, Dense on (N,F,T),
 Conv->Flatten->Dense, delay_shift=False chains: emulator == Lava, entry for entry). Here: the
 netx networks and ground truths shipped inside the lava-dl wheel (files we did not write),
 and currents that overflow the neuron's 24 bits, where Lava and slayer part ways.
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import spikes
+from helpers import spikes
 
 from hybridc.netx.layout import from_netx, to_netx
 from hybridc.runtime.emulator import emulate
@@ -36,6 +36,7 @@ def lava_run(path, x, **options):
     pytest.param("gts/pilotnet_lif/network.net", {"skip_layers": 1, "num_layers": 4}, (1, 3, 66, 200, 4),
                  marks=pytest.mark.slow),
 ])
+@pytest.mark.lava
 def test_emulator_equals_lava_on_lava_dl_test_networks(name, options, shape):
     path = NETX_TESTS / name
     x = spikes(*shape, density=0.3, seed=5)
@@ -69,6 +70,7 @@ def test_emulator_reproduces_all_3000_ntidigits_ground_truth_steps():
     assert torch.equal(out[:, :-1], expected[:, 1:])
 
 
+@pytest.mark.lava
 def test_overflowing_current_follows_lava_not_slayer(tmp_path):
     """64 inputs spiking every step into weights of 250 with no current decay push the 24-bit
     current past 2**23: Lava wraps it (and clips the voltage), slayer's integer dynamics do not."""

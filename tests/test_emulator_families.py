@@ -3,7 +3,7 @@ sigma-delta (Delta input, biased SigmaDelta, Sigma output) and resonate-and-fire
 
 Ground truths recorded by lava-dl itself (files we did not write), then our own builds run
 in Lava and in the emulator, then a changed weight that only running the file can reveal.
-Taps and Encoder-fed stages are compared in `conftest.assert_deploys_exactly` (every loihi
+Taps and Encoder-fed stages are compared in `helpers.assert_deploys_exactly` (every loihi
 stage, every output: tests/test_stage_graph.py)."""
 
 import importlib.util
@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
+from helpers import ROOT
 
 import hybridc
 from hybridc.digest import sha256
@@ -69,6 +69,7 @@ def _compile(example, tmp_path, **entry_args):
 
 
 @pytest.mark.parametrize("example, entry_args", [("sdnn", {}), ("rf", {"family": "rf_iz"})])
+@pytest.mark.lava
 def test_emulator_equals_lava_on_sdnn_and_rf_iz_builds(example, entry_args, tmp_path):
     """Our own builds, 2 samples each: the emulate backend equals Lava entry for entry (graded
     values at the SDNN cut, RF_IZ spikes), and a changed weight in snn.net changes its output."""
@@ -117,6 +118,7 @@ def test_verify_emulate_and_profile_an_sdnn_build_and_catch_a_changed_weight(tmp
     assert bad.spike_match < 1.0
 
 
+@pytest.mark.lava
 def test_graded_conv_sums_past_float32_equal_lava(tmp_path):
     """A sigma conv fed graded payloads up to 2^14: its sums pass 2^24, where float32 rounds.
     Lava sums in float64 (scipy) and clamps to 24 bits; the emulator must too (float32 here

@@ -6,28 +6,18 @@ import resource
 import shutil
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 
 import numpy as np
 import pytest
 import torch
+from helpers import NEURON, ROOT, SMALL_MODEL_FILE, model_header, neuron, small_model
 
 import hybridc
 
-HEADER = """
-import torch
-from lava.lib.dl import slayer
-from hybridc.nn import Accumulator
-N = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
-"""
-
-GOOD = HEADER + """
-torch.manual_seed(0)
-model = torch.nn.Sequential(slayer.block.cuba.Dense(N, 10, 6, weight_scale=3), Accumulator(2), torch.nn.Linear(12, 2))
-example_input = (torch.rand(1, 10, 4) < 0.5).float()
-"""
+HEADER = model_header()
+GOOD = SMALL_MODEL_FILE
 
 CASES = {
     # name: (model file body or None for missing, extra args, exit code, fragments of the message)
@@ -75,17 +65,12 @@ CASES = {
         model = M()
         example_input = torch.zeros(1, 10, 4)
         """), [], 5, ["`mul`", "feeds spiking node `c`", "cannot compute exactly"]),
-    "threshold out of range": (GOOD.replace('"threshold": 1.0', '"threshold": 5000.0'), [], 14,
+    "threshold out of range": (GOOD.replace(repr(NEURON), repr(neuron(threshold=5000.0))), [], 14,
                                ["`0`", "threshold 5000", "131071"]),
     "weight overflow": (GOOD + "model[0].synapse.weight.data[0, 0] = 9.0\n", [], 14,
                         ["`0`", "weight 9", "[-256, 254]", "--on-overflow clip"]),
     "nan weight": (GOOD + "model[2].weight.data[0, 0] = float('nan')\n", [], 14, ["`2.weight`", "nan"]),
 }
-
-
-def hybridc_cli(*args, cwd, **kwargs):
-    return subprocess.run([sys.executable, "-m", "hybridc.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, **kwargs)
 
 
 def assert_clean_failure(result, code, fragments, tmp_path, output="out"):
@@ -99,17 +84,18 @@ def assert_clean_failure(result, code, fragments, tmp_path, output="out"):
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_compile_error(case, tmp_path):
+def test_compile_error(case, tmp_path, cli):
     body, args, code, fragments = CASES[case]
     if body is not None:
         (tmp_path / "model.py").write_text(body)
-    result = hybridc_cli("compile", "model.py", "-o", "out", *args, cwd=tmp_path)
+    result = cli("compile", "model.py", "-o", "out", *args, cwd=tmp_path)
     assert_clean_failure(result, code, fragments, tmp_path)
 
 
-def test_weight_overflow_clipped_on_request_still_deploys_exactly(tmp_path):
+@pytest.mark.lava
+def test_weight_overflow_clipped_on_request_still_deploys_exactly(tmp_path, cli):
     (tmp_path / "model.py").write_text(CASES["weight overflow"][0])
-    result = hybridc_cli("compile", "model.py", "-o", "out", "--on-overflow", "clip", "--verify", cwd=tmp_path)
+    result = cli("compile", "model.py", "-o", "out", "--on-overflow", "clip", "--verify", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "clipped" in result.stdout and "100.00%" in result.stdout
 
@@ -131,30 +117,30 @@ def _state_dict_file(path, **changes):
     return state
 
 
-def test_weights_missing_file(model_dir):
-    result = hybridc_cli("compile", "model.py", "-o", "out", "--weights", "nope.pt", cwd=model_dir)
+def test_weights_missing_file(model_dir, cli):
+    result = cli("compile", "model.py", "-o", "out", "--weights", "nope.pt", cwd=model_dir)
     assert_clean_failure(result, 2, ["nope.pt does not exist"], model_dir)
 
 
-def test_weights_needing_pickled_code_are_refused(model_dir):
+def test_weights_needing_pickled_code_are_refused(model_dir, cli):
     torch.save(torch.nn.Linear(2, 2), model_dir / "whole_model.pt")  # pickles the class, not a state_dict
-    result = hybridc_cli("compile", "model.py", "-o", "out", "--weights", "whole_model.pt", cwd=model_dir)
+    result = cli("compile", "model.py", "-o", "out", "--weights", "whole_model.pt", cwd=model_dir)
     assert_clean_failure(result, 2, ["needs pickled Python code", "state_dict"], model_dir)
 
 
-def test_weights_with_wrong_keys_and_shapes(model_dir):
+def test_weights_with_wrong_keys_and_shapes(model_dir, cli):
     state = _state_dict_file(model_dir)
     state["2.weight"] = torch.zeros(3, 12)
     state["extra.bias"] = torch.zeros(1)
     torch.save(state, model_dir / "ckpt.pt")
-    result = hybridc_cli("compile", "model.py", "-o", "out", "--weights", "ckpt.pt", cwd=model_dir)
+    result = cli("compile", "model.py", "-o", "out", "--weights", "ckpt.pt", cwd=model_dir)
     assert_clean_failure(result, 2, ["unexpected keys ['extra.bias']", "2.weight: checkpoint (3, 12) vs model (2, 12)"],
                          model_dir)
 
 
-def test_unwritable_output_location(model_dir):
+def test_unwritable_output_location(model_dir, cli):
     (model_dir / "afile").write_text("")
-    result = hybridc_cli("compile", "model.py", "-o", "afile/out", cwd=model_dir)
+    result = cli("compile", "model.py", "-o", "afile/out", cwd=model_dir)
     assert result.returncode == 8 and "Traceback" not in result.stderr
     assert "Cannot create the output directory" in " ".join(result.stderr.split())
 
@@ -164,11 +150,11 @@ def _limit_file_size():
     resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 
 
-def test_disk_full_keeps_the_previous_build(model_dir):
-    assert hybridc_cli("compile", "model.py", "-o", "out", cwd=model_dir).returncode == 0
+def test_disk_full_keeps_the_previous_build(model_dir, cli):
+    assert cli("compile", "model.py", "-o", "out", cwd=model_dir).returncode == 0
     before = json.loads((model_dir / "out/manifest.json").read_text())
     (model_dir / "model.py").write_text(GOOD.replace("Linear(12, 2)", "Linear(12, 400)"))  # a bigger ONNX file
-    result = hybridc_cli("compile", "model.py", "-o", "out", "--force", cwd=model_dir, preexec_fn=_limit_file_size)
+    result = cli("compile", "model.py", "-o", "out", "--force", cwd=model_dir, preexec_fn=_limit_file_size)
     assert result.returncode == 8, result.stderr
     assert "File too large" in result.stderr and "Nothing was changed" in " ".join(result.stderr.split())
     assert json.loads((model_dir / "out/manifest.json").read_text()) == before
@@ -176,18 +162,16 @@ def test_disk_full_keeps_the_previous_build(model_dir):
     assert not [p for p in model_dir.iterdir() if ".hybridc-" in p.name]
 
 
-def test_sigkill_midway_leaves_previous_build_or_nothing(example, tmp_path):
+def test_sigkill_midway_leaves_previous_build_or_nothing(tmp_path, cli):
     """Kill compiles at fractions of a measured full compile's duration (so the test does not
     depend on how fast this machine is): a fresh output is absent or complete; a --force
     rebuild leaves the previous build or the new one, each complete and hash-checked."""
-    from conftest import ROOT
-
-    model_file = ROOT / "examples/dvs_gesture/model.py"
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "hybridc.cli", "compile", str(model_file), "-o", str(out), "--force"]
+    command = ("compile", ROOT / "examples/dvs_gesture/model.py", "-o", out, "--force")
 
     def killed_after(seconds):
-        process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(cli.command(*command), cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
         time.sleep(seconds)
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -197,39 +181,37 @@ def test_sigkill_midway_leaves_previous_build_or_nothing(example, tmp_path):
         assert all(name.startswith(".out.hybridc-") for name in leftovers), leftovers
 
     began = time.perf_counter()
-    assert subprocess.run(command, cwd=tmp_path, capture_output=True).returncode == 0
+    assert cli(*command, cwd=tmp_path).returncode == 0
     duration = time.perf_counter() - began
     shutil.rmtree(out)
     killed_after(duration * 0.6)  # fresh output, killed midway
     if out.exists():
         hybridc.load(out)
     assert_hidden_leftovers_only()
-    assert subprocess.run(command, cwd=tmp_path, capture_output=True).returncode == 0
+    assert cli(*command, cwd=tmp_path).returncode == 0
     for fraction in (0.3, 0.6, 0.8, 0.9, 0.95, 1.0):
         killed_after(duration * fraction)
         assert out.exists(), f"killed at {fraction:.0%} of a compile: the previous build is gone"
         hybridc.load(out)  # complete: manifest valid, every artifact's sha256 matches
         assert_hidden_leftovers_only()
-    assert subprocess.run(command, cwd=tmp_path, capture_output=True).returncode == 0
+    assert cli(*command, cwd=tmp_path).returncode == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # abandoned staging cleaned up
 
 
 @pytest.fixture(scope="module")
-def build(tmp_path_factory):
+def build(tmp_path_factory, cli):
     directory = tmp_path_factory.mktemp("b")
     (directory / "model.py").write_text(GOOD)
-    assert hybridc_cli("compile", "model.py", "-o", "build", cwd=directory).returncode == 0
+    assert cli("compile", "model.py", "-o", "build", cwd=directory).returncode == 0
     return directory
 
 
-def test_run_with_missing_artifact(build, tmp_path):
-    import shutil
-
+def test_run_with_missing_artifact(build, tmp_path, cli):
     copy = tmp_path / "copy"
     shutil.copytree(build / "build", copy)
     (copy / "snn.net").unlink()
     np.save(tmp_path / "x.npy", np.zeros((1, 10, 4), np.float32))
-    result = hybridc_cli("run", str(copy), "-i", "x.npy", cwd=tmp_path)
+    result = cli("run", copy, "-i", "x.npy", cwd=tmp_path)
     assert result.returncode == 9 and "snn.net is missing" in " ".join(result.stderr.split())
 
 
@@ -239,42 +221,28 @@ def test_run_with_missing_artifact(build, tmp_path):
     (np.full((1, 10, 4), 0.5, np.float32), "unary spikes"),
     (np.zeros((1, 10, 4), np.complex64), "dtype"),
 ])
-def test_run_with_bad_input(build, tmp_path, array, fragment):
+def test_run_with_bad_input(build, tmp_path, array, fragment, cli):
     np.save(tmp_path / "x.npy", array)
-    result = hybridc_cli("run", str(build / "build"), "-i", "x.npy", cwd=tmp_path)
+    result = cli("run", build / "build", "-i", "x.npy", cwd=tmp_path)
     assert result.returncode == 10, result.stderr
     assert fragment in " ".join(result.stderr.split()) and "Traceback" not in result.stderr
 
 
-def test_debug_flag_shows_the_traceback(tmp_path):
+def test_debug_flag_shows_the_traceback(tmp_path, cli):
     (tmp_path / "model.py").write_text(HEADER + "model = 3\nexample_input = torch.zeros(1, 2, 4)\n")
-    result = hybridc_cli("--debug", "compile", "model.py", "-o", "out", cwd=tmp_path)
+    result = cli("--debug", "compile", "model.py", "-o", "out", cwd=tmp_path)
     assert result.returncode != 0 and "Traceback" in result.stderr
 
 
-def test_verify_refuses_when_the_model_file_changed(build, tmp_path):
-    import shutil
-
+def test_verify_refuses_when_the_model_file_changed(build, tmp_path, cli):
     copy = tmp_path / "proj"
     shutil.copytree(build, copy)
-    result = hybridc_cli("compile", "model.py", "-o", "b2", cwd=copy)
+    result = cli("compile", "model.py", "-o", "b2", cwd=copy)
     assert result.returncode == 0, result.stderr
     (copy / "model.py").write_text(GOOD + "# edited after compiling\n")
-    result = hybridc_cli("verify", "b2", "--samples", "1", "--trust-source", cwd=copy)
+    result = cli("verify", "b2", "--samples", "1", "--trust-source", cwd=copy)
     assert result.returncode == 9 and "changed since this build was compiled" in " ".join(result.stderr.split())
     assert "Traceback" not in result.stderr
-
-
-def _small_model():
-    from lava.lib.dl import slayer
-
-    from hybridc.nn import Accumulator
-
-    torch.manual_seed(0)
-    neuron = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
-    model = torch.nn.Sequential(slayer.block.cuba.Dense(neuron, 10, 6, weight_scale=3), Accumulator(2),
-                                torch.nn.Linear(12, 2))
-    return model, (torch.rand(1, 10, 4) < 0.5).float()
 
 
 @pytest.mark.parametrize("values, refused", [
@@ -284,7 +252,7 @@ def _small_model():
 ])
 def test_non_finite_check_is_exact(values, refused):
     """The finite check sums each tensor (fast); a sum that overflows must not refuse a finite model."""
-    model, x = _small_model()
+    model, x = small_model()
     model[2].weight.data.view(-1)[:len(values)] = torch.tensor(values)
     if refused:
         with pytest.raises(hybridc.errors.NumericsError, match=r"`2\.weight`.*inf"):

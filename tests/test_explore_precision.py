@@ -1,11 +1,8 @@
 """explore fails up front when nothing can be built, and shows no differences finer than
 its estimates (issue 12, items 5 and 6)."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from helpers import ROOT, model_header
 
 from hybridc.profiling.explore import (
     Candidate,
@@ -15,14 +12,7 @@ from hybridc.profiling.explore import (
     round_estimate,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-
-TWINS = """
-import torch
-from lava.lib.dl import slayer
-from hybridc.nn import Accumulator
-N = {"threshold": 0.5, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
-
+TWINS = model_header(threshold=0.5) + """
 def candidates():
     for name, classes in (("three", 3), ("four", 4)):  # 16 more MACs: a 1e-7 difference in latency
         torch.manual_seed(0)
@@ -32,23 +22,18 @@ def candidates():
 """
 
 
-def hybridc(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "hybridc.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=600)
-
-
-def test_explore_without_candidates_fails_up_front(tmp_path):
+def test_explore_without_candidates_fails_up_front(tmp_path, cli):
     (tmp_path / "single.py").write_text("import torch\nmodel = torch.nn.Linear(2, 2)\nexample_input = torch.zeros(1, 2)\n")
-    result = hybridc("explore", "single.py", "-o", "ex", cwd=tmp_path)
+    result = cli("explore", "single.py", "-o", "ex", cwd=tmp_path, timeout=600)
     message = " ".join(result.stderr.split())
     assert result.returncode == 2 and "neither `candidates()` nor `build(split=..., interval=...)`" in message
     assert "--entry" not in message and "Traceback" not in result.stderr and not (tmp_path / "ex").exists()
     assert result.stdout.count("\n") <= 1  # no table of refusals
 
 
-def test_explore_where_every_candidate_is_refused_is_an_error(tmp_path):
-    result = hybridc("explore", ROOT / "examples/dvs_gesture/model.py", "--splits", "S2A4", "--intervals", "5,6",
-                     "--set", "size=32", "-o", "ex", cwd=tmp_path)
+def test_explore_where_every_candidate_is_refused_is_an_error(tmp_path, cli):
+    result = cli("explore", ROOT / "examples/dvs_gesture/model.py", "--splits", "S2A4", "--intervals", "5,6",
+                 "--set", "size=32", "-o", "ex", cwd=tmp_path, timeout=600)
     message = " ".join(result.stderr.split())
     assert result.returncode == 2, result.stderr  # build() refuses: T=16 is no multiple of 5 or 6
     assert "None of the 2 candidates" in message and "S2A4-I5" in message and "not a multiple" in message

@@ -126,7 +126,8 @@ def check(spec, after_compile=None):
 PAIRS = {"loihi+jetson": 0.4, "nir+jetson": 0.2, "loihi+jetson-int8": 0.2, "loihi+cpu": 0.2}
 
 
-@pytest.mark.parametrize("target", PAIRS)
+@pytest.mark.parametrize("target", [pytest.param(pair, marks=[pytest.mark.lava] if pair.startswith("loihi") else [])
+                                    for pair in PAIRS])  # nir runs in Norse
 def test_random_hybrids_compile_exactly_or_are_refused(target):
     drawn = specs().filter(lambda s: s.front or s.taps or s.second or s.branches) if GRAPHS_ONLY else specs()
 
@@ -198,12 +199,14 @@ def _grouped_sigma_delta(weight_scale):
                 weight_scale=weight_scale, seed=25, density=0.7, family="sigma_delta", target="loihi+cpu")
 
 
+@pytest.mark.lava
 def test_a_build_that_warned_of_the_24_bit_conv_input_is_a_known_difference():
     """Lava's spikes differ from PyTorch's at one neuron: counted, not failed (the old check's
     exactness assert failed here), while Lava, the emulator and the emulate backend still agree."""
     assert check(_grouped_sigma_delta(40)) == "known difference (spiking cut, differs)"
 
 
+@pytest.mark.lava
 def test_a_build_without_that_warning_still_fails_on_a_real_mismatch():
     """The same model in range, its conv weights negated in the build's file: the exactness
     assert still fires (the known-difference path is taken only on the warning)."""
@@ -225,9 +228,10 @@ def test_a_build_without_that_warning_still_fails_on_a_real_mismatch():
         check(_grouped_sigma_delta(32), after_compile=negate_weights)
 
 
-@pytest.mark.parametrize("name,outcome", [("pool on odd size", "refused: UnsupportedLayerError"),
-                                          ("pool on even size", "compiled (spiking cut)"),
-                                          ("residual add", "compiled (spiking cut, branching)"),
-                                          ("chained adds", "compiled (spiking cut, branching)")])
+@pytest.mark.parametrize("name,outcome", [
+    ("pool on odd size", "refused: UnsupportedLayerError"),  # refused at compile: nothing runs
+    pytest.param("pool on even size", "compiled (spiking cut)", marks=pytest.mark.lava),
+    pytest.param("residual add", "compiled (spiking cut, branching)", marks=pytest.mark.lava),
+    pytest.param("chained adds", "compiled (spiking cut, branching)", marks=pytest.mark.lava)])
 def test_fuzz_regressions(name, outcome):
     assert check(REGRESSIONS[name]) == outcome

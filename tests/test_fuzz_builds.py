@@ -22,10 +22,9 @@ from pathlib import Path
 import pytest
 import torch
 from build_audit import audit
+from helpers import model_header
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_errors import HEADER
-from test_untrusted_build import hybridc_cli
 
 import hybridc
 from hybridc.digest import sha256
@@ -37,7 +36,7 @@ REPORT = os.environ.get("HYBRIDC_FUZZ_BUILD_REPORT")
 COUNTS = collections.Counter()
 
 # A small conv hybrid on event frames, so that verify and profile reach their data stage too.
-MODEL = HEADER + """
+MODEL = model_header() + """
 torch.manual_seed(0)
 model = torch.nn.Sequential(slayer.block.cuba.Conv(N, 2, 4, 3, stride=2, padding=1, weight_scale=3),
                             Accumulator(2), torch.nn.Flatten(), torch.nn.Linear(4 * 4 * 4 * 2, 3))
@@ -57,14 +56,14 @@ VALUES = st.one_of(st.sampled_from(NASTY), JSON)
 
 
 @pytest.fixture(scope="module")
-def pristine(tmp_path_factory):
+def pristine(tmp_path_factory, cli):
     """The build every case starts from, compiled by the CLI from a model file and weights."""
     project = tmp_path_factory.mktemp("fuzzsource")
     (project / "model.py").write_text(MODEL)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = hybridc_cli("compile", "model.py", "-o", project / "build", cwd=project)
-    assert result.exit_code == 0, result.output
+        result = cli("compile", "model.py", "-o", project / "build", cwd=project, in_process=True)
+    assert result.returncode == 0, result.stdout + result.stderr
     compiled = hybridc.load(project / "build")
     return {"project": project, "build": project / "build", "x": _input(compiled),
             "paths": _json_paths(json.loads((project / "build/manifest.json").read_text()))}
@@ -273,6 +272,7 @@ def exercise(build: Path, x, reference) -> str:
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.function_scoped_fixture])
 @given(data=st.data())
+@pytest.mark.lava  # `run` on each mutated build
 def test_mutated_builds_end_in_a_hybridc_error(pristine, reference, data):
     ops = data.draw(st.lists(mutations(pristine["paths"]), min_size=1, max_size=3), label="mutations")
     attacker = data.draw(st.booleans(), label="sha256 rewritten to match")
@@ -307,6 +307,7 @@ def reference(pristine):
     return rebuild_reference(manifest, ReferenceFiles(model=pristine["project"] / "model.py"))[0]
 
 
+@pytest.mark.lava
 def test_pristine_build_passes_every_verb(pristine, reference):
     """The harness itself: with no mutation, every verb but verify (untrusted source) succeeds."""
     with audit() as seen:
@@ -315,24 +316,24 @@ def test_pristine_build_passes_every_verb(pristine, reference):
     assert any(p.endswith("snn.net") for p in seen.parsed) and any(p.endswith("ann.onnx") for p in seen.parsed)
 
 
-def test_verify_and_profile_take_a_named_model_file(pristine, tmp_path):
+def test_verify_and_profile_take_a_named_model_file(pristine, tmp_path, cli):
     """Issue 12, item 4: a model file named with --model (here a moved copy) is checked by
     sha256 and used; the build's own record is not imported without it."""
     moved = tmp_path / "moved_model.py"
     shutil.copy(pristine["project"] / "model.py", moved)
     build = pristine["build"]
-    result = hybridc_cli("verify", build, "--model", moved, "--backend", "emulate", "--samples", "3",
-                         "--json", tmp_path / "r.json", cwd=tmp_path)
-    assert result.exit_code == 0, result.output
+    result = cli("verify", build, "--model", moved, "--backend", "emulate", "--samples", "3",
+                 "--json", tmp_path / "r.json", cwd=tmp_path, in_process=True)
+    assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["samples"] == 3 and report["argmax_agreement"] == 1.0 and report["max_abs_err"] < 1e-4
-    result = hybridc_cli("profile", build, "--model", moved, "--samples", "2", "--json", tmp_path / "p.json",
-                         cwd=tmp_path)
-    assert result.exit_code == 0, result.output
+    result = cli("profile", build, "--model", moved, "--samples", "2", "--json", tmp_path / "p.json",
+                 cwd=tmp_path, in_process=True)
+    assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads((tmp_path / "p.json").read_text())["loihi"]["synaptic_ops"] > 0
     moved.write_text(MODEL + "# edited\n")
-    result = hybridc_cli("verify", build, "--model", moved, "--samples", "1", cwd=tmp_path)
-    assert result.exit_code == 9 and "is not the model file" in " ".join(result.stderr.split())
+    result = cli("verify", build, "--model", moved, "--samples", "1", cwd=tmp_path, in_process=True)
+    assert result.returncode == 9 and "is not the model file" in " ".join(result.stderr.split())
 
 
 def _loop_back(data):

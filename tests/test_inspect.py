@@ -10,12 +10,11 @@ import sys
 
 import pytest
 import torch
-from conftest import spikes
+from helpers import NEURON, ROOT, spikes
 from lava.lib.dl import slayer
 
 import hybridc
 
-NEURON = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -99,10 +98,9 @@ def test_dot_clusters_colours_and_accumulator_shape(poolsum):
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz not installed")
-def test_svg_rendered_by_graphviz(sxay, tmp_path):
+def test_svg_rendered_by_graphviz(sxay, tmp_path, cli):
     sxay.save(tmp_path / "build")
-    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "inspect", str(tmp_path / "build"), "-f", "svg",
-                             "-o", str(tmp_path / "g.svg")], capture_output=True, text=True, timeout=300)
+    result = cli("inspect", tmp_path / "build", "-f", "svg", "-o", tmp_path / "g.svg")
     assert result.returncode == 0, result.stderr
     svg = (tmp_path / "g.svg").read_text()
     assert svg.lstrip().startswith("<?xml") and "snn_2" in svg and "snn @ loihi" in svg
@@ -111,21 +109,17 @@ def test_svg_rendered_by_graphviz(sxay, tmp_path):
     assert 0.5 < width / height < 2.5
 
 
-def test_missing_graphviz_is_said_plainly(sxay, tmp_path):
+def test_missing_graphviz_is_said_plainly(sxay, tmp_path, cli):
     sxay.save(tmp_path / "build")
     env = dict(os.environ, PATH=os.path.dirname(sys.executable))  # no `dot` on this PATH
-    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "inspect", str(tmp_path / "build"), "-f", "png",
-                             "-o", str(tmp_path / "g.png")], capture_output=True, text=True, env=env, timeout=300)
+    result = cli("inspect", tmp_path / "build", "-f", "png", "-o", tmp_path / "g.png", env=env)
     assert result.returncode == 13
     assert "apt-get install graphviz" in " ".join(result.stderr.split()) and "Traceback" not in result.stderr
     assert not (tmp_path / "g.png").exists()
 
 
-def test_inspect_model_file_writes_nothing(tmp_path):
-    from conftest import ROOT
-
-    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "inspect", str(ROOT / "examples/dvs_gesture/model.py")],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+def test_inspect_model_file_writes_nothing(tmp_path, cli):
+    result = cli("inspect", ROOT / "examples/dvs_gesture/model.py", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "cut snn -> ann" in result.stdout and "131,072 spikes as bits" in result.stdout
     assert list(tmp_path.iterdir()) == []

@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-from branch_models import SewResidual, spikes
-from conftest import load_example
+from branch_models import SewResidual, example_input
+from helpers import load_example
 
 import hybridc
 
@@ -41,7 +41,7 @@ def test_graded_tap_shows_the_values_wire_in_every_format(sdnn):
 
 def test_branching_stage_nodes_name_their_segment_and_extra_synapse(tmp_path):
     torch.manual_seed(0)
-    hybridc.compile(SewResidual(), spikes(), output_dir=tmp_path / "b")
+    hybridc.compile(SewResidual(), example_input(), output_dir=tmp_path / "b")
     inspection = hybridc.inspect(hybridc.load(tmp_path / "b"))  # what `inspect --level nodes -f json` prints
     data = json.loads(inspection.to_json())
     lowered = {n["name"]: n["lowered_to"] for n in data["nodes"]}

@@ -8,7 +8,7 @@ import jsonschema
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, spikes
+from helpers import ROOT, spikes
 
 import hybridc
 from hybridc.digest import sha256
@@ -68,6 +68,7 @@ def test_unknown_format_version_is_refused(build, tmp_path):
         hybridc.load(copy)
 
 
+@pytest.mark.lava
 def test_format_1_build_still_loads_and_runs(build, tmp_path):
     """A build written before the stage graph (format 1: a chain) loads with its edges derived."""
     model, x, compiled, _ = build
@@ -100,11 +101,11 @@ def test_partition_graph_round_trips(build):
     assert len([n for n in snn_nodes if loaded.graph.nodes[n]["module_type"] == "Conv"]) == 2
 
 
-def test_cli_run_matches_model(build, tmp_path):
+@pytest.mark.lava
+def test_cli_run_matches_model(build, tmp_path, cli):
     model, x, _, out = build
     np.save(tmp_path / "x.npy", x.numpy())
-    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "run", str(out), "-i", str(tmp_path / "x.npy"),
-                             "-o", str(tmp_path / "y.npy")], capture_output=True, text=True, timeout=300)
+    result = cli("run", out, "-i", tmp_path / "x.npy", "-o", tmp_path / "y.npy")
     assert result.returncode == 0, result.stderr
     with torch.no_grad():
         expected = model(x).numpy()
@@ -112,6 +113,7 @@ def test_cli_run_matches_model(build, tmp_path):
     assert np.abs(y - expected).max() < 1e-4 and (y.argmax(-1) == expected.argmax(-1)).all()
 
 
+@pytest.mark.lava
 def test_batch_axis_is_dynamic(build):
     model, _, compiled, _ = build
     x = spikes(3, 2, 32, 32, 16, seed=11)  # compiled with a batch of 2
@@ -127,10 +129,10 @@ def test_run_rejects_wrong_timesteps(build):
         hybridc.run(compiled, spikes(1, 2, 32, 32, 12))
 
 
-def test_help_does_not_import_torch():
+def test_help_does_not_import_torch(cli):
     code = "import sys; import hybridc.cli; assert 'torch' not in sys.modules and 'lava' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
-    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "--help"], capture_output=True, text=True)
+    result = cli("--help")
     assert result.returncode == 0 and "compile" in result.stdout
-    version = subprocess.run([sys.executable, "-m", "hybridc.cli", "--version"], capture_output=True, text=True)
+    version = cli("--version")
     assert version.returncode == 0 and version.stdout.startswith("hybridc 0.")

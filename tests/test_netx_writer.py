@@ -10,27 +10,15 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from branch_models import (
-    ChainedAdd,
-    ChainedCat,
-    FanOutAdd,
-    FlatCat,
-    GradedBranch,
-    LaggingResidual,
-    SewResidual,
-    TwoBranchCat,
-)
-from branch_models import spikes as branch_spikes
-from conftest import spikes
+from branch_models import BRANCH_MODELS
+from helpers import NEURON, spikes
+from helpers import RESONATOR as RF
+from helpers import SIGMA_DELTA as SD
 from lava.lib.dl import slayer
 
 from hybridc.compiler.driver import lower
 from hybridc.netx import writer as netx_writer
 from hybridc.nn import Accumulator
-
-CUBA = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
-SD = {"threshold": 0.125, "activation": torch.nn.functional.relu}
-RF = {"threshold": 0.5, "period": 8, "decay": 0.1}
 
 
 class Chain(torch.nn.Module):
@@ -48,10 +36,10 @@ class Chain(torch.nn.Module):
 
 def cuba_chain():
     cuba = slayer.block.cuba
-    return Chain([cuba.Input(None, delay_shift=False), cuba.Conv(CUBA, 2, 4, 3, padding=1, weight_scale=3),
-                  cuba.Pool(CUBA, 2, weight_scale=2), slayer.neuron.Dropout(p=0.1),
-                  cuba.Conv(CUBA, 4, 4, 3, stride=2, padding=1, weight_scale=3), cuba.Flatten(),
-                  cuba.Dense(CUBA, 4 * 2 * 2, 6, weight_scale=3)], 6), spikes(1, 2, 8, 8, 8)
+    return Chain([cuba.Input(None, delay_shift=False), cuba.Conv(NEURON, 2, 4, 3, padding=1, weight_scale=3),
+                  cuba.Pool(NEURON, 2, weight_scale=2), slayer.neuron.Dropout(p=0.1),
+                  cuba.Conv(NEURON, 4, 4, 3, stride=2, padding=1, weight_scale=3), cuba.Flatten(),
+                  cuba.Dense(NEURON, 4 * 2 * 2, 6, weight_scale=3)], 6), spikes(1, 2, 8, 8, 8)
 
 
 def sigma_delta_chain():
@@ -72,18 +60,7 @@ def rf_iz_chain():
     return Chain([rf_iz.Flatten(), rf_iz.Dense(RF, 2 * 3 * 2, 6, weight_scale=3)], 6), spikes(1, 2, 3, 2, 8, density=0.3)
 
 
-MODELS = {
-    "cuba": cuba_chain, "sigma_delta": sigma_delta_chain, "rf": rf_chain, "rf_iz": rf_iz_chain,
-    "SewResidual": lambda: (SewResidual(), branch_spikes()),
-    "TwoBranchCat": lambda: (TwoBranchCat(), branch_spikes()),
-    "FanOutAdd": lambda: (FanOutAdd(), branch_spikes()),
-    "FlatCat": lambda: (FlatCat(), branch_spikes()),
-    "LaggingResidual": lambda: (LaggingResidual(), branch_spikes()),  # a conv as a DelayDense matrix
-    "LaggingResidual-dense": lambda: (LaggingResidual(dense=True), branch_spikes()),  # a copied synapse + delay
-    "GradedBranch": lambda: (GradedBranch(), branch_spikes()),  # the stage input on an extra synapse
-    "ChainedAdd-fan-out": lambda: (ChainedAdd(fan_out=True), branch_spikes()),  # merges of merges
-    "ChainedCat": lambda: (ChainedCat(), branch_spikes()),
-}
+MODELS = {"cuba": cuba_chain, "sigma_delta": sigma_delta_chain, "rf": rf_chain, "rf_iz": rf_iz_chain, **BRANCH_MODELS}
 
 
 def tree(path) -> dict:
@@ -149,6 +126,7 @@ def _netx_loads(stage, directory):
 
 
 @pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.lava  # netx loads the files
 def test_files_equal_the_high_level_h5py_route_and_load_in_netx(name, tmp_path, monkeypatch):
     torch.manual_seed(0)
     model, x = MODELS[name]()

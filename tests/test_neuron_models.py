@@ -4,15 +4,15 @@ families netx cannot run refused with the reason."""
 
 import json
 import re
-import subprocess
-import sys
 import warnings
 
 import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, assert_deploys_exactly
+from helpers import RESONATOR as RF
+from helpers import ROOT, assert_deploys_exactly
+from helpers import SIGMA_DELTA as SD
 from lava.lib.dl import slayer
 
 import hybridc
@@ -21,17 +21,14 @@ from hybridc.frontend.loader import load_model_file
 from hybridc.nn import Accumulator
 from hybridc.targets.loihi_neurons import write_rf
 
-SD = {"threshold": 0.125, "activation": torch.nn.functional.relu}
-RF = {"threshold": 0.5, "period": 8, "decay": 0.1}
 
-
-def test_sdnn_hybrid_compiled_from_model_py_equals_pytorch_in_lava(tmp_path):
+@pytest.mark.lava
+def test_sdnn_hybrid_compiled_from_model_py_equals_pytorch_in_lava(tmp_path, cli):
     """Input -> Conv -> Conv -> Flatten -> Dense (sigma-delta) -> accumulator -> dense head,
     through the CLI with --verify: graded spikes at the cut equal PyTorch's, step for step."""
     out = tmp_path / "sdnn"
-    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "compile", str(ROOT / "examples/sdnn/model.py"),
-                             "--target", "loihi+jetson", "-o", str(out), "--verify"],
-                            capture_output=True, text=True, timeout=600)
+    result = cli("compile", ROOT / "examples/sdnn/model.py", "--target", "loihi+jetson", "-o", out, "--verify",
+                 timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "equal 100.00% of 192 entries" in " ".join(result.stdout.split())
     manifest = json.loads((out / "manifest.json").read_text())
@@ -44,6 +41,7 @@ def test_sdnn_hybrid_compiled_from_model_py_equals_pytorch_in_lava(tmp_path):
         assert h5["layer/0/neuron/type"][()] == b"SDNN" and h5["layer/1/neuron/vThMant"][()] == 8
 
 
+@pytest.mark.lava
 def test_sdnn_cut_values_are_graded_and_a_wrong_weight_is_caught(tmp_path):
     """The cut carries real-valued deltas (not 0/1), and the Lava run reads the file: one
     changed weight in the HDF5 changes what crosses the cut."""
@@ -64,6 +62,7 @@ def test_sdnn_cut_values_are_graded_and_a_wrong_weight_is_caught(tmp_path):
 
 
 @pytest.mark.parametrize("family", ["rf", pytest.param("rf_iz", marks=pytest.mark.slow)])
+@pytest.mark.lava
 def test_rf_hybrid_compiled_from_model_py_equals_pytorch_in_lava(family, tmp_path):
     model, x, _, _ = load_model_file(ROOT / "examples/rf/model.py", entry="build", entry_args={"family": family})
     compiled, loaded = assert_deploys_exactly(model, x, tmp_path, min_cut_rate=0.05)
@@ -72,6 +71,7 @@ def test_rf_hybrid_compiled_from_model_py_equals_pytorch_in_lava(family, tmp_pat
         assert "weight/real" in h5["layer/0"] and "weight/imag" in h5["layer/0"]
 
 
+@pytest.mark.lava  # netx reads the decays back
 def test_rf_decays_survive_netx_round_trip(tmp_path):
     """netx rebuilds RF decays from a period and a decay; in float, slayer's sinDecay 2607
     comes back as 2606.99999 and Lava truncates it to 2606 (measured: about 3% of output
@@ -141,7 +141,7 @@ def test_sigma_delta_conv_input_past_24_bits_is_refused_with_the_layer_and_bound
 
 
 @pytest.mark.parametrize("seed, backend", [(25, "emulate"), (3, "emulate"), (1, "emulate"),
-                                           (25, "lava")])
+                                           pytest.param(25, "lava", marks=pytest.mark.lava)])
 def test_sigma_delta_differs_exactly_where_a_conv_step_input_passes_32(seed, backend):
     """The measured bound: the artifact's graded spikes differ from slayer's at exactly the
     neurons whose per-step conv input left [-32, 32) (seed 25: 1 neuron, activations below 20;
@@ -194,12 +194,11 @@ def test_sigma_delta_must_start_at_the_delta_encoder():
         _lower(model, torch.rand(1, 10, 8))
 
 
-def test_nir_refuses_other_families_and_targets_lists_neuron_models():
+def test_nir_refuses_other_families_and_targets_lists_neuron_models(cli):
     model = torch.nn.Sequential(slayer.block.rf.Dense(RF, 10, 6), Accumulator(4), torch.nn.Linear(12, 2))
     with pytest.raises(UnsupportedLayerError, match="CubaLIF neurons only"):
         _lower(model, torch.rand(1, 10, 8), target="nir+jetson")
-    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "targets"], capture_output=True, text=True,
-                            timeout=120, env={"COLUMNS": "250", "PATH": ""})
+    result = cli("targets", timeout=120, env={"COLUMNS": "250", "PATH": ""})
     text = " ".join(result.stdout.split())
     assert result.returncode == 0 and "neuron models" in text
     for name in ("CUBA LIF", "sigma-delta ReLU", "RF_IZ"):

@@ -7,14 +7,13 @@ file is wrong (each corruption below is written into a copy of the file and run)
 import numpy as np
 import pytest
 import torch
+from helpers import NEURON, model_header
 from lava.lib.dl import slayer
 
 import hybridc
 from hybridc.nn import Accumulator
 from hybridc.runtime.nir_stage import run_stage
 from hybridc.runtime.verify import reference_stages, spike_agreement
-
-NEURON = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
 
 
 def conv_pool_conv(side=26, timesteps=12, seed=0):
@@ -113,12 +112,7 @@ def test_grouped_conv_and_dense_simulate_from_nir(tmp_path):
     assert cut.sum() > 50 and agreement["dice"] >= 0.95, agreement
 
 
-NIR_MODEL = """
-import torch
-from lava.lib.dl import slayer
-from hybridc.nn import Accumulator
-N = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
-torch.manual_seed(0)
+NIR_MODEL = model_header() + """torch.manual_seed(0)
 model = torch.nn.Sequential(
     slayer.block.cuba.Conv(N, 2, 6, 3, stride=1, padding=1, weight_scale=2.0),
     slayer.block.cuba.Pool(N, 2, weight_scale=2.0),
@@ -128,7 +122,7 @@ example_input = (torch.rand(1, 2, 26, 26, 12) < 0.3).float()
 """
 
 
-def test_verify_holds_nir_to_its_measured_tolerance_and_a_wrong_weight_fails(tmp_path):
+def test_verify_holds_nir_to_its_measured_tolerance_and_a_wrong_weight_fails(tmp_path, cli):
     """`hybridc verify` on a nir+jetson build: float NIR cannot equal fixed point entry for
     entry, so the spikes must overlap PyTorch's by the nir target's measured Dice (0.95,
     docs/targets.md); the same build with the second conv's kernel transposed (sha256
@@ -136,19 +130,18 @@ def test_verify_holds_nir_to_its_measured_tolerance_and_a_wrong_weight_fails(tmp
     import json
 
     import nir
-    from test_untrusted_build import hybridc_cli
 
     from hybridc.digest import sha256
 
     (tmp_path / "model.py").write_text(NIR_MODEL)
-    result = hybridc_cli("compile", "model.py", "--target", "nir+jetson", "-o", "build", cwd=tmp_path)
-    assert result.exit_code == 0, result.output
+    result = cli("compile", "model.py", "--target", "nir+jetson", "-o", "build", cwd=tmp_path, in_process=True)
+    assert result.returncode == 0, result.stdout + result.stderr
     verify = ("verify", "build", "--model", "model.py", "--data", "random:0.3", "--samples", "4")
-    result = hybridc_cli(*verify, "--json", "good.json", cwd=tmp_path)
+    result = cli(*verify, "--json", "good.json", cwd=tmp_path, in_process=True)
     good = json.loads((tmp_path / "good.json").read_text())
-    assert result.exit_code == 0 and good["passed"], result.output
+    assert result.returncode == 0 and good["passed"], result.stdout + result.stderr
     assert good["spike_dice_min"] == 0.95 and good["spike_dice"]["snn/_2"] >= 0.95, good
-    assert "Dice >= 0.95" in result.output
+    assert "Dice >= 0.95" in result.stdout + result.stderr
 
     artifact = tmp_path / "build" / "snn.nir"
     graph = nir.read(artifact)
@@ -158,6 +151,6 @@ def test_verify_holds_nir_to_its_measured_tolerance_and_a_wrong_weight_fails(tmp
     manifest = json.loads((tmp_path / "build/manifest.json").read_text())
     manifest["stages"][0]["sha256"] = sha256(artifact)
     (tmp_path / "build/manifest.json").write_text(json.dumps(manifest))
-    result = hybridc_cli(*verify, "--json", "bad.json", cwd=tmp_path)
+    result = cli(*verify, "--json", "bad.json", cwd=tmp_path, in_process=True)
     bad = json.loads((tmp_path / "bad.json").read_text())
-    assert result.exit_code == 12 and not bad["passed"] and bad["spike_dice"]["snn/_2"] < 0.8, bad
+    assert result.returncode == 12 and not bad["passed"] and bad["spike_dice"]["snn/_2"] < 0.8, bad

@@ -15,7 +15,7 @@ import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import load_example
+from helpers import NEURON, load_example
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lava.lib.dl import slayer
@@ -25,8 +25,6 @@ import hybridc
 from hybridc.nn import Accumulator
 from hybridc.profiling import onnx_counts
 from hybridc.targets import jetson, onnx_lowering
-
-NEURON = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
 
 
 def artifact(compiled, stage=-1):
@@ -264,9 +262,9 @@ def _hybrid(name):
         flownet = load_example("spike_flownet")
         return flownet.model, flownet.example_input, ["hybridc"]
     if name == "two_branch_cat":
-        return branch_models.TwoBranchCat(), branch_models.spikes(2), ["hybridc"]
+        return branch_models.TwoBranchCat(), branch_models.example_input(2), ["hybridc"]
     if name == "flat_cat":
-        return branch_models.FlatCat(), branch_models.spikes(2), ["hybridc"]
+        return branch_models.FlatCat(), branch_models.example_input(2), ["hybridc"]
     # SNN -> ANN (Conv3d, Encoder: no rule, so torch.onnx) -> SNN -> ANN (direct)
     return hybrid_models.Alternating(), hybrid_models.example_input("alternating"), ["pytorch", "hybridc"]
 

@@ -3,26 +3,18 @@ model on (N, F, T), samples from an .npz file, from a `hybridc.data` entry point
 generated at a stated spike rate when no data is given."""
 
 import json
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import model_header
 
 from hybridc.runtime.dataset_verify import ReferenceFiles
 
-ROOT = Path(__file__).resolve().parents[1]
 TRUSTED = ReferenceFiles(trust_source=True)  # the builds here are compiled by the test itself
 
-MODEL = """
-import torch
-from lava.lib.dl import slayer
-from hybridc.nn import Accumulator
-N = {"threshold": 0.5, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
-torch.manual_seed(0)
+MODEL = model_header(threshold=0.5) + """torch.manual_seed(0)
 model = torch.nn.Sequential(slayer.block.cuba.Dense(N, 12, 16, weight_scale=4), slayer.block.cuba.Dense(N, 16, 8),
                             Accumulator(4), torch.nn.Flatten(), torch.nn.Linear(16, 3))
 example_input = torch.zeros(1, 12, 8)
@@ -38,16 +30,11 @@ def open(arg, *, shape, train, samples, seed):
 """
 
 
-def hybridc(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "hybridc.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=600)
-
-
 @pytest.fixture(scope="module")
-def dense_build(tmp_path_factory):
+def dense_build(tmp_path_factory, cli):
     tmp = tmp_path_factory.mktemp("dense")
     (tmp / "model.py").write_text(MODEL)
-    result = hybridc("compile", "model.py", "-o", "b", cwd=tmp)
+    result = cli("compile", "model.py", "-o", "b", cwd=tmp, timeout=600)
     assert result.returncode == 0, result.stderr
     return tmp
 
@@ -60,15 +47,16 @@ def reference_outputs(tmp, x):
         return namespace["model"].eval()(torch.as_tensor(x))
 
 
-def test_verify_a_dense_build_on_npz_samples_with_labels(dense_build):
+@pytest.mark.lava
+def test_verify_a_dense_build_on_npz_samples_with_labels(dense_build, cli):
     rng = np.random.default_rng(1)
     x = (rng.random((5, 12, 8)) < 0.4).astype(np.float32)
     outputs = reference_outputs(dense_build, x)
     y = outputs.argmax(-1).numpy().copy()
     y[0] = (y[0] + 1) % 3  # one wrong label: the reference scores 4/5
     np.savez(dense_build / "mine.npz", x=x, y=y)
-    result = hybridc("verify", "b", "--data", "npz:mine.npz", "--samples", "5", "--trust-source", "--json", "r.json",
-                     cwd=dense_build)
+    result = cli("verify", "b", "--data", "npz:mine.npz", "--samples", "5", "--trust-source", "--json", "r.json",
+                 cwd=dense_build, timeout=600)
     assert result.returncode == 0, result.stderr
     report = json.loads((dense_build / "r.json").read_text())
     assert report["samples"] == 5 and report["spike_match"] == 1.0 and report["argmax_agreement"] == 1.0
@@ -93,11 +81,11 @@ def test_verify_without_labels_and_wrong_shapes(dense_build):
     assert "verify" not in str(refused.value)  # profile raises the same message: it names no verb
 
 
-def test_profile_without_data_generates_spikes_and_says_so(dense_build):
+def test_profile_without_data_generates_spikes_and_says_so(dense_build, cli):
     from hybridc.data.sources import RandomSpikes
     from hybridc.profiling.report import profile_build
 
-    result = hybridc("profile", "b", "--samples", "4", "--trust-source", "--json", "p.json", cwd=dense_build)
+    result = cli("profile", "b", "--samples", "4", "--trust-source", "--json", "p.json", cwd=dense_build, timeout=600)
     assert result.returncode == 0, result.stderr
     profile = json.loads((dense_build / "p.json").read_text())
     assert "random spikes at rate 0.1" in profile["data"] and profile["samples"] == 4

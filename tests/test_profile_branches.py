@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from branch_models import FlatCat, SewResidual, spikes
+from branch_models import FlatCat, SewResidual, example_input
+from helpers import ROOT
 
 import hybridc
 from hybridc.profiling import profile_build
@@ -25,8 +26,8 @@ def residual(tmp_path_factory):
     torch.manual_seed(0)
     model = SewResidual().eval()
     directory = tmp_path_factory.mktemp("sew")
-    compiled = hybridc.compile(model, spikes(), output_dir=directory / "b")
-    x = spikes(batch=3, seed=5, density=0.3)
+    compiled = hybridc.compile(model, example_input(), output_dir=directory / "b")
+    x = example_input(batch=3, seed=5, density=0.3)
     np.savez(directory / "x.npz", x=x.numpy())
     return model, compiled, x, directory
 
@@ -71,8 +72,8 @@ def test_dense_extra_synapses_and_the_stage_input_as_a_source(tmp_path):
     cat(flat(a), d1(flat(a))) (a dense extra synapse takes one slice of d2's weights)."""
     torch.manual_seed(0)
     model = FlatCat().eval()
-    compiled = hybridc.compile(model, spikes(), output_dir=tmp_path / "b")
-    x = spikes(batch=2, seed=7, density=0.3)
+    compiled = hybridc.compile(model, example_input(), output_dir=tmp_path / "b")
+    x = example_input(batch=2, seed=7, density=0.3)
     np.savez(tmp_path / "x.npz", x=x.numpy())
     p = profile_build(tmp_path / "b", data=f"npz:{tmp_path / 'x.npz'}", samples=2, measure=False)
     rows = p.loihi["layers"]
@@ -96,15 +97,13 @@ def test_dense_extra_synapses_and_the_stage_input_as_a_source(tmp_path):
 
 def test_explore_ranks_branching_candidates(tmp_path):
     """explore profiles each candidate with the same code: a residual candidate is ranked, not refused."""
-    from conftest import ROOT
-
     from hybridc.profiling.explore import explore
 
     (tmp_path / "cands.py").write_text(
         f"import sys\nsys.path.insert(0, {str(ROOT / 'tests')!r})\nimport torch\n"
-        "from branch_models import SewResidual, spikes\n\n\ndef candidates():\n"
+        "from branch_models import SewResidual, example_input\n\n\ndef candidates():\n"
         "    for skip in (True, False):\n        torch.manual_seed(0)\n"
-        "        yield ('sew' if skip else 'chain'), SewResidual(skip=skip).eval(), spikes()\n")
+        "        yield ('sew' if skip else 'chain'), SewResidual(skip=skip).eval(), example_input()\n")
     rows = explore(tmp_path / "cands.py", [], [], tmp_path / "ex", samples=2)
     assert sorted(r.name for r in rows) == ["chain", "sew"] and not any(r.refused for r in rows)
     sew = hybridc.load(tmp_path / "ex/candidates/sew").manifest.stage("snn")

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
+from helpers import NEURON, ROOT
 from lava.lib.dl import slayer
 
 import hybridc
@@ -55,9 +55,6 @@ def test_rf_complex_dense_counts_real_and_imaginary_synapses(tmp_path):
     assert rows[0]["spikes_in"] == pytest.approx(float(x.sum()) / 3)
     assert rows[0]["synaptic_ops"] == pytest.approx(rows[0]["spikes_in"] * 24 * 2)
     assert rows[1]["synaptic_ops"] == pytest.approx(rows[1]["spikes_in"] * 16 * 2) and rows[1]["spikes_in"] > 0
-
-
-NEURON = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
 
 
 class TwoAccumulators(torch.nn.Module):

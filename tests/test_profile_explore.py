@@ -2,12 +2,10 @@
 profile / explore commands end to end."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import ROOT
+from helpers import ROOT
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -77,19 +75,17 @@ def test_pareto_front_marks_only_undominated():
 
 
 @pytest.fixture(scope="module")
-def build(tmp_path_factory):
+def build(tmp_path_factory, cli):
     directory = tmp_path_factory.mktemp("p")
-    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "compile", str(ROOT / "examples/dvs_gesture/model.py"),
-                             "--entry", "build", "--set", "size=32", "-o", str(directory / "b")],
-                            capture_output=True, text=True, timeout=300)
+    result = cli("compile", ROOT / "examples/dvs_gesture/model.py", "--entry", "build", "--set", "size=32",
+                 "-o", directory / "b")
     assert result.returncode == 0, result.stderr
     return directory
 
 
-def test_profile_command_writes_consistent_json_and_chart(build):
-    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "profile", str(build / "b"), "--samples", "4", "--trust-source",
-                             "--json", str(build / "p.json"), "--link", "usb3"], capture_output=True, text=True,
-                            timeout=300)
+def test_profile_command_writes_consistent_json_and_chart(build, cli):
+    result = cli("profile", build / "b", "--samples", "4", "--trust-source", "--json", build / "p.json",
+                 "--link", "usb3")
     assert result.returncode == 0, result.stderr
     p = json.loads((build / "p.json").read_text())
     assert (build / "p.png").stat().st_size > 10_000
@@ -104,10 +100,9 @@ def test_profile_command_writes_consistent_json_and_chart(build):
     assert p["jetson"]["macs"] == sum(layer["macs"] for layer in p["jetson"]["layers"])
 
 
-def test_explore_ranks_candidates_and_writes_outputs(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "explore", str(ROOT / "examples/dvs_gesture/model.py"),
-                             "--splits", "S1A5,S3A3", "--intervals", "4,5", "--set", "size=32", "--samples", "2",
-                             "-o", str(tmp_path / "ex")], capture_output=True, text=True, timeout=600)
+def test_explore_ranks_candidates_and_writes_outputs(tmp_path, cli):
+    result = cli("explore", ROOT / "examples/dvs_gesture/model.py", "--splits", "S1A5,S3A3", "--intervals", "4,5",
+                 "--set", "size=32", "--samples", "2", "-o", tmp_path / "ex", timeout=600)
     assert result.returncode == 0, result.stderr
     rows = json.loads((tmp_path / "ex/explore.json").read_text())
     names = [r["name"] for r in rows]
@@ -132,7 +127,7 @@ def test_profile_of_a_nir_and_cpu_build_says_what_it_leaves_out(example, tmp_pat
     assert p.jetson["parameters"] == sum(int(v.numel()) for k, v in model.state_dict().items() if k.startswith("ann."))
 
 
-def test_bad_numbers_and_paths_are_clean_errors(tmp_path):
+def test_bad_numbers_and_paths_are_clean_errors(tmp_path, cli):
     from hybridc.profiling import load_profile
     from hybridc.profiling.report import profile_build
 
@@ -141,8 +136,7 @@ def test_bad_numbers_and_paths_are_clean_errors(tmp_path):
     (tmp_path / "p.json").write_text(json.dumps({"jetson": {"mine": {"name": "x"}}}))
     with pytest.raises(hybridc.errors.InputError, match="lacks peak_flops"):
         load_profile(tmp_path / "p.json", jetson="mine")
-    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "explore", str(tmp_path / "missing.py")],
-                            capture_output=True, text=True, timeout=120)
+    result = cli("explore", tmp_path / "missing.py", timeout=120)
     assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -168,6 +162,7 @@ def test_explore_adds_accuracy_from_checkpoints(example, tmp_path):
         assert accuracy == pytest.approx(float((model.eval()(x).argmax(-1) == labels).float().mean()))
 
 
+@pytest.mark.lava
 def test_profile_of_an_api_build_counts_what_lava_runs(example, tmp_path):
     """No source model needed: activity comes from the emulator running snn.net. Its spike
     count at the last layer equals Lava's on the same samples over the same T + layers steps."""

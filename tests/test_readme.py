@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"^```(sh|python)\n(.*?)^```", re.S | re.M)
 
 
@@ -161,6 +161,7 @@ def test_measurements_sections_each_have_a_command_that_can_run():
 
 
 @pytest.mark.slow
+@pytest.mark.lava  # `hybridc verify` in Lava
 def test_every_readme_block_runs_in_order_on_a_fresh_clone(tmp_path):
     clone = tmp_path / "hybridc"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=300)

@@ -1,18 +1,12 @@
 """Refusals through the real CLI: non-zero exit, the offending module named, no
 traceback, and no output directory left behind."""
 
-import subprocess
-import sys
 import textwrap
 
 import pytest
+from helpers import model_header
 
-HEADER = """
-import torch
-from lava.lib.dl import slayer
-from hybridc.nn import Accumulator
-N = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
-"""
+HEADER = model_header()
 
 MODELS = {
     "unsupported_block": ("""
@@ -57,16 +51,11 @@ example_input = torch.zeros(1, 10, 10)
 }
 
 
-def hybridc(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "hybridc.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
-
-
 @pytest.mark.parametrize("case", sorted(MODELS))
-def test_refusal(case, tmp_path):
+def test_refusal(case, tmp_path, cli):
     source, expected, code = MODELS[case]
     (tmp_path / "model.py").write_text(HEADER + textwrap.dedent(source))
-    result = hybridc("compile", "model.py", "-o", "out", cwd=tmp_path)
+    result = cli("compile", "model.py", "-o", "out", cwd=tmp_path)
     message = " ".join(result.stderr.split())
     assert result.returncode == code, result.stderr
     for fragment in expected:
@@ -76,33 +65,33 @@ def test_refusal(case, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["model.py"]  # no temporary leftovers
 
 
-def test_unknown_target_lists_known_ones(tmp_path):
+def test_unknown_target_lists_known_ones(tmp_path, cli):
     (tmp_path / "model.py").write_text("raise SystemExit('must not be imported')\n")
-    result = hybridc("compile", "model.py", "--target", "loihi+tpu9000", "-o", "out", cwd=tmp_path)
+    result = cli("compile", "model.py", "--target", "loihi+tpu9000", "-o", "out", cwd=tmp_path)
     message = " ".join(result.stderr.split())
     assert result.returncode == 7
     assert "Unknown target `tpu9000`" in message and "loihi (spiking)" in message and "jetson (dense)" in message
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
 
 
-def test_existing_output_is_kept_without_force(example, tmp_path):
+def test_existing_output_is_kept_without_force(tmp_path, cli):
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     model_file = tmp_path / "model.py"
-    model_file.write_text("from hybridc.nn import Accumulator\n" + HEADER + textwrap.dedent("""
+    model_file.write_text(HEADER + textwrap.dedent("""
     model = torch.nn.Sequential(slayer.block.cuba.Dense(N, 10, 6), Accumulator(2), torch.nn.Linear(12, 2))
     example_input = torch.zeros(1, 10, 4)
     """))
-    result = hybridc("compile", "model.py", "-o", "out", cwd=tmp_path)
+    result = cli("compile", "model.py", "-o", "out", cwd=tmp_path)
     message = " ".join(result.stderr.split())
     # the first message offers only advice that works: --force would be refused here too
     assert result.returncode == 8 and "not a hybridc build" in message and "Pass --force" not in message
-    result = hybridc("compile", "model.py", "-o", "out", "--force", cwd=tmp_path)
+    result = cli("compile", "model.py", "-o", "out", "--force", cwd=tmp_path)
     assert result.returncode == 8 and "not a hybridc build" in " ".join(result.stderr.split())
     assert (out / "notes.txt").read_text() == "mine"
     # over a previous hybridc build the message offers --force, and --force then works
-    assert hybridc("compile", "model.py", "-o", "built", cwd=tmp_path).returncode == 0
-    result = hybridc("compile", "model.py", "-o", "built", cwd=tmp_path)
+    assert cli("compile", "model.py", "-o", "built", cwd=tmp_path).returncode == 0
+    result = cli("compile", "model.py", "-o", "built", cwd=tmp_path)
     assert result.returncode == 8 and "Pass --force" in " ".join(result.stderr.split())
-    assert hybridc("compile", "model.py", "-o", "built", "--force", cwd=tmp_path).returncode == 0
+    assert cli("compile", "model.py", "-o", "built", "--force", cwd=tmp_path).returncode == 0

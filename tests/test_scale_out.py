@@ -2,14 +2,12 @@
 across Ray tasks running Lava, and `explore` training candidates as Ray Tune trials."""
 
 import json
-import subprocess
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "examples/dvs_gesture/model.py"
 
 
@@ -23,15 +21,14 @@ def ray_session():
 
 
 @pytest.fixture(scope="module")
-def build(tmp_path_factory):
+def build(tmp_path_factory, cli):
     directory = tmp_path_factory.mktemp("scale") / "b"
-    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "compile", str(MODEL), "--entry", "build",
-                             "--set", "size=16", "--set", "split=S1A5", "-o", str(directory)],
-                            capture_output=True, text=True, timeout=300)
+    result = cli("compile", MODEL, "--entry", "build", "--set", "size=16", "--set", "split=S1A5", "-o", directory)
     assert result.returncode == 0, result.stderr
     return directory
 
 
+@pytest.mark.lava
 def test_verify_on_two_ray_workers_reports_what_the_serial_run_reports(ray_session, build):
     from hybridc.runtime.dataset_verify import ReferenceFiles, verify_dataset
 

@@ -11,13 +11,14 @@ from branch_models import (
     ChainedCat,
     FanOutAdd,
     FlatCat,
+    GradedBranch,
     LaggingResidual,
     SewResidual,
     SkipTwo,
     TwoBranchCat,
-    spikes,
+    example_input,
 )
-from conftest import assert_deploys_exactly
+from helpers import ROOT, assert_deploys_exactly
 
 import hybridc
 
@@ -27,9 +28,10 @@ CASES = {  # model -> (segments, extra synapses)
 
 
 @pytest.mark.parametrize("model_class", list(CASES), ids=lambda c: c.__name__)
+@pytest.mark.lava
 def test_branching_stage_is_exact_in_lava(model_class, tmp_path):
     torch.manual_seed(0)
-    _, loaded = assert_deploys_exactly(model_class(), spikes(), tmp_path)
+    _, loaded = assert_deploys_exactly(model_class(), example_input(), tmp_path)
     stage = loaded.manifest.stage("snn")
     segments, links = CASES[model_class]
     assert len(stage.segments) == segments and len(stage.links["synapses"]) == links
@@ -44,7 +46,7 @@ def test_the_skip_changes_the_spikes_lava_reproduces():
     with_skip = SewResidual()
     without = SewResidual(skip=False)
     without.load_state_dict(with_skip.state_dict())
-    x = spikes()
+    x = example_input()
     with torch.no_grad():
         a = with_skip.c1(x)
         assert not torch.equal(with_skip.c3(with_skip.c2(a) + a), with_skip.c3(with_skip.c2(a)))
@@ -52,7 +54,7 @@ def test_the_skip_changes_the_spikes_lava_reproduces():
 
 def test_a_chain_keeps_one_stock_file(tmp_path):
     torch.manual_seed(0)
-    compiled = hybridc.compile(SewResidual(skip=False), spikes(), output_dir=tmp_path / "b")
+    compiled = hybridc.compile(SewResidual(skip=False), example_input(), output_dir=tmp_path / "b")
     stage = compiled.manifest.stage("snn")
     assert stage.segments is None and stage.links is None
     assert "segments" not in stage.to_dict() and sorted(p.name for p in (tmp_path / "b").iterdir()) == [
@@ -77,7 +79,7 @@ class _Combine(torch.nn.Module):
 def test_non_linear_spike_combinations_are_refused(how):
     with pytest.raises(hybridc.errors.PartitionError, match=r"Node `(mul|sub)`.*feeds spiking node `model_c3`.*"
                                                             r"cannot compute exactly"):
-        hybridc.compile(_Combine(how), spikes())
+        hybridc.compile(_Combine(how), example_input())
 
 
 def test_a_sum_leaving_the_spiking_stage_is_refused():
@@ -93,10 +95,11 @@ def test_a_sum_leaving_the_spiking_stage_is_refused():
             return m.head(m.c3(s)) + s.sum((1, 2, 3, 4)).unsqueeze(-1)
 
     with pytest.raises(hybridc.errors.LoweringError, match=r"`add`.*sum of spike tensors.*leaves the spiking stage"):
-        hybridc.compile(SumOut(), spikes())
+        hybridc.compile(SumOut(), example_input())
 
 
 @pytest.mark.parametrize("dense", [False, True], ids=["conv", "dense"])
+@pytest.mark.lava
 def test_a_path_that_arrives_early_waits_only_where_needed(dense, tmp_path):
     """delay_shift=False on the long path: in Lava the skip's spikes arrive a step early, so
     its extra synapse (a DelayDense; for a conv consumer the conv's own dense matrix) waits
@@ -104,7 +107,7 @@ def test_a_path_that_arrives_early_waits_only_where_needed(dense, tmp_path):
     import h5py
 
     torch.manual_seed(0)
-    _, loaded = assert_deploys_exactly(LaggingResidual(dense=dense), spikes(), tmp_path)
+    _, loaded = assert_deploys_exactly(LaggingResidual(dense=dense), example_input(), tmp_path)
     stage = loaded.manifest.stage("snn")
     (link,) = stage.links["synapses"]
     with h5py.File(loaded.directory / stage.links["artifact"]) as h5:
@@ -127,8 +130,8 @@ def test_the_build_is_checked_and_run_from_its_files(tmp_path):
 
     torch.manual_seed(0)
     build = tmp_path / "b"
-    hybridc.compile(SewResidual(), spikes(), output_dir=build)
-    x = spikes(batch=2, seed=1)
+    hybridc.compile(SewResidual(), example_input(), output_dir=build)
+    x = example_input(batch=2, seed=1)
     before = hybridc.run(build, x, backend="emulate")
     with h5py.File(build / "snn.synapses.h5", "r+") as h5:
         weight = h5["synapse/0/weight"]
@@ -146,38 +149,32 @@ def test_the_build_is_checked_and_run_from_its_files(tmp_path):
 
 
 @pytest.mark.slow  # three CLI processes, each importing torch and Lava
-def test_sew_resnet_example_compiles_and_verifies_from_the_cli(tmp_path):
+def test_sew_resnet_example_compiles_and_verifies_from_the_cli(tmp_path, cli):
     """examples/sew_resnet from the CLI: compile, `inspect --level nodes` shows the ADDs
     reading two tensors, `verify` (emulate backend, the artifact's files) matches PyTorch."""
     import json
     import os
-    import subprocess
-    import sys
-
-    from conftest import ROOT
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
-    def cli(*args):
-        result = subprocess.run([sys.executable, "-m", "hybridc.cli", *args], capture_output=True, text=True,
-                                env=env, cwd=tmp_path, timeout=600)
+    def succeeds(*args):
+        result = cli(*args, env=env, cwd=tmp_path, timeout=600)
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
         return result.stdout
 
-    cli("compile", str(ROOT / "examples/sew_resnet/model.py"), "-o", "sew")
+    succeeds("compile", ROOT / "examples/sew_resnet/model.py", "-o", "sew")
     assert (tmp_path / "sew/snn.synapses.h5").exists()
-    nodes = cli("inspect", "sew", "--level", "nodes", "--format", "json")
+    nodes = succeeds("inspect", "sew", "--level", "nodes", "--format", "json")
     reads = {n["name"]: n["reads"] for n in json.loads(nodes)["nodes"]}
     assert reads["add"] == ["stem", "block1_conv2"] and reads["add_1"] == ["add", "block2_conv2"]
-    cli("verify", "sew", "--trust-source", "--backend", "emulate", "--json", "report.json")
+    succeeds("verify", "sew", "--trust-source", "--backend", "emulate", "--json", "report.json")
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["spike_match"] == 1.0 and report["argmax_agreement"] == 1.0 and report["max_abs_err"] < 1e-4
 
 
 @pytest.mark.slow  # one more Lava run; the default run covers unary inputs
+@pytest.mark.lava
 def test_graded_stage_input_feeds_an_extra_synapse(tmp_path):
-    from branch_models import GradedBranch
-
     torch.manual_seed(0)
     frames = torch.rand(1, 2, 16, 16, 8)
     _, loaded = assert_deploys_exactly(GradedBranch(), frames, tmp_path)

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import assert_deploys_exactly
-from hybrid_models import NEURON, Alternating, AnnFirst, MultiTap, example_input
+from helpers import NEURON, assert_deploys_exactly, spikes
+from hybrid_models import Alternating, AnnFirst, MultiTap, example_input
 from lava.lib.dl import slayer
 
 import hybridc
@@ -20,6 +20,7 @@ def _edges(manifest):
             for e in manifest.edges]
 
 
+@pytest.mark.lava
 def test_multi_tap_spike_flownet_three_intervals(tmp_path):
     torch.manual_seed(0)
     model = MultiTap()
@@ -41,6 +42,7 @@ def test_multi_tap_spike_flownet_three_intervals(tmp_path):
     assert sorted(t.name for t in manifest.stage("ann").inputs) == ["e1_counts", "e2", "e3_counts"]
 
 
+@pytest.mark.lava
 def test_ann_first_sends_graded_spikes(tmp_path):
     torch.manual_seed(1)
     model = AnnFirst()
@@ -76,6 +78,7 @@ def test_ann_first_sends_graded_spikes(tmp_path):
         hybridc.load(loaded.directory)
 
 
+@pytest.mark.lava
 def test_snn_ann_snn_ann(tmp_path):
     torch.manual_seed(2)
     model = Alternating()
@@ -170,9 +173,10 @@ class LaggingTaps(torch.nn.Module):
         return self.head(torch.cat([self.acc_flat(flat), self.acc_fc(self.fc(flat))], dim=1))
 
 
+@pytest.mark.lava
 def test_taps_keep_their_own_delay(tmp_path):
     torch.manual_seed(3)
-    x = (torch.rand(1, 2, 8, 8, 8, generator=torch.Generator().manual_seed(3)) < 0.4).float()
+    x = spikes(1, 2, 8, 8, 8, density=0.4, seed=3)
     _, loaded = assert_deploys_exactly(LaggingTaps(), x, tmp_path)
     taps = {t.name: (t.layer, t.delay, t.layout) for t in loaded.manifest.stage("snn").outputs}
     assert taps == {"flat": (0, 1, "FT"), "fc": (1, 2, "FT")}

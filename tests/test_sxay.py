@@ -1,10 +1,11 @@
 """The paper's SxAy family compiles, and every artifact computes what PyTorch computes."""
 
 import pytest
-from conftest import assert_deploys_exactly
+from helpers import assert_deploys_exactly
 
 
 @pytest.mark.parametrize("split", ["S1A5", "S2A4", "S3A3", "S4A2"])
+@pytest.mark.lava
 def test_sxay_32x32_deploys_exactly(example, split, tmp_path):
     model, x = example.build(split, interval=4, size=32, timesteps=16, batch=2, seed=3)
     _, loaded = assert_deploys_exactly(model, x, tmp_path)
@@ -21,6 +22,7 @@ def test_sxay_32x32_deploys_exactly(example, split, tmp_path):
     assert snn.outputs[0].shape == [side, side, channels, 16] and snn.outputs[0].layout == "WHCT"
 
 
+@pytest.mark.lava
 def test_s2a4_128x128_paper_shape(example, tmp_path):
     model, x = example.build("S2A4", interval=4, size=128, timesteps=16, batch=1)
     _, loaded = assert_deploys_exactly(model, x, tmp_path)
@@ -31,7 +33,8 @@ def test_s2a4_128x128_paper_shape(example, tmp_path):
     assert ann.wire["counts"].spikes_shape == [8, 32, 32, 16] and ann.inputs[0].shape == [8, 32, 32, 4]
 
 
-@pytest.mark.parametrize("baseline,stages", [("ANN", ["jetson"]), ("SNN", ["loihi", "jetson"])])
+@pytest.mark.parametrize("baseline,stages", [("ANN", ["jetson"]),  # all dense: no Lava
+                                             pytest.param("SNN", ["loihi", "jetson"], marks=pytest.mark.lava)])
 def test_paper_baselines_compile_and_deploy_exactly(example, baseline, stages):
     import torch
 

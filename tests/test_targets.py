@@ -1,17 +1,16 @@
 """More targets from the one registry: loihi+cpu, an int8 dense half (jetson-int8), and NIR."""
 
 import json
-import subprocess
-import sys
 
 import h5py
 import numpy as np
 import pytest
-from conftest import ROOT, assert_deploys_exactly
+from helpers import ROOT, assert_deploys_exactly
 
 import hybridc
 
 
+@pytest.mark.lava
 def test_loihi_plus_cpu_deploys_exactly(example, tmp_path):
     model, x = example.build("S3A3", interval=4, size=32, timesteps=16, batch=2)
     _, loaded = assert_deploys_exactly(model, x, tmp_path, target="loihi+cpu")
@@ -19,11 +18,10 @@ def test_loihi_plus_cpu_deploys_exactly(example, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def int8_build(tmp_path_factory):
+def int8_build(tmp_path_factory, cli):
     out = tmp_path_factory.mktemp("q") / "b"
-    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "compile", str(ROOT / "examples/dvs_gesture/model.py"),
-                             "--entry", "build", "--set", "size=32", "--target", "loihi+jetson-int8",
-                             "--calibration-samples", "22", "-o", str(out)], capture_output=True, text=True, timeout=600)
+    result = cli("compile", ROOT / "examples/dvs_gesture/model.py", "--entry", "build", "--set", "size=32",
+                 "--target", "loihi+jetson-int8", "--calibration-samples", "22", "-o", out, timeout=600)
     assert result.returncode == 0, result.stderr
     return out
 
@@ -43,10 +41,9 @@ def test_int8_stage_records_scales_and_quantises_counts_exactly(int8_build):
     assert ops.count("QuantizeLinear") >= 4 and "ReduceSum" in ops  # accumulator kept in float before its QDQ
 
 
-def test_int8_verify_reports_the_accuracy_change(int8_build, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "verify", str(int8_build), "--backend", "emulate", "--trust-source",
-                             "--samples", "44", "--json", str(tmp_path / "r.json")], capture_output=True, text=True,
-                            timeout=600)
+def test_int8_verify_reports_the_accuracy_change(int8_build, tmp_path, cli):
+    result = cli("verify", int8_build, "--backend", "emulate", "--trust-source", "--samples", "44",
+                 "--json", tmp_path / "r.json", timeout=600)
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["quantized"] and report["backend"] == "emulate"
@@ -98,17 +95,16 @@ def test_nir_graph_reads_back_with_loihi_weights(example, tmp_path):
     assert hybridc.run(tmp_path / "nir", x).shape == model(x).shape
 
 
-def test_targets_command_lists_every_target():
-    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "targets"], capture_output=True, text=True, timeout=120)
+def test_targets_command_lists_every_target(cli):
+    result = cli("targets", timeout=120)
     assert result.returncode == 0
     for name in ("loihi", "nir", "jetson", "jetson-int8", "cpu"):
         assert name in result.stdout
 
 
-def test_edgetpu_is_refused_with_what_to_do_instead(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "hybridc.cli", "compile", str(ROOT / "examples/dvs_gesture/model.py"),
-                             "--target", "loihi+edgetpu", "-o", str(tmp_path / "never")], capture_output=True,
-                            text=True, timeout=120)
+def test_edgetpu_is_refused_with_what_to_do_instead(tmp_path, cli):
+    result = cli("compile", ROOT / "examples/dvs_gesture/model.py", "--target", "loihi+edgetpu",
+                 "-o", tmp_path / "never", timeout=120)
     message = " ".join(result.stderr.split())
     assert result.returncode == 7 and "not a hybridc target" in message and "edgetpu_compiler" in message
     assert "loihi+jetson-int8" in message and not (tmp_path / "never").exists()

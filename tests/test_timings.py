@@ -1,16 +1,14 @@
 """`hybridc compile --timings`: the phases cover the compile, and the CLI prints them."""
 
-import subprocess
-import sys
 import time
 
-from test_errors import GOOD, _small_model
+from helpers import SMALL_MODEL_FILE, small_model
 
 import hybridc
 
 
 def test_phases_cover_the_compile(tmp_path):
-    model, x = _small_model()
+    model, x = small_model()
     hybridc.compile(model, x)  # imports and first-call caches out of the way
     wall = time.perf_counter()
     compiled = hybridc.compile(model, x, output_dir=tmp_path / "build")
@@ -25,10 +23,9 @@ def test_phases_cover_the_compile(tmp_path):
     assert hybridc.load(tmp_path / "build").timings is None  # a loaded build has no compile to report
 
 
-def test_cli_prints_the_phase_table(tmp_path):
-    (tmp_path / "model.py").write_text(GOOD)
-    done = subprocess.run([sys.executable, "-m", "hybridc.cli", "compile", "model.py", "-o", "out", "--timings"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+def test_cli_prints_the_phase_table(tmp_path, cli):
+    (tmp_path / "model.py").write_text(SMALL_MODEL_FILE)
+    done = cli("compile", "model.py", "-o", "out", "--timings", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "compile time by phase" in done.stdout and "lower to loihi" in done.stdout
     total = next(line for line in done.stdout.splitlines() if "total" in line)

@@ -4,13 +4,12 @@ import math
 
 import pytest
 import torch
+from helpers import NEURON
 from lava.lib.dl import slayer
 
 import hybridc
 from hybridc.frontend.tracer import HybridTracer, trace
 from hybridc.nn import Accumulator
-
-NEURON = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
 
 
 class Scaled(torch.nn.Module):
@@ -32,6 +31,7 @@ def _graph_text(gm):
     return [(n.op, str(n.target), str(n.args)) for n in gm.graph.nodes]
 
 
+@pytest.mark.lava
 def test_math_on_traced_values_falls_back_to_fx_default():
     torch.manual_seed(0)
     model = Scaled().eval()
@@ -115,6 +115,7 @@ def test_shape_pass_gives_later_parameters_their_defaults():
     assert torch.equal(record_shapes(gm, x), model(x))
 
 
+@pytest.mark.lava
 def test_in_place_activation_falls_back_to_torch_onnx():
     """An in-place ReLU overwrites its input for every later reader; ONNX's Relu does not,
     so the direct lowering must not write it (the review's reproducer)."""

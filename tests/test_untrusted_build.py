@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import torch
 from build_audit import audit
-from test_errors import GOOD
-from typer.testing import CliRunner
+from helpers import SMALL_MODEL_FILE as GOOD
 
 import hybridc
 from hybridc.digest import sha256
@@ -21,14 +20,14 @@ from hybridc.runtime.dataset_verify import ReferenceFiles, rebuild_reference
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def project(tmp_path_factory, cli):
     """model.py + weights compiled by the CLI, so the manifest records source and weights."""
     directory = tmp_path_factory.mktemp("project")
     (directory / "model.py").write_text(GOOD)
     torch.manual_seed(3)
     state = {k: torch.randn_like(v) for k, v in _module(directory / "model.py").model.state_dict().items()}
     torch.save(state, directory / "w.pt")
-    result = hybridc_cli("compile", "model.py", "--weights", "w.pt", "-o", "build", cwd=directory)
+    result = cli("compile", "model.py", "--weights", "w.pt", "-o", "build", cwd=directory, in_process=True)
     assert result.returncode == 0, result.stderr
     return directory
 
@@ -51,23 +50,6 @@ def received(project, tmp_path):
     return copy
 
 
-def hybridc_cli(*args, cwd):
-    """The CLI in this process (as `hybridc ARGS` run in `cwd`): exit code and stderr, without
-    paying torch's and Lava's import once per call."""
-    import os
-
-    from hybridc.cli import app
-
-    before = os.getcwd()
-    os.chdir(cwd)
-    try:
-        result = CliRunner().invoke(app, [str(a) for a in args])
-    finally:
-        os.chdir(before)
-    result.returncode = result.exit_code
-    return result
-
-
 def edit_manifest(build, change):
     path = build / "manifest.json"
     data = json.loads(path.read_text())
@@ -88,7 +70,7 @@ def assert_artifact_error(result, *fragments):
 
 
 @pytest.mark.parametrize("how", ["relative", "absolute"])
-def test_artifact_path_outside_the_build_is_refused_before_it_is_read(received, tmp_path, how):
+def test_artifact_path_outside_the_build_is_refused_before_it_is_read(received, tmp_path, how, cli):
     target = "/etc/hostname"
     name = "../" * len(received.resolve().parts) + target.lstrip("/") if how == "relative" else target
 
@@ -97,14 +79,15 @@ def test_artifact_path_outside_the_build_is_refused_before_it_is_read(received, 
         data["stages"][1]["sha256"] = sha256(target)
 
     edit_manifest(received, point_outside)
-    assert_artifact_error(hybridc_cli("run", str(received), "-i", "x.npy", cwd=tmp_path), "stages/1/artifact")
-    assert_artifact_error(hybridc_cli("inspect", str(received), cwd=tmp_path), "stages/1/artifact")
+    assert_artifact_error(cli("run", received, "-i", "x.npy", cwd=tmp_path, in_process=True), "stages/1/artifact")
+    assert_artifact_error(cli("inspect", received, cwd=tmp_path, in_process=True), "stages/1/artifact")
     with audit() as seen, pytest.raises(ArtifactError, match="stages/1/artifact"):
         hybridc.load(received)
     assert not seen.read_outside(received, [target])
 
 
-def test_build_cannot_run_the_model_file_it_carries(received, project, tmp_path):
+@pytest.mark.lava  # the trusted verify at the end
+def test_build_cannot_run_the_model_file_it_carries(received, project, tmp_path, cli):
     marker = tmp_path / "code-ran"
     planted = received / "model.py"
     planted.write_text(GOOD + f"open({str(marker)!r}, 'w').write('the build ran its code')\n")
@@ -114,24 +97,24 @@ def test_build_cannot_run_the_model_file_it_carries(received, project, tmp_path)
         data["source"]["sha256"] = sha256(planted)
 
     edit_manifest(received, carry_own_source)
-    result = hybridc_cli("verify", str(received), "--samples", "1", cwd=tmp_path)
+    result = cli("verify", received, "--samples", "1", cwd=tmp_path, in_process=True)
     assert_artifact_error(result, str(planted), "--model FILE", "--trust-source")
     assert not marker.exists(), "`hybridc verify` imported the build's model file"
     # profile needs no model at all: its activity comes from emulating snn.net
-    result = hybridc_cli("profile", str(received), "--samples", "1", cwd=tmp_path)
+    result = cli("profile", received, "--samples", "1", cwd=tmp_path, in_process=True)
     assert result.returncode == 0, one_paragraph(result)
     assert not marker.exists(), "`hybridc profile` imported the build's model file"
     # Trusting the build is the user's explicit choice, and then (only then) the file runs.
-    hybridc_cli("verify", str(received), "--samples", "1", "--trust-source", cwd=tmp_path)
+    cli("verify", received, "--samples", "1", "--trust-source", cwd=tmp_path, in_process=True)
     assert marker.exists()
 
 
-def test_symlink_out_of_the_build_is_refused(received, tmp_path):
+def test_symlink_out_of_the_build_is_refused(received, tmp_path, cli):
     outside = tmp_path / "outside"
     outside.mkdir()
     shutil.move(received / "ann.onnx", outside / "ann.onnx")  # same bytes, same sha256: only the place differs
     (received / "ann.onnx").symlink_to(outside / "ann.onnx")
-    assert_artifact_error(hybridc_cli("run", str(received), "-i", "x.npy", cwd=tmp_path),
+    assert_artifact_error(cli("run", received, "-i", "x.npy", cwd=tmp_path, in_process=True),
                           "stages/1/artifact", "outside the build directory")
     with audit() as seen, pytest.raises(ArtifactError, match="outside the build directory"):
         hybridc.load(received)
@@ -160,20 +143,22 @@ def resign(build, stage):
 
 
 @pytest.mark.parametrize("name,stage,what", [("ann.onnx", 1, "ONNX"), ("snn.net", 0, "netx HDF5")])
-def test_corrupt_artifact_with_a_matching_sha256_is_an_artifact_error(received, tmp_path, name, stage, what):
+@pytest.mark.lava  # netx reads snn.net (ann.onnx: after Lava ran the snn stage)
+def test_corrupt_artifact_with_a_matching_sha256_is_an_artifact_error(received, tmp_path, name, stage, what, cli):
     data = (received / name).read_bytes()
     (received / name).write_bytes(data[: len(data) // 2])
-    assert_artifact_error(hybridc_cli("run", str(received), "-i", "x.npy", cwd=tmp_path), "modified after compiling")
+    assert_artifact_error(cli("run", received, "-i", "x.npy", cwd=tmp_path, in_process=True),
+                          "modified after compiling")
     resign(received, stage)
-    assert_artifact_error(hybridc_cli("run", str(received), "-i", "x.npy", cwd=tmp_path),
+    assert_artifact_error(cli("run", received, "-i", "x.npy", cwd=tmp_path, in_process=True),
                           f"{name} could not be read as", what)
 
 
-def test_corrupt_graph_json_is_an_artifact_error(received, tmp_path):
+def test_corrupt_graph_json_is_an_artifact_error(received, tmp_path, cli):
     graph = json.loads((received / "graph.json").read_text())
     graph["nodes"][1]["parameters"] = "many"
     (received / "graph.json").write_text(json.dumps(graph))
-    assert_artifact_error(hybridc_cli("inspect", str(received), cwd=tmp_path), "graph.json", "nodes/1/parameters")
+    assert_artifact_error(cli("inspect", received, cwd=tmp_path, in_process=True), "graph.json", "nodes/1/parameters")
     (received / "graph.json").write_text("{" * 100_000)  # deeper than Python's JSON recursion limit
     with pytest.raises(ArtifactError, match="graph.json could not be read as JSON"):
         hybridc.load(received)
