@@ -1,4 +1,4 @@
-"""hybridc.build.atomic: a build directory is written beside its destination and renamed into
+"""hybridc.build_dir.atomic: a build directory is written beside its destination and renamed into
 place, so a write that fails (or a compile that was killed) leaves the previous build or
 nothing, and no staging directory behind; only hybridc builds are ever replaced."""
 
@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from hybridc.build.atomic import atomic_directory, check_destination
+from hybridc.build_dir.atomic import atomic_directory, check_destination
 from hybridc.errors import OutputError
 
 

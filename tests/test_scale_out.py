@@ -40,6 +40,10 @@ def test_verify_on_two_ray_workers_reports_what_the_serial_run_reports(ray_sessi
     assert serial["spike_match"] == 1.0  # Lava on the HDF5 equals PyTorch at the cut, in both runs
     for key in ("seconds_per_sample", "workers"):
         serial.pop(key), spread.pop(key)
+    # float32 sums in PyTorch and onnxruntime depend on batch size and thread count (a Ray
+    # worker runs 2 samples on one thread): the last bits of the output error may differ.
+    errors = serial.pop("max_abs_err"), spread.pop("max_abs_err")
+    assert max(errors) < 1e-6
     assert spread == serial
     assert ray_session.cluster_resources()["CPU"] == 2
 

@@ -1,6 +1,8 @@
 """More targets from the one registry: loihi+cpu, an int8 dense half (jetson-int8), and NIR."""
 
 import json
+import subprocess
+import sys
 
 import h5py
 import numpy as np
