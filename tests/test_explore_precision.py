@@ -1,5 +1,5 @@
 """explore fails up front when nothing can be built, and shows no differences finer than
-its estimates (issue 12, items 5 and 6)."""
+its estimates."""
 
 import pytest
 from helpers import ROOT, model_header

@@ -1,4 +1,4 @@
-"""Mutation fuzzing of build directories (issue 13): a build may come from anyone, so
+"""Mutation fuzzing of build directories: a build may come from anyone, so
 random edits to every manifest field, truncated, bit-flipped, random or swapped artifacts,
 and symlinks out of the build must each end in success or a `hybridc.errors` class with a
 clear message, with no internal error, no file read outside the build directory and no code
@@ -317,7 +317,7 @@ def test_pristine_build_passes_every_verb(pristine, reference):
 
 
 def test_verify_and_profile_take_a_named_model_file(pristine, tmp_path, cli):
-    """Issue 12, item 4: a model file named with --model (here a moved copy) is checked by
+    """A model file named with --model (here a moved copy) is checked by
     sha256 and used; the build's own record is not imported without it."""
     moved = tmp_path / "moved_model.py"
     shutil.copy(pristine["project"] / "model.py", moved)
@@ -347,7 +347,7 @@ def _loop_back(data):
                           "bytes_per_inference": payload_bytes(shape, 1)})
 
 
-# Edits a schema cannot see (issue 15): each edge must join what the stages declare.
+# Edits a schema cannot see: each edge must join what the stages declare.
 EDGE_EDITS = {
     "missing producer stage": (lambda d: d["edges"][1]["producer"].update(stage="nowhere"),
                                "edges/1/producer/stage", "not in `stages`"),

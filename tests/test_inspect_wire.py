@@ -1,6 +1,6 @@
-"""`hybridc inspect` shows what crosses each link as the manifest records it (issue 18's wire
+"""`hybridc inspect` shows what crosses each link as the manifest records it (its wire
 formats: raw spikes, packed counts, graded "values"), in every format, and at --level nodes
-where a branching spiking stage (issue 16) put each layer."""
+where a branching spiking stage put each layer."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""verify and profile on a user's own build and data (issue 12, item 1): a spiking Dense
+"""verify and profile on a user's own build and data: a spiking Dense
 model on (N, F, T), samples from an .npz file, from a `hybridc.data` entry point, or
 generated at a stated spike rate when no data is given."""
 

@@ -1,4 +1,4 @@
-"""`hybridc profile` of a branching spiking stage (issue 16): every segment's layer and every
+"""`hybridc profile` of a branching spiking stage: every segment's layer and every
 extra synapse counted from the build's files and the artifact emulator, checked against
 counts made independently from PyTorch's spikes and the model's weights."""
 

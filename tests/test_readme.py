@@ -147,6 +147,28 @@ def test_readme_and_docs_carry_no_dates_today_load_or_issue_numbers():
     assert not {path: hits for path, hits in found.items() if hits}, found
 
 
+def python_prose(path: Path) -> str:
+    """The docstrings and comments of a Python file: where a lab notebook creeps into code."""
+    import ast
+    import io
+    import tokenize
+
+    source = path.read_text()
+    parts = [ast.get_docstring(node, clean=False) or "" for node in ast.walk(ast.parse(source))
+             if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
+    parts += [tok.string for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+              if tok.type == tokenize.COMMENT]
+    return "\n".join(parts)
+
+
+def test_docstrings_and_comments_carry_no_dates_today_load_or_issue_numbers():
+    files = [path for folder in ("hybridc", "benchmarks", "tests", "examples", "docs")
+             for path in sorted((ROOT / folder).rglob("*.py")) if path.name != "test_readme.py"]
+    found = {path.relative_to(ROOT).as_posix(): notebook_entries(python_prose(path)) for path in files}
+    assert len(files) > 100
+    assert not {path: hits for path, hits in found.items() if hits}, found
+
+
 def test_measurements_sections_each_have_a_command_that_can_run():
     """docs/measurements.md: every section a command block and an output block, and every
     script or example its commands name exists (the check `make measurements` relies on)."""

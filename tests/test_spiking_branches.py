@@ -1,4 +1,4 @@
-"""Branching spiking stages on Loihi (issue 16), in real Lava fixed point: a SEW-ADD residual,
+"""Branching spiking stages on Loihi, in real Lava fixed point: a SEW-ADD residual,
 a skip over two layers (unequal hop counts, no delay needed), a two-branch concatenation,
 fan-out into a later ADD, flattened branches concatenated into a dense layer, and merges
 feeding merges (a sum of a sum, a concatenation of a concatenation). Spikes

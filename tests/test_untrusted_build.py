@@ -1,4 +1,4 @@
-"""A build directory is untrusted input (issue 13): every file it names stays inside it,
+"""A build directory is untrusted input: every file it names stays inside it,
 its recorded model file is never imported unasked, and damaged artifacts are ArtifactErrors.
 
 Each attack is the receiver's view of a build whose manifest.json was edited with the sha256

@@ -6,7 +6,7 @@ ONNX node per fx node is enough and costs a fraction of that. One short function
 supported operation, in three tables (module type, function, method). A node outside
 the tables, or with an argument that is not a tensor of the partition or a plain
 number, raises `Unsupported`, and the Jetson target exports the whole partition with
-torch.onnx as before: nothing doubtful is guessed here.
+torch.onnx: nothing doubtful is guessed here.
 """
 
 import operator
