@@ -5,6 +5,14 @@ import torch
 from .errors import TimestepError
 
 
+def _whole_number(value, what: str, high: int = None, why: str = "") -> int:
+    """int(value) when it is in 1..high (or positive), else a TimestepError naming `what`."""
+    if not 1 <= int(value) <= (high or int(value)):
+        allowed = f"an integer in 1..{high}{why}" if high else "a positive integer"
+        raise TimestepError(f"{what} must be {allowed}, got {value!r}.")
+    return int(value)
+
+
 class Accumulator(torch.nn.Module):
     """The bridge between the spiking and the dense half (Seekings et al. 2024).
 
@@ -18,9 +26,7 @@ class Accumulator(torch.nn.Module):
 
     def __init__(self, interval: int, fold: bool = True):
         super().__init__()
-        if int(interval) < 1:
-            raise TimestepError(f"Accumulator interval must be a positive integer, got {interval!r}.")
-        self.interval = int(interval)
+        self.interval = _whole_number(interval, "Accumulator interval")
         self.fold = bool(fold)
 
     def extra_repr(self) -> str:
@@ -72,13 +78,8 @@ class Encoder(torch.nn.Module):
 
     def __init__(self, bits: int = 8, hold: int = 1):
         super().__init__()
-        if not 1 <= int(bits) <= 24:
-            raise TimestepError(f"Encoder bits must be an integer in 1..24 (Loihi's graded-spike payload), "
-                                f"got {bits!r}.")
-        if int(hold) < 1:
-            raise TimestepError(f"Encoder hold must be a positive integer, got {hold!r}.")
-        self.bits = int(bits)
-        self.hold = int(hold)
+        self.bits = _whole_number(bits, "Encoder bits", high=24, why=" (Loihi's graded-spike payload)")
+        self.hold = _whole_number(hold, "Encoder hold")
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, hold={self.hold}"

@@ -5,24 +5,17 @@ from typing import Optional
 
 import typer
 
-from .common import (
-    DATA_OPTION,
-    MODEL_OPTION,
-    TRUST_SOURCE_OPTION,
-    WEIGHTS_OPTION,
-    app,
-    guard,
-    make_console,
-    quiet_imports,
-    reference_files,
-    write_file,
-)
+from . import common
+from .common import app, guard, make_console, quiet_imports, reference_files, write_file
 
 
 @app.command()
 def profile(
     build: Path = typer.Argument(..., help="Build directory written by `hybridc compile`."),
-    data: Optional[str] = DATA_OPTION,
+    data: Optional[str] = common.DATA_OPTION,
+    model: Optional[Path] = common.MODEL_OPTION,
+    weights: Optional[Path] = common.WEIGHTS_OPTION,
+    trust_source: bool = common.TRUST_SOURCE_OPTION,
     samples: int = typer.Option(16, help="How many samples to average over."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the profile as JSON (and a PNG chart beside it)."),
     device_profile: Optional[Path] = typer.Option(None, "--device-profile", help="JSON overriding the default figures."),
@@ -30,9 +23,6 @@ def profile(
     link: Optional[str] = typer.Option(None, help="usb3, gige or pcie (default from the profile)."),
     measured: Optional[Path] = typer.Option(None, "--measured", help="Stats from `hybridc pipeline --json` to "
                                             "show beside the estimates."),
-    model: Optional[Path] = MODEL_OPTION,
-    weights: Optional[Path] = WEIGHTS_OPTION,
-    trust_source: bool = TRUST_SOURCE_OPTION,
 ):
     """Estimate what one inference costs on Loihi, on the link and on the Jetson."""
     console = make_console()

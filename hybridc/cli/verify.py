@@ -5,24 +5,17 @@ from typing import Optional
 
 import typer
 
-from .common import (
-    DATA_OPTION,
-    MODEL_OPTION,
-    TRUST_SOURCE_OPTION,
-    WEIGHTS_OPTION,
-    app,
-    guard,
-    make_console,
-    quiet_imports,
-    reference_files,
-    write_file,
-)
+from . import common
+from .common import app, guard, make_console, quiet_imports, reference_files, write_file
 
 
 @app.command()
 def verify(
     build: Path = typer.Argument(..., help="Build directory written by `hybridc compile`."),
-    data: Optional[str] = DATA_OPTION,
+    data: Optional[str] = common.DATA_OPTION,
+    model: Optional[Path] = common.MODEL_OPTION,
+    weights: Optional[Path] = common.WEIGHTS_OPTION,
+    trust_source: bool = common.TRUST_SOURCE_OPTION,
     samples: int = typer.Option(8, help="How many samples to run."),
     backend: str = typer.Option("lava", help="lava (Lava's simulator, slow) or emulate (hybridc's batched "
                                              "bit-exact emulator of Lava on the same netx file, fast)."),
@@ -30,9 +23,6 @@ def verify(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON here."),
     workers: Optional[int] = typer.Option(None, help="Split the samples across a local Ray with this many workers."),
     address: Optional[str] = typer.Option(None, help="Split the samples across the Ray cluster at this address."),
-    model: Optional[Path] = MODEL_OPTION,
-    weights: Optional[Path] = WEIGHTS_OPTION,
-    trust_source: bool = TRUST_SOURCE_OPTION,
 ):
     """Run a dataset through the deployment and the PyTorch model; report their agreement."""
     console = make_console()

@@ -124,21 +124,11 @@ class LayerGroup:
         """The stored axonal delays (a dense layer's DelayDense), or None."""
         return self["delay"] if "delay" in self else None
 
-    @property
-    def stride(self) -> tuple:
-        return pair(self["stride"])
-
-    @property
-    def padding(self) -> tuple:
-        return pair(self["padding"])
-
-    @property
-    def dilation(self) -> tuple:
-        return pair(self["dilation"])
-
-    @property
-    def groups(self) -> int:
-        return scalar(self["groups"])
+    # a conv layer's geometry: (H, W) pairs and the group count
+    stride = property(lambda self: pair(self["stride"]))
+    padding = property(lambda self: pair(self["padding"]))
+    dilation = property(lambda self: pair(self["dilation"]))
+    groups = property(lambda self: scalar(self["groups"]))
 
     @property
     def has_neuron(self) -> bool:
