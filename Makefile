@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PYTHON310 := $(shell for c in $$(pyenv root 2>/dev/null)/versions/3.10.*/bin/python python3.10; do \
 	"$$c" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { echo "$$c"; break; }; done)
 
-.PHONY: setup demo test lint test-readme test-all fuzz bench measurements docs clean
+.PHONY: setup demo test test-fast lint test-readme test-all fuzz bench measurements docs clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# The tests that do not start Lava's simulator (about a minute): the inner loop.
+test-fast: setup
+	$(PY) -m pytest -q -m 'not lava'
 
 # Unused names and import order (ruff's F and I rules; settings in pyproject.toml).
 lint: setup
