@@ -84,7 +84,7 @@ def test_pipeline_on_the_emulator_equals_run(deployed):
                                                                                   ("ann", "emulate", 3)]
 
 
-# one pipeline start-up (three processes importing torch), the spiking stage on the emulator: 16 s at load 4-5
+# one pipeline start-up (three processes importing torch), the spiking stage on the emulator
 @pytest.mark.lava  # the reference run
 def test_killed_spiking_stage_exits_16_naming_it_on_the_emulator(deployed, tmp_path, cli):
     """The default run's kill test (the slow ones resume): SIGKILL the spiking stage's process,

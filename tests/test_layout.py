@@ -11,7 +11,7 @@ The checkers take any package directory, so the planted-violation tests below pr
 catch what they claim. To see them fail on the real tree, plant a cycle (add
 `from ..compiler import driver` inside a function in hybridc/frontend/graph.py and
 `from ..frontend import graph` to hybridc/compiler/driver.py) or a private import
-(`from .loihi import _slayer` in hybridc/targets/nir.py) and run
+(`from .slayer_blocks import _slayer` in hybridc/targets/nir.py) and run
 `python -m pytest tests/test_layout.py`.
 """
 
@@ -61,8 +61,8 @@ def _is_package(path: Path) -> bool:
 
 
 def imports(package: Path, module: str, path: Path):
-    """(line, imported module, names taken from it, alias bound to a module or None) for
-    every import of the package's own modules, at any depth of the file."""
+    """(line, imported module, names taken from it, (name, module) the import binds or None)
+    for every import of the package's own modules, at any depth of the file."""
     own = package.name
     here = module.split(".") if module else []
     if not _is_package(path):
@@ -80,15 +80,15 @@ def imports(package: Path, module: str, path: Path):
             for alias in node.names:
                 sub = f"{target}.{alias.name}" if target else alias.name
                 if sub in known:  # `from . import emulator`: the module itself
-                    yield node.lineno, sub, (), alias.asname or alias.name
+                    yield node.lineno, sub, (), (alias.asname or alias.name, sub)
                 else:
                     yield node.lineno, target, (alias.name,), None
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name == own or alias.name.startswith(own + "."):
                     target = alias.name[len(own) + 1:]
-                    # `import pkg.x as y` binds y to pkg.x; `import pkg.x` binds only pkg
-                    yield node.lineno, target, (), alias.asname or (own if not target else None)
+                    # `import pkg.x as y` binds y to pkg.x; `import pkg.x` binds pkg, the root ('')
+                    yield node.lineno, target, (), (alias.asname, target) if alias.asname else (own, "")
 
 
 def import_graph(package: Path) -> nx.DiGraph:
@@ -134,11 +134,17 @@ def private_uses(package: Path) -> list:
                 if _private(name):
                     wrong.append(f"{where}:{line} imports {imported}.{name}")
             if alias:
-                bound[alias] = imported
+                bound[alias[0]] = alias[1]
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                    and node.value.id in bound and _private(node.attr)):
-                wrong.append(f"{where}:{node.lineno} uses {bound[node.value.id]}.{node.attr}")
+            if not (isinstance(node, ast.Attribute) and _private(node.attr)):
+                continue
+            chain, value = [], node.value  # `a.b.c._d`: the names before the private one
+            while isinstance(value, ast.Attribute):
+                chain.insert(0, value.attr)
+                value = value.value
+            if isinstance(value, ast.Name) and value.id in bound:
+                owner = ".".join(part for part in [bound[value.id], *chain] if part)
+                wrong.append(f"{where}:{node.lineno} uses {owner}.{node.attr}")
     return sorted(set(wrong))
 
 
@@ -206,10 +212,35 @@ def test_planted_private_imports_are_found(tmp_path):
         "d.py": "import pkg.a as alias\nfrom . import _private_module\nx = alias._hidden\n",
         "_private_module.py": "",
         "e.py": "from .a import shown\nfrom . import a\n__all__ = [a.__name__]\n",
+        "f.py": "import pkg.a\nimport pkg\ny = pkg.a._hidden\n",
     })
     assert private_uses(package) == [
         "pkg/b.py:1 imports a._hidden",
         "pkg/c.py:4 uses a._hidden",
         "pkg/d.py:2 imports the private module _private_module",
         "pkg/d.py:3 uses a._hidden",
+        "pkg/f.py:3 uses a._hidden",
     ]
+
+
+def test_registry_names_public_functions_and_classes_that_exist():
+    """The target table names implementations, runners and emulators as 'module:name'
+    strings (imported only when used): each must be a public name its module defines."""
+    from hybridc.targets.registry import REGISTRY
+
+    found = modules(PACKAGE)
+    wrong = []
+    for entry in REGISTRY.values():
+        for path in filter(None, (entry.implementation, entry.runner, entry.emulator)):
+            module, name = path.split(":")
+            relative = module.removeprefix(PACKAGE.name + ".")
+            if relative not in found:
+                wrong.append(f"{entry.name}: {path} (no module {module})")
+                continue
+            tree = ast.parse(found[relative].read_text())
+            defined = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+            defined |= {alias.asname or alias.name for node in tree.body if isinstance(node, ast.ImportFrom)
+                        for alias in node.names}
+            if _private(name) or name not in defined:
+                wrong.append(f"{entry.name}: {path} ({'private' if _private(name) else 'not defined there'})")
+    assert not wrong, "registry entries that name nothing public:\n" + "\n".join(wrong)

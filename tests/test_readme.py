@@ -120,7 +120,7 @@ NOTEBOOK = [
     (re.compile(r"\b20\d\d-\d\d-\d\d\b"), "a date"),
     (re.compile(r"\b\d{1,2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]* 20\d\d\b"), "a date"),
     (re.compile(r"\btoday\b", re.I), "'today'"),
-    (re.compile(r"\bload average|\bload (about|near|of) \d", re.I), "a load average"),
+    (re.compile(r"\bload average|\b(at )?load (about |near |of |at )?\d", re.I), "a load average"),
     (re.compile(r"\bissues? #?\d+", re.I), "an issue number"),
 ]
 
@@ -139,6 +139,7 @@ def test_notebook_finder_tells_citations_from_notes():
     assert notebook_entries("fixed upstream (lava-dl #217), on 28 Nov 2026") == [("a date", "28 Nov 2026")]
     assert [label for label, _ in notebook_entries("see #24; issue 11; load average 3; today's")] == [
         "'today'", "a load average", "an issue number", "an issue number"]
+    assert [label for label, _ in notebook_entries("7.6 s at load 3, 61 s at load 5-6")] == ["a load average"] * 2
 
 
 def test_readme_and_docs_carry_no_dates_today_load_or_issue_numbers():
