@@ -161,6 +161,12 @@ class Edge:
     bytes_per_inference: float
 
 
+def layer_key(source: dict):
+    """A branching stage's link end or segment input (`{"segment": k, "layer": j}`) as the
+    (segment, layer) pair that names a layer; None for the stage input (no segment)."""
+    return None if source.get("segment") is None else (source["segment"], source["layer"])
+
+
 def payload_bytes(shape, bits: int) -> float:
     """Bytes per inference of a tensor of `shape` (no batch) packed at `bits` per value."""
     return prod(shape) * bits / 8

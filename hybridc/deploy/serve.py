@@ -236,9 +236,4 @@ def serve(build_dir, stage_name: str, listen: str = "127.0.0.1:0", to=None, back
         context.term()
 
 
-def main_announce(endpoint: str) -> None:
-    """The line `hybridc pipeline` waits for on a stage's stdout."""
-    print(f"hybridc-serve listening {endpoint}", flush=True)
-
-
 __all__ = ["serve", "stage_runner", "timing_summary"]

@@ -114,11 +114,6 @@ class CutRow:
                 f"{'s' if self.bits > 1 else ''} = {self.wire_bytes:,} B per inference")
 
 
-def link_wire(stage):
-    """The WireSpec of the stage's first input (None for builds from before wire formats)."""
-    return (stage.wire or {}).get(stage.inputs[0].name) if stage.inputs else None
-
-
 def cut_row(manifest, edge) -> CutRow:
     """One edge between two stages, with what crosses the link per inference."""
     conv, shape = edge.conversion, edge.shape

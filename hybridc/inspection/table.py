@@ -17,13 +17,6 @@ class Table(RichTable):
         return out.getvalue()
 
 
-def _bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB"):
-        if n < 1024 or unit == "MiB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-
-
 def stages_table(inspection) -> Table:
     table = Table(title=f"partitions (T={inspection.timesteps})")
     for col in ("stage / cut", "target", "layers", "input", "output", "size"):

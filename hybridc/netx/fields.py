@@ -17,7 +17,8 @@ from ..errors import ArtifactError
 __all__ = ["DEFAULT_NEURON", "LayerGroup", "NeuronGroup", "layer_groups", "open_file", "pair", "scalar",
            "synapse_group", "text"]
 
-# netx's neuron for a dense layer without a `neuron` group: a non-leaky integrator
+# netx's neuron for a dense layer without a `neuron` group: a non-leaky integrator. The
+# threshold is netx's own literal `1 << 18 - 1` (netx/hdf5.py), which Python reads as 1 << 17.
 DEFAULT_NEURON = {"iDecay": 0, "vDecay": 4096, "vThMant": 1 << 18 - 1}
 
 
@@ -147,7 +148,7 @@ class LayerGroup:
     def lif_parameters(self) -> dict:
         """iDecay, vDecay and vThMant of a CUBA layer as stored, netx's default without a neuron group."""
         neuron = self.neuron
-        return {key: neuron[key] for key in ("iDecay", "vDecay", "vThMant")} if neuron is not None else DEFAULT_NEURON
+        return {key: neuron[key] for key in ("iDecay", "vDecay", "vThMant")} if neuron is not None else dict(DEFAULT_NEURON)
 
 
 def layer_groups(h5, count: int = None):

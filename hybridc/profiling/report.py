@@ -19,6 +19,7 @@ from ..build_dir.untrusted import parsing
 from ..deploy.links import crossing_edges
 from ..errors import InputError, reporting
 from ..inspection.model import cut_bytes, cut_row
+from ..manifest import layer_key
 from ..netx.layout import pytorch_shape
 from . import loihi_counts, onnx_counts
 from .devices import load_profile
@@ -171,19 +172,15 @@ def _graph_units(compiled, stage, chip) -> list:
         for j, layer in enumerate(layers):
             extra = into.get((k, j), [])
             for link, synapse in extra:
-                units.append((synapse, _source(link["source"]), None,
+                units.append((synapse, layer_key(link["source"]), None,
                               {"layer": j, "segment": k, "synapse": link["synapse"],
                                "source": _where(link["source"]), "target": f"segment {k} layer {j}"}))
             if extra:  # the extra synapses sit on the cores of the neurons they end on
                 total = layer.synapses + sum(synapse.synapses for _, synapse in extra)
                 layer.cores = max(layer.cores, -(-total // chip["synapses_per_core"]))
-            reads = (k, j - 1) if j else _source(spec["input"])
+            reads = (k, j - 1) if j else layer_key(spec["input"])
             units.append((layer, reads, (k, j), {"layer": j, "segment": k}))
     return units
-
-
-def _source(source):
-    return None if source.get("segment") is None else (source["segment"], source["layer"])
 
 
 def _where(source) -> str:

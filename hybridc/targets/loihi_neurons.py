@@ -24,7 +24,6 @@ NOT_IN_NETX = {
     "adrf_iz": ("netx has no adaptive resonate-and-fire (Izhikevich) neuron: it would build the layer as a "
                 "plain RF_IZ neuron without the adaptive threshold"),
 }
-STATE_SCALE = 1 << 6  # slayer's w_scale: Loihi fixed point is value x 64
 DECAY_NUDGE = 1 + 2.0 ** -20
 
 

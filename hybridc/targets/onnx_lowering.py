@@ -241,10 +241,6 @@ def _flatten_from(low: Lowering, node, start: int, end: int):
     low.unary(node, "Flatten", {"axis": 1})
 
 
-def _op(op: str):
-    return lambda low, node, m=None: low.unary(node, op)
-
-
 def _activation(op: str):
     """ReLU/Sigmoid/Tanh modules; an in-place one overwrites its input, which other readers
     then see: ONNX has no such node, so it falls back to torch.onnx (which models it)."""

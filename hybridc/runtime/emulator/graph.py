@@ -13,6 +13,7 @@ import networkx as nx
 import torch
 
 from ...errors import ArtifactError
+from ...manifest import layer_key
 from ...netx.fields import open_file, synapse_group
 from ...netx.layout import pytorch_shape
 from ..loihi_io import check_input
@@ -52,10 +53,6 @@ def read_graph(stage, build_dir: Path):
     return segments, links
 
 
-def _key(source):
-    return None if source.get("segment") is None else (source["segment"], source["layer"])
-
-
 def layer_graph(stage, sizes) -> nx.DiGraph:
     """The stage's layers, (segment, layer), each after the layers whose spikes it reads (its
     segment's previous layer or input, and every extra synapse's source), from the manifest's
@@ -64,12 +61,12 @@ def layer_graph(stage, sizes) -> nx.DiGraph:
     for k, (spec, size) in enumerate(zip(stage.segments, sizes)):
         for j in range(size):
             graph.add_node((k, j))
-            before = (k, j - 1) if j else _key(spec["input"])
+            before = (k, j - 1) if j else layer_key(spec["input"])
             if before is not None:
                 graph.add_edge(before, (k, j))
     for link in stage.links["synapses"]:
-        if _key(link["source"]) is not None:
-            graph.add_edge(_key(link["source"]), (link["target"]["segment"], link["target"]["layer"]))
+        if layer_key(link["source"]) is not None:
+            graph.add_edge(layer_key(link["source"]), (link["target"]["segment"], link["target"]["layer"]))
     return graph
 
 
@@ -104,10 +101,10 @@ def emulate_graph(stage, x: torch.Tensor, graph, wanted) -> list:
             raise ArtifactError(f"Stage `{stage.name}`: segment {k} has an input layer with a neuron; branching "
                                 "stages hold conv and dense layers only.")
         spec = stage.segments[k]
-        source = (k, j - 1) if j else _key(spec["input"])
+        source = (k, j - 1) if j else layer_key(spec["input"])
         currents = _currents(layer, spikes[source], graded and source is None, bool(spec["flatten"]) and not j)
         for link, synapse in into.get((k, j), []):
-            extra = _currents(synapse, spikes[_key(link["source"])], bool(link.get("message_bits")), link["flatten"])
+            extra = _currents(synapse, spikes[layer_key(link["source"])], bool(link.get("message_bits")), link["flatten"])
             currents = currents + extra.reshape(currents.shape)  # a conv as a dense matrix: (C, H, W) order
         spikes[(k, j)] = lif(layer.neuron, currents)
     return [torch.movedim(spikes[key], 1, -1).to(torch.int64) for key in wanted]
