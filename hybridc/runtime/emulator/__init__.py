@@ -17,7 +17,7 @@ batched torch tensors. By job:
 from .chain import emulate, run_layer, stage_input
 from .decode import Layer, read_network, read_stage_network
 from .neurons import resonator
-from .stage import refuse_unsupported, run_stage, supports
+from .stage import run_stage
 
-__all__ = ["Layer", "emulate", "read_network", "read_stage_network", "refuse_unsupported", "resonator", "run_layer",
-           "run_stage", "stage_input", "supports"]
+__all__ = ["Layer", "emulate", "read_network", "read_stage_network", "resonator", "run_layer", "run_stage",
+           "stage_input"]

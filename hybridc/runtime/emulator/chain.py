@@ -81,6 +81,19 @@ def stage_input(stage, x) -> torch.Tensor:
     return from_netx(np.asarray(data, dtype=np.float64)).double() if stage.inputs[0].graded else x
 
 
+def padded_batches(x: torch.Tensor, batch: int, pad: int, progress=None):
+    """The samples of `x` in batches of `batch`, each `pad` steps longer on zero input (Lava's
+    outputs lag by that much); `progress` is called once a sample when its batch is done."""
+    for start in range(0, x.shape[0], batch):
+        chunk = x[start:start + batch]
+        if pad:
+            chunk = torch.cat([chunk, torch.zeros(*chunk.shape[:-1], pad, dtype=chunk.dtype)], dim=-1)
+        yield chunk
+        if progress:
+            for _ in range(chunk.shape[0]):
+                progress()
+
+
 def run_chain_stage(stage, build_dir: Path, x: torch.Tensor, progress=None):
     """A chain loihi stage (one netx file) with the same inputs and outputs as Lava's runner
     (`runtime/lava.py`: one tensor, or a tuple in the order of stage.outputs for a stage with
@@ -94,17 +107,11 @@ def run_chain_stage(stage, build_dir: Path, x: torch.Tensor, progress=None):
     widest = max(widest, int(np.prod(x.shape[1:-1])))
     batch = batch_size(x.shape[0], widest * (steps + delay) * 4)
     outputs = [[] for _ in taps]
-    for start in range(0, x.shape[0], batch):
-        chunk = x[start:start + batch]
-        if delay:  # Lava's output lags by `delay` steps: run that much longer on zero input
-            chunk = torch.cat([chunk, torch.zeros(*chunk.shape[:-1], delay, dtype=chunk.dtype)], dim=-1)
+    for chunk in padded_batches(x, batch, delay, progress):
         results = emulate(None, chunk, network=network, input_message_bits=stage.input_bits or 0,
                           taps=[layer for layer, _ in taps], feed_input_neuron=True)
         for k, (out, (_, d)) in enumerate(zip(results, taps)):
             outputs[k].append(out[..., (d or 0):(d or 0) + steps].float())
-        if progress:
-            for _ in range(chunk.shape[0]):
-                progress()
     results = tuple(from_wire(spec, torch.cat(parts).reshape(x.shape[0], *spec.pytorch_shape()))
                     for spec, parts in zip(stage.outputs, outputs))
     return results[0] if len(results) == 1 else results

@@ -17,17 +17,12 @@ from ...manifest import layer_key
 from ...netx.fields import open_file, synapse_group
 from ...netx.layout import pytorch_shape
 from ..loihi_io import check_input
-from .chain import batch_size
+from .chain import batch_size, padded_batches
 from .decode import conv_layer, dense_layer, read_network
 from .neurons import lif
 from .synapses import conv_currents, dense_currents
 
-__all__ = ["emulate_graph", "layer_graph", "read_graph", "run_graph_stage", "supports"]
-
-
-def supports(stage) -> bool:
-    """Every branching stage hybridc writes: unary input or an Encoder's graded spikes."""
-    return True
+__all__ = ["emulate_graph", "layer_graph", "read_graph", "run_graph_stage"]
 
 
 def read_graph(stage, build_dir: Path):
@@ -120,15 +115,9 @@ def run_graph_stage(stage, build_dir: Path, x: torch.Tensor, progress=None):
     widest = max(int(torch.tensor(layer.out_shape).prod()) for layers in graph[0] for layer in layers)
     batch = batch_size(x.shape[0], widest * (steps + pad) * (4 + len(graph[1])))
     results = [[] for _ in wanted]
-    for start in range(0, x.shape[0], batch):
-        chunk = x[start:start + batch]
-        if pad:
-            chunk = torch.cat([chunk, torch.zeros(*chunk.shape[:-1], pad, dtype=chunk.dtype)], dim=-1)
+    for chunk in padded_batches(x, batch, pad, progress):
         for k, (out, spikes) in enumerate(zip(stage.outputs, emulate_graph(stage, chunk, graph, wanted))):
             delay = out.delay or 0
             results[k].append(spikes[..., delay:delay + steps].float())
-        if progress:
-            for _ in range(chunk.shape[0]):
-                progress()
     outputs = tuple(torch.cat(r) for r in results)
     return outputs[0] if len(outputs) == 1 else outputs
