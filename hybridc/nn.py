@@ -96,3 +96,33 @@ class Encoder(torch.nn.Module):
         if self.hold == 1:
             return values
         return values.unsqueeze(-1).expand(*([-1] * values.dim()), self.hold).flatten(-2)
+
+
+class NIR(torch.nn.Module):
+    """A NIR graph (a .nir path or an in-memory `nir.NIRGraph`) as a spiking block of a hybrid
+    model: `self.front = hybridc.nn.NIR(graph, dt=1e-3)`, input (N, F, T) or (N, C, H, W, T),
+    spikes out, time last. `dt` is the Euler step in the graph's time unit (seconds for
+    graphs from Norse or snnTorch: 1e-3 is Norse's default; 1.0 for graphs hybridc wrote).
+
+    The graph becomes lava-dl slayer cuba blocks (one per synapse -> neuron pair, and
+    Flatten), held in `blocks` and run in graph order, so hybridc's tracer sees them as
+    leaves and the loihi target lowers them like any slayer block. `sources` maps each block
+    to the NIR nodes it came from. Formulas, repairs and refusals: `hybridc.nir_import`.
+    """
+
+    def __init__(self, graph_or_path, dt: float = 1.0):
+        super().__init__()
+        from .nir_import import import_graph
+
+        self.dt = float(dt)
+        self.input_shape, imported = import_graph(graph_or_path, self.dt)
+        self.blocks = torch.nn.ModuleDict({key: block for key, block, _ in imported})
+        self.sources = {key: nodes for key, _, nodes in imported}
+
+    def extra_repr(self) -> str:
+        return f"dt={self.dt:g}, input_shape={self.input_shape}"
+
+    def forward(self, spikes: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks.values():
+            spikes = block(spikes)
+        return spikes
