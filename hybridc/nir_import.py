@@ -290,10 +290,10 @@ def _synapse(name, node, shape, repairs):
         if bias is not None and np.any(bias != 0):
             raise UnsupportedLayerError(f"{_where(name, node)} has a non-zero bias: hybridc does not import biases "
                                         "yet (bias support comes later).")
-        stride, padding = _pair(node.stride, 1), _pair(node.padding, 0)
-        dilation, groups = _pair(node.dilation, 1), int(np.ravel(_numpy(node.groups)[0])[0])
         if isinstance(node.padding, str):
             raise UnsupportedLayerError(f"{_where(name, node)}: string padding {node.padding!r}; give numbers.")
+        stride, padding = _pair(node.stride, 1), _pair(node.padding, 0)
+        dilation, groups = _pair(node.dilation, 1), int(np.ravel(_numpy(node.groups)[0])[0])
         if weight.shape[1] * groups != c:
             raise UnsupportedLayerError(f"{_where(name, node)}: weight {weight.shape} with groups={groups} takes "
                                         f"{weight.shape[1] * groups} channels, the node before gives {c}.")
@@ -314,7 +314,9 @@ def _check_type(name, node, field, expected, repairs):
     declared = _type_shape(getattr(node, field, None))
     if not declared:
         repairs.add(f"empty {field} inferred as {list(expected)}")
-    elif declared != tuple(expected) and declared != (1, *expected):
+    elif declared == (1, *expected):
+        repairs.add(f"batch axis dropped from its {field} {list(declared)}")
+    elif declared != tuple(expected):
         raise UnsupportedLayerError(f"{_where(name, node)}: its {field} is {list(declared)}, but the graph gives "
                                     f"{list(expected)} there.")
 
@@ -354,6 +356,10 @@ def parse(graph, dt: float) -> tuple:
     nodes = graph.nodes
     for name, node in nodes.items():
         kind = type(node).__name__
+        if node is None:
+            raise UnsupportedLayerError(
+                f"NIR node `{name}` is empty (None): the exporter did not translate that module (Norse 1.1.0's "
+                "to_nir writes None for torch.nn.Flatten). Fill the node in (nir.Flatten(...)) before importing.")
         if kind not in SUPPORTED:
             raise UnsupportedLayerError(
                 f"{_where(name, node)}: hybridc does not import {kind} nodes yet; it imports "
