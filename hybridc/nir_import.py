@@ -20,6 +20,13 @@ so, with u = (dt/tau_mem) r I,
     W' = s * W * w_in * (dt/tau_syn) * r * (dt/tau_mem)   (w_in, r fold into each output's row)
     threshold' = s * v_threshold
 
+Graphs, not only chains: a node's value may feed several synapse nodes (a split); edges into
+one synapse node are summed (NIR's rule: a spike ADD, `a + b` in the forward); several
+synapse nodes into one neuron node (a join: NIR sums their currents) become one block over
+their inputs concatenated along channels, weights side by side (`torch.cat`), with one
+scale s for the joined weights. Both are merges of spikes feeding a synapse, which the loihi
+target lowers exactly (docs/architecture.md, branching spiking stages).
+
 NIR LIF (tau dv/dt = v_leak - v + r I, no synaptic memory): current_decay = 1,
 voltage_decay = dt/tau, W' = s * W * r * dt/tau. NIR IF (dv/dt = r I): current_decay = 1,
 voltage_decay = 0, W' = s * W * r * dt (Norse's IAFCell adds its input unscaled, ignoring r
@@ -42,7 +49,9 @@ Refused, each with `UnsupportedLayerError` (or `NumericsError` for values) namin
 node types other than Input, Output, Linear, Affine (zero bias), Conv2d, SumPool2d, AvgPool2d,
 Flatten, CubaLIF, LIF, IF; per-neuron time constants or thresholds (slayer's cuba decays and
 threshold are per layer); non-zero v_leak or v_reset; dt/tau > 1 (the Euler step is then no
-decay); splits, joins and cycles; shapes that cannot be inferred. What exporters hand over is
+decay); cycles; joins of paths of different length (each block's one-step delay would misalign
+the terms; no compensating delay is added yet); joins of pools or of convs of different
+geometry; several Input or Output nodes; shapes that cannot be inferred. What exporters hand over is
 repaired, each repair logged naming the node: torch tensors become numpy, 0-d neuron
 parameters are broadcast to the layer, a batch axis is dropped from the Input type, empty
 types are inferred from the neighbouring nodes.
@@ -68,11 +77,15 @@ SUPPORTED = ("Input", "Output", "Flatten") + SYNAPSES + NEURONS
 
 class Layer:
     """One slayer block to build: `kind` (dense, conv, pool, flatten), the NIR nodes it comes
-    from, its input and output shapes (no batch, no time) and, for a block with a neuron, the
-    float weight and threshold in fixed-point units and the decays."""
+    from (its synapse nodes, then its neuron node), its input and output shapes (no batch, no
+    time), where its input comes from (per synapse node, the names of the values it sums;
+    several synapse nodes read their inputs concatenated along channels) and, for a block
+    with a neuron, the float weight and threshold in fixed-point units and the decays."""
 
-    def __init__(self, kind, nodes, in_shape, out_shape, **params):
+    def __init__(self, kind, nodes, in_shape, out_shape, inputs, **params):
         self.kind, self.nodes, self.in_shape, self.out_shape = kind, tuple(nodes), tuple(in_shape), tuple(out_shape)
+        self.inputs = tuple(tuple(group) for group in inputs)  # per synapse, the values summed into it
+        self.output = self.nodes[-1]
         self.params = params
 
     def __repr__(self):
@@ -115,8 +128,9 @@ def _type_shape(types) -> tuple:
     return ()
 
 
-def _order(graph) -> list:
-    """The node names of a chain Input -> ... -> Output; refuses cycles and branches."""
+def _structure(graph):
+    """(names in topological order, predecessors, successors, the Input's name, the Output's
+    name) of a NIR graph; refuses cycles, several inputs or outputs and nodes off the path."""
     nodes, edges = graph.nodes, [tuple(e) for e in graph.edges]
     for a, b in edges:
         for end in (a, b):
@@ -124,18 +138,17 @@ def _order(graph) -> list:
                 raise UnsupportedLayerError(f"The NIR graph has an edge {a} -> {b} to a node `{end}` it does not define.")
     succ = {name: [b for a, b in edges if a == name] for name in nodes}
     pred = {name: [a for a, b in edges if b == name] for name in nodes}
-    # a cycle: Kahn's algorithm leaves it
     indegree = {name: len(pred[name]) for name in nodes}
-    ready, seen = [n for n in nodes if indegree[n] == 0], []
-    while ready:
-        name = ready.pop()
-        seen.append(name)
+    ready, order = [n for n in nodes if indegree[n] == 0], []
+    while ready:  # Kahn's algorithm: what it cannot order is on or after a cycle
+        name = ready.pop(0)
+        order.append(name)
         for b in succ[name]:
             indegree[b] -= 1
             if indegree[b] == 0:
                 ready.append(b)
-    if len(seen) < len(nodes):
-        cycle = [n for n in nodes if n not in seen]
+    if len(order) < len(nodes):
+        cycle = [n for n in nodes if n not in order]
         trimmed = True
         while trimmed:  # drop what only hangs off the cycle downstream
             keep = [n for n in cycle if any(b in cycle for b in succ[n])]
@@ -148,22 +161,21 @@ def _order(graph) -> list:
     if len(inputs) != 1 or len(outputs) != 1:
         raise UnsupportedLayerError(f"hybridc imports NIR graphs with one Input and one Output node; this one has "
                                     f"inputs {inputs} and outputs {outputs}.")
-    for name in nodes:
-        if len(succ[name]) > 1 or len(pred[name]) > 1:
-            kind = "splits into " + ", ".join(succ[name]) if len(succ[name]) > 1 else "joins " + ", ".join(pred[name])
-            raise UnsupportedLayerError(
-                f"{_where(name, nodes[name])} {kind}: hybridc imports chains of NIR nodes only so far (splits "
-                "and joins come later). Import each chain separately and join them in PyTorch.")
-    chain, name = [], inputs[0]
-    while True:
-        chain.append(name)
-        if not succ[name]:
-            break
-        name = succ[name][0]
-    if chain[-1] != outputs[0] or len(chain) != len(nodes):
-        raise UnsupportedLayerError(f"The NIR graph's nodes {sorted(set(nodes) - set(chain))} are not on the "
-                                    f"path from `{inputs[0]}` to `{outputs[0]}`.")
-    return chain
+
+    def reach(start, step):
+        seen, todo = set(), [start]
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen.add(name)
+                todo += step[name]
+        return seen
+
+    off = set(nodes) - (reach(inputs[0], succ) & reach(outputs[0], pred))
+    if off:
+        raise UnsupportedLayerError(f"The NIR graph's node(s) {', '.join(f'`{n}`' for n in sorted(off))} are not on a "
+                                    f"path from `{inputs[0]}` to `{outputs[0]}`; remove them.")
+    return order, pred, succ, inputs[0], outputs[0]
 
 
 def _param(node, field, repairs):
@@ -321,11 +333,12 @@ def _check_type(name, node, field, expected, repairs):
                                     f"{list(expected)} there.")
 
 
-def _input_shape(graph, chain, repairs_of):
-    name = chain[0]
+def _input_shape(graph, name, first_name, repairs_of):
+    """The Input node's shape without a batch axis, inferred from `first_name` (a node it
+    feeds) when its type is empty."""
     node = graph.nodes[name]
     shape = _type_shape(node.input_type) or _type_shape(node.output_type)
-    first = graph.nodes[chain[1]] if len(chain) > 1 else None
+    first = graph.nodes[first_name]
     kind = type(first).__name__
     wanted = None
     if kind in ("Linear", "Affine"):
@@ -333,24 +346,50 @@ def _input_shape(graph, chain, repairs_of):
         if not shape:
             weight, _ = _numpy(first.weight)
             shape = (weight.shape[1],)
-            repairs_of(name).add(f"empty input type inferred as {list(shape)} from `{chain[1]}`")
+            repairs_of(name).add(f"empty input type inferred as {list(shape)} from `{first_name}`")
     elif kind in ("Conv2d", "SumPool2d", "AvgPool2d"):
         wanted = 3
         if not shape and kind == "Conv2d" and getattr(first, "input_shape", None) is not None:
             c = int(_numpy(first.weight)[0].shape[1]) * int(np.ravel(_numpy(first.groups)[0])[0])
             shape = (c, *(int(v) for v in np.ravel(_numpy(first.input_shape)[0])[-2:]))
-            repairs_of(name).add(f"empty input type inferred as {list(shape)} from `{chain[1]}`")
+            repairs_of(name).add(f"empty input type inferred as {list(shape)} from `{first_name}`")
     if not shape:
         raise UnsupportedLayerError(f"{_where(name, node)} has no input type and the shape cannot be inferred from "
-                                    f"`{chain[1] if first is not None else '-'}`: give the Input node its type.")
+                                    f"`{first_name}`: give the Input node its type.")
     if wanted and len(shape) == wanted + 1 and shape[0] == 1:
         repairs_of(name).add(f"batch axis dropped from its type {list(shape)}")
         shape = shape[1:]
     return tuple(shape)
 
 
+def _join(name, node, terms):
+    """One synapse over the concatenation of a join's inputs: (kind, in shape, out shape, weight,
+    geometry) from each synapse node's (name, kind, in shape, out shape, weight, geometry)."""
+    kinds = {t[1] for t in terms}
+    outs = {t[3] for t in terms}
+    names = ", ".join(f"`{t[0]}`" for t in terms)
+    if len(kinds) > 1 or "pool" in kinds or len(outs) > 1:
+        raise UnsupportedLayerError(f"{_where(name, node)} joins {names}: hybridc imports a join of Linear/Affine "
+                                    "nodes, or of Conv2d nodes of one geometry, into one neuron node (their inputs "
+                                    "concatenated, their weights side by side); not this mix.")
+    kind = kinds.pop()
+    if kind == "conv":
+        geometries = {tuple(sorted(t[5].items())) for t in terms}
+        kernels = {t[4].shape[2:] for t in terms}
+        spatial = {t[2][1:] for t in terms}
+        if len(geometries) > 1 or len(kernels) > 1 or len(spatial) > 1 or terms[0][5]["groups"] != 1:
+            raise UnsupportedLayerError(f"{_where(name, node)} joins convolutions {names} of different kernel, "
+                                        "stride, padding, dilation or input size, or grouped ones; hybridc joins "
+                                        "ungrouped convolutions of one geometry only.")
+        in_shape = (sum(t[2][0] for t in terms), *terms[0][2][1:])
+    else:
+        in_shape = (sum(t[2][0] for t in terms),)
+    return kind, in_shape, terms[0][3], np.concatenate([t[4] for t in terms], axis=1), terms[0][5]
+
+
 def parse(graph, dt: float) -> tuple:
-    """(input shape, [Layer]) for a NIR chain; every repair logged, one message per node."""
+    """(input shape, [Layer] in graph order, the Input node's name, the name of the value the
+    Output reads) for a NIR graph; every repair logged, one message per node."""
     if not dt > 0:
         raise NumericsError(f"dt must be positive, got {dt!r}.")
     nodes = graph.nodes
@@ -364,69 +403,119 @@ def parse(graph, dt: float) -> tuple:
             raise UnsupportedLayerError(
                 f"{_where(name, node)}: hybridc does not import {kind} nodes yet; it imports "
                 f"{', '.join(SUPPORTED)}. Remove the node or replace it by a supported one.")
-    chain = _order(graph)
+    order, pred, succ, input_name, output_name = _structure(graph)
     repairs = {}
 
     def repairs_of(name):
         return repairs.setdefault(name, set())
 
-    shape = _input_shape(graph, chain, repairs_of)
-    in_shape, layers, i = shape, [], 1
-    while i < len(chain) - 1:
-        name, node = chain[i], nodes[chain[i]]
-        kind = type(node).__name__
-        if kind == "Flatten":
+    def kind_of(name):
+        return type(nodes[name]).__name__
+
+    if not succ[input_name] or kind_of(succ[input_name][0]) == "Output":
+        raise UnsupportedLayerError("The NIR graph has no synapse -> neuron pair: nothing spiking to import.")
+    in_shape = _input_shape(graph, input_name, succ[input_name][0], repairs_of)
+    shape, depth = {input_name: in_shape}, {input_name: 0}  # per value: its shape, the slayer blocks before it
+
+    def summed(name, node):
+        """The values a synapse (or Flatten, Output) node reads, summed: their common shape and depth."""
+        sources = pred[name]
+        for source in sources:
+            if kind_of(source) in SYNAPSES:
+                raise UnsupportedLayerError(f"{_where(name, node)} reads the synapse node `{source}` directly; "
+                                            "hybridc imports a synapse followed by a CubaLIF, LIF or IF node.")
+        if len({shape[s] for s in sources}) > 1:
+            raise UnsupportedLayerError(f"{_where(name, node)} sums {', '.join(sources)} of different shapes "
+                                        f"{[list(shape[s]) for s in sources]}.")
+        if len({depth[s] for s in sources}) > 1:
+            raise UnsupportedLayerError(_depth_message(name, node, sources, depth))
+        return sources, shape[sources[0]], depth[sources[0]]
+
+    layers = []
+    for name in order:
+        node, kind = nodes[name], kind_of(name)
+        if name == input_name:
+            continue
+        if kind == "Output":
+            if len(pred[name]) > 1:
+                raise UnsupportedLayerError(f"{_where(name, node)} sums {', '.join(pred[name])}: Loihi sends only a "
+                                            "layer's own spikes out of a spiking stage. Sum them in the dense part.")
+            _, value_shape, _ = summed(name, node)
+            _check_type(name, node, "output_type", value_shape, repairs_of(name))
+        elif kind == "Flatten":
+            sources, value_shape, value_depth = summed(name, node)
+            if len(sources) > 1:
+                raise UnsupportedLayerError(f"{_where(name, node)} reads {', '.join(sources)}: a Flatten reads one "
+                                            "node; flatten each and sum after a synapse.")
             start, end = int(getattr(node, "start_dim", 0)), int(getattr(node, "end_dim", -1))
             declared = _type_shape(node.input_type)
-            if declared and len(declared) == len(shape) + 1 and start >= 1:  # a batch axis in its type
+            if declared and len(declared) == len(value_shape) + 1 and start >= 1:  # a batch axis in its type
                 start, end = start - 1, end - 1 if end > 0 else end
                 repairs_of(name).add("start_dim counted without the batch axis")
-            if start != 0 or end not in (-1, len(shape) - 1):
-                raise UnsupportedLayerError(f"{_where(name, node)}: flattens dims {start}..{end} of {list(shape)}; "
-                                            "hybridc imports a Flatten of every axis (C, H, W) only.")
-            _check_type(name, node, "input_type", shape, repairs_of(name))
-            layers.append(Layer("flatten", [name], shape, (prod(shape),)))
-            shape = (prod(shape),)
-            i += 1
-            continue
-        if kind not in SYNAPSES:
-            raise UnsupportedLayerError(f"{_where(name, node)} follows `{chain[i - 1]}` directly: hybridc imports "
-                                        "synapse -> neuron pairs (Linear/Affine/Conv2d/SumPool2d/AvgPool2d, then "
-                                        "CubaLIF/LIF/IF).")
-        neuron_name = chain[i + 1]
-        neuron = nodes[neuron_name]
-        if type(neuron).__name__ not in NEURONS:
-            raise UnsupportedLayerError(f"{_where(name, node)} is followed by {_where(neuron_name, neuron)}: hybridc "
-                                        "imports a synapse followed by a CubaLIF, LIF or IF node only.")
-        block, out, weight, geometry = _synapse(name, node, shape, repairs_of(name))
-        _check_type(name, node, "input_type", shape, repairs_of(name))
-        _check_type(neuron_name, neuron, "input_type", out, repairs_of(neuron_name))
-        _check_type(neuron_name, neuron, "output_type", out, repairs_of(neuron_name))
-        p = neuron_parameters(neuron_name, neuron, out, dt, repairs_of(neuron_name))
-        if block == "pool":
-            if not np.all(p["factor"] == p["factor"][0]):
-                raise UnsupportedLayerError(f"{_where(neuron_name, neuron)}: w_in or r differs across channels after "
-                                            f"the pool `{name}`; slayer's Pool shares one weight.")
-            weight = np.array(weight * p["factor"][0])
-        else:
-            weight = weight * p["factor"].reshape(-1, *([1] * (weight.ndim - 1)))
-        s = scale(np.atleast_1d(weight), p["threshold"])
-        threshold = round(p["threshold"] * s)
-        if not 1 <= threshold <= V_TH_MAX:
-            raise NumericsError(f"{_where(neuron_name, neuron)}: the threshold is {threshold} in Loihi's fixed point at "
-                                f"the scale that fits the weights, outside 1..{V_TH_MAX}.")
-        layers.append(Layer(block, [name, neuron_name], shape, out, weight=weight * s, threshold=threshold,
-                            scale=s, current_decay=p["current_decay"], voltage_decay=p["voltage_decay"], **geometry))
-        shape = out
-        i += 2
-    if len(chain) > 1:
-        _check_type(chain[-1], nodes[chain[-1]], "output_type", shape, repairs_of(chain[-1]))
+            if start != 0 or end not in (-1, len(value_shape) - 1):
+                raise UnsupportedLayerError(f"{_where(name, node)}: flattens dims {start}..{end} of "
+                                            f"{list(value_shape)}; hybridc imports a Flatten of every axis only.")
+            _check_type(name, node, "input_type", value_shape, repairs_of(name))
+            layers.append(Layer("flatten", [name], value_shape, (prod(value_shape),), [sources]))
+            shape[name], depth[name] = (prod(value_shape),), value_depth
+        elif kind in SYNAPSES:
+            if len(succ[name]) != 1 or kind_of(succ[name][0]) not in NEURONS:
+                raise UnsupportedLayerError(
+                    f"{_where(name, node)} feeds {', '.join(succ[name]) or 'nothing'}: hybridc imports a synapse "
+                    "node followed by exactly one CubaLIF, LIF or IF node.")
+        else:  # a neuron node: one block with the synapse nodes that feed it
+            synapses = pred[name]
+            for synapse in synapses:
+                if kind_of(synapse) not in SYNAPSES:
+                    raise UnsupportedLayerError(
+                        f"{_where(name, node)} follows `{synapse}` directly: hybridc imports synapse -> neuron "
+                        "pairs (Linear/Affine/Conv2d/SumPool2d/AvgPool2d, then CubaLIF/LIF/IF).")
+            terms, inputs, depths = [], [], {}
+            for synapse in synapses:
+                sources, value_shape, depths[synapse] = summed(synapse, nodes[synapse])
+                block, out, weight, geometry = _synapse(synapse, nodes[synapse], value_shape, repairs_of(synapse))
+                _check_type(synapse, nodes[synapse], "input_type", value_shape, repairs_of(synapse))
+                terms.append((synapse, block, value_shape, out, weight, geometry))
+                inputs.append(sources)
+            if len(set(depths.values())) > 1:
+                raise UnsupportedLayerError(_depth_message(name, node, list(depths), depths))
+            if len(terms) == 1:
+                _, block, block_in, out, weight, geometry = terms[0]
+            else:
+                block, block_in, out, weight, geometry = _join(name, node, terms)
+            _check_type(name, node, "input_type", out, repairs_of(name))
+            _check_type(name, node, "output_type", out, repairs_of(name))
+            p = neuron_parameters(name, node, out, dt, repairs_of(name))
+            if block == "pool":
+                if not np.all(p["factor"] == p["factor"][0]):
+                    raise UnsupportedLayerError(f"{_where(name, node)}: w_in or r differs across channels after "
+                                                f"the pool `{synapses[0]}`; slayer's Pool shares one weight.")
+                weight = np.array(weight * p["factor"][0])
+            else:
+                weight = weight * p["factor"].reshape(-1, *([1] * (weight.ndim - 1)))
+            s = scale(np.atleast_1d(weight), p["threshold"])
+            threshold = round(p["threshold"] * s)
+            if not 1 <= threshold <= V_TH_MAX:
+                raise NumericsError(f"{_where(name, node)}: the threshold is {threshold} in Loihi's fixed point at "
+                                    f"the scale that fits the weights, outside 1..{V_TH_MAX}.")
+            layers.append(Layer(block, [*synapses, name], block_in, out, inputs, weight=weight * s,
+                                threshold=threshold, scale=s, current_decay=p["current_decay"],
+                                voltage_decay=p["voltage_decay"], **geometry))
+            shape[name], depth[name] = out, next(iter(depths.values())) + 1
     for name, done in repairs.items():
         if done:
             log.warning("NIR node `%s` (%s) repaired: %s.", name, type(nodes[name]).__name__, "; ".join(sorted(done)))
     if not any(layer.kind != "flatten" for layer in layers):
         raise UnsupportedLayerError("The NIR graph has no synapse -> neuron pair: nothing spiking to import.")
-    return in_shape, layers
+    return in_shape, layers, input_name, pred[output_name][0]
+
+
+def _depth_message(name, node, sources, depth) -> str:
+    paths = ", ".join(f"`{s}` after {depth[s]}" for s in sources)
+    return (f"{_where(name, node)} joins paths of different length ({paths} slayer blocks): each block delays its "
+            "spikes by one step (Loihi's hop), which the NIR graph does not, so the terms would meet misaligned; "
+            "hybridc does not add the compensating delay yet. Join paths with the same number of synapse -> neuron "
+            "pairs.")
 
 
 def build(layer: Layer):
@@ -455,14 +544,16 @@ def build(layer: Layer):
 
 
 def import_graph(graph_or_path, dt: float = 1.0) -> tuple:
-    """(input shape, [(block name, slayer block, NIR node names)]) for a NIR graph or file."""
+    """(input shape, [(block name, slayer block, Layer)] in graph order, the Input node's name,
+    the name of the value the Output reads) for a NIR graph or file. A block is named after its
+    first NIR node."""
     graph = load(graph_or_path)
-    in_shape, layers = parse(graph, float(dt))
+    in_shape, layers, input_name, output = parse(graph, float(dt))
     blocks, used = [], set()
     for layer in layers:
         key = "".join(c if c.isalnum() or c == "_" else "_" for c in layer.nodes[0]) or "node"
         while key in used:
             key += "_"
         used.add(key)
-        blocks.append((key, build(layer), layer.nodes))
-    return in_shape, blocks
+        blocks.append((key, build(layer), layer))
+    return in_shape, blocks, input_name, output

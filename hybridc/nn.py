@@ -115,14 +115,29 @@ class NIR(torch.nn.Module):
         from .nir_import import import_graph
 
         self.dt = float(dt)
-        self.input_shape, imported = import_graph(graph_or_path, self.dt)
+        self.input_shape, imported, self.input_name, self.output_name = import_graph(graph_or_path, self.dt)
         self.blocks = torch.nn.ModuleDict({key: block for key, block, _ in imported})
-        self.sources = {key: nodes for key, _, nodes in imported}
+        self.sources = {key: layer.nodes for key, _, layer in imported}
+        # per block: per synapse node, the values it sums; the value the block writes
+        self.wiring = {key: (layer.inputs, layer.output) for key, _, layer in imported}
 
     def extra_repr(self) -> str:
         return f"dt={self.dt:g}, input_shape={self.input_shape}"
 
+    def values(self, spikes: torch.Tensor) -> dict:
+        """{NIR node name: its spikes} for the Input and every neuron and Flatten node."""
+        values = {self.input_name: spikes}
+        for key, block in self.blocks.items():
+            inputs, output = self.wiring[key]
+            terms = []
+            for group in inputs:  # NIR sums the edges into a node: spike ADD
+                term = values[group[0]]
+                for name in group[1:]:
+                    term = term + values[name]
+                terms.append(term)
+            # several synapse nodes into one neuron: one synapse over their inputs side by side
+            values[output] = block(terms[0] if len(terms) == 1 else torch.cat(terms, dim=1))
+        return values
+
     def forward(self, spikes: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks.values():
-            spikes = block(spikes)
-        return spikes
+        return self.values(spikes)[self.output_name]
