@@ -63,7 +63,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelFileError, NumericsError, UnsupportedLayerError
+from .errors import ModelFileError, NumericsError, UnsupportedLayerError, reporting
 
 log = logging.getLogger("hybridc.nir_import")
 
@@ -178,10 +178,13 @@ def _structure(graph):
     return order, pred, succ, inputs[0], outputs[0]
 
 
-def _param(node, field, repairs):
+def _param(name, node, field, repairs):
     value, was_torch = _numpy(getattr(node, field, None))
     if was_torch:
         repairs.add("torch tensors converted to numpy")
+    if value is not None and (np.any(np.isnan(value)) or (not field.startswith("tau") and np.any(np.isinf(value)))):
+        raise NumericsError(f"{_where(name, node)}: `{field}` holds NaN or infinite values (an infinite tau, no "
+                            "decay, is the only infinity accepted).")
     return value
 
 
@@ -215,10 +218,10 @@ def neuron_parameters(name, node, shape, dt, repairs) -> dict:
     """current_decay, voltage_decay, the input factor per output row (w_in, r, dt/tau folded)
     and the threshold of one NIR neuron node over a layer of `shape` (see the module docstring)."""
     kind = type(node).__name__
-    get = lambda field, per_row=False: _uniform(name, node, field, _param(node, field, repairs), shape, repairs,  # noqa: E731
+    get = lambda field, per_row=False: _uniform(name, node, field, _param(name, node, field, repairs), shape, repairs,  # noqa: E731
                                                 per_row)
     for field in ("v_leak", "v_reset"):
-        value = _param(node, field, repairs)
+        value = _param(name, node, field, repairs)
         if value is not None and np.any(value != 0):
             raise UnsupportedLayerError(
                 f"{_where(name, node)}: non-zero `{field}` ({float(np.max(np.abs(value))):g}); slayer's cuba "
@@ -281,8 +284,8 @@ def _synapse(name, node, shape, repairs):
     """(kind, output shape, weight (out, in[, kh, kw]) or the pool's constant, geometry) of a synapse node."""
     kind = type(node).__name__
     if kind in ("Linear", "Affine"):
-        weight = _param(node, "weight", repairs)
-        bias = _param(node, "bias", repairs) if kind == "Affine" else None
+        weight = _param(name, node, "weight", repairs)
+        bias = _param(name, node, "bias", repairs) if kind == "Affine" else None
         if bias is not None and np.any(bias != 0):
             raise UnsupportedLayerError(
                 f"{_where(name, node)} has a non-zero bias: hybridc does not import biases yet (bias support "
@@ -297,8 +300,8 @@ def _synapse(name, node, shape, repairs):
         raise UnsupportedLayerError(f"{_where(name, node)} needs a (C, H, W) input, the node before gives {shape}.")
     c, h, w = shape
     if kind == "Conv2d":
-        weight = _param(node, "weight", repairs)
-        bias = _param(node, "bias", repairs)
+        weight = _param(name, node, "weight", repairs)
+        bias = _param(name, node, "bias", repairs)
         if bias is not None and np.any(bias != 0):
             raise UnsupportedLayerError(f"{_where(name, node)} has a non-zero bias: hybridc does not import biases "
                                         "yet (bias support comes later).")
@@ -548,12 +551,15 @@ def import_graph(graph_or_path, dt: float = 1.0) -> tuple:
     the name of the value the Output reads) for a NIR graph or file. A block is named after its
     first NIR node."""
     graph = load(graph_or_path)
-    in_shape, layers, input_name, output = parse(graph, float(dt))
-    blocks, used = [], set()
-    for layer in layers:
-        key = "".join(c if c.isalnum() or c == "_" else "_" for c in layer.nodes[0]) or "node"
-        while key in used:
-            key += "_"
-        used.add(key)
-        blocks.append((key, build(layer), layer))
+    # a graph malformed in a way no check above foresees still ends as one hybridc error
+    with reporting("import of the NIR graph", error=UnsupportedLayerError):
+        in_shape, layers, input_name, output = parse(graph, float(dt))
+        blocks, used = [], set()
+        for layer in layers:
+            key = "".join(c if c.isalnum() or c == "_" else "_" for c in layer.nodes[0]) or "node"
+            while key in used:
+                key += "_"
+            used.add(key)
+            with reporting(f"NIR node(s) {', '.join(layer.nodes)}"):
+                blocks.append((key, build(layer), layer))
     return in_shape, blocks, input_name, output

@@ -517,3 +517,64 @@ def test_refuses_bias_leak_and_reset_and_unknown_shapes(tmp_path):
     (tmp_path / "bad.nir").write_text("not hdf5")
     with pytest.raises(ModelFileError, match="bad.nir is not a NIR graph"):
         NIR(tmp_path / "bad.nir")
+
+
+def _lif_after_input(graph):
+    graph.edges = [("input", "lif"), ("lif", "output")]
+    del graph.nodes["fc"]
+
+
+def _dangling(graph):
+    graph.nodes["spare"] = lif(4)
+
+
+def _nan_weight(graph):
+    graph.nodes["fc"].weight[0, 0] = np.nan
+
+
+def _zero_threshold(graph):
+    graph.nodes["lif"].v_threshold = np.zeros(4)
+
+
+def _wrong_type(graph):
+    graph.nodes["output"].output_type = {"output": np.array([7])}
+
+
+@pytest.mark.parametrize("change, error, message", [
+    (_lif_after_input, UnsupportedLayerError, r"NIR node `lif` \(LIF\) follows `input` directly"),
+    (_dangling, UnsupportedLayerError, r"node\(s\) `spare` are not on a path from `input` to `output`"),
+    (_nan_weight, NumericsError, r"NIR node `fc` \(Linear\): `weight` holds NaN"),
+    (_zero_threshold, NumericsError, r"NIR node `lif` \(LIF\): v_threshold 0 is not positive"),
+    (_wrong_type, UnsupportedLayerError, r"NIR node `output` \(Output\): its output_type is \[7\], but the graph "
+                                         r"gives \[4\]"),
+])
+def test_refuses_malformed_graphs_by_node(change, error, message):
+    graph = lif_chain()
+    change(graph)
+    with pytest.raises(error, match=message):
+        NIR(graph, dt=1e-3)
+
+
+REFUSED_MODEL = """
+import numpy as np
+import nir
+import torch
+import hybridc
+
+graph = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([3])}),
+                            "fc": nir.Linear(weight=np.ones((4, 3))), "delay": nir.Delay(delay=np.ones(4)),
+                            "output": nir.Output(output_type={"output": np.array([4])})},
+                     edges=[("input", "fc"), ("fc", "delay"), ("delay", "output")], type_check=False)
+model = hybridc.nn.NIR(graph, dt=1e-3)
+example_input = torch.zeros(1, 3, 4)
+"""
+
+
+def test_cli_reports_a_refused_graph_in_one_paragraph(tmp_path, cli):
+    (tmp_path / "model.py").write_text(REFUSED_MODEL)
+    result = cli("compile", "model.py", "-o", "build", cwd=tmp_path, in_process=True)
+    # the model file does not import: ModelFileError (exit 2), naming the refusal and its node
+    assert result.returncode == 2, result.stdout + result.stderr
+    text = " ".join(result.stderr.split())
+    assert "raised UnsupportedLayerError: NIR node `delay` (Delay): hybridc does not import Delay nodes" in text
+    assert "Traceback" not in result.stderr
