@@ -20,13 +20,6 @@ so, with u = (dt/tau_mem) r I,
     W' = s * W * w_in * (dt/tau_syn) * r * (dt/tau_mem)   (w_in, r fold into each output's row)
     threshold' = s * v_threshold
 
-Graphs, not only chains: a node's value may feed several synapse nodes (a split); edges into
-one synapse node are summed (NIR's rule: a spike ADD, `a + b` in the forward); several
-synapse nodes into one neuron node (a join: NIR sums their currents) become one block over
-their inputs concatenated along channels, weights side by side (`torch.cat`), with one
-scale s for the joined weights. Both are merges of spikes feeding a synapse, which the loihi
-target lowers exactly (docs/architecture.md, branching spiking stages).
-
 NIR LIF (tau dv/dt = v_leak - v + r I, no synaptic memory): current_decay = 1,
 voltage_decay = dt/tau, W' = s * W * r * dt/tau. NIR IF (dv/dt = r I): current_decay = 1,
 voltage_decay = 0, W' = s * W * r * dt (Norse's IAFCell adds its input unscaled, ignoring r
@@ -44,6 +37,13 @@ weight uses the whole 8-bit range. What is lost: the weights' rounding to 128 le
 sign, the threshold's to an integer, the decays' to 1/4096 (and Loihi truncates the decayed
 state towards zero). Each slayer block (delay_shift, the default) also delays its output by
 one step, Loihi's hop per layer, which the float NIR simulation does not have.
+
+Graphs, not only chains: a node's value may feed several synapse nodes (a split); edges into
+one synapse node are summed (NIR's rule: a spike ADD, `a + b` in the forward); several
+synapse nodes into one neuron node (a join: NIR sums their currents) become one block over
+their inputs concatenated along channels, weights side by side (`torch.cat`), with one
+scale s for the joined weights. Both are merges of spikes feeding a synapse, which the loihi
+target lowers exactly (docs/architecture.md, branching spiking stages).
 
 Refused, each with `UnsupportedLayerError` (or `NumericsError` for values) naming the node:
 node types other than Input, Output, Linear, Affine (zero bias), Conv2d, SumPool2d, AvgPool2d,

@@ -201,6 +201,16 @@ def test_norse_import_agrees_with_the_float_original():
     agreement = spike_agreement(ours, original)
     print(f"Norse LIF chain, imported vs float original: {agreement}")
     assert agreement["dice"] >= NORSE_DICE, agreement
+    # the first layer alone: where the differences start
+    import nir
+
+    first = nir.NIRGraph(nodes={n: graph.nodes[n] for n in ("input", "0", "1")} | {"output": nir.Output(output_type={"output": np.array([24])})},
+                         edges=[("input", "0"), ("0", "1"), ("1", "output")], type_check=False)
+    with torch.no_grad():
+        layer = NIR(graph, dt=1e-3).eval().values(x)["1"]
+    agreement = spike_agreement(layer, delayed(norse_float(first, x), 1))
+    print(f"... at its first layer: {agreement}")
+    assert agreement["dice"] >= 0.98, agreement
     # a changed weight in the graph shows in that figure
     changed = norse_graph()
     changed.nodes["2"].weight = -changed.nodes["2"].weight
