@@ -96,3 +96,48 @@ class Encoder(torch.nn.Module):
         if self.hold == 1:
             return values
         return values.unsqueeze(-1).expand(*([-1] * values.dim()), self.hold).flatten(-2)
+
+
+class NIR(torch.nn.Module):
+    """A NIR graph (a .nir path or an in-memory `nir.NIRGraph`) as a spiking block of a hybrid
+    model: `self.front = hybridc.nn.NIR(graph, dt=1e-3)`, input (N, F, T) or (N, C, H, W, T),
+    spikes out, time last. `dt` is the Euler step in the graph's time unit (seconds for
+    graphs from Norse or snnTorch: 1e-3 is Norse's default; 1.0 for graphs hybridc wrote).
+
+    The graph becomes lava-dl slayer cuba blocks (one per synapse -> neuron pair, and
+    Flatten), held in `blocks` and run in graph order, so hybridc's tracer sees them as
+    leaves and the loihi target lowers them like any slayer block. `sources` maps each block
+    to the NIR nodes it came from. Formulas, repairs and refusals: `hybridc.nir_import`.
+    """
+
+    def __init__(self, graph_or_path, dt: float = 1.0):
+        super().__init__()
+        from .nir_import import import_graph
+
+        self.dt = float(dt)
+        self.input_shape, imported, self.input_name, self.output_name = import_graph(graph_or_path, self.dt)
+        self.blocks = torch.nn.ModuleDict({key: block for key, block, _ in imported})
+        self.sources = {key: layer.nodes for key, _, layer in imported}
+        # per block: per synapse node, the values it sums; the value the block writes
+        self.wiring = {key: (layer.inputs, layer.output) for key, _, layer in imported}
+
+    def extra_repr(self) -> str:
+        return f"dt={self.dt:g}, input_shape={self.input_shape}"
+
+    def values(self, spikes: torch.Tensor) -> dict:
+        """{NIR node name: its spikes} for the Input and every neuron and Flatten node."""
+        values = {self.input_name: spikes}
+        for key, block in self.blocks.items():
+            inputs, output = self.wiring[key]
+            terms = []
+            for group in inputs:  # NIR sums the edges into a node: spike ADD
+                term = values[group[0]]
+                for name in group[1:]:
+                    term = term + values[name]
+                terms.append(term)
+            # several synapse nodes into one neuron: one synapse over their inputs side by side
+            values[output] = block(terms[0] if len(terms) == 1 else torch.cat(terms, dim=1))
+        return values
+
+    def forward(self, spikes: torch.Tensor) -> torch.Tensor:
+        return self.values(spikes)[self.output_name]

@@ -25,7 +25,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hybridc"
 # Shared by every stage: errors, the nn modules users write, the manifest format, hashing,
 # the version, quiet imports, event data, the netx file format, and the target table and
 # contract (names and sides only).
-BASE = ("errors", "nn", "manifest", "digest", "version", "quiet", "data", "netx", "targets.registry",
+BASE = ("errors", "nn", "nir_import", "manifest", "digest", "version", "quiet", "data", "netx", "targets.registry",
         "targets.base")
 STAGES = ("frontend", "passes", "targets", "build_dir", "compiler", "runtime", "deploy")
 # Known exceptions, each with its reason.
