@@ -107,15 +107,19 @@ class NIR(torch.nn.Module):
     The graph becomes lava-dl slayer cuba blocks (one per synapse -> neuron pair, and
     Flatten), held in `blocks` and run in graph order, so hybridc's tracer sees them as
     leaves and the loihi target lowers them like any slayer block. `sources` maps each block
-    to the NIR nodes it came from. Formulas, repairs and refusals: `hybridc.nir_import`.
+    to the NIR nodes it came from; `graph` keeps the graph itself, the float original. Formulas,
+    repairs and refusals: `hybridc.nir_import`.
     """
 
     def __init__(self, graph_or_path, dt: float = 1.0):
         super().__init__()
-        from .nir_import import import_graph
+        from .nir_import import import_graph, load
 
         self.dt = float(dt)
-        self.input_shape, imported, self.input_name, self.output_name = import_graph(graph_or_path, self.dt)
+        # the graph as loaded, in float: the original `compile --verify` compares the import with
+        # (hybridc.runtime.nir_reference); the blocks below are its quantized copy
+        self.graph = load(graph_or_path)
+        self.input_shape, imported, self.input_name, self.output_name = import_graph(self.graph, self.dt)
         self.blocks = torch.nn.ModuleDict({key: block for key, block, _ in imported})
         self.sources = {key: layer.nodes for key, _, layer in imported}
         # per block: per synapse node, the values it sums; the value the block writes

@@ -219,6 +219,126 @@ def test_norse_import_agrees_with_the_float_original():
     assert spike_agreement(wrong, original)["dice"] < 0.5
 
 
+# --- the float original, reported (runtime/nir_reference.py) ----------------------------
+
+def test_reported_agreement_is_the_measured_one_and_reads_the_original():
+    from hybridc.runtime.nir_reference import agreement, lines
+    from hybridc.runtime.nir_stage import delayed
+    from hybridc.runtime.verify import spike_agreement
+
+    x = spikes(16, 40, 60, density=0.3, seed=5)  # the agreement test's input
+    model = Hybrid(NIR(norse_graph(), dt=1e-3), features=10, windows=15).eval()
+    figures = agreement(model, x)
+    with torch.no_grad():
+        ours = model.front(x)
+    measured = spike_agreement(ours, delayed(norse_float(norse_graph(), x), 2))
+    assert figures["front"]["dice"] == pytest.approx(measured["dice"], abs=1e-12)
+    assert figures["front"]["equal"] == pytest.approx(measured["equal"], abs=1e-6)  # float32 mean vs a count
+    assert figures["front"]["dice"] >= NORSE_DICE and figures["front"]["depth"] == 2
+    assert figures["front"]["spikes"] == int(ours.sum())
+    assert lines(figures) == [(f"NIR `front` vs its float original (Norse): Dice {measured['dice']:.2f}, "
+                               f"{measured['equal']:.0%} entries equal ({int(ours.sum())} spikes vs "
+                               f"{figures['front']['original_spikes']})", False)]
+    # the kept graph corrupted after the build: the quantized blocks are unchanged, the figure drops
+    model.front.graph.nodes["2"].weight = -model.front.graph.nodes["2"].weight
+    corrupted = agreement(model, x)["front"]
+    assert corrupted["spikes"] == figures["front"]["spikes"] and corrupted["dice"] < 0.5
+    text, warn = lines({"front": corrupted})[0]
+    assert warn and "below 0.8" in text
+    # no NIR module: no figure; a branching graph: n/a with the reason, not a wrong figure
+    assert agreement(torch.nn.Sequential(slayer.block.cuba.Dense(NEURON, 40, 8)), x) == {}
+    assert lines({}) == []
+    branching = Hybrid(NIR(branching_graph(), dt=1e-3), features=8, windows=3).eval()
+    (text, warn), = lines(agreement(branching, spikes(2, 20, 12, density=0.3, seed=6)))
+    assert text.startswith("NIR `front` vs its float original (Norse): n/a, the graph branches at `b`, `d`, "
+                           "`fe`, `n0`; Norse's from_nir runs nodes depth first") and not warn
+
+
+def test_api_parity_carries_the_figure(tmp_path):
+    from hybridc.runtime.nir_reference import agreement
+
+    x = spikes(4, 40, 24, density=0.3, seed=6)
+    torch.manual_seed(4)
+    model = Hybrid(NIR(norse_graph(), dt=1e-3), features=10, windows=6).eval()
+    compiled = hybridc.compile(model, x, target="loihi+cpu")
+    parity = hybridc.verify(compiled, x, backend="emulate")
+    assert parity.passed and parity.nir_reference == agreement(model, x)
+    assert parity.nir_reference["front"]["dice"] > 0.5
+    # over a data set, batch by batch: the counts add up to the one-batch figure
+    report = hybridc.verify(compiled, data="random:0.3", samples=6, batch_size=4, backend="emulate")
+    whole = hybridc.verify(compiled, data="random:0.3", samples=6, batch_size=6, backend="emulate")
+    assert report.passed and report.nir_reference["front"]["dice"] > 0.5
+    assert report.nir_reference == whole.nir_reference
+    plain, _ = slayer_chain()
+    x = spikes(2, 20, 12, density=0.3, seed=1)
+    parity = hybridc.verify(hybridc.compile(plain, x, target="loihi+cpu"), x, backend="emulate")
+    assert parity.nir_reference == {} and "nir_reference" in parity.as_dict()
+
+
+NORSE_MODEL = """
+import torch
+from norse.torch import LIFBoxCell, SequentialState, to_nir
+
+import hybridc
+from hybridc.nn import Accumulator
+
+torch.manual_seed(0)
+first, second = torch.nn.Linear(40, 24, bias=False), torch.nn.Linear(24, 10, bias=False)
+with torch.no_grad():
+    first.weight.mul_(6).add_(0.4)
+    second.weight.mul_(6).add_(0.5)
+graph = to_nir(SequentialState(first, LIFBoxCell(), second, LIFBoxCell()), torch.zeros(1, 40), dt=1.0)
+torch.manual_seed(4)
+model = torch.nn.Sequential(hybridc.nn.NIR(graph, dt=1e-3), Accumulator(4), torch.nn.Linear(10 * 6, 3)).eval()
+example_input = (torch.rand(3, 40, 24, generator=torch.Generator().manual_seed(1)) < 0.3).float()
+"""
+
+
+PLAIN_MODEL = """
+import torch
+from lava.lib.dl import slayer
+from hybridc.nn import Accumulator
+
+torch.manual_seed(3)
+neuron = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
+model = torch.nn.Sequential(slayer.block.cuba.Dense(neuron, 20, 8, weight_scale=3), Accumulator(4),
+                            torch.nn.Linear(8 * 3, 3)).eval()
+example_input = (torch.rand(2, 20, 12, generator=torch.Generator().manual_seed(1)) < 0.3).float()
+"""
+
+
+@pytest.mark.lava
+def test_cli_verify_prints_the_float_original_figure_for_nir_modules_only(tmp_path, cli):
+    import runpy
+
+    from hybridc.runtime.nir_reference import agreement
+
+    (tmp_path / "model.py").write_text(NORSE_MODEL)
+    result = cli("compile", "model.py", "--target", "loihi+cpu", "-o", "build", "--verify", cwd=tmp_path,
+                 timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = " ".join(result.stdout.split())
+    assert "spikes at the cut equal 100.00%" in text, text
+    space = runpy.run_path(str(tmp_path / "model.py"))
+    f = agreement(space["model"], space["example_input"])["0"]  # the NIR module is the Sequential's `0`
+    assert (f"NIR `0` vs its float original (Norse): Dice {f['dice']:.2f}, {f['equal']:.0%} entries equal "
+            f"({f['spikes']} spikes vs {f['original_spikes']})") in text, text
+    # `hybridc verify` on the build, its model rebuilt (trusted): the figure is a row of its report
+    result = cli("verify", "build", "--trust-source", "--backend", "emulate", "--samples", "4", "--json", "r.json",
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "NIR `0` vs float original (Norse)" in result.stdout, result.stdout
+    import json
+
+    figure = json.loads((tmp_path / "r.json").read_text())["nir_reference"]["0"]
+    assert f"Dice {figure['dice']:.4f}, {figure['equal']:.2%} equal" in result.stdout, result.stdout
+    # a model without NIR modules: no such line
+    (tmp_path / "plain.py").write_text(PLAIN_MODEL)
+    result = cli("compile", "plain.py", "--target", "loihi+cpu", "-o", "plain", "--verify", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "parity" in result.stdout and "float original" not in result.stdout, result.stdout
+
+
 @pytest.mark.lava
 def test_norse_import_compiles_and_is_exact_in_lava(tmp_path):
     torch.manual_seed(4)

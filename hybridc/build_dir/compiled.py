@@ -44,6 +44,7 @@ class CompiledModel:
         # fx partitions, the reference every parity check compares against.
         self.module = module
         self.fx_partitions = fx_partitions
+        self.model = None  # the user's nn.Module (after hybridc.compile): its NIR modules keep their graphs
         self.timings = None  # compiler.timings.Timings of the compile that made it (None after load)
 
     def __repr__(self) -> str:

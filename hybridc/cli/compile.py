@@ -115,6 +115,7 @@ def _recipe(entry, entry_args, weights) -> dict:
 def _print_parity(console, compiled, example_input):
     from rich.progress import Progress
 
+    from ..runtime.nir_reference import lines as nir_lines
     from ..runtime.verify import verify as verify_build
 
     with Progress(transient=True, console=console) as progress:
@@ -135,5 +136,7 @@ def _print_parity(console, compiled, example_input):
            if parity.output_rel_err_max is not None else "")
         + f", argmax agreement {parity.argmax_agreement:.0%}"
     )
+    for text, low in nir_lines(parity.nir_reference):  # informs; exactness in Lava decides
+        console.print(f"[yellow]warning[/]: {text}" if low else text, markup=low)
     if not ok:
         raise typer.Exit(code=12)

@@ -40,6 +40,7 @@ def verify(
         )
 
         from ..runtime.dataset_verify import verify_dataset
+        from ..runtime.nir_reference import DICE_WARN
 
         columns = [TextColumn(f"verify ({backend})"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
         with Progress(*columns, console=console, transient=True) as bar:
@@ -56,6 +57,11 @@ def verify(
             if key in ("spike_matches", "spike_dice"):  # one row per spiking output of the stage graph
                 for output, match in (value or {}).items():
                     table.add_row(f"{key.removesuffix('es')} {output}", f"{match:.6g}")
+            elif key == "nir_reference":  # one row per hybridc.nn.NIR module: informs, never fails
+                for name, f in (value or {}).items():
+                    table.add_row(f"NIR `{name}` vs float original (Norse)", f"n/a: {f['na']}" if "na" in f else
+                                  f"Dice {f['dice']:.4f}, {f['equal']:.2%} equal"
+                                  + (f" (below {DICE_WARN:g})" if f["dice"] < DICE_WARN else ""))
             elif key == "spike_dice_min":
                 table.add_row("spikes must", "equal PyTorch's" if value is None else
                               f"overlap PyTorch's by Dice >= {value:g} (float NIR simulation)")

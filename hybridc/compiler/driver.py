@@ -42,6 +42,7 @@ def lower(model: torch.nn.Module, example_input: torch.Tensor, target: str = "lo
         )
     with timings.phase("trace (torch.fx)"):  # trace() puts the model in eval mode
         gm = trace(model)
+    gm.meta["model"] = model  # the user's module: its hybridc.nn.NIR modules keep their float graphs
     with timings.phase("shapes (one forward)"):
         record_shapes(gm, example_input)
     with timings.phase("passes"):
@@ -77,6 +78,7 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, target: str = "
                 compiled.write_metadata(staging)
         compiled.directory = Path(output_dir).resolve()
     compiled.timings = timings
+    compiled.model = model
     return compiled
 
 

@@ -18,6 +18,7 @@ from typing import Optional
 from ..build_dir.compiled import CompiledModel, load
 from ..errors import ArtifactError, InputError
 from ..targets.registry import domain_of
+from . import nir_reference
 from .run import stage_feeds
 from .stages import run_stage
 from .verify import dice, dice_counts, reference_tensors, spikes_pass, tolerance
@@ -41,6 +42,9 @@ class Report:
     spike_dice: dict = None  # "stage/tensor" -> Dice overlap of the spikes with PyTorch's
     spike_dice_min: Optional[float] = None  # required of a float-simulated (nir) stage; None: all exact
     passed: bool = True  # what `hybridc verify` exits 0 on (see runtime.verify.spikes_pass)
+    # per hybridc.nn.NIR module: agreement with its float original in Norse (runtime.nir_reference),
+    # reported, never part of `passed`; {} when the model holds none
+    nir_reference: dict = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -131,6 +135,7 @@ class _Tally:
     elapsed: float = 0.0
     # "stage/tensor" -> [equal entries, entries, spikes in both, spikes in either (counted twice)]
     per_output: dict = field(default_factory=dict)
+    nir: dict = field(default_factory=dict)  # per NIR module: runtime.nir_reference.counts, added up
 
     def __add__(self, other):
         outputs = {k: list(v) for k, v in self.per_output.items()}
@@ -138,7 +143,8 @@ class _Tally:
             outputs[key] = [a + b for a, b in zip(outputs.get(key, [0] * len(counts)), counts)]
         return _Tally(self.equal + other.equal, self.entries + other.entries, self.agree + other.agree,
                       self.right_ref + other.right_ref, self.right_dep + other.right_dep,
-                      max(self.worst, other.worst), self.elapsed + other.elapsed, outputs)
+                      max(self.worst, other.worst), self.elapsed + other.elapsed, outputs,
+                      nir_reference.add(self.nir, other.nir))
 
 
 def verify_dataset(build_dir, data=None, samples: int = 8, backend: str = "lava",
@@ -197,7 +203,7 @@ def verify_dataset(build_dir, data=None, samples: int = 8, backend: str = "lava"
     return Report(backend, count, spike_match, tally.agree / count, tally.worst, accuracy[0], accuracy[1],
                   tally.elapsed / count, accuracy[2], quantized, used, dataset.description,
                   None if spike_match is None else matches, None if spike_match is None else dices, approximate,
-                  passed)
+                  passed, nir_reference.figures(tally.nir))
 
 
 def _open(manifest, data, samples, seed):
@@ -234,6 +240,9 @@ def _verify_range(compiled, gm, partitions, dataset, start, stop, backend, batch
     for first in range(start, stop, batch_size):
         x, labels = dataset.batch(first, min(first + batch_size, stop))
         expected, reference = reference_tensors(gm, manifest, x)
+        source = getattr(gm, "meta", {}).get("model")  # the user's module, where lower() put it
+        if source is not None:
+            tally.nir = nir_reference.add(tally.nir, nir_reference.counts(source, x))
         began = time.perf_counter()
         values = {(None, "input"): x}
         for stage in stages:  # the stage graph in its topological order

@@ -15,6 +15,7 @@ import torch.fx
 from ..errors import reporting
 from ..frontend.capture import run_capturing
 from ..targets.registry import domain_of, output_rel_err_max, spike_dice_min
+from .nir_reference import agreement as nir_agreement
 from .run import run, stage_feeds
 from .stages import run_stage
 
@@ -33,6 +34,9 @@ class Parity:
     spike_dice_min: Optional[float] = None  # required of a float-simulated (nir) stage; None: all exact
     output_rel_err_max: Optional[float] = None  # allowed of a quantised (int8) dense stage; None: 1e-4
     passed: bool = True  # what `hybridc compile --verify` exits 0 on (see `spikes_pass`)
+    # per hybridc.nn.NIR module: agreement with its float original in Norse (runtime.nir_reference),
+    # reported, never part of `passed`; {} when the model holds none, None without the model
+    nir_reference: dict = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -137,9 +141,13 @@ def verify(compiled, x: torch.Tensor, progress=None, backend: str = "lava") -> P
         passed = equal == entries and dense_pass and _within(run_err, final_ref, quantised)
     else:  # float-simulated spikes differ a little, and so may the output; dense stages stay within bounds
         passed = spikes_pass(manifest, matches, dices) and dense_pass
+    original = None
+    if getattr(compiled, "model", None) is not None:
+        with reporting("simulating the NIR modules' float originals in Norse"):
+            original = nir_agreement(compiled.model, x)
     return Parity(int(x.shape[0]), equal / entries if entries else None, entries or None, onnx_err, run_err,
                   agree, backend=backend, spike_matches=matches, spike_dice=dices, spike_dice_min=approximate,
-                  output_rel_err_max=quantised, passed=passed)
+                  output_rel_err_max=quantised, passed=passed, nir_reference=original)
 
 
 def _within(err: float, reference: torch.Tensor, relative) -> bool:
