@@ -54,7 +54,8 @@ the terms; no compensating delay is added yet); joins of pools or of convs of di
 geometry; several Input or Output nodes; shapes that cannot be inferred. What exporters hand over is
 repaired, each repair logged naming the node: torch tensors become numpy, 0-d neuron
 parameters are broadcast to the layer, a batch axis is dropped from the Input type, empty
-types are inferred from the neighbouring nodes.
+types are inferred from the neighbouring nodes. `normalised(graph, dt)` writes the same repairs
+into a graph, so that `nir.write` can write it (it cannot write Norse 1.1.0's 0-d parameters).
 """
 
 import logging
@@ -563,3 +564,54 @@ def import_graph(graph_or_path, dt: float = 1.0) -> tuple:
             with reporting(f"NIR node(s) {', '.join(layer.nodes)}"):
                 blocks.append((key, build(layer), layer))
     return in_shape, blocks, input_name, output
+
+
+def normalised(graph_or_path, dt: float):
+    """The graph with the repairs `parse` makes written into it, so that `nir.write` can write
+    it and `nir.read` read it back: numpy parameters (not torch tensors), 0-d neuron parameters
+    broadcast to the layer, no batch axis in the Input type, every type inferred from the graph
+    (`parse` computes the shapes; each repair is logged there). A Conv2d gets its input's (H, W).
+    `dt` (as for hybridc.nn.NIR) only serves the checks `parse` makes; parameters keep their values.
+    Norse 1.1.0's to_nir graphs need this before `nir.write` (h5py refuses its 0-d parameters)."""
+    import dataclasses
+
+    import nir
+
+    graph = load(graph_or_path)
+    in_shape, layers, input_name, output = parse(graph, float(dt))
+    shape = {input_name: in_shape}
+    node_in, node_out = {}, {}
+    for layer in layers:
+        shape[layer.output] = layer.out_shape
+        if layer.kind == "flatten":
+            node_in[layer.output], node_out[layer.output] = layer.in_shape, layer.out_shape
+            continue
+        *synapses, neuron = layer.nodes
+        for synapse, sources in zip(synapses, layer.inputs):
+            node_in[synapse], node_out[synapse] = shape[sources[0]], layer.out_shape
+        node_in[neuron] = node_out[neuron] = layer.out_shape
+    nodes = {}
+    for name, node in graph.nodes.items():
+        kind = type(node).__name__
+        if kind == "Input":
+            nodes[name] = nir.Input(input_type={"input": np.array(in_shape)})
+            continue
+        if kind == "Output":
+            nodes[name] = nir.Output(output_type={"output": np.array(shape[output])})
+            continue
+        fields = {}
+        for field in dataclasses.fields(node):
+            if not field.init or field.name in ("input_type", "output_type"):
+                continue
+            value = getattr(node, field.name)
+            if hasattr(value, "detach"):
+                value = value.detach().cpu().numpy()
+            if kind in NEURONS and isinstance(value, np.ndarray) and value.size == 1:
+                value = np.full(node_out[name], value.ravel()[0], dtype=value.dtype)
+            fields[field.name] = value
+        if kind == "Flatten":
+            fields["input_type"] = {"input": np.array(node_in[name])}
+        if kind == "Conv2d":
+            fields["input_shape"] = tuple(int(v) for v in node_in[name][1:])
+        nodes[name] = type(node)(**fields)
+    return nir.NIRGraph(nodes=nodes, edges=[tuple(e) for e in graph.edges])
