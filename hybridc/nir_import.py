@@ -83,8 +83,9 @@ class Layer:
     several synapse nodes read their inputs concatenated along channels) and, for a block
     with a neuron, the float weight and threshold in fixed-point units and the decays."""
 
-    def __init__(self, kind, nodes, in_shape, out_shape, inputs, **params):
+    def __init__(self, kind, nodes, in_shape, out_shape, inputs, depth=0, **params):
         self.kind, self.nodes, self.in_shape, self.out_shape = kind, tuple(nodes), tuple(in_shape), tuple(out_shape)
+        self.depth = depth  # slayer blocks (Flatten aside) from the graph's input to this block's output
         self.inputs = tuple(tuple(group) for group in inputs)  # per synapse, the values summed into it
         self.output = self.nodes[-1]
         self.params = params
@@ -460,8 +461,8 @@ def parse(graph, dt: float) -> tuple:
                 raise UnsupportedLayerError(f"{_where(name, node)}: flattens dims {start}..{end} of "
                                             f"{list(value_shape)}; hybridc imports a Flatten of every axis only.")
             _check_type(name, node, "input_type", value_shape, repairs_of(name))
-            layers.append(Layer("flatten", [name], value_shape, (prod(value_shape),), [sources]))
-            shape[name], depth[name] = (prod(value_shape),), value_depth
+            layers.append(Layer("flatten", [name], value_shape, (prod(value_shape),), [sources], depth=value_depth))
+            shape[name], depth[name] = (prod(value_shape),), layers[-1].depth
         elif kind in SYNAPSES:
             if len(succ[name]) != 1 or kind_of(succ[name][0]) not in NEURONS:
                 raise UnsupportedLayerError(
@@ -502,10 +503,11 @@ def parse(graph, dt: float) -> tuple:
             if not 1 <= threshold <= V_TH_MAX:
                 raise NumericsError(f"{_where(name, node)}: the threshold is {threshold} in Loihi's fixed point at "
                                     f"the scale that fits the weights, outside 1..{V_TH_MAX}.")
-            layers.append(Layer(block, [*synapses, name], block_in, out, inputs, weight=weight * s,
+            layers.append(Layer(block, [*synapses, name], block_in, out, inputs, next(iter(depths.values())) + 1,
+                                weight=weight * s,
                                 threshold=threshold, scale=s, current_decay=p["current_decay"],
                                 voltage_decay=p["voltage_decay"], **geometry))
-            shape[name], depth[name] = out, next(iter(depths.values())) + 1
+            shape[name], depth[name] = out, layers[-1].depth
     for name, done in repairs.items():
         if done:
             log.warning("NIR node `%s` (%s) repaired: %s.", name, type(nodes[name]).__name__, "; ".join(sorted(done)))

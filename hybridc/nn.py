@@ -124,6 +124,8 @@ class NIR(torch.nn.Module):
         self.sources = {key: layer.nodes for key, _, layer in imported}
         # per block: per synapse node, the values it sums; the value the block writes
         self.wiring = {key: (layer.inputs, layer.output) for key, _, layer in imported}
+        # slayer blocks from input to output: each delays by one step, which the float graph does not
+        self.depth = next(layer.depth for _, _, layer in imported if layer.output == self.output_name)
 
     def extra_repr(self) -> str:
         return f"dt={self.dt:g}, input_shape={self.input_shape}"

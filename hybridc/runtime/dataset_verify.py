@@ -19,9 +19,10 @@ from ..build_dir.compiled import CompiledModel, load
 from ..errors import ArtifactError, InputError
 from ..targets.registry import domain_of
 from . import nir_reference
+from .overlap import dice, dice_counts
 from .run import stage_feeds
 from .stages import run_stage
-from .verify import dice, dice_counts, reference_tensors, spikes_pass, tolerance
+from .verify import reference_tensors, spikes_pass, tolerance
 
 
 @dataclass

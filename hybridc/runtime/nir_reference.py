@@ -28,17 +28,9 @@ import torch
 
 from ..nn import NIR
 from .nir_stage import delayed, simulate
+from .overlap import dice, dice_counts
 
 DICE_WARN = 0.8
-
-
-def depth(module: NIR) -> int:
-    """The number of slayer blocks (Flatten aside) between the module's input and its output."""
-    steps = {module.input_name: 0}
-    for key, block in module.blocks.items():
-        inputs, output = module.wiring[key]
-        steps[output] = steps[inputs[0][0]] + (0 if type(block).__name__ == "Flatten" else 1)
-    return steps[module.output_name]
 
 
 def branches(graph) -> list:
@@ -56,7 +48,7 @@ def float_original(module: NIR, x: torch.Tensor) -> torch.Tensor:
 
         norse = from_nir(module.graph, ignore_warnings=True, dt=module.dt).eval()
     out = torch.stack([simulate(norse, sample) for sample in x.float()])
-    return delayed(out, depth(module))
+    return delayed(out, module.depth)
 
 
 def capture(model: torch.nn.Module, x: torch.Tensor) -> dict:
@@ -104,10 +96,9 @@ def counts(model: torch.nn.Module, x: torch.Tensor) -> dict:
             found[name] = {"na": f"Norse's output has shape {tuple(original.shape)}, the module's "
                                  f"{tuple(ours.shape)}"}
             continue
-        # the terms of runtime.verify.spike_agreement (imported from here, verify would import back)
-        found[name] = {"both": float((ours * original).sum()), "total": float(ours.sum() + original.sum()),
-                       "equal": int((ours == original).sum()), "entries": ours.numel(), "spikes": int(ours.sum()),
-                       "original_spikes": int(original.sum()), "depth": depth(module)}
+        both, total = dice_counts(ours, original)
+        found[name] = {"both": both, "total": total, "equal": int((ours == original).sum()), "entries": ours.numel(),
+                       "spikes": int(ours.sum()), "original_spikes": int(original.sum()), "depth": module.depth}
     return found
 
 
@@ -131,7 +122,7 @@ def figures(found: dict) -> dict:
         if "na" in c:
             out[name] = dict(c)
         else:
-            out[name] = {"dice": 2 * c["both"] / c["total"] if c["total"] else 1.0,
+            out[name] = {"dice": dice(c["both"], c["total"]),
                          "equal": c["equal"] / c["entries"], "spikes": c["spikes"],
                          "original_spikes": c["original_spikes"], "depth": c["depth"]}
     return out
@@ -158,5 +149,4 @@ def lines(figures: dict) -> list:
     return out
 
 
-__all__ = ["DICE_WARN", "add", "agreement", "branches", "capture", "counts", "depth", "figures", "float_original",
-           "lines"]
+__all__ = ["DICE_WARN", "add", "agreement", "branches", "capture", "counts", "figures", "float_original", "lines"]

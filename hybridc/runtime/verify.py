@@ -16,6 +16,7 @@ from ..errors import reporting
 from ..frontend.capture import run_capturing
 from ..targets.registry import domain_of, output_rel_err_max, spike_dice_min
 from .nir_reference import agreement as nir_agreement
+from .overlap import dice, dice_counts
 from .run import run, stage_feeds
 from .stages import run_stage
 
@@ -47,15 +48,6 @@ def reference_stages(gm: torch.fx.GraphModule, partitions, x: torch.Tensor) -> d
     wanted = {p.outputs[0].name: p.name for p in partitions}
     output, values = run_capturing(gm, x, wanted)
     return {**{wanted[name]: value for name, value in values.items()}, "output": output}
-
-
-def dice_counts(spikes: torch.Tensor, reference: torch.Tensor) -> tuple:
-    """(|A and B|, |A| + |B|): the terms of the Dice overlap, which add up over batches."""
-    return float((spikes * reference).sum()), float(spikes.sum() + reference.sum())
-
-
-def dice(both: float, total: float) -> float:
-    return 2 * both / total if total else 1.0
 
 
 def tolerance(manifest) -> Optional[float]:
