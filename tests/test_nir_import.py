@@ -704,10 +704,11 @@ example_input = torch.zeros(1, 3, 4)
 def test_cli_reports_a_refused_graph_in_one_paragraph(tmp_path, cli):
     (tmp_path / "model.py").write_text(REFUSED_MODEL)
     result = cli("compile", "model.py", "-o", "build", cwd=tmp_path, in_process=True)
-    # the model file does not import: ModelFileError (exit 2), naming the refusal and its node
-    assert result.returncode == 2, result.stdout + result.stderr
+    # the refusal keeps its class and exit code (UnsupportedLayerError, 4), with the file's line
+    assert result.returncode == 4, result.stdout + result.stderr
     text = " ".join(result.stderr.split())
-    assert "raised UnsupportedLayerError: NIR node `delay` (Delay): hybridc does not import Delay nodes" in text
+    assert "While importing" in text and "(line 11: `model = hybridc.nn.NIR(graph, dt=1e-3)`)" in text
+    assert "NIR node `delay` (Delay): hybridc does not import Delay nodes" in text
     assert "Traceback" not in result.stderr
 
 

@@ -7,7 +7,13 @@ import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import ModelFileError
+from ..errors import HybridcError, ModelFileError
+
+
+def _passed_on(exc: HybridcError, path: Path, what: str) -> HybridcError:
+    """A hybridc error raised by hybridc code the model file calls (a `hybridc.nn.NIR` that
+    refuses its graph) keeps its class and exit code, with where in the file it came from."""
+    return type(exc)(f"{what} {path}{_user_traceback_line(exc, path)}: {exc}")
 
 
 def _user_traceback_line(exc: BaseException, path: Path) -> str:
@@ -59,6 +65,8 @@ def model_module(path):
         except SyntaxError as exc:
             raise ModelFileError(f"{path} has a syntax error at line {exc.lineno}: {exc.msg}. "
                                  "Fix it and compile again.") from None
+        except HybridcError as exc:
+            raise _passed_on(exc, path, "While importing") from None
         except Exception as exc:  # noqa: BLE001 - user code may raise anything
             raise ModelFileError(
                 f"Importing {path} raised {type(exc).__name__}: {exc}{_user_traceback_line(exc, path)}. "
@@ -79,6 +87,8 @@ def _load(module, path, entry, weights, source, entry_args):
                                  f"Functions it defines: {_callables(module)}.")
         try:
             result = factory(**entry_args)
+        except HybridcError as exc:
+            raise _passed_on(exc, path, f"In {entry}({_call_args(entry_args)}) of") from None
         except Exception as exc:  # noqa: BLE001
             raise ModelFileError(f"{entry}({_call_args(entry_args)}) in {path} raised {type(exc).__name__}: {exc}"
                                  f"{_user_traceback_line(exc, path)}.") from None
