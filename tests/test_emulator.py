@@ -73,10 +73,12 @@ def test_emulator_reproduces_all_3000_ntidigits_ground_truth_steps():
 @pytest.mark.lava
 def test_overflowing_current_follows_lava_not_slayer(tmp_path):
     """64 inputs spiking every step into weights of 250 with no current decay push the 24-bit
-    current past 2**23: Lava wraps it (and clips the voltage), slayer's integer dynamics do not."""
+    current past 2**23: Lava wraps it (and clips the voltage), slayer's integer dynamics do not.
+    The loihi target refuses it from the example input unless told to build it anyway."""
     from lava.lib.dl import slayer
 
     import hybridc
+    from hybridc.errors import NumericsError
     from hybridc.nn import Accumulator
     from hybridc.runtime.emulator import run_stage as emulate_stage
     from hybridc.runtime.stages import run_stage
@@ -98,7 +100,11 @@ def test_overflowing_current_follows_lava_not_slayer(tmp_path):
     with torch.no_grad():
         model.fc.synapse.weight.fill_(3.9)  # 3.9 x 64 -> mantissa ~250, inside [-256, 254]
     x = torch.ones(1, 64, 16)
-    compiled = hybridc.compile(model, x, output_dir=tmp_path / "build")  # check_numerics lets it through
+    with pytest.raises(NumericsError, match=r"`fc`.*current reaches 4000, outside Loihi's 24-bit state \(-2048 to 2048"):
+        hybridc.compile(model, x, output_dir=tmp_path / "refused")  # refused by default, nothing written
+    assert not (tmp_path / "refused").exists()
+    with pytest.warns(UserWarning, match="current reaches .* built anyway"):
+        compiled = hybridc.compile(model, x, output_dir=tmp_path / "build", on_overflow="clip")
     snn = compiled.manifest.stages[0]
     lava = run_stage(snn, compiled.directory, x)
     emulated = emulate_stage(snn, compiled.directory, x)

@@ -2,9 +2,9 @@
 
 NaN/Inf anywhere is refused. Each target may add its own range check (Loihi's
 fixed-point weights and thresholds) through `check_ranges`, and limits that depend on
-the data (Loihi's 24-bit conv input sums of sigma-delta layers) through
-`checks_activity` / `check_activity`, measured on the example input (the target
-contract, `targets/base.py`, declares them as no-ops).
+the data (Loihi's 24-bit conv input sums of sigma-delta layers, the 24-bit state of CUBA
+neurons) through `checks_activity` / `check_activity`, measured on the example input
+(the target contract, `targets/base.py`, declares them as no-ops).
 """
 
 import math

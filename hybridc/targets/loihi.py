@@ -17,7 +17,7 @@ import torch
 from torch.fx.passes.operator_support import create_op_support
 
 from ..digest import sha256
-from ..errors import LoweringError, reporting
+from ..errors import LoweringError, NumericsError, reporting
 from ..manifest import Stage, TensorSpec
 from ..netx import writer as netx_writer
 from ..netx.layout import netx_layout
@@ -64,6 +64,58 @@ def _check_families(partition, blocks) -> None:
         )
 
 
+def _overflow(message: str, fix: str, on_overflow: str) -> list:
+    if on_overflow == "error":
+        raise NumericsError(f"{message}. {fix}, or pass --on-overflow clip (on_overflow='clip') to build it anyway "
+                            "and accept the difference.")
+    return [message + "; built anyway (on_overflow='clip'): Lava will differ on those neurons."]
+
+
+def _check_conv_input(block, inputs, where: str, on_overflow: str) -> list:
+    """Lava's fixed-point Conv synapse wraps each step's input sum (sum of weight x graded
+    spike, weight mantissa x value x 2^12) to 24 bits; slayer adds in float. A step input
+    outside [-2^23, 2^23) (+-32 at slayer's 64-per-unit weights) reaches the neuron's sigma
+    with the wrong sign in Lava, and that neuron's graded spikes differ from slayer's for
+    good, even where slayer's activation stays small (a large negative input is hidden by
+    the ReLU)."""
+    with torch.no_grad():
+        step_input = block.synapse(inputs[0])  # slayer's per-step synaptic input, in activation units
+    limit = (1 << (CONV_INPUT_BITS - 1)) / (float(block.neuron.w_scale) * GRADED_PAYLOAD)
+    low, high = (float(v) for v in torch.aminmax(step_input))
+    if low >= -limit and high < limit:
+        return []
+    worst = low if -low >= high else high
+    count = int(((step_input < -limit) | (step_input >= limit)).flatten(0, -2).any(-1).sum())
+    return _overflow(f"{where}: on the example input, a step's synaptic input reaches {worst:g} at {count} "
+                     f"neuron(s); Lava's Conv synapse wraps it to 24 bits ([-{limit:g}, {limit:g}) in the "
+                     "activation's units), so those neurons' graded spikes would differ from PyTorch's "
+                     "from that step on (slayer's activation may still look small: the ReLU hides a large "
+                     "negative input)",
+                     "Scale this layer's weights (or its input) down until every step's input sum stays "
+                     "inside that range", on_overflow)
+
+
+def _check_cuba_state(block, inputs, where: str, on_overflow: str) -> list:
+    """Lava's fixed-point CUBA neuron keeps its current u and voltage v in 24 bits (u wraps
+    outside (-2^23, 2^23], v saturates at -2^23 + 1), in units of s_scale (4096) per one of
+    slayer's float units; slayer keeps both in float. A layer whose summed input, integrated
+    by a slow current decay, leaves that range spikes differently in Lava from then on."""
+    with torch.no_grad():
+        current, voltage = block.neuron.dynamics(block.synapse(inputs[0]))
+    limit = (1 << (CONV_INPUT_BITS - 1)) / float(block.neuron.s_scale)
+    low, high = (float(v) for v in torch.aminmax(current))
+    lowest = float(voltage.min())
+    if low > -limit and high <= limit and lowest > -limit:
+        return []
+    state, worst = ("current", low if -low >= high else high) if not (low > -limit and high <= limit) \
+        else ("voltage", lowest)
+    return _overflow(f"{where}: on the example input, the neurons' {state} reaches {worst:g}, outside Loihi's "
+                     f"24-bit state ({-limit:g} to {limit:g} in slayer's units), which Lava wraps (current) or "
+                     "saturates (voltage) and slayer does not; those neurons would spike differently in Lava",
+                     "Scale this layer's weights down, or use a faster current decay, until the state stays "
+                     "inside that range", on_overflow)
+
+
 class LoihiTarget(Target):
     name = "loihi"
     domain = "spiking"
@@ -77,39 +129,24 @@ class LoihiTarget(Target):
 
     def checks_activity(self, block) -> bool:
         """Whether `check_activity` has something to measure on this block: a sigma-delta
-        Conv or Pool (both become a Lava Conv synapse, whose input sum wraps at 24 bits)."""
+        Conv or Pool (both become a Lava Conv synapse, whose input sum wraps at 24 bits), or a
+        CUBA neuron (whose current wraps, and whose voltage saturates, at 24 bits)."""
         from lava.lib.dl import slayer
 
-        return (neuron_models.family_of(block) == "sigma_delta" and neuron_models.has_neuron(block)
-                and isinstance(block, (slayer.block.base.AbstractConv, slayer.block.base.AbstractPool)))
+        if not neuron_models.has_neuron(block):
+            return False
+        family = neuron_models.family_of(block)
+        if family == "cuba":
+            return not getattr(block.neuron, "persistent_state", False) and hasattr(block, "synapse")
+        return family == "sigma_delta" and isinstance(block, (slayer.block.base.AbstractConv,
+                                                              slayer.block.base.AbstractPool))
 
     def check_activity(self, block, inputs, where: str, on_overflow: str) -> list:
-        """Lava's fixed-point Conv synapse wraps each step's input sum (sum of weight x graded
-        spike, weight mantissa x value x 2^12) to 24 bits; slayer adds in float. A step input
-        outside [-2^23, 2^23) (+-32 at slayer's 64-per-unit weights) reaches the neuron's sigma
-        with the wrong sign in Lava, and that neuron's graded spikes differ from slayer's for
-        good, even where slayer's activation stays small (a large negative input is hidden by
-        the ReLU). Measured on the example input: the condition depends on the data."""
-        from ..errors import NumericsError
-
-        with torch.no_grad():
-            step_input = block.synapse(inputs[0])  # slayer's per-step synaptic input, in activation units
-        limit = (1 << (CONV_INPUT_BITS - 1)) / (float(block.neuron.w_scale) * GRADED_PAYLOAD)
-        low, high = (float(v) for v in torch.aminmax(step_input))
-        if low >= -limit and high < limit:
-            return []
-        worst = low if -low >= high else high
-        count = int(((step_input < -limit) | (step_input >= limit)).flatten(0, -2).any(-1).sum())
-        message = (f"{where}: on the example input, a step's synaptic input reaches {worst:g} at {count} "
-                   f"neuron(s); Lava's Conv synapse wraps it to 24 bits ([-{limit:g}, {limit:g}) in the "
-                   "activation's units), so those neurons' graded spikes would differ from PyTorch's "
-                   "from that step on (slayer's activation may still look small: the ReLU hides a large "
-                   "negative input)")
-        if on_overflow == "error":
-            raise NumericsError(message + ". Scale this layer's weights (or its input) down until every "
-                                "step's input sum stays inside that range, or pass --on-overflow clip "
-                                "(on_overflow='clip') to build it anyway and accept the difference.")
-        return [message + "; built anyway (on_overflow='clip'): Lava will differ on those neurons."]
+        """Limits of Loihi's 24-bit state that slayer, adding in float, does not have; measured
+        on the example input, since they depend on the data."""
+        if neuron_models.family_of(block) == "cuba":
+            return _check_cuba_state(block, inputs, where, on_overflow)
+        return _check_conv_input(block, inputs, where, on_overflow)
 
     def why_unsupported(self, submodules, node) -> str:
         return node_problem(submodules, node)
