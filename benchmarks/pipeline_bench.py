@@ -9,7 +9,10 @@
 3. throughput of `hybridc pipeline` (every stage its own process, linked over TCP,
    pipelined) against sequential `hybridc run` in this process, on the same samples, with
    the spiking stage in Lava and in the emulator; and on examples/spike_flownet (three
-   taps of one spiking stage, each its own link into the dense decoder) in Lava.
+   taps of one spiking stage, each its own link into the dense decoder) in Lava;
+4. what CURVE keys cost: one link's frames per second (the S2A4 input at --size, through
+   hop.Sender and hop.receiver) and `hybridc pipeline`'s throughput on the emulator, each
+   with keys (CurveZMQ, the default) against the same run without (loopback, `insecure`).
 
     .venv/bin/python benchmarks/pipeline_bench.py [--size 32] [--samples 8] [--backends lava,emulate] [--graph-samples 4]
 """
@@ -90,7 +93,68 @@ def session_cost(tmp: Path, size: int, calls: int = 20):
           f"cached session {cached * 1e3:.2f} ms per sample ({fresh / cached:.0f}x)")
 
 
-def throughput(tmp: Path, size: int, samples: int, backend: str, build: Path = None, title: str = None):
+def link_rate(tmp: Path, size: int, frames: int, keyed: bool) -> float:
+    """Frames per second through one hop (Sender -> receiver, acknowledged), keyed or not."""
+    import zmq
+
+    from hybridc.deploy import hop
+    from hybridc.deploy.keys import KeySet, create
+
+    compiled = hybridc.load(_build(tmp, size))
+    (feed,) = links.outgoing(compiled.manifest, links.CLIENT)
+    frames_by_seq = [feed.encode(seq, np.ones(feed.shape, dtype=np.float32)) for seq in range(frames)]
+    context, authenticators = zmq.Context(), []
+    keys = tmp / f"keys{size}"
+    if keyed and not keys.exists():
+        create(compiled.manifest, keys)
+    stage, client = (KeySet(keys, feed.destination), KeySet(keys, links.CLIENT)) if keyed else (None, None)
+    secure_in = (lambda s: authenticators.append(stage.serve(s, context, [links.CLIENT]))) if keyed else None
+    socket, endpoint = hop.receiver(context, "127.0.0.1:0", 4, feed.frame_bytes, secure_in)
+    sender = hop.Sender(context, endpoint, 4, secure=(lambda s: client.connect_to(s, feed.destination))
+                        if keyed else None)
+    poller = zmq.Poller()
+    poller.register(socket, zmq.POLLIN)
+    poller.register(sender.socket, zmq.POLLIN)
+    began = time.perf_counter()
+    sent = received = 0
+    while received < frames:
+        while sent < frames and sender.has_credit():
+            sender.send(sent, frames_by_seq[sent])
+            sent += 1
+        events = dict(poller.poll(100))
+        while socket in events and socket.poll(0, zmq.POLLIN):
+            peer, got = socket.recv_multipart()
+            message = wire.decode(got)
+            hop.reply(socket, peer, wire.ACK, message.seq)
+            received += 1
+        if sender.socket in events:
+            sender.receive_replies()
+    rate = frames / (time.perf_counter() - began)
+    sender.close()
+    socket.close()
+    for authenticator in authenticators:
+        authenticator.stop()
+    context.term()
+    return rate
+
+
+def curve_cost(tmp: Path, size: int, samples: int, frames: int = 2000):
+    compiled = hybridc.load(_build(tmp, size))
+    (feed,) = links.outgoing(compiled.manifest, links.CLIENT)
+    plain, keyed = link_rate(tmp, size, frames, False), link_rate(tmp, size, frames, True)
+    print(f"One link, {frames} frames of {feed.frame_bytes:,} B (the S2A4 input at {size}x{size}), acknowledged:")
+    print(f"  without keys {plain:8.0f} frames/s, {plain * feed.frame_bytes / 1e6:7.1f} MB/s")
+    print(f"  CURVE keys   {keyed:8.0f} frames/s, {keyed * feed.frame_bytes / 1e6:7.1f} MB/s ({keyed / plain:.2f}x)")
+    rates = {}
+    for insecure in (True, False):
+        rates[insecure] = throughput(tmp, size, samples, "emulate", insecure=insecure, quiet=True)
+    print(f"hybridc pipeline on the emulator, {samples} samples: without keys {rates[True]:.2f} samples/s, "
+          f"CURVE keys {rates[False]:.2f} samples/s ({rates[False] / rates[True]:.2f}x)")
+
+
+def throughput(tmp: Path, size: int, samples: int, backend: str, build: Path = None, title: str = None,
+               insecure: bool = False, quiet: bool = False) -> float:
+    """Streaming samples per second of `hybridc pipeline` (checked equal to sequential `hybridc run`)."""
     build = build or _build(tmp, size)
     compiled = hybridc.load(build)
     shape = compiled.manifest.stages[0].inputs[0].pytorch_shape()
@@ -100,13 +164,15 @@ def throughput(tmp: Path, size: int, samples: int, backend: str, build: Path = N
     sequential = torch.cat([hybridc.run(compiled, xs[i:i + 1], backend=backend) for i in range(samples)]).numpy()
     sequential_s = time.perf_counter() - began
     began = time.perf_counter()
-    with Pipeline(build, backend=backend) as running:
+    with Pipeline(build, backend=backend, insecure=insecure) as running:
         started = time.perf_counter()
         pipelined = np.stack([y for _, y in running.stream((i, xs[i]) for i in range(samples))])
         streamed_s = time.perf_counter() - started
         stats = running.stats
     total_s = time.perf_counter() - began
     assert np.array_equal(pipelined, sequential), "pipelined outputs differ from hybridc run"
+    if quiet:
+        return samples / streamed_s
     print(f"{title or f'S2A4 I=4 {size}x{size} T=16'}, {samples} samples, {backend} backend, outputs identical:")
     print(f"  sequential hybridc run:  {samples / sequential_s:7.3f} samples/s")
     print(f"  hybridc pipeline:        {samples / streamed_s:7.3f} samples/s streaming "
@@ -118,6 +184,7 @@ def throughput(tmp: Path, size: int, samples: int, backend: str, build: Path = N
         print(f"    {edge['source']} -> {edge['destination']}/{edge['tensor']}: {edge['form']}, "
               f"{edge['payload_bytes_per_inference']:,.0f} B/inference measured, "
               f"{edge['predicted_payload_bytes_per_inference']:,} B predicted")
+    return samples / streamed_s
 
 
 def main():
@@ -127,6 +194,7 @@ def main():
     parser.add_argument("--backends", default="lava,emulate")
     parser.add_argument("--graph-samples", type=int, default=4, help="0: skip the multi-tap build")
     parser.add_argument("--skip-bytes", action="store_true")
+    parser.add_argument("--curve-samples", type=int, default=16, help="0: skip what CURVE keys cost")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_bytes:
@@ -134,6 +202,8 @@ def main():
         session_cost(Path(tmp), args.size)
         for backend in filter(None, args.backends.split(",")):
             throughput(Path(tmp), args.size, args.samples, backend)
+        if args.curve_samples:
+            curve_cost(Path(tmp), args.size, args.curve_samples)
         if args.graph_samples:  # a stage graph: three taps of one spiking stage into the dense decoder
             model, x, path, digest = load_model_file(ROOT / "examples/spike_flownet/model.py")
             build = Path(tmp) / "flownet"

@@ -45,3 +45,23 @@ def example_input(kind: str, batch: int = 2, seed: int = 0) -> torch.Tensor:
     if kind == "ann_first":
         return torch.rand(batch, 2, 16, 16, 4, generator=torch.Generator().manual_seed(seed)) * 2
     return spikes(batch, 2, 16, 16, 8, density=0.3, seed=seed)
+
+
+class AlternatingWithSkip(torch.nn.Module):
+    """SNN -> ANN -> SNN -> ANN whose dense head also reads the model input (a skip from the
+    input): four stages, the input crossing to two of them."""
+
+    def __init__(self, classes=5):
+        super().__init__()
+        self.s1 = slayer.block.cuba.Conv(NEURON, 2, 4, 3, stride=2, padding=1, weight_scale=3)
+        self.acc1 = Accumulator(2, fold=False)  # I=2: raw spikes cross (as small as the counts)
+        self.mix = torch.nn.Conv3d(4, 4, (3, 3, 1), padding=(1, 1, 0))
+        self.encode = Encoder(bits=3, hold=2)
+        self.s2 = slayer.block.cuba.Conv(NEURON, 4, 8, 3, stride=2, padding=1, weight_scale=1)
+        self.acc2 = Accumulator(8)  # 4-bit counts cross
+        self.head = torch.nn.Linear(8 * 4 * 4 + 2, classes)
+
+    def forward(self, x):
+        graded = self.encode(torch.relu(self.mix(self.acc1(self.s1(x)))) * 6)
+        counts = self.acc2(self.s2(graded)).flatten(1)
+        return self.head(torch.cat([counts, x.mean((2, 3, 4))], dim=1))

@@ -174,25 +174,27 @@ def test_serve_refuses_bad_messages_and_keeps_serving(deployed, cli):
 
 
 def test_journal_keeps_whole_records_and_refuses_another_input(tmp_path):
+    """... and another build or backend: outputs of two models never mix in one Y.npy."""
     from hybridc.deploy.journal import Journal
     from hybridc.errors import InputError
 
     path = tmp_path / ".y.npy.hybridc-journal"
-    journal = Journal(path, "a" * 64, 3, resume=False)
+    journal = Journal(path, "a" * 64, 3, False, "m" * 64, "lava")
     journal.add(0, np.arange(11, dtype=np.float32))
     journal.add(2, np.ones(11, dtype=np.float32))
     journal.close()
     with open(path, "ab") as f:
         f.write(b"\x01\x00\x00")  # the torn start of a record a crash cut short
     with pytest.raises(InputError, match="--resume"):
-        Journal(path, "a" * 64, 3, resume=False)
-    with pytest.raises(InputError, match="another input"):
-        Journal(path, "b" * 64, 3, resume=True)
-    resumed = Journal(path, "a" * 64, 3, resume=True)
+        Journal(path, "a" * 64, 3, False, "m" * 64, "lava")
+    for other in (("b" * 64, "m" * 64, "lava"), ("a" * 64, "n" * 64, "lava"), ("a" * 64, "m" * 64, "emulate")):
+        with pytest.raises(InputError, match="another input file, sample count, build or backend"):
+            Journal(path, other[0], 3, True, other[1], other[2])
+    resumed = Journal(path, "a" * 64, 3, True, "m" * 64, "lava")
     assert sorted(resumed.outputs) == [0, 2] and np.array_equal(resumed.outputs[0], np.arange(11))
     resumed.add(1, np.zeros(11, dtype=np.float32))
     resumed.close()
-    assert sorted(Journal(path, "a" * 64, 3, resume=True).outputs) == [0, 1, 2]
+    assert sorted(Journal(path, "a" * 64, 3, True, "m" * 64, "lava").outputs) == [0, 1, 2]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -13,33 +13,11 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from helpers import NEURON, load_example
-from hybrid_models import AnnFirst, MultiTap, example_input
-from lava.lib.dl import slayer
+from helpers import load_example
+from hybrid_models import AlternatingWithSkip, AnnFirst, MultiTap, example_input
 
 import hybridc
 from hybridc.errors import ArtifactError
-from hybridc.nn import Accumulator, Encoder
-
-
-class AlternatingWithSkip(torch.nn.Module):
-    """SNN -> ANN -> SNN -> ANN whose dense head also reads the model input (a skip from the
-    input): four stages, the input crossing to two of them."""
-
-    def __init__(self, classes=5):
-        super().__init__()
-        self.s1 = slayer.block.cuba.Conv(NEURON, 2, 4, 3, stride=2, padding=1, weight_scale=3)
-        self.acc1 = Accumulator(2, fold=False)  # I=2: raw spikes cross (as small as the counts)
-        self.mix = torch.nn.Conv3d(4, 4, (3, 3, 1), padding=(1, 1, 0))
-        self.encode = Encoder(bits=3, hold=2)
-        self.s2 = slayer.block.cuba.Conv(NEURON, 4, 8, 3, stride=2, padding=1, weight_scale=1)
-        self.acc2 = Accumulator(8)  # 4-bit counts cross
-        self.head = torch.nn.Linear(8 * 4 * 4 + 2, classes)
-
-    def forward(self, x):
-        graded = self.encode(torch.relu(self.mix(self.acc1(self.s1(x)))) * 6)
-        counts = self.acc2(self.s2(graded)).flatten(1)
-        return self.head(torch.cat([counts, x.mean((2, 3, 4))], dim=1))
 
 
 def _measured(stats) -> dict:

@@ -2,7 +2,7 @@
 torch and Lava only inside the command body, so `hybridc --help` answers instantly."""
 
 # Importing the command modules registers their commands, in the order --help lists them.
-from . import compile, run, inspect, verify, profile, explore, targets, serve, pipeline  # noqa: F401  isort: skip
+from . import compile, run, inspect, verify, profile, explore, targets, keys, serve, pipeline  # noqa: F401  isort: skip
 from .common import app
 
 __all__ = ["app", "main"]

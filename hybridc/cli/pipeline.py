@@ -22,6 +22,10 @@ def pipeline(
     collect: Optional[str] = typer.Option(None, help="With --connect: HOST:PORT to receive the model output on "
                                           "(the --to of the stage computing it)."),
     stall_timeout: float = typer.Option(600.0, help="Seconds without any output before the run stops."),
+    keys: Optional[Path] = typer.Option(None, "--keys", help="With --connect: the key set the stages were served "
+                                        "with (`hybridc keys`). A local run makes a fresh one of its own."),
+    insecure: bool = typer.Option(False, "--insecure", help="With --connect: allow non-loopback addresses without "
+                                  "--keys."),
 ):
     """Every stage its own process, linked over TCP; stream the samples of INPUT through them."""
     console = make_console()
@@ -40,7 +44,8 @@ def pipeline(
             task = progress.add_task("streaming", total=count)
             stats = run_file(build, input, output, backend, window, resume, json_path,
                              log=lambda m: console.print(m), progress=lambda n: progress.advance(task, n),
-                             connect=connect, collect=collect, stall_timeout=stall_timeout)
+                             connect=connect, collect=collect, stall_timeout=stall_timeout, keys=keys,
+                             insecure=insecure)
         if stats.get("samples"):
             console.print(f"wrote {output}: {stats['samples']} sample(s) streamed"
                           + (f" (after {stats['resumed_from']} kept from the interrupted run)"

@@ -19,7 +19,12 @@ def serve(
                                  "NAME `client` for the model output)."),
     backend: str = typer.Option("lava", help="Spiking stages: lava or emulate."),
     window: int = typer.Option(4, help="At most this many unacknowledged samples per link (backpressure)."),
+    keys: Optional[Path] = typer.Option(None, "--keys", help="Key set from `hybridc keys`: only the stages feeding "
+                                        "this one may send to it, and every link is encrypted (CURVE)."),
+    insecure: bool = typer.Option(False, "--insecure", help="Allow a non-loopback address without --keys (anyone "
+                                  "on that network can then feed and read the stage)."),
     announce: Optional[Path] = typer.Option(None, hidden=True, help="Write HOST:PORT here once listening."),
+    parent: Optional[int] = typer.Option(None, hidden=True, help="Stop when this process (the client) is gone."),
 ):
     """Run one stage as a long-lived process: receive its inputs, run it, send each output on."""
 
@@ -31,6 +36,7 @@ def serve(
                 write_file(announce, endpoint + "\n")
             make_console(stderr=True).print(f"stage `{stage}` listening on tcp://{endpoint}")
 
-        serve_stage(build, stage, listen, to, backend, window, announce=ready)
+        serve_stage(build, stage, listen, to, backend, window, announce=ready, keys=keys, insecure=insecure,
+                    parent=parent)
 
     guard(body)

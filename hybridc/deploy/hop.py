@@ -20,11 +20,14 @@ def tcp(address: str) -> str:
     return address if address.startswith("tcp://") else f"tcp://{address}"
 
 
-def receiver(context, listen: str, window: int, max_frame: int):
-    """A bound ROUTER socket; returns (socket, endpoint actually bound). Port 0 picks a free port."""
+def receiver(context, listen: str, window: int, max_frame: int, secure=None):
+    """A bound ROUTER socket; returns (socket, endpoint actually bound). Port 0 picks a free port.
+    `secure(socket)`, when given, makes it a CURVE server before it binds (deploy/keys.py)."""
     import zmq
 
     socket = context.socket(zmq.ROUTER)
+    if secure is not None:
+        secure(socket)
     socket.setsockopt(zmq.LINGER, LINGER_MS)
     socket.setsockopt(zmq.RCVHWM, max(1, window) * 2)
     # frames far beyond the link's size are dropped by ZeroMQ itself (the peer is disconnected
@@ -45,10 +48,13 @@ def receiver(context, listen: str, window: int, max_frame: int):
 class Sender:
     """Sends DATA frames on a DEALER socket connected to `address`, holding each until acknowledged."""
 
-    def __init__(self, context, address: str, window: int, max_resends: int = 3, log=None):
+    def __init__(self, context, address: str, window: int, max_resends: int = 3, log=None, secure=None):
+        """`secure(socket)`, when given, makes it a CURVE client before it connects."""
         import zmq
 
         self.socket = context.socket(zmq.DEALER)
+        if secure is not None:
+            secure(self.socket)
         self.socket.setsockopt(zmq.LINGER, LINGER_MS)
         self.socket.setsockopt(zmq.SNDHWM, max(1, window))
         self.socket.connect(tcp(address))

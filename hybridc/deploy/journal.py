@@ -25,10 +25,14 @@ def path_for(output) -> Path:
 
 
 class Journal:
-    def __init__(self, path: Path, input_digest: str, count: int, resume: bool):
+    def __init__(self, path: Path, input_digest: str, count: int, resume: bool, build_digest: str = "",
+                 backend: str = ""):
+        """The journal's identity is the input, the sample count, the build (its manifest's
+        sha256) and the backend: outputs of another model or runtime are never mixed in."""
         self.path = Path(path)
         self.outputs = {}
-        identity = json.dumps({"input_sha256": input_digest, "samples": count}).encode() + b"\n"
+        identity = json.dumps({"input_sha256": input_digest, "samples": count, "manifest_sha256": build_digest,
+                               "backend": backend}).encode() + b"\n"
         if self.path.exists():
             if not resume:
                 raise InputError(f"{self.path} holds the outputs of an interrupted run to this output file. Pass "
@@ -43,8 +47,8 @@ class Journal:
     def _read(self, identity: bytes) -> dict:
         data = self.path.read_bytes()
         if not data.startswith(MAGIC + identity):
-            raise InputError(f"{self.path} was written for another input file or sample count; --resume needs the "
-                             "same --input. Delete it to start again.")
+            raise InputError(f"{self.path} was written for another input file, sample count, build or backend; "
+                             "--resume needs the same --input, build and --backend. Delete it to start again.")
         outputs, at = {}, len(MAGIC) + len(identity)
         while at + RECORD.size <= len(data):
             index, length, crc = RECORD.unpack_from(data, at)

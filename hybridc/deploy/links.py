@@ -180,7 +180,7 @@ def to_wire(values, link: Link) -> np.ndarray:
 
     from ..runtime.stages import accumulate
 
-    tensor = torch.as_tensor(np.asarray(values.detach().cpu() if hasattr(values, "detach") else values))
+    tensor = torch.as_tensor(np.array(values.detach().cpu() if hasattr(values, "detach") else values))
     if link.spec is not None and link.spec.format == "held" and list(tensor.shape) == list(link.spec.spikes_shape):
         return _first_of_each_window(tensor.numpy(), link)
     if link.spec is not None and link.spec.summed and list(tensor.shape) == list(link.spec.spikes_shape):

@@ -9,6 +9,10 @@ k+1 works on sample i. At most `window` samples are unacknowledged on each link
 (backpressure, bounded memory). Outputs come back in input order. A stage process that
 dies stops the stream with a StageError naming it; `run_file` keeps every output received
 in a journal so `--resume` sends only the rest.
+
+Every run makes a fresh CURVE key set for its own stage processes in a private directory
+(deploy/keys.py): only they and this client can use the links, and they stop when the
+client does. Stages served elsewhere are reached with the build's key set (`keys`).
 """
 
 import json
@@ -24,8 +28,9 @@ import numpy as np
 from ..build_dir.compiled import load
 from ..errors import InputError, LinkError, StageError
 from . import hop, links
+from . import keys as curve
 from . import wire as w
-from .serve import stage_runner, timing_summary
+from .serve import stage_runner, stats_entries, timing_summary
 
 STARTUP_TIMEOUT_S = 300.0
 
@@ -44,10 +49,14 @@ class Pipeline:
     stage that reads it, collecting the model output). Use as a context manager."""
 
     def __init__(self, build_dir, backend: str = "lava", window: int = 4, host: str = "127.0.0.1",
-                 stall_timeout: float = 600.0, log=None, connect=None, collect: str = None):
+                 stall_timeout: float = 600.0, log=None, connect=None, collect: str = None, keys=None,
+                 insecure: bool = False):
         """connect/collect: stages already served elsewhere (`hybridc serve`): send the model
         input to each stage that reads it at `connect` (HOST:PORT, or NAME=HOST:PORT items when
-        several stages read it), receive the model output on `collect`; no process is started."""
+        several stages read it), receive the model output on `collect`; no process is started.
+        keys: the key set those stages were served with (without one, loopback addresses only,
+        unless `insecure`). A local run makes a fresh key set, unless `insecure` (loopback
+        links without CURVE: the baseline benchmarks/pipeline_bench.py measures keys against)."""
         if window < 1:
             raise InputError(f"--window must be at least 1, got {window}.")
         stage_runner(backend)  # refuse an unknown backend before starting any process
@@ -70,9 +79,20 @@ class Pipeline:
             raise InputError("Give both --connect (where the stage(s) reading the model input listen) and --collect "
                              "(HOST:PORT the last stage sends to), or neither to start every stage here.")
         self.remote = None
+        self.keys_dir, self.insecure = keys, insecure
+        self._authenticators = []
         if connect:
             entry = links.destinations(self.feeds)
             self.remote = (links.addresses(connect, entry, "--connect"), collect)
+            exposed = [a for a in [*self.remote[0].values(), collect] if not curve.is_loopback(a)]
+            if exposed and not keys and not insecure:
+                raise LinkError(f"The client would send and receive on {', '.join(exposed)} without keys: anyone on "
+                                "that network could read the samples and forge the outputs. Pass --keys KEYS (the "
+                                "key set the stages were served with; `hybridc keys BUILD -o KEYS` writes one), or "
+                                "--insecure to accept the risk on a network you trust.")
+        elif keys:
+            raise InputError("--keys is for stages served elsewhere (--connect/--collect); a local run makes a "
+                             "fresh key set of its own.")
 
     # --- processes ---------------------------------------------------------------------
 
@@ -89,11 +109,20 @@ class Pipeline:
         import zmq
 
         self._context = zmq.Context()
+        if not self.remote and not self.insecure:  # a fresh key set for this run's stages, in the private log directory
+            self.keys_dir = Path(self._logs.name) / "keys"
+            curve.create(self.manifest, self.keys_dir)
+        self.keyset = curve.KeySet(self.keys_dir, links.CLIENT) if self.keys_dir else None
+        self.result_id = self.keyset.producer_ids([self.result])[0] if self.keyset else None
+        secure = (lambda s: self._authenticators.append(self.keyset.serve(s, self._context, [self.result.source]))) \
+            if self.keyset else None
         if self.remote:
-            self.collector, _ = hop.receiver(self._context, self.remote[1], self.window, self.result.frame_bytes)
+            self.collector, _ = hop.receiver(self._context, self.remote[1], self.window, self.result.frame_bytes,
+                                             secure)
             self._connect(self.remote[0])
             return
-        self.collector, back = hop.receiver(self._context, f"{self.host}:0", self.window, self.result.frame_bytes)
+        self.collector, back = hop.receiver(self._context, f"{self.host}:0", self.window, self.result.frame_bytes,
+                                            secure)
         where = {stage.name: f"{self.host}:{free_port(self.host)}" for stage in self.manifest.stages}
         where[links.CLIENT] = back
         ready = {}
@@ -114,7 +143,9 @@ class Pipeline:
         self._connect(where)
 
     def _connect(self, where: dict) -> None:
-        self.feeders = [hop.Sender(self._context, where[link.destination], self.window, log=self.log)
+        self.feeders = [hop.Sender(self._context, where[link.destination], self.window, log=self.log,
+                                   secure=(lambda s, to=link.destination: self.keyset.connect_to(s, to))
+                                   if self.keyset else None)
                         for link in self.feeds]
 
     def _spawn(self, name: str, listen: str, to: list) -> Path:
@@ -122,7 +153,8 @@ class Pipeline:
         log_file = open(Path(self._logs.name) / f"{name}.log", "wb")
         command = [sys.executable, "-m", "hybridc.cli", "serve", str(self.compiled.directory), "--stage", name,
                    "--listen", listen, *[arg for item in to for arg in ("--to", item)], "--backend", self.backend,
-                   "--window", str(self.window), "--announce", str(ready)]
+                   "--window", str(self.window), "--announce", str(ready), "--parent", str(os.getpid()),
+                   *(["--keys", str(self.keys_dir)] if self.keys_dir else [])]
         self.processes[name] = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
                                                 stdin=subprocess.DEVNULL)
         log_file.close()
@@ -155,6 +187,8 @@ class Pipeline:
             for feeder in self.feeders:
                 feeder.close()
             self.collector.close()
+            for authenticator in self._authenticators:
+                authenticator.stop()
             self._context.term()
             self._context = None
         self._logs.cleanup()
@@ -229,11 +263,19 @@ class Pipeline:
         import zmq
 
         while self.collector.poll(0, zmq.POLLIN):
-            peer, frame = self._recv2()
+            parts = self.collector.recv_multipart(copy=False)
+            peer, frame = parts[0].bytes, parts[-1].bytes
             try:
+                if self.result_id is not None and parts[-1].get("User-Id") != self.result_id:
+                    raise LinkError(f"The model output comes from `{self.result.source}` only; this message comes "
+                                    "from another key.")
                 message = w.decode(frame, max_bytes=max(self.result.frame_bytes, w.TEXT_LIMIT))
                 if message.kind == w.DATA:
                     self.result.check(message)
+                elif message.kind == w.STATS:
+                    message.entries = stats_entries(message.text(), [s.name for s in self.manifest.stages])
+                else:
+                    raise LinkError(f"A {w.KIND_NAMES[message.kind]} message is not an output.")
             except LinkError as exc:
                 self.log(f"refused a message from the last stage: {exc}")
                 seq = hop.seq_of(frame)
@@ -242,10 +284,6 @@ class Pipeline:
             if message.kind == w.DATA:
                 hop.reply(self.collector, peer, w.ACK, message.seq)
             yield message
-
-    def _recv2(self):
-        parts = self.collector.recv_multipart()
-        return parts[0], parts[-1]
 
     def _gather(self, count, wall, latencies, payload, frames) -> dict:
         """Each stage's measurements (collected by a STATS message that follows the samples
@@ -261,7 +299,7 @@ class Pipeline:
                 if self.collector.poll(200, zmq.POLLIN):
                     for message in self._collect():
                         if message.kind == w.STATS:
-                            stages = json.loads(message.text())
+                            stages = message.entries
                 self._check_alive()
         order = {stage.name: i for i, stage in enumerate(self.manifest.stages)}
         stages.sort(key=lambda s: order.get(s["stage"], len(order)))
@@ -295,7 +333,7 @@ def pipeline(build_dir, samples, backend: str = "lava", window: int = 4, log=Non
 
 def run_file(build_dir, input_path, output_path, backend: str = "lava", window: int = 4, resume: bool = False,
              stats_path=None, log=None, progress=None, connect: str = None, collect: str = None,
-             stall_timeout: float = 600.0) -> dict:
+             stall_timeout: float = 600.0, keys=None, insecure: bool = False) -> dict:
     """`hybridc pipeline`: X.npy through the stage processes into Y.npy; returns the stats.
     Outputs are journalled as they arrive, so a stopped run keeps them and resume=True
     sends only the missing samples."""
@@ -315,7 +353,9 @@ def run_file(build_dir, input_path, output_path, backend: str = "lava", window: 
         from ..errors import OutputError
 
         raise OutputError(f"Cannot write {output_path}: directory {output_path.resolve().parent} does not exist.")
-    journal = Journal(path_for(output_path), sha256(input_path), int(x.shape[0]), resume)
+    manifest_path = load(build_dir).directory / "manifest.json"
+    journal = Journal(path_for(output_path), sha256(input_path), int(x.shape[0]), resume, sha256(manifest_path),
+                      backend)
     missing = [i for i in range(x.shape[0]) if i not in journal.outputs]
     if progress:
         progress(len(journal.outputs))
@@ -323,7 +363,7 @@ def run_file(build_dir, input_path, output_path, backend: str = "lava", window: 
     try:
         if missing:
             with Pipeline(build_dir, backend, window, log=log, connect=connect, collect=collect,
-                          stall_timeout=stall_timeout) as running:
+                          stall_timeout=stall_timeout, keys=keys, insecure=insecure) as running:
                 for index, output in running.stream((i, np.asarray(x[i])) for i in missing):
                     journal.add(index, output)
                     if progress:

@@ -7,9 +7,15 @@ output (DEALER) to every stage that reads it, or to the client, in the form that
 takes, and acknowledges the inputs once the outputs are on their way. A frame that does
 not decode is logged and refused with a NACK; the stage carries on. At the end of a
 stream a STATS message collects each stage's measurements on its way to the client.
+
+With a key set (`--keys`, deploy/keys.py) only the producers of the stage's inputs can
+reach it, each only on its own input, and every link is encrypted; without one it listens
+on loopback only (unless told `insecure`). Every message is validated before use (STATS by
+a JSON schema), so a peer can make a stage refuse a message, never crash it.
 """
 
 import json
+import os
 import sys
 import time
 from collections import deque
@@ -20,6 +26,53 @@ from ..build_dir.compiled import load
 from ..errors import InputError, LinkError
 from . import hop, links
 from . import wire as w
+from .keys import KeySet, is_loopback
+
+# what a stage adds to the STATS message that follows the samples (StageStats.as_dict)
+_TIMES = {"type": "object", "required": ["mean", "median", "max"], "additionalProperties": False,
+          "properties": {k: {"type": "number"} for k in ("mean", "median", "max")}}
+_SIDE = {"type": "object", "additionalProperties": False,
+         "required": ["link", "source", "output", "destination", "tensor", "payload_bytes_per_inference",
+                      "message_bytes_per_inference"],
+         "properties": {**{k: {"type": "string", "maxLength": 512}
+                           for k in ("link", "source", "output", "destination", "tensor")},
+                        "payload_bytes_per_inference": {"type": "number", "minimum": 0},
+                        "message_bytes_per_inference": {"type": "number", "minimum": 0}}}
+STATS_SCHEMA = {
+    "type": "array", "items": {
+        "type": "object", "additionalProperties": False,
+        "required": ["stage", "target", "backend", "samples", "refused_messages", "resent_messages", "compute_s",
+                     "stage_latency_s", "incoming", "outgoing"],
+        "properties": {"stage": {"type": "string"}, "target": {"type": "string", "maxLength": 64},
+                       "backend": {"type": "string", "maxLength": 64},
+                       **{k: {"type": "integer", "minimum": 0}
+                          for k in ("samples", "refused_messages", "resent_messages")},
+                       "compute_s": _TIMES, "stage_latency_s": _TIMES,
+                       "incoming": {"type": "array", "items": _SIDE, "maxItems": w.MAX_PORTS},
+                       "outgoing": {"type": "array", "items": _SIDE, "maxItems": w.MAX_PORTS}}}}
+
+
+def stats_entries(text: str, stage_names) -> list:
+    """The per-stage measurements in a STATS message, checked against STATS_SCHEMA, one entry
+    per stage of the build at most; LinkError for anything else (not JSON, another shape, a
+    stage the build does not have)."""
+    import jsonschema
+
+    names = list(stage_names)
+    try:
+        entries = json.loads(text or "[]")
+    except ValueError as exc:
+        raise LinkError(f"A STATS message that is not JSON ({exc}).") from None
+    schema = {**STATS_SCHEMA, "maxItems": len(names),
+              "items": {**STATS_SCHEMA["items"], "properties": {**STATS_SCHEMA["items"]["properties"],
+                                                               "stage": {"enum": names}}}}
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(entries))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "the top level"
+        raise LinkError(f"A STATS message that is not this build's measurements (at {where}: {error.message[:200]}).")
+    if len({entry["stage"] for entry in entries}) != len(entries):
+        raise LinkError("A STATS message that names a stage twice.")
+    return entries
 
 
 def stage_runner(backend: str):
@@ -89,8 +142,11 @@ class Inbox:
 
     RECENT = 4096  # sequence numbers remembered as done, to acknowledge resends without rerunning
 
-    def __init__(self, socket, incoming, stats, log, window: int):
+    def __init__(self, socket, incoming, stats, log, window: int, producer_ids=None, stage_names=()):
+        """producer_ids: {port: the CURVE key (z85) that alone may send that input}, or None
+        on an unauthenticated link; stage_names: the build's stages (STATS are checked against them)."""
         self.socket, self.incoming, self.stats, self.log = socket, incoming, stats, log
+        self.producer_ids, self.stage_names = producer_ids, list(stage_names)
         # senders keep at most `window` samples unacknowledged per link: more incomplete ones
         # than that (with room for resends) come from a peer ignoring the protocol
         self.limit = 2 * window * len(incoming) + 2
@@ -104,8 +160,8 @@ class Inbox:
 
         limit = max(max(link.frame_bytes for link in self.incoming), w.TEXT_LIMIT)
         while self.socket.poll(0, zmq.POLLIN):
-            parts = self.socket.recv_multipart()
-            peer, frame = parts[0], parts[-1]
+            parts = self.socket.recv_multipart(copy=False)
+            peer, frame = parts[0].bytes, parts[-1].bytes
             try:
                 if len(parts) != 2:
                     raise LinkError(f"Expected one frame per message, got {len(parts) - 1}.")
@@ -116,6 +172,11 @@ class Inbox:
                     raise LinkError(f"Message {message.seq} is for input {message.port}; this stage has "
                                     f"{len(self.incoming)} input(s).")
                 link = self.incoming[message.port]
+                if self.producer_ids is not None and parts[-1].get("User-Id") != self.producer_ids[message.port]:
+                    raise LinkError(f"Input {message.port} ({link.tensor}) is produced by `{link.source}` only; this "
+                                    "message comes from another key.")
+                if message.kind == w.STATS:
+                    message.entries = stats_entries(message.text(), self.stage_names)
                 if message.kind == w.DATA:
                     link.check(message)  # decode has matched the frame's size to this shape
                     if (w.DATA, message.seq) not in self.partial and len(self.partial) >= self.limit:
@@ -124,8 +185,9 @@ class Inbox:
             except LinkError as exc:
                 self.stats.refused += 1
                 port = hop.port_of(frame)
-                source = self.incoming[port].source if port is not None and port < len(self.incoming) else "a peer"
-                self.log(f"refused a message from {source}: {exc}")
+                claims = self.incoming[port].source if port is not None and port < len(self.incoming) else None
+                self.log(f"refused a message {f'for the input of `{claims}` ' if claims else ''}from "
+                         f"{self.sender(parts[-1])}: {exc}")
                 seq = hop.seq_of(frame)
                 hop.reply(self.socket, peer, w.NACK, seq if seq is not None else 0, str(exc))
                 continue
@@ -135,6 +197,14 @@ class Inbox:
                 continue
             self.partial.setdefault(key, {})[message.port] = (peer, message)
             self.arrived.setdefault(key, time.perf_counter())
+
+    def sender(self, frame) -> str:
+        """Who sent a frame, as far as the link knows: the producer its CURVE key belongs to."""
+        if self.producer_ids is None:
+            return "an unauthenticated peer"
+        user = frame.get("User-Id")
+        names = {key: self.incoming[port].source for port, key in self.producer_ids.items()}
+        return f"`{names[user]}`" if user in names else f"the key {user}"
 
     def ready(self):
         """The first complete set in sequence order, as (kind, seq, {port: (peer, message)}, arrived), or None."""
@@ -155,10 +225,12 @@ class Inbox:
 
 
 def serve(build_dir, stage_name: str, listen: str = "127.0.0.1:0", to=None, backend: str = "lava",
-          window: int = 4, announce=None, log=None) -> None:
+          window: int = 4, announce=None, log=None, keys=None, insecure: bool = False, parent: int = None) -> None:
     """Serve one stage until killed. `to`: where each consumer of its outputs listens, as
     NAME=HOST:PORT items (or one HOST:PORT when there is one consumer). `announce(endpoint)`
-    is called once listening."""
+    is called once listening. `keys`: a key set directory (authenticated, encrypted links);
+    without one only loopback addresses are allowed unless `insecure`. `parent`: the pid of
+    the client that started the stage; the stage stops when that process is gone."""
     import torch
     import zmq
 
@@ -173,12 +245,26 @@ def serve(build_dir, stage_name: str, listen: str = "127.0.0.1:0", to=None, back
         raise InputError(f"Stage `{stage.name}` sends its outputs to {', '.join(consumers)}: give where each "
                          "listens with --to HOST:PORT (one consumer) or --to NAME=HOST:PORT for each.")
     where = links.addresses(to, consumers, f"--to of stage `{stage.name}`")
+    keyset = KeySet(keys, stage.name) if keys else None
+    if keyset is None and not insecure:
+        exposed = [a for a in [listen, *where.values()] if not is_loopback(a)]
+        if exposed:
+            raise LinkError(f"Stage `{stage.name}` would listen or send on {', '.join(exposed)} without keys: anyone "
+                            "on that network could then feed it forged inputs and read its outputs. Write a key set "
+                            "with `hybridc keys BUILD -o KEYS` and pass --keys KEYS on every stage and the client "
+                            "(or --insecure to accept the risk on a network you trust).")
+    producer_ids = keyset.producer_ids(incoming) if keyset else None
     warm_up(stage, backend)
     context = zmq.Context()
-    socket, endpoint = hop.receiver(context, listen, window, max(link.frame_bytes for link in incoming))
-    senders = [hop.Sender(context, where[link.destination], window, log=log) for link in outgoing]
+    authenticators = []
+    secure_in = (lambda s: authenticators.append(keyset.serve(s, context, {link.source for link in incoming}))) \
+        if keyset else None
+    socket, endpoint = hop.receiver(context, listen, window, max(link.frame_bytes for link in incoming), secure_in)
+    senders = [hop.Sender(context, where[link.destination], window, log=log,
+                          secure=(lambda s, to=link.destination: keyset.connect_to(s, to)) if keyset else None)
+               for link in outgoing]
     stats = StageStats(stage, incoming, outgoing, backend)
-    inbox = Inbox(socket, incoming, stats, log, window)
+    inbox = Inbox(socket, incoming, stats, log, window, producer_ids, [s.name for s in manifest.stages])
     poller = zmq.Poller()
     poller.register(socket, zmq.POLLIN)
     for sender in senders:
@@ -191,6 +277,9 @@ def serve(build_dir, stage_name: str, listen: str = "127.0.0.1:0", to=None, back
     waiting = None
     try:
         while True:
+            if parent is not None and os.getppid() != parent:
+                log("the client that started this stage is gone; stopping")
+                return
             credit = all(sender.has_credit() for sender in senders)
             events = dict(poller.poll(0 if waiting and credit else 500))
             for sender in senders:
@@ -206,7 +295,7 @@ def serve(build_dir, stage_name: str, listen: str = "127.0.0.1:0", to=None, back
             if kind == w.STATS:  # end of a stream: merge what every input gathered, add ours, pass it on
                 gathered = {}
                 for _, message in got.values():
-                    for entry in json.loads(message.text() or "[]"):
+                    for entry in message.entries:
                         gathered.setdefault(entry["stage"], entry)
                 gathered[stage.name] = stats.as_dict(sum(sender.resends for sender in senders))
                 text = json.dumps(list(gathered.values()))
@@ -233,7 +322,9 @@ def serve(build_dir, stage_name: str, listen: str = "127.0.0.1:0", to=None, back
         socket.close()
         for sender in senders:
             sender.close()
+        for authenticator in authenticators:
+            authenticator.stop()
         context.term()
 
 
-__all__ = ["serve", "stage_runner", "timing_summary"]
+__all__ = ["STATS_SCHEMA", "serve", "stage_runner", "stats_entries", "timing_summary"]

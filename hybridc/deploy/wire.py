@@ -18,6 +18,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from math import prod
+from typing import Optional
 
 import numpy as np
 
@@ -46,6 +47,7 @@ class Message:
     payload: bytes
     size: int  # bytes of the whole frame, as it crossed the wire
     port: int = 0  # the receiving stage's input index
+    entries: Optional[list] = None  # STATS: the measurements, once a receiver has validated them
 
     def array(self) -> np.ndarray:
         """The values as float32 in their shape (counts, spikes and graded integers are exact)."""
