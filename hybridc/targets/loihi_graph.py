@@ -35,7 +35,7 @@ from ..netx import writer as netx_writer
 from ..netx.fields import LayerGroup
 from ..netx.layout import netx_layout
 from ..passes.spike_merges import merge_inputs, merge_kind
-from .slayer_blocks import builds_layer, count_synapses, lag_steps, layer_step, writers
+from .slayer_blocks import builds_layer, count_synapses, is_recurrent, lag_steps, layer_step, writers
 
 MAX_DELAY = 62  # Lava's DelayDense (netx clamps layer delays to it too)
 
@@ -160,6 +160,12 @@ def preprocess_branching(target, partition, gm, workdir: Path) -> Stage:
                 f"`{n.name}` ({type(block).__name__}) sits in a branching spiking stage; hybridc lowers "
                 "branching stages of slayer.block.cuba Conv, Dense and Pool blocks (CUBA neurons). Keep other "
                 "blocks in a chain."
+            )
+        if is_recurrent(block):
+            raise LoweringError(
+                f"`{n.name}` (Recurrent) sits in a branching spiking stage; hybridc lowers a Recurrent block in a "
+                "chain (netx's dense_rec layer), not yet as a segment of a branching stage. Keep the recurrent "
+                "layers in a chain, or move the branch (the merge or fan-out) out of the spiking stage."
             )
     segments, tail_of, place, links, lags = [], {}, {}, [], {None: 0}
     neurons = synapses = 0
