@@ -19,7 +19,7 @@ from helpers import RESONATOR, assert_deploys_exactly, model_header, neuron
 from lava.lib.dl import slayer
 
 import hybridc
-from hybridc.errors import LoweringError, UnsupportedLayerError
+from hybridc.errors import UnsupportedLayerError
 from hybridc.frontend.tracer import start_from_rest
 from hybridc.nn import Accumulator
 from hybridc.profiling.report import profile_build
@@ -155,13 +155,15 @@ def test_recurrent_options_netx_cannot_hold_are_refused(options, words):
         hybridc.compile(RecurrentAlone(**options), example_input(), target="loihi+jetson")
 
 
-class RecurrentBranch(torch.nn.Module):
+class RecurrentSkip(torch.nn.Module):
+    """A branching stage: fc2 reads rec(a) + a (a skip around the recurrent layer)."""
+
     def __init__(self):
         super().__init__()
         params = neuron()
         self.fc1 = slayer.block.cuba.Dense(params, 12, 16, weight_scale=3)
         self.rec = slayer.block.cuba.Recurrent(params, 16, 16, weight_scale=3)
-        self.fc2 = slayer.block.cuba.Dense(params, 16, 8, weight_scale=3)
+        self.fc2 = slayer.block.cuba.Dense(params, 16, 8, weight_scale=2)
         self.head = Head(8)
 
     def forward(self, x):
@@ -169,10 +171,32 @@ class RecurrentBranch(torch.nn.Module):
         return self.head(self.fc2(self.rec(a) + a))
 
 
-def test_recurrent_in_a_branching_stage_is_refused():
+class RecurrentOfSum(torch.nn.Module):
+    """A branching stage: the recurrent layer reads fc2(a) + a, so a copy of its input synapse
+    is an extra synapse into its neurons, beside its own feedback."""
+
+    def __init__(self):
+        super().__init__()
+        params = neuron()
+        self.fc1 = slayer.block.cuba.Dense(params, 12, 16, weight_scale=3)
+        self.fc2 = slayer.block.cuba.Dense(params, 16, 16, weight_scale=3)
+        self.rec = slayer.block.cuba.Recurrent(params, 16, 10, weight_scale=2)
+        self.head = Head(10)
+
+    def forward(self, x):
+        a = self.fc1(x)
+        return self.head(self.rec(self.fc2(a) + a))
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("model_class", [RecurrentSkip, RecurrentOfSum], ids=lambda c: c.__name__)
+def test_recurrent_in_a_branching_stage_is_exact_in_lava(model_class, tmp_path):
     torch.manual_seed(0)
-    with pytest.raises(LoweringError, match=r"`rec` \(Recurrent\) sits in a branching spiking stage"):
-        hybridc.compile(RecurrentBranch(), example_input(), target="loihi+jetson")
+    _, loaded = assert_deploys_exactly(model_class(), example_input(), tmp_path)
+    stage = loaded.manifest.stage("snn")
+    assert len(stage.segments) == 1 and len(stage.links["synapses"]) == 1
+    with h5py.File(loaded.directory / stage.links["artifact"]) as h5:  # the feedback stays in the segment
+        assert [h5["synapse"][k]["type"][0] for k in h5["synapse"]] == [b"dense"]
 
 
 def test_profile_counts_feedback_synapses_and_their_ops(tmp_path):
@@ -187,6 +211,18 @@ def test_profile_counts_feedback_synapses_and_their_ops(tmp_path):
     rec = rows[1]
     assert rec["spikes_out"] > 0
     assert rec["synaptic_ops"] == pytest.approx(rec["spikes_in"] * 16 + rec["spikes_out"] * 16)
+
+
+def test_profile_counts_feedback_in_a_branching_stage(tmp_path):
+    torch.manual_seed(0)
+    compiled = hybridc.compile(RecurrentOfSum(), example_input(), output_dir=tmp_path / "b")
+    p = profile_build(compiled.directory, data="random:0.3", samples=2, measure=False)
+    rows = p.loihi["layers"]
+    assert [r["type"] for r in rows] == ["dense", "dense", "dense synapse", "dense (recurrent)"]
+    assert p.loihi["synapses"] == compiled.manifest.stage("snn").synapses == 12 * 16 + 16 * 16 + 2 * 16 * 10 + 10 * 10
+    rec = rows[3]
+    assert rec["spikes_out"] > 0
+    assert rec["synaptic_ops"] == pytest.approx(rec["spikes_in"] * 10 + rec["spikes_out"] * 10)
 
 
 @pytest.mark.lava
