@@ -21,7 +21,7 @@ from lava.lib.dl import slayer
 import hybridc
 from hybridc.errors import UnsupportedLayerError
 from hybridc.frontend.tracer import start_from_rest
-from hybridc.nn import Accumulator
+from hybridc.nn import Accumulator, Encoder
 from hybridc.profiling.report import profile_build
 
 T = 20
@@ -86,6 +86,30 @@ def test_recurrent_is_exact_in_lava(model_class, tmp_path):
     expected = {RecurrentAlone: (["dense_rec"], 12 * 16 + 16 * 16),
                 RecurrentStack: (["dense", "dense_rec", "dense"], 12 * 16 + 16 * 16 + 16 * 16 + 16 * 8)}
     assert (kinds, stage.synapses) == expected[model_class]
+
+
+class GradedRecurrent(torch.nn.Module):
+    """A dense front end sends 3-bit graded spikes (Encoder) straight into the recurrent layer:
+    netx gives both of its Dense processes the input's message bits; the feedback carries the
+    LIF's unary spikes, which a graded Dense reads as payload 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.front = torch.nn.Linear(12, 12)
+        self.encode = Encoder(bits=3, hold=1)
+        self.rec = slayer.block.cuba.Recurrent(neuron(), 12, 16, weight_scale=1)
+        self.head = Head(16)
+
+    def forward(self, x):
+        graded = self.encode(torch.relu(self.front(x.transpose(1, 2))).transpose(1, 2) * 3)
+        return self.head(self.rec(graded))
+
+
+@pytest.mark.lava
+def test_recurrent_with_graded_input_is_exact_in_lava(tmp_path):
+    torch.manual_seed(0)
+    _, loaded = assert_deploys_exactly(GradedRecurrent(), example_input(), tmp_path)
+    assert loaded.manifest.stage("snn").input_bits == 3
 
 
 @pytest.mark.lava
