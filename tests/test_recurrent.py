@@ -10,12 +10,11 @@ PyTorch's 100%, the emulator equals Lava entry for entry, the deployed output wi
 """
 
 import json
-import textwrap
 
 import h5py
 import pytest
 import torch
-from helpers import RESONATOR, assert_deploys_exactly, model_header, neuron
+from helpers import RESONATOR, ROOT, assert_deploys_exactly, neuron
 from lava.lib.dl import slayer
 
 import hybridc
@@ -223,6 +222,12 @@ def test_recurrent_in_a_branching_stage_is_exact_in_lava(model_class, tmp_path):
         assert [h5["synapse"][k]["type"][0] for k in h5["synapse"]] == [b"dense"]
 
 
+def test_nir_target_refuses_recurrent_by_name():
+    torch.manual_seed(0)
+    with pytest.raises(UnsupportedLayerError, match=r"`rec`.*NIR target writes feed-forward graphs.*loihi"):
+        hybridc.compile(RecurrentStack(), example_input(), target="nir+jetson")
+
+
 def test_profile_counts_feedback_synapses_and_their_ops(tmp_path):
     """Feedback synapses are out x out; each spike of the layer drives one per neuron."""
     torch.manual_seed(0)
@@ -250,28 +255,17 @@ def test_profile_counts_feedback_in_a_branching_stage(tmp_path):
 
 
 @pytest.mark.lava
-def test_cli_compiles_verifies_profiles_and_inspects(cli, tmp_path):
-    (tmp_path / "m.py").write_text(model_header() + textwrap.dedent(f"""
-        torch.manual_seed(0)
-        class M(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.fc1 = slayer.block.cuba.Dense(dict(N), 12, 16, weight_scale=3)
-                self.rec = slayer.block.cuba.Recurrent(dict(N), 16, 16, weight_scale=3)
-                self.fc2 = slayer.block.cuba.Dense(dict(N), 16, 8, weight_scale=3)
-                self.acc = Accumulator({T // 2})
-                self.head = torch.nn.Linear(16, 4)
-            def forward(self, x):
-                return self.head(self.acc(self.fc2(self.rec(self.fc1(x)))).flatten(1))
-        model = M()
-        example_input = (torch.rand(2, 12, {T}) < 0.3).float()
-        """))
-    result = cli("compile", "m.py", "--target", "loihi+jetson", "-o", "build", "--verify", cwd=tmp_path)
+def test_cli_compiles_verifies_profiles_and_inspects_the_example(cli, tmp_path):
+    """examples/recurrent from the CLI: Dense 40 -> Recurrent 32 -> Dense 16, an Accumulator and
+    a dense head; `--verify` runs the build in Lava against PyTorch."""
+    model = str(ROOT / "examples/recurrent/model.py")
+    result = cli("compile", model, "--target", "loihi+jetson", "-o", "build", "--verify", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     result = cli("profile", "build", "--samples", "2", "--trust-source", "--json", "p.json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    rows = json.loads((tmp_path / "p.json").read_text())["loihi"]["layers"]
-    assert rows[1]["type"] == "dense (recurrent)" and rows[1]["synapses"] == 2 * 16 * 16
+    loihi = json.loads((tmp_path / "p.json").read_text())["loihi"]
+    assert [r["type"] for r in loihi["layers"]] == ["dense", "dense (recurrent)", "dense"]
+    assert [r["synapses"] for r in loihi["layers"]] == [40 * 32, 2 * 32 * 32, 32 * 16]
     result = cli("inspect", "build", "-f", "dot", "-o", "g.dot", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert '"rec" -> "rec" [style=dashed, label="feedback"]' in (tmp_path / "g.dot").read_text()
+    assert '"snn_1" -> "snn_1" [style=dashed, label="feedback"]' in (tmp_path / "g.dot").read_text()
