@@ -87,6 +87,22 @@ def test_recurrent_is_exact_in_lava(model_class, tmp_path):
     assert (kinds, stage.synapses) == expected[model_class]
 
 
+class RecurrentUnshifted(RecurrentStack):
+    """The Recurrent block built with delay_shift=False: its output leads Lava's by a step (the
+    stage records the delay); the feedback inside the block is timed as before."""
+
+    def __init__(self):
+        super().__init__()
+        self.rec = slayer.block.cuba.Recurrent(neuron(), 16, 16, weight_scale=3, delay_shift=False)
+
+
+@pytest.mark.lava
+def test_recurrent_without_delay_shift_is_exact_in_lava(tmp_path):
+    torch.manual_seed(0)
+    _, loaded = assert_deploys_exactly(RecurrentUnshifted(), example_input(), tmp_path)
+    assert loaded.manifest.stage("snn").outputs[-1].delay == 1
+
+
 class GradedRecurrent(torch.nn.Module):
     """A dense front end sends 3-bit graded spikes (Encoder) straight into the recurrent layer:
     netx gives both of its Dense processes the input's message bits; the feedback carries the
