@@ -157,7 +157,9 @@ def _structure(graph):
             trimmed, cycle = len(keep) < len(cycle), keep
         raise UnsupportedLayerError(
             f"The NIR graph has a cycle through node(s) {', '.join(f'`{n}`' for n in cycle)}: recurrent NIR graphs "
-            "need the recurrent lowering, which hybridc does not have yet. Import the feed-forward part only.")
+            "need the recurrent lowering, which hybridc's NIR importer does not have yet (it builds "
+            "feed-forward slayer blocks). Import the feed-forward part only, or write the recurrent layer in "
+            "PyTorch as slayer.block.cuba.Recurrent, which the loihi target lowers.")
     inputs = [n for n in nodes if type(nodes[n]).__name__ == "Input"]
     outputs = [n for n in nodes if type(nodes[n]).__name__ == "Output"]
     if len(inputs) != 1 or len(outputs) != 1:

@@ -4,7 +4,8 @@ spiking layers (each with its own accumulator), a dense front end handing graded
 spikes to the SNN through an Encoder (ANN first), and a second spiking stage after the
 dense code (SNN -> ANN -> SNN -> ANN); and branching spiking stages: a layer's input is
 the previous layer's spikes plus (SEW ADD) or concatenated with (cat) an earlier layer's
-or the stage input's spikes. Used by test_fuzz.py (fast profile in
+or the stage input's spikes; cuba chains of dense layers sometimes hold a Recurrent layer.
+Used by test_fuzz.py (fast profile in
 `make test`, long profile in `make fuzz`)."""
 
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ class Spec:
     input_shape: tuple  # without batch and time
     neuron: dict
     spiking: list  # ("conv", out, k, stride, pad, groups) | ("pool", k) | ("flatten",) | ("dense", out) | ("output", out)
+    #                | ("recurrent", out): slayer's cuba.Recurrent
     dense: list  # ("conv", out, k) | ("bn",) | ("relu",) | ("maxpool",) | ("avgpool",) | ("dropout",) | ("flatten",) | ("linear", out)
     weight_scale: float = 2.0
     seed: int = 0
@@ -77,7 +79,9 @@ def specs(draw):
         features = draw(st.integers(4, 40))
         input_shape = (features,)
         for _ in range(draw(st.integers(1, 3))):
-            spiking.append(("dense", draw(st.integers(2, 32))))
+            # a cuba chain sometimes holds a recurrent layer (netx's dense_rec)
+            kind = "recurrent" if family == "cuba" and draw(st.integers(0, 3)) == 0 else "dense"
+            spiking.append((kind, draw(st.integers(2, 32))))
         shape = (spiking[-1][1],)
     else:
         channels, side = draw(st.integers(1, 3)), draw(st.integers(6, 20))
@@ -136,7 +140,7 @@ def specs(draw):
             if here == there and draw(st.integers(0, 2)):
                 spec.branches.append(("add", src, dst))
             # a grouped conv must still divide its channels (torch itself refuses otherwise)
-            elif here[1:] == there[1:] and spiking[dst][0] in ("conv", "dense", "pool") and (
+            elif here[1:] == there[1:] and spiking[dst][0] in ("conv", "dense", "recurrent", "pool") and (
                     spiking[dst][0] != "conv" or there[0] % spiking[dst][5] == 0):
                 spec.branches.append(("cat", src, dst))
         spec.branches = sorted(set(spec.branches), key=lambda b: (b[2], b[1]))[:1] if any(
@@ -245,6 +249,9 @@ def build(spec: Spec):
         elif layer[0] == "flatten":
             layers.append(blocks.Flatten())
             shape = (shape[0] * shape[1] * shape[2],)
+        elif layer[0] == "recurrent":  # writes persistent_state into `neuron`: later blocks keep state too
+            layers.append(blocks.Recurrent(neuron, shape[0], layer[1], weight_scale=scale))
+            shape = (layer[1],)
         elif layer[0] == "output":
             layers.append(blocks.Output(neuron, shape[0], layer[1], weight_scale=scale))
             shape = (layer[1],)

@@ -9,7 +9,7 @@ import inspect
 import torch
 import torch.fx
 
-from ..errors import HybridcError, TraceError
+from ..errors import HybridcError, TraceError, UnsupportedLayerError
 from ..nn import Accumulator, Encoder
 from .annotate import annotated_domain
 
@@ -53,8 +53,36 @@ def _symbolic_trace(model: torch.nn.Module) -> torch.fx.Graph:
         return HybridTracer().trace(model)
 
 
+def _reset_state(block, args):
+    """Forward pre-hook: the block starts from rest, as each sample does on Loihi."""
+    neuron = block.neuron
+    for name, value in list(neuron.named_buffers(recurse=False)):
+        if name.endswith("_state"):
+            setattr(neuron, name, torch.zeros(1, dtype=value.dtype, device=value.device))
+    if isinstance(getattr(block, "spike_state", None), torch.Tensor):
+        block.spike_state = torch.zeros(1, dtype=block.spike_state.dtype, device=block.spike_state.device)
+    if getattr(block, "delay_buffer", None) is not None:
+        block.delay_buffer = None
+
+
+def start_from_rest(model: torch.nn.Module) -> None:
+    """Make every slayer block whose neuron keeps its state between calls (persistent_state,
+    which slayer's Recurrent and KWTA blocks force on, and write into the neuron_params dict
+    they are given, so blocks built from the same dict later have it too) start each call
+    from rest: a forward pre-hook resets the neuron's states, the block's spike state and its
+    delay buffer. Without it each call of the model continues from the last sample's state,
+    while hybridc's Loihi runs (Lava and the emulator) start every sample from rest. Idempotent."""
+    for module in model.modules():
+        neuron = getattr(module, "neuron", None)
+        if (is_slayer_module(module) and getattr(neuron, "persistent_state", False) is True
+                and not getattr(module, "_hybridc_starts_from_rest", False)):
+            module.register_forward_pre_hook(_reset_state)
+            module._hybridc_starts_from_rest = True
+
+
 def trace(model: torch.nn.Module) -> torch.fx.GraphModule:
     model.eval()
+    start_from_rest(model)
     try:
         graph = _symbolic_trace(model)
     except torch.fx.proxy.TraceError as exc:
@@ -142,6 +170,22 @@ def describe(gm: torch.fx.GraphModule, n: torch.fx.Node) -> str:
     return _describe(gm, n)
 
 
+RESONATOR_FAMILIES = ("rf", "rf_iz", "adrf", "adrf_iz")
+
+
+def _slayer_cannot_run(module) -> str:
+    """Why slayer's own forward of this block fails, for blocks lava-dl cannot run at all."""
+    if module is None or not is_slayer_module(module) or type(module).__name__ != "Recurrent":
+        return ""
+    family = type(module).__module__.rsplit(".", 1)[-1]
+    if family not in RESONATOR_FAMILIES:
+        return ""
+    return (f"slayer.block.{family}.Recurrent does not run in lava-dl itself: its loop hands the resonator "
+            "neuron one real input where that neuron takes a (real, imaginary) pair, so there are no spikes "
+            "to lower. hybridc lowers a recurrent layer as slayer.block.cuba.Recurrent (netx's dense_rec); "
+            f"use that, or a feed-forward slayer.block.{family}.Dense.")
+
+
 @torch.no_grad()
 def record_shapes(gm: torch.fx.GraphModule, example_input: torch.Tensor):
     """Runs the example input through the graph, storing each tensor's shape and dtype in
@@ -167,6 +211,9 @@ def record_shapes(gm: torch.fx.GraphModule, example_input: torch.Tensor):
             except HybridcError as exc:
                 raise type(exc)(f"At node `{node.name}` ({_describe(gm, node)}): {exc}") from None
             except Exception as exc:  # noqa: BLE001 - any user code may raise anything
+                known = _slayer_cannot_run(modules.get(node.target)) if node.op == "call_module" else ""
+                if known:
+                    raise UnsupportedLayerError(f"Node `{node.name}` ({_describe(gm, node)}): {known}") from None
                 raise TraceError(
                     f"The example input does not run through node `{node.name}` "
                     f"({_describe(gm, node)}): {type(exc).__name__}: {exc}. Check that "

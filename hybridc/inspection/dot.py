@@ -70,6 +70,8 @@ def to_dot(inspection) -> str:
                          f"label={_q(cut_label.get((pa, pb, a), 'cut'))}, fontcolor=\"#d62828\"{loose}];")
         else:
             lines.append(f"  {_q(a)} -> {_q(b)}" + (f" [{loose[2:]}]" if loose else "") + ";")
+    for name in inspection.feedback:  # a recurrent layer's feedback synapse onto its own neurons
+        lines.append(f"  {_q(name)} -> {_q(name)} [style=dashed, label=\"feedback\"];")
     lines.append("}")
     return "\n".join(lines) + "\n"
 

@@ -167,6 +167,17 @@ def lowered_to(stage) -> dict:
     return where
 
 
+RECURRENT_LOWERING = ("netx dense_rec layer: a feedback synapse (out x out) from its own spikes into its neurons, "
+                      "delivered one step later")
+
+
+def feedback_nodes(graph, manifest) -> list:
+    """The fx nodes lowered with a feedback synapse onto their own neurons: slayer Recurrent
+    blocks in a Loihi stage (netx's `dense_rec`)."""
+    loihi = {stage.name for stage in manifest.stages if stage.target == "loihi"}
+    return [n for n, d in graph.nodes(data=True) if d.get("module_type") == "Recurrent" and d.get("partition") in loihi]
+
+
 def _spec(s) -> str:
     return f"{s.layout} {'x'.join(map(str, s.shape))}"
 
@@ -205,6 +216,9 @@ class Inspection:
                      if edge.producer["stage"] is not None and edge.consumer["stage"] is not None]
         self.edges = manifest.edges  # every edge, also from the model input and to its output
         self.lowered_to = {name: where for stage in manifest.stages for name, where in lowered_to(stage).items()}
+        self.feedback = feedback_nodes(self.graph, manifest)
+        for name in self.feedback:
+            self.lowered_to.setdefault(name, RECURRENT_LOWERING)
 
     # --- renderings ------------------------------------------------------------------
 

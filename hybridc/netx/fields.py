@@ -3,7 +3,8 @@
 A netx file holds `layer/0`, `layer/1`, ... (a branching stage's extra synapses:
 `synapse/<name>`), each a group of small datasets: `type` (text), `shape` (PyTorch order,
 (C, H, W) or (F,)), `weight` (or `weight/real` and `weight/imag`), `bias`, `stride`,
-`padding`, `dilation` (pairs, (H, W)), `groups`, `delay`, and a `neuron` group. The same
+`padding`, `dilation` (pairs, (H, W)), `groups`, `delay`, and a `neuron` group (a `dense_rec`
+layer, slayer's Recurrent block, also `weight_rec`: its feedback weights, out x out). The same
 field can arrive as a 0-d value, a one-element array or bytes; these readers take each
 form, as lava-dl's `netx.utils.NetDict` does, so the emulator, the Lava runners, the
 profiler and the Loihi target decode a file the same way. Fields are read when asked for:
@@ -93,7 +94,7 @@ class LayerGroup:
 
     @property
     def kind(self) -> str:
-        """`type`: input, flatten, conv or dense (netx's names)."""
+        """`type`: input, flatten, conv, dense or dense_rec (netx's names)."""
         return text(self["type"])
 
     @property
@@ -109,6 +110,16 @@ class LayerGroup:
     @property
     def weight(self) -> np.ndarray:
         return self["weight"]
+
+    @property
+    def recurrent(self) -> bool:
+        """A recurrent dense layer (netx's `dense_rec`): feedback weights from its spikes to its neurons."""
+        return self.kind == "dense_rec"
+
+    @property
+    def weight_rec(self):
+        """The stored feedback weights (out, out) of a `dense_rec` layer, or None."""
+        return self["weight_rec"] if "weight_rec" in self.group else None
 
     @property
     def complex(self) -> bool:

@@ -3,7 +3,9 @@ synapses (exact fan-in), cores; and, given spikes from a run, synaptic operation
 
 They follow the manifest's counts (targets/slayer_blocks.py): an input layer with a neuron (a
 sigma-delta Delta encoder, an RF input) has neurons and no synapse; a complex-dense
-(resonate-and-fire) layer has two synapses per connection, the real and the imaginary."""
+(resonate-and-fire) layer has two synapses per connection, the real and the imaginary; a
+recurrent dense layer (netx's `dense_rec`, slayer's Recurrent) adds out x out feedback synapses,
+driven by its own spikes."""
 
 from dataclasses import dataclass
 from math import ceil, prod
@@ -30,6 +32,7 @@ class LoihiLayer:
     groups: int = 1
     dilation: tuple = (1, 1)
     copies: int = 1  # synapses per connection: 2 for a complex dense layer (real and imaginary weights)
+    recurrent: int = 0  # feedback synapses (out x out) of a dense_rec layer, included in `synapses`
 
 
 def read_layers(path, input_shape, neurons_per_core: int, synapses_per_core: int,
@@ -89,8 +92,9 @@ def _layer(layer, index: int, kind: str, shape, neurons_per_core: int, synapses_
                            dilation)
     else:
         copies = 2 if layer.complex else 1
-        synapses = prod(shape) * neurons * copies
-        entry = LoihiLayer(index, "dense", out, neurons, synapses, 0, copies=copies)
+        recurrent = neurons * neurons if layer.recurrent else 0
+        synapses = prod(shape) * neurons * copies + recurrent
+        entry = LoihiLayer(index, "dense", out, neurons, synapses, 0, copies=copies, recurrent=recurrent)
     entry.cores = max(ceil(neurons / neurons_per_core), ceil(synapses / synapses_per_core), 1)
     return entry
 
@@ -113,7 +117,10 @@ def fan_out(layer: LoihiLayer, in_shape) -> torch.Tensor:
                               dilation=layer.dilation, output_padding=extra)[0]
 
 
-def synaptic_ops(layer: LoihiLayer, in_shape, input_spikes: torch.Tensor) -> float:
-    """Synaptic operations caused by `input_spikes` (C, H, W[, T]) or (F[, T]) summed over time."""
+def synaptic_ops(layer: LoihiLayer, in_shape, input_spikes: torch.Tensor, output_spikes: float = 0.0) -> float:
+    """Synaptic operations caused by `input_spikes` (C, H, W[, T]) or (F[, T]) summed over time,
+    plus, for a recurrent layer, those of its `output_spikes` (their total) on its feedback
+    synapses (each drives one synapse per neuron of the layer)."""
     counts = input_spikes.sum(-1) if input_spikes.dim() == len(in_shape) + 1 else input_spikes
-    return float((counts * fan_out(layer, in_shape)).sum())
+    feedback = float(output_spikes) * prod(layer.shape) if layer.recurrent else 0.0
+    return float((counts * fan_out(layer, in_shape)).sum()) + feedback

@@ -88,7 +88,8 @@ def _rates(totals: dict, units: list, count: int) -> list:
     rows = []
     for layer, reads, key in units:
         counts = totals[reads]["counts"]
-        synops = loihi_counts.synaptic_ops(layer, tuple(counts.shape), counts.float())
+        sent = totals[key]["spikes"] if key is not None else 0.0  # a recurrent layer's own spikes feed back
+        synops = loihi_counts.synaptic_ops(layer, tuple(counts.shape), counts.float(), sent)
         rows.append({"spikes_in": totals[reads]["spikes"] / count,
                      "spikes_out": totals[key]["spikes"] / count if key is not None else 0.0,
                      "synops": synops / count})
@@ -250,7 +251,7 @@ def profile_build(build_dir, data=None, samples: int = 16, device_profile=None,
             energy = (act["synops"] * chip["synop_energy_pj"] + layer.neurons * steps * chip["neuron_update_energy_pj"]
                       + act["spikes_out"] * chip["spike_energy_pj"]) * 1e-12
             stage_energy += energy
-            kind = layer.kind if layer.neurons else f"{layer.kind} synapse"
+            kind = (layer.kind if layer.neurons else f"{layer.kind} synapse") + (" (recurrent)" if layer.recurrent else "")
             rows.append({"stage": stage.name, **fields, "type": kind,
                          "shape": list(layer.shape), "neurons": layer.neurons, "synapses": layer.synapses,
                          "cores": layer.cores, "spikes_in": act["spikes_in"], "spikes_out": act["spikes_out"],

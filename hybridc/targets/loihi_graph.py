@@ -8,6 +8,9 @@ exactly. So a spiking DAG is cut into chain *segments* (each a stock netx HDF5 t
 synapse takes c1's spikes into c3's neurons; for `c3(cat(a, b))` each input slice gets
 its part of c3's weights. Never two spike streams into one synapse (Lava ORs them).
 
+A recurrent layer (slayer's Recurrent, netx's `dense_rec`) keeps its feedback synapse inside
+its segment, where netx wires it; only its input synapse is copied or sliced for extra terms.
+
 Timing: with slayer's delay_shift every block's output is one step behind its input in
 PyTorch, exactly as every Lava synaptic hop costs one step, so each layer's spikes are
 aligned with PyTorch's at every layer whatever the path length; a skip path and a long
@@ -35,7 +38,7 @@ from ..netx import writer as netx_writer
 from ..netx.fields import LayerGroup
 from ..netx.layout import netx_layout
 from ..passes.spike_merges import merge_inputs, merge_kind
-from .slayer_blocks import builds_layer, count_synapses, lag_steps, layer_step, writers
+from .slayer_blocks import builds_layer, count_synapses, lag_steps, layer_step, recurrent_synapses, writers
 
 MAX_DELAY = 62  # Lava's DelayDense (netx clamps layer delays to it too)
 
@@ -92,9 +95,13 @@ def _terms(gm, node, members, slayer, start=0, scale=1, flat=False) -> list:
 
 
 def _copy_group(group, into, lo, hi):
-    """A layer group's synapse (no neuron, no bias) with input slice [lo, hi) of its weights."""
+    """A layer group's synapse (no neuron, no bias) with input slice [lo, hi) of its weights.
+    A recurrent layer's (`dense_rec`) input synapse is a plain dense one: its feedback stays
+    with the layer."""
+    if LayerGroup(group).recurrent:
+        into.create_dataset("type", (1,), "S10", [b"dense"])
     for key in ("type", "shape", "stride", "padding", "dilation", "groups"):
-        if key in group:
+        if key in group and key not in into:
             into.create_dataset(key, data=group[key][()])
     into.create_dataset("weight", data=group["weight"][()][:, lo:hi])
 
@@ -203,9 +210,11 @@ def preprocess_branching(target, partition, gm, workdir: Path) -> Stage:
             with reporting(layer_step(node, block)):
                 layer_group = group.create_group(str(len(group)))
                 writers()[type(block)](block, layer_group)
-                # every term is a copy (ADD) or a slice (cat) of the block's synapse
+                # every term is a copy (ADD) or a slice (cat) of the block's synapse; a recurrent
+                # layer's feedback synapses are not copied
                 share = sum(t.size for t in terms) / in_full
-                synapses += round(count_synapses(block, in_shape) * share)
+                feedback = recurrent_synapses(block)
+                synapses += round((count_synapses(block, in_shape) - feedback) * share) + feedback
             neurons += prod(node.meta["shape"][1:-1])
             place[node] = (k, len(segments[k].nodes) - 1)
             for term in terms:

@@ -43,6 +43,7 @@ from .slayer_blocks import (
     check_fixed_point,
     count_synapses,
     fixed_point_weight,
+    is_recurrent,
     lag_steps,
     layer_step,
     node_problem,
@@ -105,7 +106,11 @@ def _nir_problem(submodules, node) -> str:
     problem = node_problem(submodules, node)
     if problem or node.op != "call_module":
         return problem
-    family = neuron_models.family_of(submodules[node.target])
+    block = submodules[node.target]
+    if is_recurrent(block):
+        return ("hybridc's NIR target writes feed-forward graphs; a Recurrent block's feedback (a cycle in NIR) "
+                "is lowered for Loihi only (netx's dense_rec). Use --target loihi+... for recurrent networks.")
+    family = neuron_models.family_of(block)
     if family not in ("", "cuba"):
         return (f"hybridc writes NIR graphs with CubaLIF neurons only, and this is a slayer `{family}` block "
                 "(use --target loihi+... for sigma-delta and resonate-and-fire networks).")
@@ -118,7 +123,7 @@ class NirTarget(Target):
 
     name = "nir"
     domain = "spiking"
-    supported_ops = [op for op in SUPPORTED if "sigma_delta" not in op and ".rf" not in op]
+    supported_ops = [op for op in SUPPORTED if "sigma_delta" not in op and ".rf" not in op and "Recurrent" not in op]
     neuron_models = NEURON_MODELS[:1]
     supports = create_op_support(lambda submodules, node: not _nir_problem(submodules, node))
 

@@ -10,7 +10,9 @@ netx builds layers `layer/0`, `layer/1`, ... strictly in order and implements on
 flatten, dense and conv. So, like netx's own `create_<type>` functions, there is one
 `write_<type>` per slayer block: Conv, Dense and Flatten reuse slayer's own `export_hdf5`
 (the fixed-point integers slayer would export), Pool becomes a depthwise conv with the
-pool's constant weight, and neuron Dropout (identity at inference) writes nothing. Neuron
+pool's constant weight, and neuron Dropout (identity at inference) writes nothing. A cuba
+Recurrent block is netx's own `dense_rec` layer (slayer's export): netx wires its feedback
+synapse from the layer's spikes into its own neurons, so the chain stays one stock file. Neuron
 families other than CUBA (sigma-delta, resonate-and-fire) are described in `loihi_neurons`.
 """
 
@@ -24,7 +26,8 @@ from . import loihi_neurons as neuron_models
 
 __all__ = ["SUPPORTED", "NEURON_MODELS", "V_TH_MAX", "W_LIMIT", "node_problem", "block_problem", "pool_problem",
            "writers", "write_exported", "write_pool", "write_nothing", "fixed_point_weight", "pool_weight",
-           "count_synapses", "conv_synapses", "builds_layer", "lag_steps", "layer_step", "check_fixed_point"]
+           "count_synapses", "conv_synapses", "recurrent_synapses", "builds_layer", "lag_steps", "layer_step",
+           "check_fixed_point", "is_recurrent"]
 V_TH_MAX = (1 << 17) - 1  # Loihi threshold mantissa, unsigned 17 bits
 W_LIMIT = 256  # 8-bit weight mantissa: even values in [-256, 254]
 
@@ -83,6 +86,7 @@ def writers():
         cuba.Flatten: write_exported,
         cuba.Input: write_exported,
         cuba.Pool: write_pool,
+        cuba.Recurrent: write_exported,  # netx's `dense_rec`: input and feedback weights, one neuron group
         sd.Input: write_exported,  # the Delta encoder
         sd.Conv: write_exported,
         sd.Dense: write_exported,
@@ -98,7 +102,7 @@ def writers():
 
 
 SUPPORTED = ["slayer.block.cuba.Conv", "slayer.block.cuba.Dense", "slayer.block.cuba.Pool",
-             "slayer.block.cuba.Flatten",
+             "slayer.block.cuba.Flatten", "slayer.block.cuba.Recurrent (netx's dense_rec layer)",
              "slayer.block.cuba.Input (without neuron, delay_shift=False)",
              "slayer.block.sigma_delta.Input (with neuron: the Delta encoder), .Conv, .Pool, .Flatten, "
              ".Dense, .Output (ReLU, one threshold per layer)",
@@ -109,8 +113,33 @@ NEURON_MODELS = [text for _, text in neuron_models.FAMILIES.values()]
 
 # --- support predicates (torch.fx operator_support style) -----------------------------
 
+def is_recurrent(block) -> bool:
+    """A slayer Recurrent block (any family): a feedback synapse from its spikes into its neurons."""
+    return isinstance(block, _slayer().block.base.AbstractRecurrent)
+
+
+def recurrent_problem(block) -> str:
+    """Why hybridc cannot lower this Recurrent block, or '' when it can (cuba: netx's dense_rec)."""
+    family = neuron_models.family_of(block)
+    if family != "cuba":
+        return (f"hybridc lowers slayer's Recurrent only with CUBA neurons (slayer.block.cuba.Recurrent, netx's "
+                f"dense_rec layer); netx builds its dense_rec feedback into a neuron's single `a_in`, which the "
+                f"{family} neuron does not have (it takes a real and an imaginary input, or is not in netx). Use "
+                "slayer.block.cuba.Recurrent, or a feed-forward Dense of this family.")
+    synapses = (block.input_synapse, block.recurrent_synapse)
+    if any(s.weight_norm_enabled for s in synapses):
+        return ("weight_norm=True: slayer's export removes weight normalisation from the input synapse only, so the "
+                "file would hold the feedback weights' direction without their norm. Build the Recurrent block "
+                "with weight_norm=False (or call disable_weight_norm() on both synapses) before compiling.")
+    return ""
+
+
 def block_problem(block) -> str:
     """Why netx cannot run this block, or '' when it can."""
+    if is_recurrent(block):
+        problem = recurrent_problem(block)
+        if problem:
+            return problem
     family_problem = neuron_models.family_problem(block)
     if family_problem:
         return family_problem
@@ -176,10 +205,18 @@ def conv_synapses(in_shape, out_shape, kernel, stride, padding, groups, dilation
     return c_in // groups * taps * int(out_shape[0])
 
 
+def recurrent_synapses(block) -> int:
+    """The feedback synapses of a Recurrent block (out x out, netx's `weight_rec`); 0 otherwise."""
+    return int(block.recurrent_synapse.out_channels) ** 2 if is_recurrent(block) else 0
+
+
 def count_synapses(block, in_shape) -> int:
     """Exact count of synapses: dense is in*out (twice for a complex synapse: netx writes
-    its real and imaginary weights, two Dense processes), conv/pool by `conv_synapses`."""
+    its real and imaginary weights, two Dense processes), plus out*out feedback synapses for
+    a Recurrent block, conv/pool by `conv_synapses`."""
     base = _slayer().block.base
+    if is_recurrent(block):
+        return int(block.input_synapse.in_channels * block.input_synapse.out_channels) + recurrent_synapses(block)
     if isinstance(block, (base.AbstractDense, _slayer().block.sigma_delta.Output)):
         copies = 2 if isinstance(block.synapse, _slayer().synapse.complex.ComplexLayer) else 1
         return int(block.synapse.in_channels * block.synapse.out_channels) * copies
@@ -237,9 +274,14 @@ def check_fixed_point(block, where: str, on_overflow: str) -> list:
             f"(threshold x {neuron.w_scale}), outside the threshold mantissa range 1..{V_TH_MAX}. "
             "Scale the threshold and the weights down together."
         )
-    synapse = getattr(block, "synapse", None)
-    weight = getattr(synapse, "weight", None)
-    if weight is not None and not isinstance(block, _slayer().block.base.AbstractPool):
+    if isinstance(block, _slayer().block.base.AbstractPool):
+        return notes
+    synapses = ([block.input_synapse, block.recurrent_synapse] if is_recurrent(block)
+                else [getattr(block, "synapse", None)])
+    for synapse in synapses:
+        weight = getattr(synapse, "weight", None)
+        if weight is None:
+            continue
         # min(w) x scale is min(w x scale): a positive scale keeps the order under rounding
         low, high = (float(v) * neuron.w_scale for v in torch.aminmax(weight.detach()))
         if low < -W_LIMIT - 1 or high > W_LIMIT - 1:

@@ -12,7 +12,7 @@ from ...netx.layout import from_netx
 from ..loihi_io import check_input, from_wire, stage_taps
 from .decode import Layer, read_network, read_stage_network
 from .neurons import Resonator, SigmaDelta, lif, resonate, sigma_delta
-from .synapses import conv_currents, dense_currents
+from .synapses import conv_currents, dense_currents, recurrent_feedback
 
 __all__ = ["batch_size", "emulate", "run_chain_stage", "run_layer", "stage_input"]
 
@@ -32,7 +32,7 @@ def run_layer(layer: Layer, inputs: torch.Tensor, graded: bool) -> torch.Tensor:
     if isinstance(layer.neuron, Resonator):  # an input layer (ComplexInput) feeds both parts the same input
         imaginary = currents if layer.kind == "input" else dense_currents(layer, inputs, graded, imaginary=True)
         return resonate(layer.neuron, currents, imaginary, lag)
-    return lif(layer.neuron, currents, lag)
+    return lif(layer.neuron, currents, lag, recurrent_feedback(layer))
 
 
 def emulate(path, x, input_shape=None, input_message_bits: int = 0, num_layers=None, skip_layers: int = 0,

@@ -7,7 +7,9 @@ hybridc's Lava runner and lava-dl's PilotNet SDNN test connect it; netx itself l
 open); `flatten` reorders (W, H, C) as (C, H, W), i.e. PyTorch's flatten; `dense` weights go
 through netx's `optimize_weight_bits`, then Lava's Dense model clips them to 8 bits and
 truncates them to `num_weight_bits`; a missing `neuron/` group is netx's non-leaky default;
-`delay` on a dense layer makes it a `DelayDense`. The RF decays take netx's float round trip
+`delay` on a dense layer makes it a `DelayDense`; a `dense_rec` layer (slayer's Recurrent) is
+netx's RecurrentDense: the input and feedback weights optimised together (one exponent, one
+bit width; each Dense process then clips and truncates its own part). The RF decays take netx's float round trip
 (sin/cos -> period, decay -> sin/cos), recomputed here with the same numpy operations.
 """
 
@@ -46,6 +48,7 @@ class Layer:
     weight_imag: Optional[torch.Tensor] = None  # complex dense (RF): the imaginary synapse's weights
     weight_exp_imag: int = 0
     output_bits: int = 0  # netx's output_message_bits: > 0 when the layer sends graded spikes
+    weight_rec: Optional[torch.Tensor] = None  # dense_rec: int64 (out, out) feedback weights, same weight_exp
 
 
 def _int32(value) -> np.ndarray:
@@ -143,7 +146,7 @@ def read_network(path, input_shape=None, num_layers=None, skip_layers: int = 0):
                     layers.append(layer)
                 else:
                     first_shape = shape
-            elif kind == "dense":
+            elif kind in ("dense", "dense_rec"):
                 layer = dense_layer(group, name)
                 if i >= skip_layers:
                     layer.flatten_before = flatten_next and len(layers) > 0
@@ -184,23 +187,33 @@ def conv_layer(group: LayerGroup, name: str, in_shape) -> Layer:
     return layer
 
 
-def _dense_weight(weight: np.ndarray, out_features: int):
+def _dense_weight(weight: np.ndarray, out_features: int, feedback=None):
     """A netx dense weight as Lava's Dense process uses it: netx's `optimize_weight_bits`, then
-    the process model's 8-bit clip and truncation to num_weight_bits. Returns (int64, exponent)."""
+    the process model's 8-bit clip and truncation to num_weight_bits. Returns (int64, exponent).
+    feedback: a dense_rec layer's `weight_rec`; netx optimises [weight | weight_rec] as one
+    matrix and gives both Dense processes its bit width and exponent; each then clips and
+    truncates its own weights (with its own sign mode). Returns (int64, exponent, int64 feedback)."""
     from lava.utils.weightutils import (
         clip_weights,
         determine_sign_mode,
         truncate_weights,
     )
 
+    def as_process(part):  # the process's weights Var, clipped and truncated as its model does
+        part = part.astype(np.int32)
+        sign_mode = determine_sign_mode(part)
+        part = truncate_weights(clip_weights(part, sign_mode, num_bits=8), sign_mode, num_weight_bits)
+        return torch.from_numpy(part.astype(np.int64))
+
     weight = np.asarray(weight).astype(int)
     if weight.ndim == 1:
         weight = weight.reshape(out_features, -1)
-    weight, num_weight_bits, weight_exp, _ = optimize_weight_bits(weight)
-    weight = weight.astype(np.int32)  # the process's weights Var
-    sign_mode = determine_sign_mode(weight)
-    weight = truncate_weights(clip_weights(weight, sign_mode, num_bits=8), sign_mode, num_weight_bits)
-    return torch.from_numpy(weight.astype(np.int64)), int(weight_exp)
+    if feedback is None:
+        weight, num_weight_bits, weight_exp, _ = optimize_weight_bits(weight)
+        return as_process(weight), int(weight_exp)
+    feedback = np.asarray(feedback).astype(int).reshape(out_features, -1)
+    both, num_weight_bits, weight_exp, _ = optimize_weight_bits(np.hstack((weight, feedback)))
+    return as_process(both[:, :weight.shape[1]]), int(weight_exp), as_process(both[:, weight.shape[1]:])
 
 
 def dense_layer(group: LayerGroup, name: str) -> Layer:
@@ -213,6 +226,13 @@ def dense_layer(group: LayerGroup, name: str) -> Layer:
         imag, imag_exp = _dense_weight(group["weight/imag"], out[0])
         return Layer("dense", name, out, neuron, weight=real, weight_exp=real_exp, weight_imag=imag,
                      weight_exp_imag=imag_exp, output_bits=bits)
+    if group.recurrent:  # netx's RecurrentDense (slayer's Recurrent); hybridc writes it without delays
+        if group.delay is not None:
+            raise ArtifactError(f"{name}: a dense_rec layer with delays; netx would delay its feedback synapse by "
+                                "the input's delays, which hybridc neither writes nor emulates.")
+        weight, weight_exp, feedback = _dense_weight(group.weight, out[0], group.weight_rec)
+        return Layer("dense", name, out, neuron, weight=weight, weight_exp=weight_exp, output_bits=bits,
+                     weight_rec=feedback)
     weight, weight_exp = _dense_weight(group.weight, out[0])
     delays = None
     if group.delay is not None:

@@ -20,7 +20,7 @@ from ..loihi_io import check_input
 from .chain import batch_size, padded_batches
 from .decode import conv_layer, dense_layer, read_network
 from .neurons import lif
-from .synapses import conv_currents, dense_currents
+from .synapses import conv_currents, dense_currents, recurrent_feedback
 
 __all__ = ["emulate_graph", "layer_graph", "read_graph", "run_graph_stage"]
 
@@ -101,7 +101,7 @@ def emulate_graph(stage, x: torch.Tensor, graph, wanted) -> list:
         for link, synapse in into.get((k, j), []):
             extra = _currents(synapse, spikes[layer_key(link["source"])], bool(link.get("message_bits")), link["flatten"])
             currents = currents + extra.reshape(currents.shape)  # a conv as a dense matrix: (C, H, W) order
-        spikes[(k, j)] = lif(layer.neuron, currents)
+        spikes[(k, j)] = lif(layer.neuron, currents, feedback=recurrent_feedback(layer))
     return [torch.movedim(spikes[key], 1, -1).to(torch.int64) for key in wanted]
 
 

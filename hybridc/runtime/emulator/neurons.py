@@ -16,7 +16,9 @@ public step function per family, each (N, T, ...) synaptic input -> (N, T, ...) 
 
 Every step function takes `lag`: the synapse sends at step t what it computed at t - 1 (its
 buffer starts at 0), so the neuron at step t integrates currents[:, t - lag]; lag 0 is an
-input layer fed at its neuron directly. Values are int64 with the int32/int16 wrap-arounds
+input layer fed at its neuron directly. A LIF with `feedback` (a recurrent layer) also
+receives at step t what its feedback synapse makes of its own spikes of step t - 1 (the same
+one-step hop), added to the input at `a_in` in int32. Values are int64 with the int32/int16 wrap-arounds
 numpy applies in Lava made explicit.
 """
 
@@ -79,10 +81,13 @@ def resonator(mode: str, period, alpha, vth) -> Resonator:
     return Resonator(mode, int(np.asarray(sin_int).reshape(-1)[0]), int(np.asarray(cos_int).reshape(-1)[0]), threshold)
 
 
-def lif(neuron: Neuron, currents: torch.Tensor, lag: int = 1) -> torch.Tensor:
+def lif(neuron: Neuron, currents: torch.Tensor, lag: int = 1, feedback=None) -> torch.Tensor:
     """(N, T, ...) integer synaptic input (int64 or integer-valued float) computed each step
     -> (N, T, ...) bool spikes, Lava's LIF. Runs in float64 when that is exact (every input
-    below 2**24), else in int64."""
+    below 2**24), else in int64. feedback: (N, ...) spikes of step t - 1 -> (N, ...) int64
+    input they send at step t (`synapses.recurrent_feedback`); then step by step in int64."""
+    if feedback is not None:
+        return _lif_int(neuron, currents, lag, feedback)
     used = currents[:, :currents.shape[1] - lag]
     peak = used.abs().amax(dim=[d for d in range(used.dim()) if d != 1]) if used.numel() else None
     if peak is None or int(peak.max()) < 1 << 24:
@@ -91,7 +96,7 @@ def lif(neuron: Neuron, currents: torch.Tensor, lag: int = 1) -> torch.Tensor:
     return _lif_int(neuron, currents, lag)
 
 
-def _lif_int(neuron: Neuron, currents: torch.Tensor, lag: int = 1) -> torch.Tensor:
+def _lif_int(neuron: Neuron, currents: torch.Tensor, lag: int = 1, feedback=None) -> torch.Tensor:
     """Lava's LIF step by step in int64, every int32 wrap-around of numpy made explicit."""
     currents = currents.to(torch.int64)
     u = torch.zeros(currents.shape[:1] + currents.shape[2:], dtype=torch.int64)
@@ -99,6 +104,8 @@ def _lif_int(neuron: Neuron, currents: torch.Tensor, lag: int = 1) -> torch.Tens
     spikes = torch.empty(currents.shape, dtype=torch.bool)
     for t in range(spikes.shape[1]):
         arriving = currents[:, t - lag] if t >= lag else torch.zeros_like(u)
+        if feedback is not None and t >= 1:  # the feedback Dense sends its step t-1 spikes now
+            arriving = wrap_int(arriving + feedback(spikes[:, t - 1]), 32)
         decayed = torch.div(u * neuron.current_factor, DECAY_UNITY, rounding_mode="trunc")
         u = wrap_int(decayed + wrap_int(arriving << STATE_SHIFT, 32), 32)
         u = torch.where(u > UV_LIMIT, u - 2 * UV_LIMIT, torch.where(u <= -UV_LIMIT, u + 2 * UV_LIMIT, u))

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from .decode import Layer
 from .neurons import wrap_int
 
-__all__ = ["conv_currents", "dense_currents"]
+__all__ = ["conv_currents", "dense_currents", "recurrent_feedback"]
 
 
 def _shift(x: torch.Tensor, exponent: int) -> torch.Tensor:
@@ -62,3 +62,19 @@ def conv_currents(layer: Layer, spikes: torch.Tensor, graded: bool) -> torch.Ten
     if graded or largest >= 2 ** 23:  # truncation as `.astype(int32)`, then Lava's 24-bit clamp
         out = wrap_int(out.to(torch.int64), 24)
     return out.reshape(n, t, *out.shape[1:])  # binary input: already exact integers, kept in float
+
+
+def recurrent_feedback(layer: Layer):
+    """A dense_rec layer's feedback synapse (netx's RecurrentDense: a Dense from the layer's
+    `s_out` back into its `a_in`) as a step function: the layer's (N, out) spikes at step t-1
+    -> (N, out) what that Dense sends at step t (its own int32 wrap and weight_exp shift).
+    None for a layer without feedback."""
+    if layer.weight_rec is None:
+        return None
+    weight = layer.weight_rec.T.to(torch.float64)
+
+    def feedback(spikes: torch.Tensor) -> torch.Tensor:
+        product = (spikes.to(torch.float64) @ weight).to(torch.int64)
+        return wrap_int(_shift(wrap_int(product, 32), layer.weight_exp), 32)
+
+    return feedback
