@@ -56,24 +56,24 @@ def _pair(value, default):
 
 
 def _step(kind, node):
-    """(initial state, step(I, state) -> (value, state)) for one node, unbatched."""
+    """(initial state, step(I, state, dt) -> (value, state)) for one node, unbatched."""
     get = lambda field: _tensor(getattr(node, field, None))  # noqa: E731
     if kind in ("Linear", "Affine"):
         weight, bias = get("weight"), get("bias") if kind == "Affine" else None
-        return None, lambda x, s: (F.linear(x, weight, bias), s)
+        return None, lambda x, s, dt: (F.linear(x, weight, bias), s)
     if kind == "Conv2d":
         weight, bias = get("weight"), get("bias")
         geometry = dict(stride=_pair(node.stride, 1), padding=_pair(node.padding, 0),
                         dilation=_pair(node.dilation, 1), groups=int(np.ravel(node.groups)[0]))
-        return None, lambda x, s: (F.conv2d(x, weight, bias, **geometry), s)
+        return None, lambda x, s, dt: (F.conv2d(x, weight, bias, **geometry), s)
     if kind in ("SumPool2d", "AvgPool2d"):
         kernel, stride = _pair(node.kernel_size, 1), _pair(node.stride, 1)
         if kind == "SumPool2d":
-            return None, lambda x, s: (F.lp_pool2d(x, 1, kernel, stride), s)
+            return None, lambda x, s, dt: (F.lp_pool2d(x, 1, kernel, stride), s)
         padding = _pair(node.padding, 0)
-        return None, lambda x, s: (F.avg_pool2d(x, kernel, stride, padding), s)
+        return None, lambda x, s, dt: (F.avg_pool2d(x, kernel, stride, padding), s)
     if kind == "Flatten":
-        return None, lambda x, s: (x.flatten(), s)
+        return None, lambda x, s, dt: (x.flatten(), s)
     threshold = get("v_threshold")
     r = get("r") if get("r") is not None else torch.tensor(1.0)
     leak = get("v_leak") if get("v_leak") is not None else torch.tensor(0.0)
@@ -83,7 +83,7 @@ def _step(kind, node):
         return z, (1 - z) * v + z * 0.0  # Norse's reset_value to v_reset = 0 (the importer takes no other)
 
     if kind == "IF":
-        def if_step(x, v):
+        def if_step(x, v, dt):  # Norse's IAFCell: no dt
             return fire(v + r * x)
         return torch.tensor(0.0), if_step
     if kind == "LIF":
@@ -118,10 +118,10 @@ def simulate_graph(graph, x: torch.Tensor, dt: float) -> torch.Tensor:
             raise UnsupportedLayerError(f"NIR node `{name}` ({kind}): hybridc's float simulation of a NIR graph "
                                         f"runs {', '.join(NODES)} nodes only.")
         if kind not in ("Input", "Output"):
-            steps[name] = (kind, *_step(kind, graph.nodes[name]))
+            steps[name] = _step(kind, graph.nodes[name])
     samples = []
     for sample in x.float():
-        state = {name: s for name, (_, s, _) in steps.items()}
+        state = {name: initial for name, (initial, _) in steps.items()}
         outputs = []
         for t in range(sample.shape[-1]):
             value = {input_name: sample[..., t]}
@@ -135,11 +135,7 @@ def simulate_graph(graph, x: torch.Tensor, dt: float) -> torch.Tensor:
                 if name == output_name:
                     value[name] = total
                     continue
-                kind, _, step = steps[name]
-                if kind in ("LIF", "CubaLIF"):
-                    value[name], state[name] = step(total, state[name], dt)
-                else:
-                    value[name], state[name] = step(total, state[name])
+                value[name], state[name] = steps[name][1](total, state[name], dt)
             outputs.append(value[output_name])
         samples.append(torch.stack(outputs, dim=-1))
     return torch.stack(samples)
