@@ -130,7 +130,7 @@ def _type_shape(types) -> tuple:
     return ()
 
 
-def _structure(graph):
+def structure(graph):
     """(names in topological order, predecessors, successors, the Input's name, the Output's
     name) of a NIR graph; refuses cycles, several inputs or outputs and nodes off the path."""
     nodes, edges = graph.nodes, [tuple(e) for e in graph.edges]
@@ -410,7 +410,7 @@ def parse(graph, dt: float) -> tuple:
             raise UnsupportedLayerError(
                 f"{_where(name, node)}: hybridc does not import {kind} nodes yet; it imports "
                 f"{', '.join(SUPPORTED)}. Remove the node or replace it by a supported one.")
-    order, pred, succ, input_name, output_name = _structure(graph)
+    order, pred, succ, input_name, output_name = structure(graph)
     repairs = {}
 
     def repairs_of(name):

@@ -40,7 +40,7 @@ def verify(
         )
 
         from ..runtime.dataset_verify import verify_dataset
-        from ..runtime.nir_reference import DICE_WARN
+        from ..runtime.nir_reference import low, output_text
 
         columns = [TextColumn(f"verify ({backend})"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
         with Progress(*columns, console=console, transient=True) as bar:
@@ -59,9 +59,10 @@ def verify(
                     table.add_row(f"{key.removesuffix('es')} {output}", f"{match:.6g}")
             elif key == "nir_reference":  # one row per hybridc.nn.NIR module: informs, never fails
                 for name, f in (value or {}).items():
-                    table.add_row(f"NIR `{name}` vs float original (Norse)", f"n/a: {f['na']}" if "na" in f else
-                                  f"Dice {f['dice']:.4f}, {f['equal']:.2%} equal"
-                                  + (f" (below {DICE_WARN:g})" if f["dice"] < DICE_WARN else ""))
+                    table.add_row(f"NIR `{name}` vs float original", f"n/a: {f['na']}" if "na" in f else
+                                  f"Dice {f['dice']:.4f}, {f['equal']:.2%} equal" + (" (low)" if low(f) else ""))
+                    if "na" not in f:
+                        table.add_row(f"NIR `{name}`: model on float original", f"output {output_text(f)}")
             elif key == "spike_dice_min":
                 table.add_row("spikes must", "equal PyTorch's" if value is None else
                               f"overlap PyTorch's by Dice >= {value:g} (float NIR simulation)")

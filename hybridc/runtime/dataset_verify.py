@@ -43,8 +43,9 @@ class Report:
     spike_dice: dict = None  # "stage/tensor" -> Dice overlap of the spikes with PyTorch's
     spike_dice_min: Optional[float] = None  # required of a float-simulated (nir) stage; None: all exact
     passed: bool = True  # what `hybridc verify` exits 0 on (see runtime.verify.spikes_pass)
-    # per hybridc.nn.NIR module: agreement with its float original in Norse (runtime.nir_reference),
-    # reported, never part of `passed`; {} when the model holds none
+    # per hybridc.nn.NIR module: agreement with its float original (runtime.nir_reference): spike
+    # Dice, equal entries, the model's output error and argmax agreement on the original's spikes,
+    # counted over every batch; reported, never part of `passed`; {} when the model holds none
     nir_reference: dict = None
 
     def as_dict(self) -> dict:

@@ -35,7 +35,8 @@ class Parity:
     spike_dice_min: Optional[float] = None  # required of a float-simulated (nir) stage; None: all exact
     output_rel_err_max: Optional[float] = None  # allowed of a quantised (int8) dense stage; None: 1e-4
     passed: bool = True  # what `hybridc compile --verify` exits 0 on (see `spikes_pass`)
-    # per hybridc.nn.NIR module: agreement with its float original in Norse (runtime.nir_reference),
+    # per hybridc.nn.NIR module: agreement with its float original (runtime.nir_reference): spike
+    # Dice, equal entries, the model's output error and argmax agreement on the original's spikes;
     # reported, never part of `passed`; {} when the model holds none, None without the model
     nir_reference: dict = None
 
@@ -135,7 +136,7 @@ def verify(compiled, x: torch.Tensor, progress=None, backend: str = "lava") -> P
         passed = spikes_pass(manifest, matches, dices) and dense_pass
     original = None
     if getattr(compiled, "model", None) is not None:
-        with reporting("simulating the NIR modules' float originals in Norse"):
+        with reporting("simulating the NIR modules' float originals"):
             original = nir_agreement(compiled.model, x)
     return Parity(int(x.shape[0]), equal / entries if entries else None, entries or None, onnx_err, run_err,
                   agree, backend=backend, spike_matches=matches, spike_dice=dices, spike_dice_min=approximate,
