@@ -176,7 +176,7 @@ NIR_COUNTS = collections.Counter()
 
 
 @pytest.mark.lava
-def test_random_nir_graphs_compile_exactly_or_are_refused():
+def test_nir_graphs_compile_exactly_or_are_refused():
     """A random NIR graph (a chain, or branches split and joined again: concatenated or summed)
     imported by hybridc.nn.NIR -> Accumulator -> Linear head, compiled for loihi+jetson, passes
     `check` (Lava spikes exact, emulator == Lava, output within 1e-4, same argmax) or is refused
@@ -249,6 +249,15 @@ REGRESSIONS = {
                          spiking=[("conv", 4, 3, 1, 1, 1), ("conv", 4, 3, 1, 1, 1), ("conv", 4, 3, 1, 1, 1)],
                          dense=[("flatten",), ("linear", 3)], weight_scale=3.0, seed=5, density=0.5,
                          branches=[("add", -1, 2), ("add", 0, 2)]),
+    # found by the NIR graphs: a 1x1 map flattened into a Dense inside a branching stage; netx read
+    # the segment as "Shapes (1, 1, 3) and (3,) are incompatible" (no flatten layer was written for 1x1)
+    "1x1 flatten in a branch": Spec(timesteps=8, interval=2, fold=True, input_shape=(1, 2, 2),
+                                    neuron={"threshold": 0.5, "current_decay": 0.25, "voltage_decay": 0.25,
+                                            "tau_grad": 0.01, "scale_grad": 1.0},
+                                    spiking=[("conv", 3, 1, 1, 0, 1), ("conv", 3, 1, 1, 0, 1), ("pool", 2),
+                                             ("flatten",), ("dense", 2)],
+                                    dense=[("flatten",), ("linear", 3)], weight_scale=4.0, seed=0, density=0.9,
+                                    branches=[("add", 0, 2)]),
 }
 
 
@@ -294,6 +303,7 @@ def test_a_build_without_that_warning_still_fails_on_a_real_mismatch():
     ("pool on odd size", "refused: UnsupportedLayerError"),  # refused at compile: nothing runs
     pytest.param("pool on even size", "compiled (spiking cut)", marks=pytest.mark.lava),
     pytest.param("residual add", "compiled (spiking cut, branching)", marks=pytest.mark.lava),
-    pytest.param("chained adds", "compiled (spiking cut, branching)", marks=pytest.mark.lava)])
+    pytest.param("chained adds", "compiled (spiking cut, branching)", marks=pytest.mark.lava),
+    pytest.param("1x1 flatten in a branch", "compiled (spiking cut, branching)", marks=pytest.mark.lava)])
 def test_fuzz_regressions(name, outcome):
     assert check(REGRESSIONS[name]) == outcome
