@@ -205,6 +205,9 @@ class Inspection:
                      if edge.producer["stage"] is not None and edge.consumer["stage"] is not None]
         self.edges = manifest.edges  # every edge, also from the model input and to its output
         self.lowered_to = {name: where for stage in manifest.stages for name, where in lowered_to(stage).items()}
+        # fx node -> the NIR nodes its block came from (hybridc.nn.NIR), as the manifest records them
+        self.nir_nodes = {name: list(nodes) for stage in manifest.stages
+                          for name, nodes in (stage.nir_nodes or {}).items()}
 
     # --- renderings ------------------------------------------------------------------
 
@@ -216,7 +219,9 @@ class Inspection:
                                "parameters", "accumulator", "recognised_from")},
                  # the branches: what each node reads (an ADD/cat inside a spiking stage reads several)
                  "reads": sorted(self.graph.predecessors(n), key=order.index),
-                 "lowered_to": self.lowered_to.get(n)} for n in order]
+                 "lowered_to": self.lowered_to.get(n),
+                 # only on blocks of hybridc.nn.NIR modules: a model without them shows as before
+                 **({"nir": self.nir_nodes[n]} if n in self.nir_nodes else {})} for n in order]
 
     def to_dict(self) -> dict:
         return {
