@@ -271,3 +271,14 @@ def test_recorded_nir_names_are_checked_and_shown_as_text(tmp_path):
     good = json.loads(path.read_text())
     with pytest.raises(ArtifactError, match=r"stages/0/nir_nodes`: '_2' is none of the stage's layers"):
         loaded(lambda s: s["nir_nodes"].update({"_2": ["fc1"]}))
+
+
+def test_inspect_of_the_nir_example_names_norses_nodes(cli):
+    """examples/nir_import's model file (Norse's to_nir graph: nodes `0` .. `3`), traced and
+    partitioned by inspect without a build: its two layers and the NIR nodes they came from."""
+    result = cli("inspect", ROOT / "examples/nir_import/model.py", "-f", "json", in_process=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    nodes = {n["name"]: n.get("nir") for n in json.loads(result.stdout)["nodes"]}
+    assert nodes["_0_blocks_0"] == ["0", "1"] and nodes["_0_blocks_2"] == ["2", "3"]
+    result = cli("inspect", ROOT / "examples/nir_import/model.py", in_process=True)
+    assert "snn layers from NIR: _0_blocks_0 from 0, 1; _0_blocks_2 from 2, 3" in " ".join(result.stdout.split())
