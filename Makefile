@@ -47,8 +47,8 @@ docs: setup
 test-all: setup
 	$(PY) -m pytest -q -m ''
 
-# Long fuzzing profiles: 1000 random hybrids (counts in fuzz_report.json), then 1000 mutated
-# build directories (counts in fuzz_builds_report.json).
+# Long fuzzing profiles: 1000 random hybrids and 500 random NIR graphs (counts in fuzz_report.json),
+# then 1000 mutated build directories (counts in fuzz_builds_report.json).
 fuzz: setup
 	HYBRIDC_FUZZ_EXAMPLES=1000 HYBRIDC_FUZZ_REPORT=fuzz_report.json $(PY) -m pytest -q tests/test_fuzz.py
 	@cat fuzz_report.json

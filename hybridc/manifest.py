@@ -112,6 +112,9 @@ class Stage:
     # synapses ("links": netx layer groups in links["artifact"]) from a source into a layer's neurons
     segments: Optional[list] = None
     links: Optional[dict] = None
+    # fx node -> the NIR nodes its slayer block came from, for blocks of hybridc.nn.NIR modules
+    # (for inspection: a build names them without the graph); absent when the stage has none
+    nir_nodes: Optional[dict] = None
 
     def files(self) -> list:
         """(file name, sha256) of every file the stage reads from the build directory."""
@@ -387,6 +390,12 @@ def _check_consistency(data: dict) -> None:
                                              f"more than the {MAX_TENSOR_ELEMENTS:,} hybridc accepts")
     for i, stage in enumerate(data["stages"]):
         _check_branching(stage, f"stages/{i}", refuse)
+        layers = {node for segment in stage.get("segments") or [] for node in segment.get("nodes", [])}
+        for node, names in (stage.get("nir_nodes") or {}).items():  # a branching stage names its layers
+            if layers and node not in layers:
+                refuse(f"stages/{i}/nir_nodes", f"{node!r} is none of the stage's layers")
+            if node.endswith("\n") or any(name.endswith("\n") for name in names):
+                refuse(f"stages/{i}/nir_nodes/{node.strip()}", "a name ends in a newline")
     _check_edges(data, refuse)
 
 

@@ -9,6 +9,7 @@ Used by test_fuzz.py (fast profile in
 `make test`, long profile in `make fuzz`)."""
 
 from dataclasses import dataclass, field
+from math import prod
 
 import torch
 from hypothesis import strategies as st
@@ -217,6 +218,8 @@ class Generated(torch.nn.Module):
 
 def build(spec: Spec):
     """(model, example_input) for a spec. Dense layer sizes are inferred from shapes."""
+    if isinstance(spec, NirSpec):
+        return build_nir(spec)
     torch.manual_seed(spec.seed)
     blocks = getattr(slayer.block, spec.family)
     neuron = dict(spec.neuron)
@@ -321,3 +324,260 @@ def build(spec: Spec):
     except Exception:  # noqa: BLE001 - e.g. an interval that does not divide T: compile refuses it
         pass
     return model, x
+
+
+# --- random NIR graphs, imported by hybridc.nn.NIR ---------------------------------------
+
+# What a NIR spec may break on purpose; each must be refused with a hybridc.errors subclass
+# (the structural ones are drawn into the graph, the others applied to its nodes in build_nir).
+NIR_FAULTS = ("tau_below_dt", "v_leak", "v_reset", "bias", "per_neuron_threshold", "zero_threshold",
+              "delay_node", "cycle", "dangling", "unequal_join", "odd_pool")
+
+
+@dataclass
+class NirSpec:
+    """A random NIR graph, printable: its nodes as (name, NIR class, structure) and edges,
+    the weights drawn from `seed` when it is built (build_nir), wrapped as
+    hybridc.nn.NIR(graph, dt) -> Accumulator -> Flatten -> Linear. `fault`, if set, names
+    what the graph breaks on purpose (NIR_FAULTS): such a spec must be refused."""
+
+    timesteps: int
+    interval: int
+    dt: float
+    input_shape: tuple  # without batch and time
+    nodes: list  # (name, "Linear" | "Affine" | "Conv2d" | "SumPool2d" | "AvgPool2d" | "Flatten" | neuron, params)
+    edges: list
+    output: str  # the value the Output node reads
+    classes: int = 3
+    seed: int = 0
+    density: float = 0.4
+    fault: str = None
+    target: str = "loihi+jetson"
+
+
+class _Draft:
+    """A NIR graph being drawn: nodes, edges, and per value (Input, neuron or Flatten node)
+    its shape and its depth in synapse -> neuron pairs."""
+
+    def __init__(self, input_shape):
+        self.nodes, self.edges = [], []
+        self.shape, self.depth = {"input": tuple(input_shape)}, {"input": 0}
+
+    def node(self, kind, params, reads=()):
+        name = f"{kind.lower()}{len(self.nodes)}"
+        self.nodes.append((name, kind, params))
+        self.edges += [(r, name) for r in reads]
+        return name
+
+
+def _nir_neuron(draw, dt, shape) -> tuple:
+    kind = draw(st.sampled_from(["CubaLIF", "LIF", "IF"]))
+    # threshold: q times the largest effective weight into the neuron (build_nir), so layers spike
+    params = {"shape": tuple(shape), "q": draw(st.sampled_from([0.25, 0.5, 1.0, 2.0])),
+              "r": draw(st.sampled_from([0.5, 1.0, 2.0])), "zero_d": draw(st.booleans())}
+    if kind == "CubaLIF":
+        params.update(tau_syn=dt * draw(st.sampled_from([1, 2, 4, 10])), tau_mem=dt * draw(st.sampled_from([1, 2, 5, 20])),
+                      w_in=draw(st.sampled_from([1.0, 2.0])))
+    elif kind == "LIF":
+        params["tau"] = dt * draw(st.sampled_from([1, 2, 5, 10, 50]))
+    return kind, params
+
+
+def _nir_layer(draw, g, dt, groups, pool=False, out=None, same_size=False) -> str:
+    """One synapse -> neuron pair reading `groups` (per synapse node, the values it sums; several
+    synapse nodes: a join); returns the neuron's name. Spatial inputs get Conv2d or a pool."""
+    first = g.shape[groups[0][0]]
+    depth = g.depth[groups[0][0]]
+    if len(first) == 1:
+        out = out or draw(st.integers(2, 16))
+        synapses = [g.node(draw(st.sampled_from(["Linear", "Affine"])), {"in": g.shape[grp[0]][0], "out": out}, grp)
+                    for grp in groups]
+        shape = (out,)
+    else:
+        c, h, w = first
+        divisors = [k for k in (2, 3) if h % k == 0 and w % k == 0]
+        pooled = pool or (divisors and len(groups) == 1 and not same_size and not draw(st.integers(0, 2)))
+        if not pooled:
+            k = 1 if h < 3 else draw(st.sampled_from([1, 3])) if same_size else draw(st.sampled_from([1, 2, 3]))
+            stride = 1 if same_size else draw(st.sampled_from([1, 1, 2]))
+            pad = k // 2 if same_size else draw(st.integers(0, k // 2))
+            out = out or draw(st.integers(1, 4))
+            synapses = [g.node("Conv2d", {"in": g.shape[grp[0]][0], "out": out, "k": k, "stride": stride,
+                                          "pad": pad, "input_shape": (h, w)}, grp) for grp in groups]
+            side = lambda n: (n + 2 * pad - k) // stride + 1  # noqa: E731
+            shape = (out, side(h), side(w))
+        else:  # an odd pool (on purpose): a kernel of 2 over an odd size, which Loihi cannot pool exactly
+            k = 2 if pool else draw(st.sampled_from(divisors))
+            synapses = [g.node(draw(st.sampled_from(["SumPool2d", "AvgPool2d"])), {"k": k}, groups[0])]
+            shape = (c, h // k, w // k)
+    neuron_kind, params = _nir_neuron(draw, dt, shape)
+    name = g.node(neuron_kind, params, synapses)
+    g.shape[name], g.depth[name] = shape, depth + 1
+    return name
+
+
+def _nir_flatten(g, value) -> str:
+    name = g.node("Flatten", {"shape": g.shape[value]}, [value])
+    g.shape[name], g.depth[name] = (prod(g.shape[value]),), g.depth[value]
+    return name
+
+
+@st.composite
+def nir_specs(draw, fault="random"):
+    """A random NIR graph the importer takes: a chain, or a trunk that splits into two equally
+    long branches joined again (two synapse nodes into one neuron: a concatenation) or summed
+    (a spike ADD into one synapse), then a tail; Linear/Affine on vectors, Conv2d and pools on
+    (C, H, W), a Flatten between. About one in six breaks one rule (NIR_FAULTS), or `fault` names it."""
+    timesteps = draw(st.sampled_from([8, 12, 16]))
+    interval = draw(st.sampled_from([d for d in (2, 4) if timesteps % d == 0]))
+    dt = draw(st.sampled_from([1e-3, 1e-3, 1.0]))
+    if fault == "random":  # else the fault asked for (None: none)
+        fault = draw(st.sampled_from(NIR_FAULTS)) if draw(st.integers(0, 5)) == 0 else None
+    flat = fault != "odd_pool" and draw(st.booleans())
+    side = draw(st.sampled_from([5, 7, 9])) if fault == "odd_pool" else draw(st.integers(4, 9))
+    input_shape = (draw(st.integers(4, 24)),) if flat else (draw(st.integers(1, 3)), side, side)
+    g = _Draft(input_shape)
+    fork = fault == "unequal_join" or draw(st.booleans())
+    value = "input"
+    if fault == "odd_pool":
+        value = _nir_layer(draw, g, dt, [[value]], pool=True)
+    for _ in range(draw(st.integers(0 if fork or fault == "odd_pool" else 1, 2))):
+        value = _nir_layer(draw, g, dt, [[value]])
+    if fork:
+        length = draw(st.integers(1, 2))
+        merge = draw(st.sampled_from(["join", "add"]))
+        ends = []
+        for branch in range(2):
+            end = value
+            steps = length + (1 if fault == "unequal_join" and branch else 0)
+            for step in range(steps):
+                # an ADD sums values of one shape: both branches end in as many channels/features
+                out = 3 + (len(input_shape) == 1) * 5 if merge == "add" and step == steps - 1 else None
+                end = _nir_layer(draw, g, dt, [[end]], out=out, same_size=True)
+            ends.append(end)
+        groups = [ends] if merge == "add" else [[ends[0]], [ends[1]]]
+        value = _nir_layer(draw, g, dt, groups, same_size=len(g.shape[ends[0]]) == 3 and merge == "join")
+    for _ in range(draw(st.integers(0, 1))):
+        value = _nir_layer(draw, g, dt, [[value]])
+    if len(g.shape[value]) == 3 and draw(st.booleans()):
+        value = _nir_layer(draw, g, dt, [[_nir_flatten(g, value)]])
+    seed = draw(st.integers(0, 2**16))
+    return NirSpec(timesteps, interval, dt, input_shape, g.nodes, g.edges, value, classes=draw(st.integers(2, 5)),
+                   seed=seed, density=draw(st.sampled_from([0.4, 0.6])), fault=fault)
+
+
+def _nir_node(kind, params, rng):
+    """(its weight, or the pool's constant, for the neuron's threshold; the nir node) of one
+    drafted synapse or Flatten node, weights drawn from `rng` with a positive shift so layers spike."""
+    import nir
+    import numpy as np
+
+    if kind in ("Linear", "Affine"):
+        weight = rng.normal(size=(params["out"], params["in"])) + rng.choice([0.5, 1.0])
+        return weight, (nir.Linear(weight=weight) if kind == "Linear"
+                        else nir.Affine(weight=weight, bias=np.zeros(params["out"])))
+    if kind == "Conv2d":
+        weight = rng.normal(size=(params["out"], params["in"], params["k"], params["k"])) + rng.choice([0.5, 1.0])
+        return weight, nir.Conv2d(input_shape=params["input_shape"], weight=weight, stride=params["stride"],
+                                  padding=params["pad"], dilation=1, groups=1, bias=np.zeros(params["out"]))
+    if kind in ("SumPool2d", "AvgPool2d"):
+        k = np.array([params["k"]] * 2)
+        pool = getattr(nir, kind)(kernel_size=k, stride=k, padding=np.array([0, 0]))
+        return np.array([1.0 if kind == "SumPool2d" else 1.0 / params["k"] ** 2]), pool
+    if kind == "Flatten":
+        return None, nir.Flatten(input_type={"input": np.array(params["shape"])}, start_dim=0, end_dim=-1)
+    raise ValueError(kind)
+
+
+def _nir_neuron_node(kind, params, top, dt):
+    """A neuron node whose threshold is q times the largest effective weight into it (`top`:
+    the synapses' largest |weight|), times its input factor (hybridc.nir_import's formulas)."""
+    import nir
+    import numpy as np
+
+    p = params
+    factor = {"CubaLIF": lambda: p.get("w_in", 1) * dt / p.get("tau_syn", 1) * p["r"] * dt / p.get("tau_mem", 1),
+              "LIF": lambda: p["r"] * dt / p.get("tau", 1), "IF": lambda: p["r"] * dt}[kind]()
+    values = {"r": p["r"], "v_threshold": p["q"] * top * factor, "v_reset": 0.0}
+    if kind == "CubaLIF":
+        values.update(tau_syn=p["tau_syn"], tau_mem=p["tau_mem"], w_in=p["w_in"], v_leak=0.0)
+    elif kind == "LIF":
+        values.update(tau=p["tau"], v_leak=0.0)
+    values = {k: np.array(v) if p["zero_d"] else np.full(p["shape"], v) for k, v in values.items()}
+    return getattr(nir, kind)(**values)
+
+
+def build_nir(spec: NirSpec):
+    """(model, example input) for a NirSpec: the graph (faults applied), hybridc.nn.NIR(graph,
+    dt) -> Accumulator -> Flatten -> Linear head. hybridc.nn.NIR raises its refusals here."""
+    import nir
+    import numpy as np
+
+    from hybridc.nn import NIR
+
+    rng = np.random.default_rng(spec.seed)
+    nodes, weights = {"input": nir.Input(input_type={"input": np.array(spec.input_shape)})}, {}
+    pred = {}
+    for a, b in spec.edges:
+        pred.setdefault(b, []).append(a)
+    for name, kind, params in spec.nodes:
+        if kind in ("CubaLIF", "LIF", "IF"):
+            top = max(float(np.abs(weights[s]).max()) for s in pred[name])
+            nodes[name] = _nir_neuron_node(kind, params, top, spec.dt)
+        else:
+            weights[name], nodes[name] = _nir_node(kind, params, rng)
+    edges = list(spec.edges) + [(spec.output, "output")]
+    out_shape = next(params["shape"] for name, _, params in spec.nodes if name == spec.output)
+    nodes["output"] = nir.Output(output_type={"output": np.array(out_shape)})
+    _nir_fault(spec, nodes, edges)
+    graph = nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+    torch.manual_seed(spec.seed)
+    front = NIR(graph, dt=spec.dt)
+    windows = spec.timesteps // spec.interval
+    head = torch.nn.Linear(prod(out_shape) * windows, spec.classes)
+    model = torch.nn.Sequential(front, Accumulator(spec.interval), torch.nn.Flatten(), head).eval()
+    g = torch.Generator().manual_seed(spec.seed + 1)
+    x = (torch.rand(1, *spec.input_shape, spec.timesteps, generator=g) < spec.density).float()
+    return model, x
+
+
+def _first(nodes, kinds):
+    return next((name for name, node in nodes.items() if type(node).__name__ in kinds), None)
+
+
+def _nir_fault(spec, nodes, edges):
+    """Break the built graph the way spec.fault says (the structural faults are drawn in
+    already); a fault with nothing to apply to (a tau in an IF-only graph) falls back to a
+    Delay node before the output, which hybridc does not import either."""
+    import nir
+    import numpy as np
+
+    fault = spec.fault
+    neuron = _first(nodes, ("CubaLIF", "LIF", "IF"))
+    leaky = _first(nodes, ("CubaLIF", "LIF"))
+    biased = _first(nodes, ("Affine", "Conv2d"))
+    shape = {name: params["shape"] for name, _, params in spec.nodes if "q" in params}  # neurons
+    if fault == "tau_below_dt" and leaky:
+        setattr(nodes[leaky], "tau_mem" if hasattr(nodes[leaky], "tau_mem") else "tau", np.array(spec.dt / 2))
+    elif fault == "v_leak" and leaky:
+        nodes[leaky].v_leak = np.array(0.1)
+    elif fault == "v_reset":
+        nodes[neuron].v_reset = np.array(-0.5)
+    elif fault == "bias" and biased:
+        nodes[biased].bias = np.asarray(nodes[biased].bias, dtype=float) + 0.5
+    elif fault == "per_neuron_threshold" and prod(shape[neuron]) > 1:
+        threshold = np.full(shape[neuron], float(np.ravel(nodes[neuron].v_threshold)[0]))
+        threshold.flat[0] *= 2
+        nodes[neuron].v_threshold = threshold
+    elif fault == "zero_threshold":
+        nodes[neuron].v_threshold = np.zeros_like(np.asarray(nodes[neuron].v_threshold, dtype=float))
+    elif fault == "cycle":
+        first_synapse = next(b for a, b in edges if a == "input")
+        edges.append((spec.output, first_synapse))
+    elif fault == "dangling":
+        nodes["spare"] = nir.IF(r=np.array(1.0), v_threshold=np.array(1.0), v_reset=np.array(0.0))
+        edges.append((spec.output, "spare"))
+    elif fault not in (None, "unequal_join", "odd_pool"):  # delay_node, and the fallback
+        nodes["delay"] = nir.Delay(delay=np.ones(1))
+        edges.remove((spec.output, "output"))
+        edges += [(spec.output, "delay"), ("delay", "output")]

@@ -7,7 +7,9 @@ exact at the cut, output finite) or is refused with a hybridc.errors subclass. O
 measured exception: a sigma-delta build that warned under --on-overflow clip that Lava's
 24-bit conv input wraps is counted as a "known difference" (it must still compile and run
 through Lava and the emulator, which agree; only exactness against PyTorch is not asserted).
-Anything else, a raw exception included, is a bug.
+Anything else, a raw exception included, is a bug. Random NIR graphs (chains and branches,
+imported by hybridc.nn.NIR into a hybrid) go through the same check for loihi+jetson; those
+that break an importer rule on purpose must be refused.
 
 Fast profile in `make test` (HYBRIDC_FUZZ_EXAMPLES, default 20, derandomized);
 `make fuzz` runs the long profile and writes the counts to fuzz_report.json.
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fuzz_models import Spec, build, specs
+from fuzz_models import NIR_FAULTS, Spec, build, nir_specs, specs
 from hypothesis import HealthCheck, given, settings
 
 import hybridc
@@ -58,7 +60,10 @@ def check(spec, after_compile=None):
     nir's spikes must agree closely and int8 outputs stay near the float ones. Any exception
     that is not a HybridcError, at compile or at run time, fails the test. after_compile(compiled):
     a test's hook to change the build before it runs."""
-    model, x = build(spec)
+    try:
+        model, x = build(spec)
+    except HybridcError as exc:  # a NIR graph hybridc.nn.NIR refuses while the model is built
+        return f"refused: {type(exc).__name__}"
     spiking, dense = spec.target.split("+")
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -149,6 +154,18 @@ def test_random_hybrids_compile_exactly_or_are_refused(target):
     one()
 
 
+def write_report():
+    """The counts so far, the NIR graphs' too, into HYBRIDC_FUZZ_REPORT, if set (`make fuzz`).
+    The loop above keeps its own copy of this: a derandomized test draws from a hash of its
+    source, so editing it would change the examples the default profile runs."""
+    if not REPORT:
+        return
+    figures = {pair: {"n": len(v), "min": min(v), "median": sorted(v)[len(v) // 2]} for pair, v in FIGURES.items()}
+    Path(REPORT).write_text(json.dumps({"examples": sum(v for k, v in COUNTS.items() if ":" not in k),
+                                        "mismatched": 0, **dict(sorted(COUNTS.items())), "figures": figures,
+                                        "nir graphs": dict(sorted(NIR_COUNTS.items()))}, indent=2) + "\n")
+
+
 def test_fuzz_outcomes_were_mixed():
     """The generator must reach both outcomes, or it proves little."""
     if sum(COUNTS.values()) < 10:
@@ -157,6 +174,58 @@ def test_fuzz_outcomes_were_mixed():
     for pair in PAIRS:  # every target pair compiled something
         assert COUNTS[f"{pair}: compiled (spiking cut)"] > 0, dict(COUNTS)
     assert any("stages" in k and "silent" not in k for k in COUNTS), "no multi-stage graph compiled"
+
+
+# Random NIR graphs (fuzz_models.nir_specs) through hybridc.nn.NIR, their share of the examples;
+# outcome -> count, and "fault <name>: <outcome>" for graphs that break a rule on purpose.
+NIR_SHARE = 0.5
+NIR_COUNTS = collections.Counter()
+
+
+@pytest.mark.lava
+def test_nir_graphs_compile_exactly_or_are_refused():
+    """A random NIR graph (a chain, or branches split and joined again: concatenated or summed)
+    imported by hybridc.nn.NIR -> Accumulator -> Linear head, compiled for loihi+jetson, passes
+    `check` (Lava spikes exact, emulator == Lava, output within 1e-4, same argmax) or is refused
+    with a HybridcError; one that breaks a rule on purpose must be refused."""
+
+    @settings(max_examples=max(1, round(EXAMPLES * NIR_SHARE)), deadline=None, derandomize=EXAMPLES <= 50,
+              print_blob=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(spec=nir_specs())
+    def one(spec):
+        outcome = check(spec)
+        if spec.fault:
+            assert outcome.startswith("refused: "), f"a graph with fault {spec.fault} was not refused: {spec}"
+            NIR_COUNTS[f"fault {spec.fault}: {outcome}"] += 1
+        NIR_COUNTS[outcome] += 1
+        write_report()
+
+    one()
+
+
+def test_nir_fuzz_outcomes_compiled_and_spiked():
+    """The NIR graphs must compile, and their outputs spike, or the exactness checks prove little."""
+    if sum(NIR_COUNTS.values()) < 5:
+        pytest.skip("run together with the NIR fuzz test")
+    compiled = sum(v for k, v in NIR_COUNTS.items() if k.startswith("compiled"))
+    silent = sum(v for k, v in NIR_COUNTS.items() if k.startswith("compiled") and "silent" in k)
+    assert compiled >= 3 and silent <= compiled // 2, dict(NIR_COUNTS)
+    assert any("branching" in k and "silent" not in k for k in NIR_COUNTS), "no branching NIR graph spiked"
+
+
+@pytest.mark.parametrize("fault", NIR_FAULTS)
+def test_nir_graphs_breaking_a_rule_are_refused(fault):
+    """Every fault the NIR generator knows, a few graphs each: refused with a HybridcError
+    (hybridc.nn.NIR refuses while the model is built, so nothing compiles or runs)."""
+
+    @settings(max_examples=3, deadline=None, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(spec=nir_specs(fault=fault))
+    def one(spec):
+        assert check(spec).startswith("refused: "), spec
+
+    one()
 
 
 # Regression examples the fuzzer found. Each was a crash or mismatch before its fix.
@@ -187,6 +256,15 @@ REGRESSIONS = {
                          spiking=[("conv", 4, 3, 1, 1, 1), ("conv", 4, 3, 1, 1, 1), ("conv", 4, 3, 1, 1, 1)],
                          dense=[("flatten",), ("linear", 3)], weight_scale=3.0, seed=5, density=0.5,
                          branches=[("add", -1, 2), ("add", 0, 2)]),
+    # found by the NIR graphs: a 1x1 map flattened into a Dense inside a branching stage; netx read
+    # the segment as "Shapes (1, 1, 3) and (3,) are incompatible" (no flatten layer was written for 1x1)
+    "1x1 flatten in a branch": Spec(timesteps=8, interval=2, fold=True, input_shape=(1, 2, 2),
+                                    neuron={"threshold": 0.5, "current_decay": 0.25, "voltage_decay": 0.25,
+                                            "tau_grad": 0.01, "scale_grad": 1.0},
+                                    spiking=[("conv", 3, 1, 1, 0, 1), ("conv", 3, 1, 1, 0, 1), ("pool", 2),
+                                             ("flatten",), ("dense", 2)],
+                                    dense=[("flatten",), ("linear", 3)], weight_scale=4.0, seed=0, density=0.9,
+                                    branches=[("add", 0, 2)]),
 }
 
 
@@ -232,6 +310,7 @@ def test_a_build_without_that_warning_still_fails_on_a_real_mismatch():
     ("pool on odd size", "refused: UnsupportedLayerError"),  # refused at compile: nothing runs
     pytest.param("pool on even size", "compiled (spiking cut)", marks=pytest.mark.lava),
     pytest.param("residual add", "compiled (spiking cut, branching)", marks=pytest.mark.lava),
-    pytest.param("chained adds", "compiled (spiking cut, branching)", marks=pytest.mark.lava)])
+    pytest.param("chained adds", "compiled (spiking cut, branching)", marks=pytest.mark.lava),
+    pytest.param("1x1 flatten in a branch", "compiled (spiking cut, branching)", marks=pytest.mark.lava)])
 def test_fuzz_regressions(name, outcome):
     assert check(REGRESSIONS[name]) == outcome

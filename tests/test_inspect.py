@@ -159,3 +159,126 @@ def test_html_page_in_headless_chromium(poolsum, tmp_path):
 def test_repr_html_for_notebooks(sxay):
     html = hybridc.inspect(sxay)._repr_html_()
     assert html.startswith('<div class="hybridc-inspect">') and "<svg" in html and "<html" not in html
+
+
+# --- layers imported from NIR graphs (hybridc.nn.NIR) --------------------------------------
+
+def nir_chain():
+    """input -> fc1 -> lif1 -> fc2 -> lif2 -> output, imported as two slayer Dense blocks."""
+    import nir
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    lif = lambda n: nir.LIF(tau=np.full(n, 1e-2), r=np.ones(n), v_leak=np.zeros(n),  # noqa: E731
+                            v_threshold=np.ones(n))
+    nodes = {"input": nir.Input(input_type={"input": np.array([12])}),
+             "fc1": nir.Linear(weight=rng.normal(size=(8, 12)) * 4 + 0.6), "lif1": lif(8),
+             "fc2": nir.Linear(weight=rng.normal(size=(4, 8)) * 4 + 0.6), "lif2": lif(4),
+             "output": nir.Output(output_type={"output": np.array([4])})}
+    edges = [("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"), ("lif2", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def nir_branches():
+    """nir_chain's lif1 split into fa -> a and fb -> b, joined again by ga and gb into `out`
+    (one block over a and b concatenated): a branching Loihi stage."""
+    import nir
+    import numpy as np
+
+    graph, rng = nir_chain(), np.random.default_rng(1)
+    lif = graph.nodes["lif2"]
+    graph.nodes.update({"fa": nir.Linear(weight=rng.normal(size=(4, 8)) * 4 + 0.6), "a": lif,
+                        "fb": nir.Linear(weight=rng.normal(size=(4, 8)) * 4 + 0.6), "b": lif,
+                        "ga": nir.Linear(weight=rng.normal(size=(4, 4)) * 4 + 0.6),
+                        "gb": nir.Linear(weight=rng.normal(size=(4, 4)) * 4 + 0.6), "out": lif})
+    for name in ("fc2", "lif2"):
+        del graph.nodes[name]
+    graph.edges = [("input", "fc1"), ("fc1", "lif1"), ("lif1", "fa"), ("fa", "a"), ("lif1", "fb"), ("fb", "b"),
+                   ("a", "ga"), ("b", "gb"), ("ga", "out"), ("gb", "out"), ("out", "output")]
+    return graph
+
+
+def test_inspect_of_a_build_names_the_nir_nodes_of_its_layers(tmp_path, cli):
+    """Recorded at compile time in the manifest (the build holds no model to ask), so inspect
+    of the build directory shows them: table, --level nodes, JSON, DOT and the HTML page."""
+    from hybridc.nn import NIR, Accumulator
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(NIR(nir_chain(), dt=1e-3), Accumulator(4), torch.nn.Linear(4 * 3, 3)).eval()
+    hybridc.compile(model, spikes(1, 12, 12, density=0.4), output_dir=tmp_path / "build")
+    manifest = json.loads((tmp_path / "build/manifest.json").read_text())
+    assert manifest["stages"][0]["nir_nodes"] == {"_0_blocks_fc1": ["fc1", "lif1"], "_0_blocks_fc2": ["fc2", "lif2"]}
+    assert "nir_nodes" not in manifest["stages"][1]  # the dense stage has none
+
+    def shown(*args):
+        result = cli("inspect", tmp_path / "build", *args, in_process=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return " ".join(result.stdout.split())
+
+    assert "snn layers from NIR: _0_blocks_fc1 from fc1, lif1; _0_blocks_fc2 from fc2, lif2" in shown()
+    assert "from NIR" in shown("--level", "nodes") and "fc2, lif2" in shown("--level", "nodes")
+    nodes = {n["name"]: n for n in json.loads(shown("-f", "json"))["nodes"]}
+    assert nodes["_0_blocks_fc1"]["nir"] == ["fc1", "lif1"] and "nir" not in nodes["_2"]  # the head
+    assert 'from NIR fc1, lif1"' in shown("-f", "dot")
+    page = hybridc.inspect(hybridc.load(tmp_path / "build")).to_html()
+    assert "from NIR: fc2, lif2" in page
+    # a branching graph: the join is one layer, named after its two synapse nodes and its neuron
+    model[0] = NIR(nir_branches(), dt=1e-3)
+    compiled = hybridc.compile(model, spikes(1, 12, 12, density=0.4))
+    assert compiled.manifest.stages[0].segments
+    nodes = {n["name"]: n.get("nir") for n in hybridc.inspect(compiled).nodes()}
+    assert nodes["_0_blocks_ga"] == ["ga", "gb", "out"] and nodes["_0_blocks_fb"] == ["fb", "b"]
+
+
+def test_inspect_without_nir_modules_is_unchanged(poolsum, tmp_path):
+    """No NIR module: no `nir_nodes` in the manifest, no column, caption or key anywhere."""
+    inspection = hybridc.inspect(poolsum)
+    assert all("nir_nodes" not in stage for stage in json.loads(poolsum.manifest.to_json())["stages"])
+    assert all("nir" not in n for n in json.loads(inspection.to_json())["nodes"])
+    assert "NIR" not in str(inspection.table()) + str(inspection.table("nodes")) + inspection.to_dot()
+
+
+def test_recorded_nir_names_are_checked_and_shown_as_text(tmp_path):
+    """A build is untrusted: nir_nodes is bounded by the schema, a branching stage's keys must
+    be its layers, and a name with rich markup is printed as it is, not interpreted."""
+    from hybridc.errors import ArtifactError
+    from hybridc.nn import NIR, Accumulator
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(NIR(nir_chain(), dt=1e-3), Accumulator(4), torch.nn.Linear(4 * 3, 3)).eval()
+    hybridc.compile(model, spikes(1, 12, 12, density=0.4), output_dir=tmp_path / "build")
+    path = tmp_path / "build/manifest.json"
+    good = json.loads(path.read_text())
+
+    def loaded(change):
+        data = json.loads(json.dumps(good))
+        change(data["stages"][0])
+        path.write_text(json.dumps(data))
+        return hybridc.load(tmp_path / "build")
+
+    for change in (lambda s: s.update(nir_nodes={"_0_blocks_fc1": []}),
+                   lambda s: s.update(nir_nodes={"_0_blocks_fc1": ["a\x1b[31m"]}),
+                   lambda s: s.update(nir_nodes={"not a name": ["fc1"]}),
+                   lambda s: s.update(nir_nodes={"_0_blocks_fc1": [7]}),
+                   lambda s: s.update(nir_nodes={"_0_blocks_fc1": ["x" * 300]})):
+        with pytest.raises(ArtifactError, match="manifest.json is not valid at `stages/0/nir_nodes"):
+            loaded(change)
+    table = str(hybridc.inspect(loaded(lambda s: s.update(nir_nodes={"_0_blocks_fc1": ["[bold]fc1[/bold]"]}))).table())
+    assert "from [bold]fc1[/bold]" in table
+    # a branching stage lists its layers' fx nodes: nir_nodes may name only those
+    model[0] = NIR(nir_branches(), dt=1e-3)
+    hybridc.compile(model, spikes(1, 12, 12, density=0.4), output_dir=tmp_path / "build", force=True)
+    good = json.loads(path.read_text())
+    with pytest.raises(ArtifactError, match=r"stages/0/nir_nodes`: '_2' is none of the stage's layers"):
+        loaded(lambda s: s["nir_nodes"].update({"_2": ["fc1"]}))
+
+
+def test_inspect_of_the_nir_example_names_norses_nodes(cli):
+    """examples/nir_import's model file (Norse's to_nir graph: nodes `0` .. `3`), traced and
+    partitioned by inspect without a build: its two layers and the NIR nodes they came from."""
+    result = cli("inspect", ROOT / "examples/nir_import/model.py", "-f", "json", in_process=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    nodes = {n["name"]: n.get("nir") for n in json.loads(result.stdout)["nodes"]}
+    assert nodes["_0_blocks_0"] == ["0", "1"] and nodes["_0_blocks_2"] == ["2", "3"]
+    result = cli("inspect", ROOT / "examples/nir_import/model.py", in_process=True)
+    assert "snn layers from NIR: _0_blocks_0 from 0, 1; _0_blocks_2 from 2, 3" in " ".join(result.stdout.split())

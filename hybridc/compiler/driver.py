@@ -91,6 +91,7 @@ def _build(gm, partitions, targets, directory: Path, target, example_input, sour
         for p in partitions:
             with reporting(f"lowering partition `{p.name}` for {p.target}"), timings.phase(f"lower to {p.target}"):
                 stages.append(targets[p.domain].preprocess(p, gm, directory))
+            stages[-1].nir_nodes = nir_nodes(gm, p) or None
     with timings.phase("manifest"):
         manifest = Manifest(
             target=target, timesteps=int(example_input.shape[-1]),
@@ -103,3 +104,25 @@ def _build(gm, partitions, targets, directory: Path, target, example_input, sour
         [PartitionSummary(p.name, p.target, [n.name for n in p.nodes]) for p in partitions],
         keepalive=keepalive, module=gm, fx_partitions=partitions,
     )
+
+
+def nir_nodes(gm, partition) -> dict:
+    """fx node -> the NIR nodes its block came from, for the partition's calls of blocks of
+    hybridc.nn.NIR modules: recorded in the manifest so that inspecting a build names them
+    (a build directory holds no model to ask)."""
+    from ..nn import NIR
+
+    model = gm.meta.get("model")
+    found = {}
+    for node in partition.nodes:
+        if node.op != "call_module" or model is None:
+            continue
+        owner, blocks, key = f".{node.target}".rpartition(".blocks.")
+        try:
+            module = model.get_submodule(owner[1:]) if blocks else None
+        except AttributeError:  # a path the traced module has and the user's does not
+            continue
+        # a Flatten block is no netx layer (netx flattens on the connection): only layers are named
+        if isinstance(module, NIR) and key in module.sources and type(module.blocks[key]).__name__ != "Flatten":
+            found[node.name] = list(module.sources[key])
+    return found

@@ -18,7 +18,8 @@ def _q(text) -> str:
 def _label(n) -> str:
     what = n["module_type"] or n["call"]
     shape = "x".join(map(str, n["shape"] or []))
-    return f"{n['name']}\n{what}" + (f"\n{shape}" if shape else "")
+    nir = f"\nfrom NIR {', '.join(n['nir'])}" if n.get("nir") else ""
+    return f"{n['name']}\n{what}" + (f"\n{shape}" if shape else "") + nir
 
 
 def to_dot(inspection) -> str:
@@ -49,6 +50,8 @@ def to_dot(inspection) -> str:
             tooltip = f"{n['op']} {n['call']} shape={n['shape']} target={n['target']} params={n['parameters']}"
             if n["lowered_to"]:
                 tooltip += f" lowered to {n['lowered_to']}"
+            if n.get("nir"):
+                tooltip += f" from NIR {', '.join(n['nir'])}"
             lines.append(f"{indent}{_q(n['name'])} [label={_q(_label(n))}, shape={shape}, "
                          f"fillcolor={_q(COLOURS.get(n['target']))}, tooltip={_q(tooltip)}];")
         if partition and not rows:

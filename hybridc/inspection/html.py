@@ -87,7 +87,8 @@ def _svg(inspection) -> str:
         shape_text = "x".join(map(str, n["shape"] or []))
         tip = (f"{name}\nop: {n['op']}\ncall: {n['call']}\nshape: {shape_text or '-'}\n"
                f"target: {n['target'] or '-'}\npartition: {n['partition'] or '-'}\nparameters: {n['parameters']:,}"
-               + (f"\nlowered to: {n['lowered_to']}" if n["lowered_to"] else ""))
+               + (f"\nlowered to: {n['lowered_to']}" if n["lowered_to"] else "")
+               + (f"\nfrom NIR: {', '.join(n['nir'])}" if n.get("nir") else ""))
         out.append(f'<g class="node" id="node-{html.escape(name)}" data-name="{html.escape(name)}" '
                    f'data-target="{n["target"] or ""}" data-partition="{n["partition"] or ""}" tabindex="0">'
                    f'<title>{html.escape(tip)}</title>{shape}'
@@ -151,7 +152,8 @@ function show(name){
     ['shape', n.shape ? n.shape.join(' x ') : '-'], ['dtype', n.dtype || '-'], ['target', n.target || '-'],
     ['partition', n.partition || '-'], ['parameters', n.parameters.toLocaleString()],
     ['accumulator', n.accumulator ? ('interval ' + n.accumulator.interval + (n.accumulator.fold ? ', folded' : '')) : '-'],
-    ['recognised from', n.recognised_from || '-'], ['lowered to', n.lowered_to || '-']];
+    ['recognised from', n.recognised_from || '-'], ['lowered to', n.lowered_to || '-'],
+    ...(n.nir ? [['from NIR', n.nir.join(', ')]] : [])];
   panel.innerHTML = '<h2></h2><dl></dl>';
   panel.querySelector('h2').textContent = n.name;
   const dl = panel.querySelector('dl');

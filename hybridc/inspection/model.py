@@ -219,6 +219,9 @@ class Inspection:
         self.feedback = feedback_nodes(self.graph, manifest)
         for name in self.feedback:
             self.lowered_to.setdefault(name, RECURRENT_LOWERING)
+        # fx node -> the NIR nodes its block came from (hybridc.nn.NIR), as the manifest records them
+        self.nir_nodes = {name: list(nodes) for stage in manifest.stages
+                          for name, nodes in (stage.nir_nodes or {}).items()}
 
     # --- renderings ------------------------------------------------------------------
 
@@ -230,7 +233,9 @@ class Inspection:
                                "parameters", "accumulator", "recognised_from")},
                  # the branches: what each node reads (an ADD/cat inside a spiking stage reads several)
                  "reads": sorted(self.graph.predecessors(n), key=order.index),
-                 "lowered_to": self.lowered_to.get(n)} for n in order]
+                 "lowered_to": self.lowered_to.get(n),
+                 # only on blocks of hybridc.nn.NIR modules: a model without them shows as before
+                 **({"nir": self.nir_nodes[n]} if n in self.nir_nodes else {})} for n in order]
 
     def to_dict(self) -> dict:
         return {

@@ -1,5 +1,6 @@
 """rich tables: one row per stage and per cut, or one row per fx node."""
 
+from rich.markup import escape
 from rich.table import Table as RichTable
 
 
@@ -31,6 +32,12 @@ def stages_table(inspection) -> Table:
             f"{c.tensor}: {c.layout} {'x'.join(map(str, c.shape))}", c.conversion_text(),
             f"{c.wire_text()}\n{c.bytes_text()}",
         )
+    nir = [(s.name, [(n, names) for n, names in inspection.nir_nodes.items()
+                     if inspection.graph.nodes.get(n, {}).get("partition") == s.name]) for s in inspection.stages]
+    lines = [f"{name} layers from NIR: " + "; ".join(f"{n} from {', '.join(names)}" for n, names in layers)
+             for name, layers in nir if layers]
+    if lines:  # only for builds with hybridc.nn.NIR modules; names are the graph's, shown as text
+        table.caption, table.caption_justify = escape("\n".join(lines)), "left"
     return table
 
 
@@ -38,8 +45,9 @@ def nodes_table(inspection) -> Table:
     table = Table(title="fx nodes")
     nodes = inspection.nodes()
     branching = any(n["lowered_to"] for n in nodes)  # a branching Loihi stage: where each layer went
+    nir = any(n.get("nir") for n in nodes)  # blocks of hybridc.nn.NIR modules: the NIR nodes they came from
     for col in ("node", "op", "call", "reads", "shape", "target", "partition", "params") + (
-            ("lowered to",) if branching else ()):
+            ("lowered to",) if branching else ()) + (("from NIR",) if nir else ()):
         table.add_column(col)
     for n in nodes:
         call = n["call"] + (f" ({n['module_type']})" if n["module_type"] else "")
@@ -48,5 +56,6 @@ def nodes_table(inspection) -> Table:
         table.add_row(n["name"], n["op"], call, ", ".join(n["reads"]) or "-",
                       "x".join(map(str, n["shape"] or [])) or "-",
                       n["target"] or "-", n["partition"] or "-", f"{n['parameters']:,}" if n["parameters"] else "",
-                      *((n["lowered_to"] or "",) if branching else ()))
+                      *((n["lowered_to"] or "",) if branching else ()),
+                      *((escape(", ".join(n.get("nir") or [])),) if nir else ()))
     return table

@@ -86,9 +86,10 @@ def _terms(gm, node, members, slayer, start=0, scale=1, flat=False) -> list:
         return terms
     if node in members and _is_transparent(gm, node, slayer):
         source = node.all_input_nodes[0]
-        spatial = prod(source.meta["shape"][2:-1]) if len(source.meta["shape"]) == 5 and len(
-            node.meta["shape"]) == 3 else 1
-        return _terms(gm, source, members, slayer, start, scale * spatial, flat or spatial != 1)
+        flattens = len(source.meta["shape"]) == 5 and len(node.meta["shape"]) == 3
+        spatial = prod(source.meta["shape"][2:-1]) if flattens else 1
+        # a 1x1 map flattened too: netx's ports are (W, H, C) before and (F,) after, whatever the size
+        return _terms(gm, source, members, slayer, start, scale * spatial, flat or flattens)
     leaf = node if node in members else None
     flatten = flat or (len(node.meta["shape"]) == 5 and scale != 1)
     return [Term(leaf, start, node.meta["shape"][1] * scale, flatten)]
