@@ -45,11 +45,26 @@ their inputs concatenated along channels, weights side by side (`torch.cat`), wi
 scale s for the joined weights. Both are merges of spikes feeding a synapse, which the loihi
 target lowers exactly (docs/architecture.md, branching spiking stages).
 
+Recurrence: one cycle is imported, the one a recurrent SNN exports (snnTorch's RLeaky and
+RSynaptic `export_to_nir`): a neuron node N (CubaLIF, LIF, IF) read by a Linear (or zero-bias
+Affine) node R of out x out weights that feeds only N and is read only by N (N -> R -> N).
+Timing, from the sources: nirtorch's GraphExecutor (under Norse's `from_nir`,
+`nirtorch/graph_executor.py`) runs N before R each step and gives N, for a source not yet
+computed this step, that source's value of the step before, so N reads R s[t-1] (nothing at
+the first step); snnTorch's RLeaky computes `beta mem + input + recurrent(spk)` with the
+spikes of the step before; slayer's Recurrent computes s[t] = f(W x[t] + R s[t-1])
+(`custom_recurrent`). They agree, so no delay is added: N and R become one
+`slayer.block.cuba.Recurrent`, R entering the same synapse as W (NIR sums the edges into N):
+R' = s * R * w_in * (dt/tau_syn) * r * (dt/tau_mem) per row (the same factor as W), one scale
+s over [W' | R'] (the loihi target lowers it as netx's `dense_rec`, exactly). The feed-forward
+synapses of a recurrent neuron must be Linear/Affine (slayer's Recurrent is dense).
+
 Refused, each with `UnsupportedLayerError` (or `NumericsError` for values) naming the node:
 node types other than Input, Output, Linear, Affine (zero bias), Conv2d, SumPool2d, AvgPool2d,
-Flatten, CubaLIF, LIF, IF; per-neuron time constants or thresholds (slayer's cuba decays and
+Flatten, CubaLIF, LIF, IF (LI with its own reason: a non-spiking readout belongs in the dense
+head; Delay: per-neuron axonal delays, which the loihi target does not lower yet); per-neuron time constants or thresholds (slayer's cuba decays and
 threshold are per layer); non-zero v_leak or v_reset; dt/tau > 1 (the Euler step is then no
-decay); cycles; joins of paths of different length (each block's one-step delay would misalign
+decay); cycles other than N -> R -> N; joins of paths of different length (each block's one-step delay would misalign
 the terms; no compensating delay is added yet); joins of pools or of convs of different
 geometry; several Input or Output nodes; shapes that cannot be inferred. What exporters hand over is
 repaired, each repair logged naming the node: torch tensors become numpy, 0-d neuron
@@ -73,7 +88,19 @@ V_TH_MAX = (1 << 17) - 1  # Loihi's threshold mantissa (targets/slayer_blocks.V_
 UNIT = 64  # slayer's neuron scale: one fixed-point unit is 1/64 in slayer's float
 SYNAPSES = ("Linear", "Affine", "Conv2d", "SumPool2d", "AvgPool2d")
 NEURONS = ("CubaLIF", "LIF", "IF")
+RECURRENT_SYNAPSES = ("Linear", "Affine")
 SUPPORTED = ("Input", "Output", "Flatten") + SYNAPSES + NEURONS
+# node types with a reason of their own (the others get the list of what is imported)
+REFUSED = {
+    "LI": "a leaky integrator is a non-spiking readout (its value is its voltage; no spikes leave it), and Loihi "
+          "sends only spikes out of a spiking stage. Put the readout in the dense head: import the graph up to "
+          "the last spiking layer (end it at that CubaLIF/LIF/IF node), then an Accumulator and a torch.nn.Linear "
+          "(or the leaky filter written in PyTorch) after hybridc.nn.NIR.",
+    "Delay": "per-neuron axonal delays; hybridc would lower them as slayer's learned-delay blocks "
+             "(slayer.block.cuba.Dense(..., delay=True)), which this version's loihi target refuses (learnable "
+             "axonal delays are not lowered yet). Remove the Delay node (fold it into the timing of the data) or "
+             "wait for the delay lowering.",
+}
 
 
 class Layer:
@@ -130,16 +157,39 @@ def _type_shape(types) -> tuple:
     return ()
 
 
+def recurrent_synapses(graph) -> dict:
+    """{neuron node: its recurrent synapse node} for the one cycle hybridc imports: a Linear
+    (or Affine) node R read only by a CubaLIF/LIF/IF node N and feeding only N (N -> R -> N),
+    which becomes slayer's cuba.Recurrent (module docstring, "Recurrence")."""
+    nodes, edges = graph.nodes, [tuple(e) for e in graph.edges]
+    loops = {}
+    for name, node in nodes.items():
+        if type(node).__name__ not in RECURRENT_SYNAPSES:
+            continue
+        sources = [a for a, b in edges if b == name]
+        targets = [b for a, b in edges if a == name]
+        if (len(sources) == 1 and targets == sources and sources[0] != name
+                and type(nodes[sources[0]]).__name__ in NEURONS and sources[0] not in loops):
+            loops[sources[0]] = name
+    return loops
+
+
 def structure(graph):
     """(names in topological order, predecessors, successors, the Input's name, the Output's
-    name) of a NIR graph; refuses cycles, several inputs or outputs and nodes off the path."""
+    name, {neuron: its recurrent synapse}) of a NIR graph. The feedback edge R -> N of each
+    recurrent synapse is left out of the predecessors and successors (R is ordered after N:
+    N reads R's value of the step before); other cycles, several inputs or outputs and nodes
+    off the path are refused."""
     nodes, edges = graph.nodes, [tuple(e) for e in graph.edges]
     for a, b in edges:
         for end in (a, b):
             if end not in nodes:
                 raise UnsupportedLayerError(f"The NIR graph has an edge {a} -> {b} to a node `{end}` it does not define.")
-    succ = {name: [b for a, b in edges if a == name] for name in nodes}
-    pred = {name: [a for a, b in edges if b == name] for name in nodes}
+    loops = recurrent_synapses(graph)
+    feedback = {(r, n) for n, r in loops.items()}
+    forward = [e for e in edges if e not in feedback]
+    succ = {name: [b for a, b in forward if a == name] for name in nodes}
+    pred = {name: [a for a, b in forward if b == name] for name in nodes}
     indegree = {name: len(pred[name]) for name in nodes}
     ready, order = [n for n in nodes if indegree[n] == 0], []
     while ready:  # Kahn's algorithm: what it cannot order is on or after a cycle
@@ -156,15 +206,19 @@ def structure(graph):
             keep = [n for n in cycle if any(b in cycle for b in succ[n])]
             trimmed, cycle = len(keep) < len(cycle), keep
         raise UnsupportedLayerError(
-            f"The NIR graph has a cycle through node(s) {', '.join(f'`{n}`' for n in cycle)}: recurrent NIR graphs "
-            "need the recurrent lowering, which hybridc's NIR importer does not have yet (it builds "
-            "feed-forward slayer blocks). Import the feed-forward part only, or write the recurrent layer in "
-            "PyTorch as slayer.block.cuba.Recurrent, which the loihi target lowers.")
+            f"The NIR graph has a cycle through node(s) {', '.join(f'`{n}`' for n in cycle)} that hybridc does not "
+            "import. It imports one kind of recurrence, a neuron node N (CubaLIF, LIF or IF) with a recurrent "
+            "Linear (or zero-bias Affine) node R of out x out weights, N -> R -> N, R read by nothing else and fed "
+            "by nothing else (what snnTorch's RLeaky/RSynaptic export): slayer's cuba.Recurrent. Write other "
+            "recurrent layers in PyTorch as slayer.block.cuba.Recurrent, or import the feed-forward part only.")
     inputs = [n for n in nodes if type(nodes[n]).__name__ == "Input"]
     outputs = [n for n in nodes if type(nodes[n]).__name__ == "Output"]
     if len(inputs) != 1 or len(outputs) != 1:
         raise UnsupportedLayerError(f"hybridc imports NIR graphs with one Input and one Output node; this one has "
                                     f"inputs {inputs} and outputs {outputs}.")
+
+    full_succ = {name: [b for a, b in edges if a == name] for name in nodes}
+    full_pred = {name: [a for a, b in edges if b == name] for name in nodes}
 
     def reach(start, step):
         seen, todo = set(), [start]
@@ -175,11 +229,11 @@ def structure(graph):
                 todo += step[name]
         return seen
 
-    off = set(nodes) - (reach(inputs[0], succ) & reach(outputs[0], pred))
+    off = set(nodes) - (reach(inputs[0], full_succ) & reach(outputs[0], full_pred))
     if off:
         raise UnsupportedLayerError(f"The NIR graph's node(s) {', '.join(f'`{n}`' for n in sorted(off))} are not on a "
                                     f"path from `{inputs[0]}` to `{outputs[0]}`; remove them.")
-    return order, pred, succ, inputs[0], outputs[0]
+    return order, pred, succ, inputs[0], outputs[0], loops
 
 
 def _param(name, node, field, repairs):
@@ -406,11 +460,14 @@ def parse(graph, dt: float) -> tuple:
             raise UnsupportedLayerError(
                 f"NIR node `{name}` is empty (None): the exporter did not translate that module (Norse 1.1.0's "
                 "to_nir writes None for torch.nn.Flatten). Fill the node in (nir.Flatten(...)) before importing.")
+        if kind in REFUSED:
+            raise UnsupportedLayerError(f"{_where(name, node)}: {REFUSED[kind]}")
         if kind not in SUPPORTED:
             raise UnsupportedLayerError(
                 f"{_where(name, node)}: hybridc does not import {kind} nodes yet; it imports "
                 f"{', '.join(SUPPORTED)}. Remove the node or replace it by a supported one.")
-    order, pred, succ, input_name, output_name = structure(graph)
+    order, pred, succ, input_name, output_name, loops = structure(graph)
+    recurrent = set(loops.values())
     repairs = {}
 
     def repairs_of(name):
@@ -465,6 +522,8 @@ def parse(graph, dt: float) -> tuple:
             _check_type(name, node, "input_type", value_shape, repairs_of(name))
             layers.append(Layer("flatten", [name], value_shape, (prod(value_shape),), [sources], depth=value_depth))
             shape[name], depth[name] = (prod(value_shape),), layers[-1].depth
+        elif name in recurrent:
+            continue  # built with the neuron it feeds back into
         elif kind in SYNAPSES:
             if len(succ[name]) != 1 or kind_of(succ[name][0]) not in NEURONS:
                 raise UnsupportedLayerError(
@@ -500,12 +559,19 @@ def parse(graph, dt: float) -> tuple:
                 weight = np.array(weight * p["factor"][0])
             else:
                 weight = weight * p["factor"].reshape(-1, *([1] * (weight.ndim - 1)))
-            s = scale(np.atleast_1d(weight), p["threshold"])
+            extra, nodes_of = {}, [*synapses, name]
+            if name in loops:
+                rec = _recurrent_weight(loops[name], nodes[loops[name]], name, node, block, out, repairs_of)
+                extra["weight_rec"] = rec * p["factor"][:, None]  # the same synapse: the same factor
+                block, nodes_of = "recurrent", [*synapses, loops[name], name]
+            s = scale(np.concatenate([np.atleast_1d(weight).reshape(len(p["factor"]), -1) if block != "pool"
+                                      else np.atleast_1d(weight), *extra.values()], axis=-1), p["threshold"])
             threshold = round(p["threshold"] * s)
             if not 1 <= threshold <= V_TH_MAX:
                 raise NumericsError(f"{_where(name, node)}: the threshold is {threshold} in Loihi's fixed point at "
                                     f"the scale that fits the weights, outside 1..{V_TH_MAX}.")
-            layers.append(Layer(block, [*synapses, name], block_in, out, inputs, next(iter(depths.values())) + 1,
+            extra = {key: value * s for key, value in extra.items()}
+            layers.append(Layer(block, nodes_of, block_in, out, inputs, next(iter(depths.values())) + 1, **extra,
                                 weight=weight * s,
                                 threshold=threshold, scale=s, current_decay=p["current_decay"],
                                 voltage_decay=p["voltage_decay"], **geometry))
@@ -516,6 +582,21 @@ def parse(graph, dt: float) -> tuple:
     if not any(layer.kind != "flatten" for layer in layers):
         raise UnsupportedLayerError("The NIR graph has no synapse -> neuron pair: nothing spiking to import.")
     return in_shape, layers, input_name, pred[output_name][0]
+
+
+def _recurrent_weight(rec_name, rec_node, name, node, block, out, repairs_of):
+    """The recurrent synapse R's (out, out) weight, for the neuron node `name` it feeds back into."""
+    if block != "dense":
+        raise UnsupportedLayerError(
+            f"{_where(name, node)} has the recurrent synapse `{rec_name}` but reads a {block} synapse: slayer's "
+            "cuba.Recurrent (what hybridc lowers) is dense; a recurrent neuron node must read Linear/Affine nodes.")
+    kind, _, weight, _ = _synapse(rec_name, rec_node, out, repairs_of(rec_name))
+    if kind != "dense" or weight.shape != (out[0], out[0]):
+        raise UnsupportedLayerError(f"{_where(rec_name, rec_node)} feeds `{name}` back into itself with a weight "
+                                    f"of shape {list(weight.shape)}; a recurrent synapse is {out[0]} x {out[0]}.")
+    _check_type(rec_name, rec_node, "input_type", out, repairs_of(rec_name))
+    _check_type(rec_name, rec_node, "output_type", out, repairs_of(rec_name))
+    return weight
 
 
 def _depth_message(name, node, sources, depth) -> str:
@@ -538,7 +619,12 @@ def build(layer: Layer):
     neuron = {"threshold": p["threshold"] / UNIT, "current_decay": p["current_decay"],
               "voltage_decay": p["voltage_decay"], "tau_grad": 1.0, "scale_grad": 1.0}
     weight = torch.as_tensor(np.asarray(p["weight"]) / UNIT, dtype=torch.float32)
-    if layer.kind == "dense":
+    if layer.kind == "recurrent":  # slayer computes s[t] = f(W x[t] + R s[t-1]), NIR's timing
+        block = cuba.Recurrent(neuron, layer.in_shape[0], layer.out_shape[0])
+        block.input_synapse.weight.data = weight.reshape(block.input_synapse.weight.shape)
+        rec = torch.as_tensor(np.asarray(p["weight_rec"]) / UNIT, dtype=torch.float32)
+        block.recurrent_synapse.weight.data = rec.reshape(block.recurrent_synapse.weight.shape)
+    elif layer.kind == "dense":
         block = cuba.Dense(neuron, layer.in_shape[0], layer.out_shape[0])
         block.synapse.weight.data = weight.reshape(block.synapse.weight.shape)
     elif layer.kind == "conv":
@@ -593,6 +679,8 @@ def normalised(graph_or_path, dt: float):
         *synapses, neuron = layer.nodes
         for synapse, sources in zip(synapses, layer.inputs):
             node_in[synapse], node_out[synapse] = shape[sources[0]], layer.out_shape
+        if layer.kind == "recurrent":  # the recurrent synapse, last before the neuron
+            node_in[synapses[-1]] = node_out[synapses[-1]] = layer.out_shape
         node_in[neuron] = node_out[neuron] = layer.out_shape
     nodes = {}
     for name, node in graph.nodes.items():

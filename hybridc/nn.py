@@ -98,6 +98,19 @@ class Encoder(torch.nn.Module):
         return values.unsqueeze(-1).expand(*([-1] * values.dim()), self.hold).flatten(-2)
 
 
+def start_at_rest(block, args=None):
+    """Forward pre-hook: a slayer block with persistent state starts each call from rest (its
+    neuron states, spike state and delay buffer zeroed), as each sample does on Loihi."""
+    neuron = block.neuron
+    for name, value in list(neuron.named_buffers(recurse=False)):
+        if name.endswith("_state"):
+            setattr(neuron, name, torch.zeros(1, dtype=value.dtype, device=value.device))
+    if isinstance(getattr(block, "spike_state", None), torch.Tensor):
+        block.spike_state = torch.zeros(1, dtype=block.spike_state.dtype, device=block.spike_state.device)
+    if getattr(block, "delay_buffer", None) is not None:
+        block.delay_buffer = None
+
+
 class NIR(torch.nn.Module):
     """A NIR graph (a .nir path or an in-memory `nir.NIRGraph`) as a spiking block of a hybrid
     model: `self.front = hybridc.nn.NIR(graph, dt=1e-3)`, input (N, F, T) or (N, C, H, W, T),
@@ -126,6 +139,9 @@ class NIR(torch.nn.Module):
         self.wiring = {key: (layer.inputs, layer.output) for key, _, layer in imported}
         # slayer blocks from input to output: each delays by one step, which the float graph does not
         self.depth = next(layer.depth for _, _, layer in imported if layer.output == self.output_name)
+        for key, block, layer in imported:
+            if layer.kind == "recurrent":  # slayer's Recurrent keeps state between calls; Loihi starts at rest
+                block.register_forward_pre_hook(start_at_rest)
 
     def extra_repr(self) -> str:
         return f"dt={self.dt:g}, input_shape={self.input_shape}"

@@ -10,7 +10,7 @@ import torch
 import torch.fx
 
 from ..errors import HybridcError, TraceError, UnsupportedLayerError
-from ..nn import Accumulator, Encoder
+from ..nn import Accumulator, Encoder, start_at_rest
 from .annotate import annotated_domain
 
 
@@ -53,18 +53,6 @@ def _symbolic_trace(model: torch.nn.Module) -> torch.fx.Graph:
         return HybridTracer().trace(model)
 
 
-def _reset_state(block, args):
-    """Forward pre-hook: the block starts from rest, as each sample does on Loihi."""
-    neuron = block.neuron
-    for name, value in list(neuron.named_buffers(recurse=False)):
-        if name.endswith("_state"):
-            setattr(neuron, name, torch.zeros(1, dtype=value.dtype, device=value.device))
-    if isinstance(getattr(block, "spike_state", None), torch.Tensor):
-        block.spike_state = torch.zeros(1, dtype=block.spike_state.dtype, device=block.spike_state.device)
-    if getattr(block, "delay_buffer", None) is not None:
-        block.delay_buffer = None
-
-
 def start_from_rest(model: torch.nn.Module) -> None:
     """Make every slayer block whose neuron keeps its state between calls (persistent_state,
     which slayer's Recurrent and KWTA blocks force on, and write into the neuron_params dict
@@ -76,7 +64,7 @@ def start_from_rest(model: torch.nn.Module) -> None:
         neuron = getattr(module, "neuron", None)
         if (is_slayer_module(module) and getattr(neuron, "persistent_state", False) is True
                 and not getattr(module, "_hybridc_starts_from_rest", False)):
-            module.register_forward_pre_hook(_reset_state)
+            module.register_forward_pre_hook(start_at_rest)
             module._hybridc_starts_from_rest = True
 
 

@@ -25,6 +25,11 @@ r dt = 1 (a graph written with dt = 1), and otherwise the reference's figure sho
 difference, the question the figure is there to raise. Samples run one at a time, unbatched,
 as Norse runs them: a batched matmul may sum in another order, and one rounding is enough to
 move a spike that sits on its threshold.
+
+Recurrence (N -> R -> N, nir_import's accepted cycle): R is run after N each step and N
+adds R's value of the step before, R s[t-1], none at the first step. That is nirtorch's
+executor under Norse (a source not yet computed this step is read from the last step's
+cache) and snnTorch's RLeaky (`beta mem + input + recurrent(spk)`, spk of the step before).
 """
 
 import numpy as np
@@ -110,7 +115,7 @@ def _step(kind, node):
 def simulate_graph(graph, x: torch.Tensor, dt: float) -> torch.Tensor:
     """The NIR graph's output for `x` (N, ..., T), time last, in float32, no delays: every
     node once a step, in topological order; the edges into a node summed (NIR's rule)."""
-    order, pred, _, input_name, output_name = structure(graph)
+    order, pred, _, input_name, output_name, loops = structure(graph)
     steps = {}
     for name in order:
         kind = type(graph.nodes[name]).__name__
@@ -122,13 +127,15 @@ def simulate_graph(graph, x: torch.Tensor, dt: float) -> torch.Tensor:
     samples = []
     for sample in x.float():
         state = {name: initial for name, (initial, _) in steps.items()}
-        outputs = []
+        outputs, before = [], {}
         for t in range(sample.shape[-1]):
             value = {input_name: sample[..., t]}
             for name in order:
                 if name == input_name:
                     continue
                 inputs = [value[p] for p in pred[name]]
+                if loops.get(name) in before:  # the recurrent synapse's value of the step before
+                    inputs.append(before[loops[name]])
                 total = inputs[0]
                 for term in inputs[1:]:
                     total = total + term
@@ -137,5 +144,6 @@ def simulate_graph(graph, x: torch.Tensor, dt: float) -> torch.Tensor:
                     continue
                 value[name], state[name] = steps[name][1](total, state[name], dt)
             outputs.append(value[output_name])
+            before = value
         samples.append(torch.stack(outputs, dim=-1))
     return torch.stack(samples)
