@@ -879,7 +879,7 @@ def test_cli_reports_a_refused_graph_in_one_paragraph(tmp_path, cli):
     assert result.returncode == 4, result.stdout + result.stderr
     text = " ".join(result.stderr.split())
     assert "While importing" in text and "(line 11: `model = hybridc.nn.NIR(graph, dt=1e-3)`)" in text
-    assert "NIR node `delay` (Delay): hybridc does not import Delay nodes" in text
+    assert "NIR node `delay` (Delay): per-neuron axonal delays" in text
     assert "Traceback" not in result.stderr
 
 
