@@ -174,6 +174,36 @@ def _slayer_cannot_run(module) -> str:
             f"use that, or a feed-forward slayer.block.{family}.Dense.")
 
 
+def _accumulator_cause(gm, modules: dict, failed: torch.fx.Node) -> str:
+    """When an Accumulator lies upstream of the node that failed (the nearest one, walking back
+    through the node's inputs): what it produced, folded or not, and how to get the other form.
+    The likely cause of a shape error after the cut; "" when no accumulator feeds the node."""
+    seen, frontier = set(), list(failed.all_input_nodes)
+    while frontier:
+        node = frontier.pop(0)
+        if node in seen:
+            continue
+        seen.add(node)
+        module = modules.get(node.target) if node.op == "call_module" else None
+        if isinstance(module, Accumulator) and "shape" in node.meta:
+            produced = tuple(node.meta["shape"])
+            spikes = node.args[0].meta.get("shape") if isinstance(node.args[0], torch.fx.Node) else None
+            into = f" from {tuple(spikes)}" if spikes else ""
+            i = module.interval
+            if module.fold:
+                return (f"The accumulator `{node.name}` before it produced {produced}{into}: fold=True (the "
+                        f"default) folds its windows into the feature axis ((N, F, T) -> (N, F*T/{i}), "
+                        f"(N, C, H, W, T) -> (N, C*T/{i}, H, W)). For the windows as their own last axis "
+                        f"((N, F, T/{i}): tokens for attention, steps for a GRU), use Accumulator({i}, "
+                        "fold=False).")
+            return (f"The accumulator `{node.name}` before it produced {produced}{into}: fold=False keeps the "
+                    f"windows as the last axis ((N, F, T) -> (N, F, T/{i})). To fold them into the features "
+                    f"((N, F*T/{i}), or (N, C*T/{i}, H, W) for a conv), use Accumulator({i}) (fold=True), or "
+                    "flatten or permute its output to the shape the next layer takes.")
+        frontier.extend(node.all_input_nodes)
+    return ""
+
+
 @torch.no_grad()
 def record_shapes(gm: torch.fx.GraphModule, example_input: torch.Tensor):
     """Runs the example input through the graph, storing each tensor's shape and dtype in
@@ -202,11 +232,12 @@ def record_shapes(gm: torch.fx.GraphModule, example_input: torch.Tensor):
                 known = _slayer_cannot_run(modules.get(node.target)) if node.op == "call_module" else ""
                 if known:
                     raise UnsupportedLayerError(f"Node `{node.name}` ({_describe(gm, node)}): {known}") from None
+                cause = _accumulator_cause(gm, modules, node)
                 raise TraceError(
                     f"The example input does not run through node `{node.name}` "
-                    f"({_describe(gm, node)}): {type(exc).__name__}: {exc}. Check that "
-                    "example_input has the shape (N, C, H, W, T) or (N, F, T) and dtype the model "
-                    "expects."
+                    f"({_describe(gm, node)}): {type(exc).__name__}: {exc}. "
+                    + (cause or "Check that example_input has the shape (N, C, H, W, T) or (N, F, T) "
+                                "and dtype the model expects.")
                 ) from None
         if isinstance(result, torch.Tensor):
             node.meta["shape"] = tuple(result.shape)

@@ -12,6 +12,7 @@ import hashlib
 import io
 import logging
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -296,7 +297,7 @@ def _export_with_torch(gs, onnx, partition, gm, hybrid: bool):
     output_names = _output_names(out_nodes)
     exported = io.BytesIO()  # stays in memory until the graph surgery is done
     sub.eval()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), attention_exportable():
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(
@@ -313,6 +314,21 @@ def _export_with_torch(gs, onnx, partition, gm, hybrid: bool):
     graph = gs.import_onnx(onnx.load_from_string(exported.getvalue()))
     by_name = {v.name: v for v in graph.inputs}
     return Lowered(graph, by_name, orig_inputs, names, accumulators, out_nodes, output_names, in_order=False)
+
+
+@contextmanager
+def attention_exportable():
+    """PyTorch's eval-mode fast path of nn.MultiheadAttention, nn.TransformerEncoderLayer and
+    nn.TransformerEncoder calls fused kernels (aten::_native_multi_head_attention,
+    aten::_transformer_encoder_layer_fwd) that torch.onnx cannot export; switched off, the
+    same modules run their ordinary maths (linear projections, scaled dot-product attention,
+    softmax, layer norm), which torch.onnx writes at opset 17. Restored afterwards."""
+    enabled = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(enabled)
 
 
 def _input_spec(wire, cut_shape, name, node) -> TensorSpec:
