@@ -218,6 +218,8 @@ class Manifest:
     format: str = FORMAT
     extra: dict = field(default_factory=dict)
     edges: list = field(default_factory=list)
+    # the loihi stages on the cores and chips of a system (mapping/fit.py); None: no loihi stage
+    mapping: Optional[dict] = None
 
     def to_dict(self) -> dict:
         data = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name not in ("stages", "edges")}
@@ -225,7 +227,8 @@ class Manifest:
             data["source"] = None
         data["stages"] = [s.to_dict() for s in self.stages]
         data["edges"] = [{**_plain(e), "conversion": _without_none(_plain(e.conversion))} for e in self.edges]
-        return {f.name: data[f.name] for f in fields(self)}  # in field order, as in every manifest written
+        return {f.name: data[f.name] for f in fields(self)  # in field order, as in every manifest written
+                if f.name != "mapping" or self.mapping is not None}
 
     def edges_into(self, stage: Optional[str]) -> list:
         """Edges whose consumer is `stage` (None: the model output)."""
@@ -263,7 +266,7 @@ class Manifest:
         edges = [Edge(**{**e, "conversion": Conversion(**e["conversion"])}) for e in data["edges"]]
         return cls(target=data["target"], timesteps=data["timesteps"], source=Source(**data["source"]) if data["source"] else None,
                    stages=stages, hybridc_version=data["hybridc_version"], format=data["format"],
-                   extra=data.get("extra", {}), edges=edges)
+                   extra=data.get("extra", {}), edges=edges, mapping=data.get("mapping"))
 
 
 def upgrade_v1(data: dict) -> dict:

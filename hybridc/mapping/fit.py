@@ -1,0 +1,333 @@
+"""Will it fit: the mapping pass after lowering. Each spiking layer of every loihi stage, read
+from the netx files the target wrote, is split into core-sized groups under every per-core
+limit the system's chip defines; groups go onto cores in order (one group per core) and
+cores onto chips in order (a greedy contiguous packing). A build that cannot fit is refused
+with a MappingError naming the layer, the constraint, the figure against the limit and the
+smallest shipped system that would hold it.
+
+A group is a contiguous range of a layer's output neurons in PyTorch's (C, H, W) order, all
+groups of a layer the same size but the last. Per group, exactly: neurons; synapses (the
+connections that land inside the input, padding excluded); synapse memory (weight bits x
+stored weights: one per connection, or with conv weight sharing one kernel per output
+channel the group holds); input axons (the distinct input neurons the group reads: a
+rectangle of the input per conv group). Bounded from above: output axons (a neuron's spike
+once per core of the next layer it reaches) and extra synapses of a branching stage (spread
+evenly over the neurons they end on, reading their whole source).
+"""
+
+from dataclasses import dataclass, field
+from math import ceil, prod
+
+import numpy as np
+
+from ..errors import MappingError
+from ..netx.layout import pytorch_shape
+from .layers import read_layers, read_synapses
+from .systems import System, resolve, shipped_systems
+
+# constraint -> (per-group figure, what the message calls it)
+CONSTRAINTS = {
+    "neurons_per_core": ("neurons", "neurons"),
+    "synapses_per_core": ("synapses", "synapses"),
+    "synapse_bits_per_core": ("synapse_bits", "bits of synapse memory"),
+    "input_axons_per_core": ("input_axons", "input axons"),
+    "output_axons_per_core": ("output_axons", "output axons"),
+}
+UNBOUNDED = 1 << 62
+
+
+@dataclass
+class Unit:
+    """One layer with neurons, the extra synapses ending on it, and its split."""
+
+    stage: str
+    where: dict  # {"layer": i} or {"segment": k, "layer": j}
+    layer: object  # mapping.layers.LoihiLayer
+    extras: list = field(default_factory=list)  # LoihiLayers of extra synapses ending here
+    next: "Unit" = None  # the layer it feeds in its chain (None: it leaves the chain)
+    size: int = 0  # neurons per group
+    groups: int = 0
+    worst: dict = field(default_factory=dict)  # figure -> the largest value over its groups
+    first_core: int = 0
+
+    def name(self) -> str:
+        seg = f"segment {self.where['segment']} " if "segment" in self.where else ""
+        shape = "x".join(map(str, self.layer.shape))
+        return f"stage `{self.stage}` {seg}layer {self.where['layer']} ({self.layer.kind} {shape})"
+
+
+def read_units(stages, directory) -> list:
+    """The layers with neurons of every loihi stage, in manifest order."""
+    units = []
+    for stage in stages:
+        if stage.target != "loihi":
+            continue
+        if stage.segments:
+            into = {}
+            synapses = read_synapses(directory / stage.links["artifact"], stage.links["synapses"],
+                                     UNBOUNDED, UNBOUNDED)
+            for link, synapse in zip(stage.links["synapses"], synapses):
+                into.setdefault((link["target"]["segment"], link["target"]["layer"]), []).append(synapse)
+            for k, spec in enumerate(stage.segments):
+                layers = read_layers(directory / spec["artifact"], pytorch_shape(spec["input_shape"]),
+                                     UNBOUNDED, UNBOUNDED, input_neurons=False)
+                units += _chain([Unit(stage.name, {"segment": k, "layer": j}, layer, into.get((k, j), []))
+                                 for j, layer in enumerate(layers)])
+        else:
+            layers = read_layers(directory / stage.artifact, stage.inputs[0].pytorch_shape()[:-1],
+                                 UNBOUNDED, UNBOUNDED)
+            units += _chain([Unit(stage.name, {"layer": layer.index}, layer) for layer in layers])
+    return units
+
+
+def _chain(units) -> list:
+    """The units with neurons, each told the next it feeds."""
+    chain = [unit for unit in units if unit.layer.neurons]
+    for a, b in zip(chain, chain[1:]):
+        a.next = b
+    return chain
+
+
+def _conv_geometry(layer):
+    c_in, h_in, w_in = layer.in_shape[:3]
+    c_out, h_out, w_out = layer.shape[:3]
+    return c_in, h_in, w_in, c_out, h_out, w_out
+
+
+def _taps(n_out, n_in, kernel, stride, padding, dilation) -> np.ndarray:
+    """Kernel taps inside the input for each output position along one axis."""
+    pos = np.arange(n_out)[:, None] * stride - padding + np.arange(kernel)[None, :] * dilation
+    return ((pos >= 0) & (pos < n_in)).sum(1)
+
+
+def _span(lo, hi, n_in, kernel, stride, padding, dilation):
+    """Input positions read by outputs lo..hi (inclusive) along one axis."""
+    first = np.maximum(lo * stride - padding, 0)
+    last = np.minimum(hi * stride - padding + dilation * (kernel - 1), n_in - 1)
+    return np.maximum(last - first + 1, 0)
+
+
+def group_figures(unit: Unit, size: int, chip) -> dict:
+    """figure -> array over the layer's groups of `size` neurons."""
+    layer, total = unit.layer, unit.layer.neurons
+    starts = np.arange(0, total, size, dtype=np.int64)
+    ends = np.minimum(starts + size, total)
+    n = ends - starts
+    weight_bits = chip.get("weight_bits", 0)
+    if layer.kind == "input":
+        synapses, stored, axons = np.zeros_like(n), np.zeros_like(n), n.copy()
+    elif layer.kind == "dense":
+        fan_in = prod(layer.in_shape)
+        synapses = n * fan_in * layer.copies
+        stored, axons = synapses, np.full_like(n, fan_in)
+    else:
+        c_in, h_in, w_in, c_out, h_out, w_out = _conv_geometry(layer)
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = layer.kernel, layer.stride, layer.padding, layer.dilation
+        per_group_in = c_in // layer.groups
+        plane = h_out * w_out
+        fan = per_group_in * np.outer(_taps(h_out, h_in, kh, sh, ph, dh), _taps(w_out, w_in, kw, sw, pw, dw)).ravel()
+        prefix = np.concatenate([[0], np.cumsum(fan, dtype=np.int64)])
+
+        def upto(x):
+            return (x // plane) * prefix[-1] + prefix[x % plane]
+
+        synapses = upto(ends) - upto(starts)
+        first_c, last_c = starts // plane, (ends - 1) // plane
+        channels = last_c - first_c + 1
+        kernel_weights = per_group_in * kh * kw
+        stored = channels * kernel_weights if chip.get("conv_weight_sharing", False) else synapses
+        out_per_group = c_out // layer.groups
+        conv_groups = last_c // out_per_group - first_c // out_per_group + 1
+        many = channels > 1
+        pa, pb = starts % plane, (ends - 1) % plane
+        ra, rb = np.where(many, 0, pa // w_out), np.where(many, h_out - 1, pb // w_out)
+        one_row = ra == rb
+        ca, cb = np.where(one_row, pa % w_out, 0), np.where(one_row, pb % w_out, w_out - 1)
+        axons = (conv_groups * per_group_in * _span(ra, rb, h_in, kh, sh, ph, dh)
+                 * _span(ca, cb, w_in, kw, sw, pw, dw))
+    for extra in unit.extras:  # spread evenly over the neurons they end on; the whole source read
+        share = -(-extra.synapses * n // total)
+        synapses, stored = synapses + share, stored + share
+        axons = axons + prod(extra.in_shape)
+    figures = {"neurons": n, "synapses": synapses, "input_axons": axons,
+               "output_axons": n * _destinations(unit)}
+    if weight_bits:
+        figures["synapse_bits"] = stored * weight_bits
+    return figures
+
+
+def _destinations(unit: Unit) -> int:
+    """Cores of the next layer one neuron's spike reaches (an upper bound for conv; 1 where the
+    layer leaves its chain: to the stage output or another segment)."""
+    nxt = unit.next
+    if nxt is None:
+        return 1
+    if nxt.layer.kind != "conv":
+        return nxt.groups
+    c_in, h_in, w_in, c_out, h_out, w_out = _conv_geometry(nxt.layer)
+    plane, fed = h_out * w_out, c_out // nxt.layer.groups
+    if nxt.size >= plane:
+        reach = ceil(fed * plane / nxt.size) + 1
+    else:  # the rows of one channel a neuron's spike lands in, whole rows
+        rows = min(h_out, ceil(nxt.layer.dilation[0] * (nxt.layer.kernel[0] - 1) / nxt.layer.stride[0]) + 1)
+        reach = fed * (ceil(rows * w_out / nxt.size) + 1)
+    return min(reach, nxt.groups)
+
+
+def _limits(chip) -> dict:
+    return {c: chip.get(c) for c in CONSTRAINTS if chip.get(c) is not None}
+
+
+def _over(unit, size, chip, limits):
+    """(constraint, worst figure) of the first limit groups of `size` break, or None."""
+    figures = group_figures(unit, size, chip)
+    for constraint, limit in limits.items():
+        worst = int(figures[CONSTRAINTS[constraint][0]].max())
+        if worst > limit:
+            return constraint, worst
+    return None
+
+
+def split(unit: Unit, chip) -> None:
+    """Choose the largest group size (found by bisection, then tried on whole conv channels)
+    under which every group meets every limit; a MappingError if one neuron does not fit."""
+    limits = _limits(chip)
+    total = unit.layer.neurons
+    cap = min(total, limits["neurons_per_core"])
+    if _over(unit, cap, chip, limits) is None:
+        size = cap
+    else:
+        broken = _over(unit, 1, chip, limits)
+        if broken is not None:
+            raise _Unsplittable(unit, *broken)
+        good, bad = 1, cap
+        while bad - good > 1:
+            mid = (good + bad) // 2
+            good, bad = (mid, bad) if _over(unit, mid, chip, limits) is None else (good, mid)
+        size = good
+        if unit.layer.kind == "conv":  # aligned to channels, a group holds fewer kernels
+            plane = unit.layer.shape[1] * unit.layer.shape[2]
+            aligned = [plane * m for m in range(cap // plane, 0, -1)] + [plane // k for k in range(1, 65)]
+            size = max([size] + [a for a in aligned if size < a <= cap and _over(unit, a, chip, limits) is None][:1])
+    unit.size, unit.groups = size, -(-total // size)
+    figures = group_figures(unit, size, chip)
+    unit.worst = {name: int(values.max()) for name, values in figures.items()}
+
+
+class _Unsplittable(Exception):
+    def __init__(self, unit, constraint, figure):
+        super().__init__(constraint)
+        self.unit, self.constraint, self.figure = unit, constraint, figure
+
+
+def layout(units, chip) -> None:
+    """Split every unit for `chip`, each chain from its end (output axons need the next split)."""
+    for unit in reversed(units):
+        split(unit, chip)
+
+
+def cores_needed(units) -> int:
+    return sum(unit.groups for unit in units)
+
+
+def _holds(system: System, units_for) -> bool:
+    try:
+        units = units_for(system.chip)
+    except _Unsplittable:
+        return False
+    return cores_needed(units) <= system.cores
+
+
+def _smallest(units_for, chosen: System) -> str:
+    default = resolve().name  # among systems of as many cores, the default first
+    for system in sorted(shipped_systems().values(), key=lambda s: (s.cores, s.name != default)):
+        if system.name != chosen.name and _holds(system, units_for):
+            return (f"The smallest shipped system that holds it: {system.name} ({system.chips:,} chip(s) of "
+                    f"{system.chip.name}, {system.cores:,} cores).")
+    return "No shipped system holds it."
+
+
+def _figure_note(chip, constraint) -> str:
+    figure = chip.figures[constraint]
+    return f"{constraint} of {chip.name}, {figure.kind}: {figure.source}"
+
+
+def map_stages(stages, directory, system=None) -> dict:
+    """The manifest's `mapping` for the loihi stages of a build in `directory` (None when the
+    build has none), or a MappingError when they do not fit `system` (a name, file or System)."""
+    system = resolve(system)
+    if not any(stage.target == "loihi" for stage in stages):
+        return None
+    cache = {}
+
+    def units_for(chip):
+        if chip.name not in cache:
+            units = read_units(stages, directory)
+            try:
+                layout(units, chip)
+            except _Unsplittable as exc:
+                cache[chip.name] = exc
+            else:
+                cache[chip.name] = units
+        if isinstance(cache[chip.name], _Unsplittable):
+            raise cache[chip.name]
+        return cache[chip.name]
+
+    chip = system.chip
+    try:
+        units = units_for(chip)
+    except _Unsplittable as exc:
+        what = CONSTRAINTS[exc.constraint][1]
+        raise MappingError(
+            f"The build does not fit {system.name}: {exc.unit.name()} cannot be split small enough. One neuron "
+            f"needs {exc.figure:,} {what}, over the {chip.get(exc.constraint):,} a core allows "
+            f"({_figure_note(chip, exc.constraint)}). hybridc splits a layer by its output neurons only, so no "
+            f"number of {chip.name} chips holds it. {_smallest(units_for, system)} Or change the "
+            "layer (fewer inputs per neuron), or pass a system file with better figures (--system FILE)."
+        ) from None
+    core = 0
+    for unit in units:
+        unit.first_core, core = core, core + unit.groups
+    if core > system.cores:
+        first = next(u for u in units if u.first_core + u.groups > system.cores)
+        chips = -(-core // chip.get("cores_per_chip"))
+        raise MappingError(
+            f"The build does not fit {system.name} ({system.chips:,} chip(s) of {chip.name}, {system.cores:,} "
+            f"cores): it needs {core:,} cores (cores_per_chip x chips: {core:,} against {system.cores:,}). "
+            f"{first.name()} is the first layer past the last core: it needs cores {first.first_core:,} to "
+            f"{first.first_core + first.groups - 1:,} ({first.groups:,} groups of up to {first.size:,} neurons, "
+            f"{first.layer.neurons:,} neurons in all). {chips:,} chips of {chip.name} would hold it. "
+            f"{_smallest(units_for, system)} Pass --system NAME|FILE."
+        )
+    return _record(units, system, core)
+
+
+def _record(units, system: System, used: int) -> dict:
+    per_chip = system.chip.get("cores_per_chip")
+    limits = _limits(system.chip)
+    layers = []
+    for unit in units:
+        last = unit.first_core + unit.groups - 1
+        ratios = {c: unit.worst[CONSTRAINTS[c][0]] / limit for c, limit in limits.items()}
+        layers.append({
+            "stage": unit.stage, **unit.where, "kind": unit.layer.kind, "shape": list(unit.layer.shape),
+            "neurons": unit.layer.neurons, "synapses": unit.layer.synapses + sum(e.synapses for e in unit.extras),
+            "groups": unit.groups, "neurons_per_group": unit.size,
+            "cores": [unit.first_core, last], "chips": list(range(unit.first_core // per_chip, last // per_chip + 1)),
+            "bound_by": max(ratios, key=ratios.get),
+            "per_core": {name: unit.worst[name] for name in ("neurons", "synapses", "synapse_bits", "input_axons",
+                                                             "output_axons") if name in unit.worst},
+        })
+    neurons = sum(unit.layer.neurons for unit in units)
+    capacity = used * system.chip.get("neurons_per_core")
+    return {
+        "system": system.describe(),
+        "layers": layers,
+        "utilisation": {
+            "cores_used": used, "chips_used": -(-used // per_chip) if used else 0,
+            "cores_fraction": round(used / system.cores, 6),
+            "neurons": neurons, "neurons_fraction_of_used_cores": round(neurons / capacity, 6) if capacity else 0.0,
+            "per_chip": [{"chip": chip, "cores": min(used - chip * per_chip, per_chip)}
+                         for chip in range(-(-used // per_chip))],
+        },
+    }

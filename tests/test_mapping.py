@@ -1,0 +1,212 @@
+"""Will it fit: the mapping of spiking layers onto cores and chips, against mappings computed
+by hand under small system files, and the refusals (a build too big, a layer no core holds, a
+malformed system file). No Lava run: compiles without --verify."""
+
+import json
+
+import pytest
+import torch
+from helpers import NEURON, SMALL_MODEL_FILE, cli
+
+import hybridc
+from hybridc.errors import ArtifactError, MappingError, SystemFileError
+from hybridc.mapping.systems import resolve, shipped_systems
+from hybridc.nn import Accumulator
+
+
+def figure(value):
+    return {"value": value, "kind": "estimate", "source": "a test's hand-made chip"}
+
+
+def system_file(tmp_path, chips=2, name="tiny", **figures) -> str:
+    """A system of `chips` chips whose chip defines only `figures` (no base chip)."""
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({"format": "hybridc-system/1", "name": name, "chips": chips,
+                                "chip": {"name": f"{name}-chip",
+                                         "figures": {k: figure(v) for k, v in figures.items()}}}))
+    return str(path)
+
+
+def two_dense():
+    """Spiking Dense 10 -> 6 -> 5, counted over windows of 2 steps, a Linear head."""
+    from lava.lib.dl import slayer
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(slayer.block.cuba.Dense(NEURON, 10, 6, weight_scale=3),
+                                slayer.block.cuba.Dense(NEURON, 6, 5, weight_scale=3),
+                                Accumulator(2), torch.nn.Linear(10, 2))
+    return model.eval(), (torch.rand(1, 10, 4) < 0.5).float()
+
+
+def one_conv():
+    """Spiking Conv 2 -> 4 channels, 3x3, padding 1, on 6x6: 4 x 36 = 144 neurons."""
+    from lava.lib.dl import slayer
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(slayer.block.cuba.Conv(NEURON, 2, 4, 3, padding=1, weight_scale=3),
+                                Accumulator(2), torch.nn.Flatten(1, 3), torch.nn.Linear(4 * 36 * 2, 2))
+    return model.eval(), (torch.rand(1, 2, 6, 6, 4) < 0.5).float()
+
+
+def layers(compiled) -> list:
+    return compiled.manifest.mapping["layers"]
+
+
+def test_the_default_system_is_one_loihi2_chip_and_the_mapping_is_in_the_manifest(tmp_path):
+    model, x = two_dense()
+    compiled = hybridc.compile(model, x, output_dir=tmp_path / "b")
+    mapping = json.loads((tmp_path / "b/manifest.json").read_text())["mapping"]
+    assert mapping == hybridc.load(tmp_path / "b").manifest.mapping == compiled.manifest.mapping
+    assert (mapping["system"]["name"], mapping["system"]["chips"], mapping["system"]["cores"]) == ("loihi2", 1, 128)
+    assert mapping["system"]["figures"]["neurons_per_core"] == {
+        "value": 8192, "kind": "derived", "source": resolve("loihi2").chip.figures["neurons_per_core"].source}
+    assert [(la["layer"], la["groups"], la["cores"], la["chips"]) for la in mapping["layers"]] == [
+        (0, 1, [0, 0], [0]), (1, 1, [1, 1], [0])]
+    assert mapping["utilisation"]["cores_used"] == 2 and mapping["utilisation"]["neurons"] == 11
+
+
+def test_limits_split_layers_onto_several_cores_and_the_network_across_two_chips(tmp_path):
+    # by hand: layer 0 (fan-in 10) takes 80 weight bits a neuron, so 240 bits hold 3 neurons:
+    # 6 neurons in 2 groups of 3; each neuron reaches both cores of layer 1: 3 x 2 output axons.
+    # Layer 1 (fan-in 6, 48 bits a neuron) is bound by 4 neurons a core: groups of 4 and 1.
+    # 2 cores a chip: layer 0 on chip 0 (cores 0-1), layer 1 on chip 1 (cores 2-3).
+    system = system_file(tmp_path, chips=2, cores_per_chip=2, neurons_per_core=4, synapse_bits_per_core=240,
+                         weight_bits=8, input_axons_per_core=16, output_axons_per_core=6)
+    model, x = two_dense()
+    compiled = hybridc.compile(model, x, system=system)
+    first, second = layers(compiled)
+    assert (first["groups"], first["neurons_per_group"], first["cores"], first["chips"], first["bound_by"]) == (
+        2, 3, [0, 1], [0], "synapse_bits_per_core")
+    assert first["per_core"] == {"neurons": 3, "synapses": 30, "synapse_bits": 240, "input_axons": 10,
+                                 "output_axons": 6}
+    assert (second["groups"], second["neurons_per_group"], second["cores"], second["chips"], second["bound_by"]) == (
+        2, 4, [2, 3], [1], "neurons_per_core")
+    assert second["per_core"] == {"neurons": 4, "synapses": 24, "synapse_bits": 192, "input_axons": 6,
+                                  "output_axons": 4}
+    use = compiled.manifest.mapping["utilisation"]
+    assert (use["cores_used"], use["chips_used"], use["cores_fraction"]) == (4, 2, 1.0)
+    assert use["per_chip"] == [{"chip": 0, "cores": 2}, {"chip": 1, "cores": 2}]
+    assert use["neurons_fraction_of_used_cores"] == 11 / 16
+
+
+def conv_system(tmp_path, sharing: bool) -> str:
+    path = tmp_path / f"conv-{sharing}.json"
+    path.write_text(json.dumps({"format": "hybridc-system/1", "name": "conv", "chips": 1, "chip": {
+        "name": "small", "base": "loihi2", "figures": {
+            "neurons_per_core": figure(64), "synapse_bits_per_core": figure(144),
+            "conv_weight_sharing": figure(sharing), "cores_per_chip": figure(256)}}}))
+    return str(path)
+
+
+def test_a_conv_layer_with_weight_sharing_is_split_on_whole_channels(tmp_path):
+    # by hand: one 2x3x3 kernel at 8 bits is 144 bits, so a core holds one output channel's
+    # kernel: groups of one whole 6x6 channel (36 neurons), 4 groups. A channel's synapses: the
+    # taps inside the padded 6-row input per output row are 2,3,3,3,3,2 (16), so 2 x 16 x 16.
+    # It reads both input channels whole: 2 x 6 x 6 input axons.
+    model, x = one_conv()
+    (conv,) = layers(hybridc.compile(model, x, system=conv_system(tmp_path, sharing=True)))
+    assert (conv["neurons"], conv["groups"], conv["neurons_per_group"], conv["cores"]) == (144, 4, 36, [0, 3])
+    assert conv["per_core"]["synapse_bits"] == 144 and conv["per_core"]["synapses"] == 2 * 16 * 16
+    assert conv["per_core"]["input_axons"] == 72 and conv["synapses"] == 4 * 512
+
+
+def test_a_conv_layer_without_weight_sharing_stores_a_weight_per_connection(tmp_path):
+    # by hand: an inner neuron has 2 x 3 x 3 = 18 connections, 144 bits: one neuron a core.
+    model, x = one_conv()
+    (conv,) = layers(hybridc.compile(model, x, system=conv_system(tmp_path, sharing=False)))
+    assert (conv["groups"], conv["neurons_per_group"], conv["cores"], conv["bound_by"]) == (
+        144, 1, [0, 143], "synapse_bits_per_core")
+    # one output neuron at the corner (rows and columns 0..1 of the input, both channels)
+    assert conv["per_core"] == {"neurons": 1, "synapses": 18, "synapse_bits": 144, "input_axons": 18,
+                                "output_axons": 1}
+
+
+def test_a_build_too_big_for_the_system_is_refused_before_anything_is_written(tmp_path):
+    system = system_file(tmp_path, chips=1, cores_per_chip=3, neurons_per_core=4)
+    model, x = two_dense()
+    with pytest.raises(MappingError) as refused:
+        hybridc.compile(model, x, output_dir=tmp_path / "out", system=system)
+    text = str(refused.value)
+    assert refused.value.exit_code == 17
+    assert "needs 4 cores" in text and "against 3" in text and "cores_per_chip x chips" in text
+    assert "stage `snn` layer 1 (dense 5)" in text and "cores 2 to 3" in text
+    assert "2 chips of tiny-chip would hold it" in text
+    assert "smallest shipped system that holds it: loihi2" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.json"]  # no build, no staging left
+
+
+def test_a_layer_no_core_holds_is_refused_naming_the_constraint(tmp_path):
+    system = system_file(tmp_path, chips=8, cores_per_chip=128, neurons_per_core=1024, input_axons_per_core=8)
+    model, x = two_dense()
+    with pytest.raises(MappingError) as refused:
+        hybridc.compile(model, x, system=system)
+    text = str(refused.value)
+    assert "stage `snn` layer 0 (dense 6)" in text
+    assert "needs 10 input axons, over the 8 a core allows (input_axons_per_core of tiny-chip, estimate" in text
+    assert "no number of tiny-chip chips holds it" in text and "loihi2" in text
+
+
+@pytest.mark.parametrize("change, where", [
+    (lambda d: d.update(chips=0), "`chips` must be an integer"),
+    (lambda d: d.update(chips=True), "`chips` must be an integer"),
+    (lambda d: d.update(format="x"), "`format` must be"),
+    (lambda d: d.update(colour="red"), "`colour` is not a field"),
+    (lambda d: d["chip"]["figures"].update(neurons_per_core={"value": 4}),
+     "`chip/figures/neurons_per_core` must be an object with exactly `value`, `kind` and `source`"),
+    (lambda d: d["chip"]["figures"]["neurons_per_core"].update(value="many"),
+     "`chip/figures/neurons_per_core/value` must be an integer"),
+    (lambda d: d["chip"]["figures"]["neurons_per_core"].update(kind="guess"),
+     "`chip/figures/neurons_per_core/kind` must be one of"),
+    (lambda d: d["chip"]["figures"].update(cores=figure(1)), "`chip/figures/cores` is not a figure"),
+    (lambda d: d["chip"]["figures"].pop("cores_per_chip"), "`chip/figures/cores_per_chip` is missing"),
+    (lambda d: d["chip"].update(base="loihi9"), "`chip/base` names no shipped chip"),
+    (lambda d: d.update(chip="loihi9"), "`chip` names no shipped chip"),
+])
+def test_a_malformed_system_file_is_refused_naming_the_field(tmp_path, change, where):
+    data = json.loads(open(system_file(tmp_path, cores_per_chip=2, neurons_per_core=4)).read())
+    change(data)
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(SystemFileError, match="bad.json") as refused:
+        resolve(tmp_path / "bad.json")
+    assert where in str(refused.value) and refused.value.exit_code == 18
+
+
+def test_not_json_and_unknown_names_are_refused(tmp_path):
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(SystemFileError, match="is not JSON"):
+        resolve(tmp_path / "bad.json")
+    with pytest.raises(SystemFileError, match="Unknown system 'kapoho'.*kapoho-point"):
+        resolve("kapoho")
+
+
+def test_shipped_systems_and_every_figure_has_a_kind_and_a_source():
+    systems = shipped_systems()
+    assert {name: (s.chips, s.cores) for name, s in systems.items()} == {
+        "loihi1": (1, 128), "loihi2": (1, 128), "kapoho-point": (8, 1024), "hala-point": (1152, 147456)}
+    assert systems["loihi1"].chip.get("input_axons_per_core") == 4096
+    assert systems["loihi1"].chip.get("synapse_bits_per_core") == 1 << 20
+    assert systems["loihi2"].chip.get("input_axons_per_core") is None  # not public: not checked
+    for system in systems.values():
+        for name, f in system.chip.figures.items():
+            assert f.kind in ("documented", "derived", "estimate", "unverified") and len(f.source) > 20, name
+
+
+def test_an_edited_mapping_is_refused_at_load(tmp_path):
+    model, x = two_dense()
+    hybridc.compile(model, x, output_dir=tmp_path / "b")
+    data = json.loads((tmp_path / "b/manifest.json").read_text())
+    data["mapping"]["layers"][0]["bound_by"] = "luck"
+    (tmp_path / "b/manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match="mapping/layers/0/bound_by"):
+        hybridc.load(tmp_path / "b")
+
+
+def test_the_cli_takes_a_system_and_refuses_a_bad_file_before_loading_the_model(tmp_path):
+    (tmp_path / "model.py").write_text(SMALL_MODEL_FILE)
+    system = system_file(tmp_path, chips=1, cores_per_chip=2, neurons_per_core=4)
+    done = cli("compile", "model.py", "-o", "out", "--system", system, cwd=tmp_path, in_process=True)
+    assert done.returncode == 0, done.stderr
+    assert "fits tiny: 2 of 2 cores (100.0%) on 1 of 1 chip(s) of tiny-chip, 6 neurons" in " ".join(done.stdout.split())
+    (tmp_path / "bad.json").write_text("[]")
+    done = cli("compile", "missing.py", "-o", "out2", "--system", "bad.json", cwd=tmp_path, in_process=True)
+    assert done.returncode == 18 and "`(top level)` must be an object" in " ".join((done.stdout + done.stderr).split())
