@@ -391,6 +391,38 @@ def _check_consistency(data: dict) -> None:
     for i, stage in enumerate(data["stages"]):
         _check_branching(stage, f"stages/{i}", refuse)
     _check_edges(data, refuse)
+    if "mapping" in data:
+        _check_mapping(data, refuse)
+
+
+def _check_mapping(data: dict, refuse) -> None:
+    """The mapping must add up: layers of loihi stages, each on `groups` cores in a row, the
+    chips those cores are on, cores in the order of the layers and within the system, and
+    a utilisation that follows from them."""
+    mapping, system = data["mapping"], data["mapping"]["system"]
+    per_chip = system["cores_per_chip"]
+    if per_chip < 1 or system["chips"] < 1 or system["cores"] != per_chip * system["chips"]:
+        refuse("mapping/system/cores", f"{system['cores']} is not cores_per_chip {per_chip} x {system['chips']} chips")
+    loihi = {stage["name"] for stage in data["stages"] if stage["target"] == "loihi"}
+    following = 0
+    for i, layer in enumerate(mapping["layers"]):
+        where = f"mapping/layers/{i}"
+        if layer["stage"] not in loihi:
+            refuse(f"{where}/stage", f"names {layer['stage']!r}, which is not a loihi stage of the build")
+        first, last = layer["cores"]
+        if first != following or last - first + 1 != layer["groups"] or last >= system["cores"]:
+            refuse(f"{where}/cores", f"cores {first}..{last} are not the {layer['groups']} cores after core "
+                                     f"{following - 1} within the system's {system['cores']}")
+        if layer["chips"] != list(range(first // per_chip, last // per_chip + 1)):
+            refuse(f"{where}/chips", f"chips {layer['chips']} are not those of cores {first}..{last}")
+        if layer["groups"] != -(-layer["neurons"] // max(layer["neurons_per_group"], 1)):
+            refuse(f"{where}/groups", f"{layer['groups']} groups of {layer['neurons_per_group']} do not hold "
+                                      f"{layer['neurons']} neurons")
+        following = last + 1
+    use = mapping["utilisation"]
+    if use["cores_used"] != following or use["chips_used"] != -(-following // per_chip):
+        refuse("mapping/utilisation", f"{use['cores_used']} cores on {use['chips_used']} chips, but the layers "
+                                      f"use {following} cores")
 
 
 def _check_branching(stage: dict, where: str, refuse) -> None:

@@ -128,7 +128,7 @@ def test_a_build_too_big_for_the_system_is_refused_before_anything_is_written(tm
         hybridc.compile(model, x, output_dir=tmp_path / "out", system=system)
     text = str(refused.value)
     assert refused.value.exit_code == 17
-    assert "needs 4 cores" in text and "against 3" in text and "cores_per_chip x chips" in text
+    assert "needs 4 cores, against the 3 of the system (cores_per_chip 3 x 1 chip(s))" in text
     assert "stage `snn` layer 1 (dense 5)" in text and "cores 2 to 3" in text
     assert "2 chips of tiny-chip would hold it" in text
     assert "smallest shipped system that holds it: loihi2" in text
@@ -191,13 +191,23 @@ def test_shipped_systems_and_every_figure_has_a_kind_and_a_source():
             assert f.kind in ("documented", "derived", "estimate", "unverified") and len(f.source) > 20, name
 
 
-def test_an_edited_mapping_is_refused_at_load(tmp_path):
+@pytest.mark.parametrize("edit, where", [
+    (lambda m: m["layers"][0].update(bound_by="luck"), "mapping/layers/0/bound_by"),
+    (lambda m: m["layers"][1].update(cores=[1, 2]), "mapping/layers/1/cores"),
+    (lambda m: m["layers"][1].update(chips=[1]), "mapping/layers/1/chips"),
+    (lambda m: m["layers"][0].update(stage="ann"), "mapping/layers/0/stage"),
+    (lambda m: m["layers"][0].update(groups=2, cores=[0, 1]), "mapping/layers/0/groups"),
+    (lambda m: m["layers"][0].update(groups=2, cores=[0, 1], neurons_per_group=3), "mapping/layers/1/cores"),
+    (lambda m: m["system"].update(cores=256), "mapping/system/cores"),
+    (lambda m: m["utilisation"].update(cores_used=1), "mapping/utilisation"),
+])
+def test_an_edited_mapping_is_refused_at_load(tmp_path, edit, where):
     model, x = two_dense()
     hybridc.compile(model, x, output_dir=tmp_path / "b")
     data = json.loads((tmp_path / "b/manifest.json").read_text())
-    data["mapping"]["layers"][0]["bound_by"] = "luck"
+    edit(data["mapping"])
     (tmp_path / "b/manifest.json").write_text(json.dumps(data))
-    with pytest.raises(ArtifactError, match="mapping/layers/0/bound_by"):
+    with pytest.raises(ArtifactError, match=f"at `{where}`"):
         hybridc.load(tmp_path / "b")
 
 

@@ -293,7 +293,8 @@ def map_stages(stages, directory, system=None) -> dict:
         chips = -(-core // chip.get("cores_per_chip"))
         raise MappingError(
             f"The build does not fit {system.name} ({system.chips:,} chip(s) of {chip.name}, {system.cores:,} "
-            f"cores): it needs {core:,} cores (cores_per_chip x chips: {core:,} against {system.cores:,}). "
+            f"cores): it needs {core:,} cores, against the {system.cores:,} of the system (cores_per_chip "
+            f"{chip.get('cores_per_chip'):,} x {system.chips:,} chip(s)). "
             f"{first.name()} is the first layer past the last core: it needs cores {first.first_core:,} to "
             f"{first.first_core + first.groups - 1:,} ({first.groups:,} groups of up to {first.size:,} neurons, "
             f"{first.layer.neurons:,} neurons in all). {chips:,} chips of {chip.name} would hold it. "
