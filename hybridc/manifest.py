@@ -420,6 +420,8 @@ def _check_mapping(data: dict, refuse) -> None:
                                       f"{layer['neurons']} neurons")
         following = last + 1
     use = mapping["utilisation"]
+    if use["axons_crossing_chips"] != sum(layer["axons_from_other_chips"] for layer in mapping["layers"]):
+        refuse("mapping/utilisation/axons_crossing_chips", "is not the sum of the layers' axons_from_other_chips")
     if use["cores_used"] != following or use["chips_used"] != -(-following // per_chip):
         refuse("mapping/utilisation", f"{use['cores_used']} cores on {use['chips_used']} chips, but the layers "
                                       f"use {following} cores")

@@ -83,8 +83,11 @@ def test_limits_split_layers_onto_several_cores_and_the_network_across_two_chips
         2, 4, [2, 3], [1], "neurons_per_core")
     assert second["per_core"] == {"neurons": 4, "synapses": 24, "synapse_bits": 192, "input_axons": 6,
                                   "output_axons": 4}
+    # each group of layer 1 (chip 1) reads all 6 neurons of layer 0, on chip 0
+    assert (first["axons_from_other_chips"], second["axons_from_other_chips"]) == (0, 2 * 6)
     use = compiled.manifest.mapping["utilisation"]
     assert (use["cores_used"], use["chips_used"], use["cores_fraction"]) == (4, 2, 1.0)
+    assert use["axons_crossing_chips"] == 12
     assert use["per_chip"] == [{"chip": 0, "cores": 2}, {"chip": 1, "cores": 2}]
     assert use["neurons_fraction_of_used_cores"] == 11 / 16
 
@@ -119,6 +122,31 @@ def test_a_conv_layer_without_weight_sharing_stores_a_weight_per_connection(tmp_
     # one output neuron at the corner (rows and columns 0..1 of the input, both channels)
     assert conv["per_core"] == {"neurons": 1, "synapses": 18, "synapse_bits": 144, "input_axons": 18,
                                 "output_axons": 1}
+
+
+def two_convs():
+    """Spiking Conv 1 -> 2 -> 2 channels, 3x3, padding 1, on 4x4: two layers of 2 x 16 neurons."""
+    from lava.lib.dl import slayer
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(slayer.block.cuba.Conv(NEURON, 1, 2, 3, padding=1, weight_scale=3),
+                                slayer.block.cuba.Conv(NEURON, 2, 2, 3, padding=1, weight_scale=3),
+                                Accumulator(2), torch.nn.Flatten(1, 3), torch.nn.Linear(2 * 16 * 2, 2))
+    return model.eval(), (torch.rand(1, 1, 4, 4, 4) < 0.5).float()
+
+
+def test_axons_crossing_chips_are_counted_from_each_groups_input_box(tmp_path):
+    # by hand: 8 neurons a core, so each layer is 4 groups of two output rows of one channel.
+    # 5 cores a chip: layer 0 on cores 0-3 and layer 1 on cores 4-7, so layer 1's group 0 is
+    # on chip 0 with all of layer 0 and its groups 1-3 are on chip 1. A group of two output
+    # rows reads three input rows (padding 1) of both channels: 2 x 3 x 4 = 24 neurons.
+    system = system_file(tmp_path, chips=2, cores_per_chip=5, neurons_per_core=8)
+    model, x = two_convs()
+    first, second = layers(hybridc.compile(model, x, system=system))
+    assert (first["groups"], first["cores"], first["chips"]) == (4, [0, 3], [0])
+    assert (second["groups"], second["cores"], second["chips"]) == (4, [4, 7], [0, 1])
+    assert second["per_core"]["input_axons"] == 24
+    assert (first["axons_from_other_chips"], second["axons_from_other_chips"]) == (0, 3 * 24)
 
 
 def test_a_build_too_big_for_the_system_is_refused_before_anything_is_written(tmp_path):
@@ -220,3 +248,53 @@ def test_the_cli_takes_a_system_and_refuses_a_bad_file_before_loading_the_model(
     (tmp_path / "bad.json").write_text("[]")
     done = cli("compile", "missing.py", "-o", "out2", "--system", "bad.json", cwd=tmp_path, in_process=True)
     assert done.returncode == 18 and "`(top level)` must be an object" in " ".join((done.stdout + done.stderr).split())
+
+
+def test_input_boxes_hold_every_input_a_group_reads_and_count_below_an_index():
+    """Brute force on random conv geometries: each group's box holds every input its outputs
+    read (so input axons and crossings are upper bounds), and `_below` counts the box exactly."""
+    import random
+
+    import numpy as np
+
+    from hybridc.mapping.fit import _below, _boxes, _size
+    from hybridc.mapping.layers import LoihiLayer
+
+    rng = random.Random(1)
+    checked = 0
+    while checked < 60:
+        c_in = rng.choice([1, 2, 4])
+        groups = rng.choice([1, c_in])
+        c_out, height, width = groups * rng.choice([1, 2, 3]), rng.randint(3, 7), rng.randint(3, 7)
+        k, s, p, d = rng.choice([1, 2, 3]), rng.choice([1, 2]), rng.choice([0, 1]), rng.choice([1, 2])
+        h_out, w_out = (height + 2 * p - d * (k - 1) - 1) // s + 1, (width + 2 * p - d * (k - 1) - 1) // s + 1
+        if h_out < 1 or w_out < 1:
+            continue
+        checked += 1
+        total = c_out * h_out * w_out
+        layer = LoihiLayer(0, "conv", (c_out, h_out, w_out), total, 0, 0, (k, k), (s, s), (p, p), groups, (d, d),
+                           in_shape=(c_in, height, width))
+        size = rng.randint(1, total)
+        starts = np.arange(0, total, size)
+        ends = np.minimum(starts + size, total)
+        boxes, sizes = _boxes(layer, starts, ends), _size(_boxes(layer, starts, ends))
+        for g, (a, b) in enumerate(zip(starts, ends)):
+            read = set()
+            for o in range(a, b):
+                c, rest = divmod(o, h_out * w_out)
+                r, col = divmod(rest, w_out)
+                first = c // (c_out // groups) * (c_in // groups)
+                for ch in range(first, first + c_in // groups):
+                    for i in range(k):
+                        for j in range(k):
+                            y, x = r * s - p + i * d, col * s - p + j * d
+                            if 0 <= y < height and 0 <= x < width:
+                                read.add((ch, y, x))
+            box = [(int(lo[g]), int(hi[g])) for lo, hi in boxes]
+            inside = [(ch, y, x) for ch in range(box[0][0], box[0][1] + 1) for y in range(box[1][0], box[1][1] + 1)
+                      for x in range(box[2][0], box[2][1] + 1)]
+            assert read <= set(inside) and sizes[g] == len(inside)
+            one = tuple((np.array([lo]), np.array([hi])) for lo, hi in box)
+            flat = sorted(ch * height * width + y * width + x for ch, y, x in inside)
+            for x in range(c_in * height * width + 1):
+                assert _below(one, np.int64(x), (c_in, height, width))[0] == sum(v < x for v in flat)

@@ -49,7 +49,9 @@ def mapping_line(mapping: dict) -> str:
     system, use = mapping["system"], mapping["utilisation"]
     return (f"fits {system['name']}: {use['cores_used']:,} of {system['cores']:,} cores "
             f"({use['cores_fraction']:.1%}) on {use['chips_used']:,} of {system['chips']:,} chip(s) of "
-            f"{system['chip']}, {use['neurons']:,} neurons (estimate: docs/targets.md, \"Will it fit\")")
+            f"{system['chip']}, {use['neurons']:,} neurons"
+            + (f", {use['axons_crossing_chips']:,} axons between chips" if use["chips_used"] > 1 else "")
+            + " (estimate: docs/targets.md, \"Will it fit\")")
 
 
 @app.command()

@@ -9,10 +9,12 @@ A group is a contiguous range of a layer's output neurons in PyTorch's (C, H, W)
 groups of a layer the same size but the last. Per group, exactly: neurons; synapses (the
 connections that land inside the input, padding excluded); synapse memory (weight bits x
 stored weights: one per connection, or with conv weight sharing one kernel per output
-channel the group holds); input axons (the distinct input neurons the group reads: a
-rectangle of the input per conv group). Bounded from above: output axons (a neuron's spike
-once per core of the next layer it reaches) and extra synapses of a branching stage (spread
-evenly over the neurons they end on, reading their whole source).
+channel the group holds). Bounded from above: input axons (the box of input channels x rows
+x columns the group's outputs read; exact for a dense layer), output axons (a neuron's spike
+once per core of the next layer it can reach) and extra synapses of a branching stage
+(spread evenly over the neurons they end on, reading their whole source). Per layer, the
+input axons whose source neuron (in the layer before it in its chain) sits on another chip:
+what crosses between chips, counted on the same boxes.
 """
 
 from dataclasses import dataclass, field
@@ -45,6 +47,7 @@ class Unit:
     layer: object  # mapping.layers.LoihiLayer
     extras: list = field(default_factory=list)  # LoihiLayers of extra synapses ending here
     next: "Unit" = None  # the layer it feeds in its chain (None: it leaves the chain)
+    prev: "Unit" = None  # the layer feeding it in its chain (None: the chain's input)
     size: int = 0  # neurons per group
     groups: int = 0
     worst: dict = field(default_factory=dict)  # figure -> the largest value over its groups
@@ -84,7 +87,7 @@ def _chain(units) -> list:
     """The units with neurons, each told the next it feeds."""
     chain = [unit for unit in units if unit.layer.neurons]
     for a, b in zip(chain, chain[1:]):
-        a.next = b
+        a.next, b.prev = b, a
     return chain
 
 
@@ -100,11 +103,48 @@ def _taps(n_out, n_in, kernel, stride, padding, dilation) -> np.ndarray:
     return ((pos >= 0) & (pos < n_in)).sum(1)
 
 
-def _span(lo, hi, n_in, kernel, stride, padding, dilation):
-    """Input positions read by outputs lo..hi (inclusive) along one axis."""
+def _reach(lo, hi, n_in, kernel, stride, padding, dilation):
+    """First and last input position (inclusive) read by outputs lo..hi along one axis."""
     first = np.maximum(lo * stride - padding, 0)
     last = np.minimum(hi * stride - padding + dilation * (kernel - 1), n_in - 1)
-    return np.maximum(last - first + 1, 0)
+    return first, last
+
+
+def _boxes(layer, starts, ends):
+    """For each group [start, end) of a conv layer's outputs, the box of its input it reads:
+    ((first, last) channel, (first, last) row, (first, last) column), inclusive."""
+    c_in, h_in, w_in, c_out, h_out, w_out = _conv_geometry(layer)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = layer.kernel, layer.stride, layer.padding, layer.dilation
+    plane, per_group_in, out_per_group = h_out * w_out, c_in // layer.groups, c_out // layer.groups
+    first_c, last_c = starts // plane, (ends - 1) // plane
+    many = last_c > first_c
+    pa, pb = starts % plane, (ends - 1) % plane
+    ra, rb = np.where(many, 0, pa // w_out), np.where(many, h_out - 1, pb // w_out)
+    one_row = (ra == rb) & ~many
+    ca, cb = np.where(one_row, pa % w_out, 0), np.where(one_row, pb % w_out, w_out - 1)
+    channels = (first_c // out_per_group * per_group_in, (last_c // out_per_group + 1) * per_group_in - 1)
+    return channels, _reach(ra, rb, h_in, kh, sh, ph, dh), _reach(ca, cb, w_in, kw, sw, pw, dw)
+
+
+def _size(box) -> np.ndarray:
+    size = 1
+    for first, last in box:
+        size = size * np.maximum(last - first + 1, 0)
+    return size
+
+
+def _below(box, x, shape) -> np.ndarray:
+    """How many input positions of each box have a flat (C, H, W) index below x."""
+    (c0, c1), (r0, r1), (k0, k1) = box
+    _, height, width = shape
+    c, rest = x // (height * width), x % (height * width)
+    r, k = rest // width, rest % width
+    rows, cols = np.maximum(r1 - r0 + 1, 0), np.maximum(k1 - k0 + 1, 0)
+    whole = np.clip(np.minimum(c, c1 + 1) - c0, 0, None) * rows * cols
+    inside = (c >= c0) & (c <= c1)
+    part = np.clip(np.minimum(r, r1 + 1) - r0, 0, None) * cols
+    part = part + np.where((r >= r0) & (r <= r1), np.clip(np.minimum(k, k1 + 1) - k0, 0, None), 0)
+    return whole + np.where(inside, part, 0)
 
 
 def group_figures(unit: Unit, size: int, chip) -> dict:
@@ -132,19 +172,9 @@ def group_figures(unit: Unit, size: int, chip) -> dict:
             return (x // plane) * prefix[-1] + prefix[x % plane]
 
         synapses = upto(ends) - upto(starts)
-        first_c, last_c = starts // plane, (ends - 1) // plane
-        channels = last_c - first_c + 1
-        kernel_weights = per_group_in * kh * kw
-        stored = channels * kernel_weights if chip.get("conv_weight_sharing", False) else synapses
-        out_per_group = c_out // layer.groups
-        conv_groups = last_c // out_per_group - first_c // out_per_group + 1
-        many = channels > 1
-        pa, pb = starts % plane, (ends - 1) % plane
-        ra, rb = np.where(many, 0, pa // w_out), np.where(many, h_out - 1, pb // w_out)
-        one_row = ra == rb
-        ca, cb = np.where(one_row, pa % w_out, 0), np.where(one_row, pb % w_out, w_out - 1)
-        axons = (conv_groups * per_group_in * _span(ra, rb, h_in, kh, sh, ph, dh)
-                 * _span(ca, cb, w_in, kw, sw, pw, dw))
+        channels = (ends - 1) // plane - starts // plane + 1
+        stored = channels * per_group_in * kh * kw if chip.get("conv_weight_sharing", False) else synapses
+        axons = _size(_boxes(layer, starts, ends))
     for extra in unit.extras:  # spread evenly over the neurons they end on; the whole source read
         share = -(-extra.synapses * n // total)
         synapses, stored = synapses + share, stored + share
@@ -303,19 +333,50 @@ def map_stages(stages, directory, system=None) -> dict:
     return _record(units, system, core)
 
 
+def crossing(unit: Unit, per_chip: int) -> int:
+    """Input axons of the unit's groups whose source neuron sits on another chip: for each
+    group, the distinct neurons of the layer before it in its chain that it reads (its input
+    box) on chips other than its own. Along chains only; the stage input and a branching
+    stage's extra synapses are not counted."""
+    source = unit.prev
+    if source is None or prod(unit.layer.in_shape) != source.layer.neurons:
+        return 0
+    starts = np.arange(0, unit.layer.neurons, unit.size, dtype=np.int64)
+    ends = np.minimum(starts + unit.size, unit.layer.neurons)
+    chip_of = (unit.first_core + np.arange(len(starts))) // per_chip
+    if unit.layer.kind == "conv":
+        box = _boxes(unit.layer, starts, ends)
+
+        def below(x):
+            return _below(box, np.int64(x), unit.layer.in_shape)
+    else:  # a dense layer reads all of its input
+
+        def below(x):
+            return np.full(len(starts), x, dtype=np.int64)
+
+    total, last_core = 0, source.first_core + source.groups - 1
+    for chip in range(source.first_core // per_chip, last_core // per_chip + 1):
+        lo = max(0, (chip * per_chip - source.first_core) * source.size)
+        hi = min(source.layer.neurons, ((chip + 1) * per_chip - source.first_core) * source.size)
+        total += int((below(hi) - below(lo))[chip_of != chip].sum())
+    return total
+
+
 def _record(units, system: System, used: int) -> dict:
     per_chip = system.chip.get("cores_per_chip")
     limits = _limits(system.chip)
-    layers = []
+    layers, crossings = [], 0
     for unit in units:
         last = unit.first_core + unit.groups - 1
+        crossed = crossing(unit, per_chip)
+        crossings += crossed
         ratios = {c: unit.worst[CONSTRAINTS[c][0]] / limit for c, limit in limits.items()}
         layers.append({
             "stage": unit.stage, **unit.where, "kind": unit.layer.kind, "shape": list(unit.layer.shape),
             "neurons": unit.layer.neurons, "synapses": unit.layer.synapses + sum(e.synapses for e in unit.extras),
             "groups": unit.groups, "neurons_per_group": unit.size,
             "cores": [unit.first_core, last], "chips": list(range(unit.first_core // per_chip, last // per_chip + 1)),
-            "bound_by": max(ratios, key=ratios.get),
+            "bound_by": max(ratios, key=ratios.get), "axons_from_other_chips": crossed,
             "per_core": {name: unit.worst[name] for name in ("neurons", "synapses", "synapse_bits", "input_axons",
                                                              "output_axons") if name in unit.worst},
         })
@@ -326,7 +387,7 @@ def _record(units, system: System, used: int) -> dict:
         "layers": layers,
         "utilisation": {
             "cores_used": used, "chips_used": -(-used // per_chip) if used else 0,
-            "cores_fraction": round(used / system.cores, 6),
+            "cores_fraction": round(used / system.cores, 6), "axons_crossing_chips": crossings,
             "neurons": neurons, "neurons_fraction_of_used_cores": round(neurons / capacity, 6) if capacity else 0.0,
             "per_chip": [{"chip": chip, "cores": min(used - chip * per_chip, per_chip)}
                          for chip in range(-(-used // per_chip))],
