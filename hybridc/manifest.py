@@ -396,35 +396,44 @@ def _check_consistency(data: dict) -> None:
 
 
 def _check_mapping(data: dict, refuse) -> None:
-    """The mapping must add up: layers of loihi stages, each on `groups` cores in a row, the
-    chips those cores are on, cores in the order of the layers and within the system, and
-    a utilisation that follows from them."""
+    """The mapping must add up: layers of loihi stages, each on `groups` cores (runs of
+    consecutive cores, one run a chip, in order, after the cores of the layers before it and
+    within the system), the chips those cores are on, and a utilisation that follows."""
     mapping, system = data["mapping"], data["mapping"]["system"]
     per_chip = system["cores_per_chip"]
     if per_chip < 1 or system["chips"] < 1 or system["cores"] != per_chip * system["chips"]:
         refuse("mapping/system/cores", f"{system['cores']} is not cores_per_chip {per_chip} x {system['chips']} chips")
     loihi = {stage["name"] for stage in data["stages"] if stage["target"] == "loihi"}
-    following = 0
+    following, counts = 0, {}
     for i, layer in enumerate(mapping["layers"]):
         where = f"mapping/layers/{i}"
         if layer["stage"] not in loihi:
             refuse(f"{where}/stage", f"names {layer['stage']!r}, which is not a loihi stage of the build")
-        first, last = layer["cores"]
-        if first != following or last - first + 1 != layer["groups"] or last >= system["cores"]:
-            refuse(f"{where}/cores", f"cores {first}..{last} are not the {layer['groups']} cores after core "
-                                     f"{following - 1} within the system's {system['cores']}")
-        if layer["chips"] != list(range(first // per_chip, last // per_chip + 1)):
-            refuse(f"{where}/chips", f"chips {layer['chips']} are not those of cores {first}..{last}")
         if layer["groups"] != -(-layer["neurons"] // max(layer["neurons_per_group"], 1)):
             refuse(f"{where}/groups", f"{layer['groups']} groups of {layer['neurons_per_group']} do not hold "
                                       f"{layer['neurons']} neurons")
-        following = last + 1
+        held, chips = 0, []
+        for first, last in layer["cores"]:
+            if first < following or last < first or last >= system["cores"] or first // per_chip != last // per_chip \
+                    or chips and first // per_chip <= chips[-1]:
+                refuse(f"{where}/cores", f"run {first}..{last} is not a run of cores on one chip after core "
+                                         f"{following - 1}, on a later chip than the run before, within the "
+                                         f"system's {system['cores']} cores")
+            held += last - first + 1
+            following = last + 1
+            chips.append(first // per_chip)
+            counts[chips[-1]] = counts.get(chips[-1], 0) + last - first + 1
+        if held != layer["groups"]:
+            refuse(f"{where}/cores", f"the runs hold {held} cores, not one for each of {layer['groups']} groups")
+        if layer["chips"] != chips:
+            refuse(f"{where}/chips", f"chips {layer['chips']} are not those of its cores ({chips})")
     use = mapping["utilisation"]
     if use["axons_crossing_chips"] != sum(layer["axons_from_other_chips"] for layer in mapping["layers"]):
         refuse("mapping/utilisation/axons_crossing_chips", "is not the sum of the layers' axons_from_other_chips")
-    if use["cores_used"] != following or use["chips_used"] != -(-following // per_chip):
-        refuse("mapping/utilisation", f"{use['cores_used']} cores on {use['chips_used']} chips, but the layers "
-                                      f"use {following} cores")
+    if use["cores_used"] != sum(counts.values()) or use["chips_used"] != len(counts) or use["per_chip"] != [
+            {"chip": chip, "cores": n} for chip, n in sorted(counts.items())]:
+        refuse("mapping/utilisation", f"{use['cores_used']} cores on {use['chips_used']} chips ({use['per_chip']}) "
+                                      f"do not follow from the layers' cores")
 
 
 def _check_branching(stage: dict, where: str, refuse) -> None:

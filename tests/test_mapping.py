@@ -61,7 +61,7 @@ def test_the_default_system_is_one_loihi2_chip_and_the_mapping_is_in_the_manifes
     assert mapping["system"]["figures"]["neurons_per_core"] == {
         "value": 8192, "kind": "derived", "source": resolve("loihi2").chip.figures["neurons_per_core"].source}
     assert [(la["layer"], la["groups"], la["cores"], la["chips"]) for la in mapping["layers"]] == [
-        (0, 1, [0, 0], [0]), (1, 1, [1, 1], [0])]
+        (0, 1, [[0, 0]], [0]), (1, 1, [[1, 1]], [0])]
     assert mapping["utilisation"]["cores_used"] == 2 and mapping["utilisation"]["neurons"] == 11
 
 
@@ -76,11 +76,11 @@ def test_limits_split_layers_onto_several_cores_and_the_network_across_two_chips
     compiled = hybridc.compile(model, x, system=system)
     first, second = layers(compiled)
     assert (first["groups"], first["neurons_per_group"], first["cores"], first["chips"], first["bound_by"]) == (
-        2, 3, [0, 1], [0], "synapse_bits_per_core")
+        2, 3, [[0, 1]], [0], "synapse_bits_per_core")
     assert first["per_core"] == {"neurons": 3, "synapses": 30, "synapse_bits": 240, "input_axons": 10,
                                  "output_axons": 6}
     assert (second["groups"], second["neurons_per_group"], second["cores"], second["chips"], second["bound_by"]) == (
-        2, 4, [2, 3], [1], "neurons_per_core")
+        2, 4, [[2, 3]], [1], "neurons_per_core")
     assert second["per_core"] == {"neurons": 4, "synapses": 24, "synapse_bits": 192, "input_axons": 6,
                                   "output_axons": 4}
     # each group of layer 1 (chip 1) reads all 6 neurons of layer 0, on chip 0
@@ -108,7 +108,7 @@ def test_a_conv_layer_with_weight_sharing_is_split_on_whole_channels(tmp_path):
     # It reads both input channels whole: 2 x 6 x 6 input axons.
     model, x = one_conv()
     (conv,) = layers(hybridc.compile(model, x, system=conv_system(tmp_path, sharing=True)))
-    assert (conv["neurons"], conv["groups"], conv["neurons_per_group"], conv["cores"]) == (144, 4, 36, [0, 3])
+    assert (conv["neurons"], conv["groups"], conv["neurons_per_group"], conv["cores"]) == (144, 4, 36, [[0, 3]])
     assert conv["per_core"]["synapse_bits"] == 144 and conv["per_core"]["synapses"] == 2 * 16 * 16
     assert conv["per_core"]["input_axons"] == 72 and conv["synapses"] == 4 * 512
 
@@ -118,7 +118,7 @@ def test_a_conv_layer_without_weight_sharing_stores_a_weight_per_connection(tmp_
     model, x = one_conv()
     (conv,) = layers(hybridc.compile(model, x, system=conv_system(tmp_path, sharing=False)))
     assert (conv["groups"], conv["neurons_per_group"], conv["cores"], conv["bound_by"]) == (
-        144, 1, [0, 143], "synapse_bits_per_core")
+        144, 1, [[0, 143]], "synapse_bits_per_core")
     # one output neuron at the corner (rows and columns 0..1 of the input, both channels)
     assert conv["per_core"] == {"neurons": 1, "synapses": 18, "synapse_bits": 144, "input_axons": 18,
                                 "output_axons": 1}
@@ -140,13 +140,41 @@ def test_axons_crossing_chips_are_counted_from_each_groups_input_box(tmp_path):
     # 5 cores a chip: layer 0 on cores 0-3 and layer 1 on cores 4-7, so layer 1's group 0 is
     # on chip 0 with all of layer 0 and its groups 1-3 are on chip 1. A group of two output
     # rows reads three input rows (padding 1) of both channels: 2 x 3 x 4 = 24 neurons.
+    # Chip 0 ending after 3 groups instead costs as much (20 + 16 + 20 + 16), after 4 more
+    # (4 x 24): the fuller first chip stands.
     system = system_file(tmp_path, chips=2, cores_per_chip=5, neurons_per_core=8)
     model, x = two_convs()
     first, second = layers(hybridc.compile(model, x, system=system))
-    assert (first["groups"], first["cores"], first["chips"]) == (4, [0, 3], [0])
-    assert (second["groups"], second["cores"], second["chips"]) == (4, [4, 7], [0, 1])
+    assert (first["groups"], first["cores"], first["chips"]) == (4, [[0, 3]], [0])
+    assert (second["groups"], second["cores"], second["chips"]) == (4, [[4, 4], [5, 7]], [0, 1])
     assert second["per_core"]["input_axons"] == 24
     assert (first["axons_from_other_chips"], second["axons_from_other_chips"]) == (0, 3 * 24)
+
+
+def test_chips_end_where_the_fewest_axons_cross():
+    # by hand: Dense 10 -> 8 -> 2 -> 4 at 2 neurons a core: 4 + 1 + 2 groups, 4 cores a chip,
+    # 2 chips. Filling chip 0 with layer 0 puts all 8 inputs of layer 1 on the other chip (8
+    # axons cross); ending chip 0 after 3 groups keeps 2 of them with layer 1 (6 cross).
+    # Ending it earlier leaves more than 4 groups for chip 1.
+    from lava.lib.dl import slayer
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(*(slayer.block.cuba.Dense(NEURON, a, b, weight_scale=3)
+                                  for a, b in ((10, 8), (8, 2), (2, 4))), Accumulator(2), torch.nn.Linear(8, 2))
+    x = (torch.rand(1, 10, 4) < 0.5).float()
+    mapping = hybridc.compile(model.eval(), x, system=resolve_inline(chips=2, cores_per_chip=4, neurons_per_core=2))
+    assert [(la["cores"], la["chips"], la["axons_from_other_chips"]) for la in mapping.manifest.mapping["layers"]] == [
+        ([[0, 2], [4, 4]], [0, 1], 0), ([[5, 5]], [1], 6), ([[6, 7]], [1], 0)]
+    use = mapping.manifest.mapping["utilisation"]
+    assert use["axons_crossing_chips"] == 6 and use["per_chip"] == [{"chip": 0, "cores": 3}, {"chip": 1, "cores": 4}]
+
+
+def resolve_inline(chips, **figures):
+    """A System built in memory, as a file with these figures would give."""
+    from hybridc.mapping.systems import Chip, Figure, System
+
+    chip = Chip("inline", "inline", {k: Figure(v, "estimate", "a test's hand-made chip") for k, v in figures.items()})
+    return System("inline", "inline", chips, chip, "file")
 
 
 def test_a_build_too_big_for_the_system_is_refused_before_anything_is_written(tmp_path):
@@ -221,11 +249,13 @@ def test_shipped_systems_and_every_figure_has_a_kind_and_a_source():
 
 @pytest.mark.parametrize("edit, where", [
     (lambda m: m["layers"][0].update(bound_by="luck"), "mapping/layers/0/bound_by"),
-    (lambda m: m["layers"][1].update(cores=[1, 2]), "mapping/layers/1/cores"),
+    (lambda m: m["layers"][1].update(cores=[[0, 0]]), "mapping/layers/1/cores"),
+    (lambda m: m["layers"][1].update(cores=[[1, 2]]), "mapping/layers/1/cores"),
+    (lambda m: m["layers"][1].update(cores=[[1, 1], [2, 2]]), "mapping/layers/1/cores"),
     (lambda m: m["layers"][1].update(chips=[1]), "mapping/layers/1/chips"),
     (lambda m: m["layers"][0].update(stage="ann"), "mapping/layers/0/stage"),
-    (lambda m: m["layers"][0].update(groups=2, cores=[0, 1]), "mapping/layers/0/groups"),
-    (lambda m: m["layers"][0].update(groups=2, cores=[0, 1], neurons_per_group=3), "mapping/layers/1/cores"),
+    (lambda m: m["layers"][0].update(groups=2, cores=[[0, 1]]), "mapping/layers/0/groups"),
+    (lambda m: m["layers"][0].update(groups=2, cores=[[0, 1]], neurons_per_group=3), "mapping/layers/1/cores"),
     (lambda m: m["system"].update(cores=256), "mapping/system/cores"),
     (lambda m: m["utilisation"].update(cores_used=1), "mapping/utilisation"),
 ])

@@ -1,7 +1,8 @@
 """Will it fit: the mapping pass after lowering. Each spiking layer of every loihi stage, read
 from the netx files the target wrote, is split into core-sized groups under every per-core
-limit the system's chip defines; groups go onto cores in order (one group per core) and
-cores onto chips in order (a greedy contiguous packing). A build that cannot fit is refused
+limit the system's chip defines; groups go onto cores in order (one group per core), and
+each chip takes a run of them, the runs chosen so that the fewest input axons cross between
+chips (`place`). A build that cannot fit is refused
 with a MappingError naming the layer, the constraint, the figure against the limit and the
 smallest shipped system that would hold it.
 
@@ -51,7 +52,9 @@ class Unit:
     size: int = 0  # neurons per group
     groups: int = 0
     worst: dict = field(default_factory=dict)  # figure -> the largest value over its groups
-    first_core: int = 0
+    first_core: int = 0  # in a contiguous packing (what the refusal names)
+    chip_of: object = None  # np.ndarray: the chip of each group, once placed
+    core_of: object = None  # np.ndarray: the core of each group (chip x cores_per_chip + index on it)
 
     def name(self) -> str:
         seg = f"segment {self.where['segment']} " if "segment" in self.where else ""
@@ -330,66 +333,138 @@ def map_stages(stages, directory, system=None) -> dict:
             f"{first.layer.neurons:,} neurons in all). {chips:,} chips of {chip.name} would hold it. "
             f"{_smallest(units_for, system)} Pass --system NAME|FILE."
         )
-    return _record(units, system, core)
+    place(units, chip.get("cores_per_chip"), system.chips)
+    return _record(units, system)
 
 
-def crossing(unit: Unit, per_chip: int) -> int:
+def _reader(unit: Unit):
+    """below(x): for each group of the unit, how many neurons of the layer before it in its
+    chain with a flat index below x it reads (None where that layer is not its whole input)."""
+    source = unit.prev
+    if source is None or prod(unit.layer.in_shape) != source.layer.neurons:
+        return None
+    starts = np.arange(0, unit.layer.neurons, unit.size, dtype=np.int64)
+    if unit.layer.kind == "conv":
+        box = _boxes(unit.layer, starts, np.minimum(starts + unit.size, unit.layer.neurons))
+        return lambda x: _below(box, np.int64(x), unit.layer.in_shape)
+    return lambda x: np.full(len(starts), x, dtype=np.int64)  # a dense layer reads all of its input
+
+
+MAX_PLACEMENT_WORK = 1 << 18  # groups x chips tried; beyond it, the contiguous packing stands
+
+
+def place(units, per_chip: int, chips: int) -> None:
+    """Groups onto chips, in order, each chip a run of at most `per_chip` groups: the runs
+    (found by dynamic programming over where each chip ends) that minimise the input axons
+    crossing chips, using at most `chips` chips; among equal costs the fullest leading chips,
+    so without a better cut it is the contiguous packing. Exact for this in-order placement:
+    a group's crossing axons depend only on which earlier groups share its chip."""
+    total = sum(unit.groups for unit in units)
+    needed = -(-total // per_chip)
+    most = min(chips, needed + 2)
+    position, owner = 0, []
+    for unit in units:
+        unit.position = position
+        owner += [unit] * unit.groups
+        position += unit.groups
+    if needed <= 1 or total * most > MAX_PLACEMENT_WORK:
+        ends = list(range(per_chip, total, per_chip)) + [total]
+    else:
+        readers = {id(unit): _reader(unit) for unit in units}
+        cost = np.full((most + 1, total + 1), np.inf)
+        back = np.zeros((most + 1, total + 1), dtype=np.int64)
+        cost[0, 0] = 0.0
+        for i in range(total):
+            window = min(total, i + per_chip) - i
+            weights = np.zeros(window)
+            for unit in {id(u): u for u in owner[i:i + window]}.values():
+                read = readers[id(unit)]
+                if read is None:
+                    continue
+                source = unit.prev
+                before = min(source.layer.neurons, max(0, min(i - source.position, source.groups)) * source.size)
+                lo, hi = max(i, unit.position), min(i + window, unit.position + unit.groups)
+                weights[lo - i:hi - i] = read(before)[lo - unit.position:hi - unit.position]
+            added = np.cumsum(weights)  # crossing axons of a chip holding groups i..j-1
+            for k in range(1, most + 1):
+                if not np.isfinite(cost[k - 1, i]):
+                    continue
+                candidate = cost[k - 1, i] + added
+                current = cost[k, i + 1:i + 1 + window]
+                better = candidate <= current  # ties: the later start, a fuller chip before it
+                current[better] = candidate[better]
+                back[k, i + 1:i + 1 + window][better] = i
+        chosen = min(range(1, most + 1), key=lambda k: (cost[k, total], k))
+        ends, j = [], total
+        for k in range(chosen, 0, -1):
+            ends.append(j)
+            j = int(back[k, j])
+        ends.reverse()
+    chip_of, core_of, begin = np.empty(total, dtype=np.int64), np.empty(total, dtype=np.int64), 0
+    for chip, end in enumerate(ends):
+        chip_of[begin:end] = chip
+        core_of[begin:end] = chip * per_chip + np.arange(end - begin)
+        begin = end
+    for unit in units:
+        unit.chip_of = chip_of[unit.position:unit.position + unit.groups]
+        unit.core_of = core_of[unit.position:unit.position + unit.groups]
+
+
+def crossing(unit: Unit) -> int:
     """Input axons of the unit's groups whose source neuron sits on another chip: for each
     group, the distinct neurons of the layer before it in its chain that it reads (its input
     box) on chips other than its own. Along chains only; the stage input and a branching
     stage's extra synapses are not counted."""
-    source = unit.prev
-    if source is None or prod(unit.layer.in_shape) != source.layer.neurons:
+    read, source = _reader(unit), unit.prev
+    if read is None:
         return 0
-    starts = np.arange(0, unit.layer.neurons, unit.size, dtype=np.int64)
-    ends = np.minimum(starts + unit.size, unit.layer.neurons)
-    chip_of = (unit.first_core + np.arange(len(starts))) // per_chip
-    if unit.layer.kind == "conv":
-        box = _boxes(unit.layer, starts, ends)
-
-        def below(x):
-            return _below(box, np.int64(x), unit.layer.in_shape)
-    else:  # a dense layer reads all of its input
-
-        def below(x):
-            return np.full(len(starts), x, dtype=np.int64)
-
-    total, last_core = 0, source.first_core + source.groups - 1
-    for chip in range(source.first_core // per_chip, last_core // per_chip + 1):
-        lo = max(0, (chip * per_chip - source.first_core) * source.size)
-        hi = min(source.layer.neurons, ((chip + 1) * per_chip - source.first_core) * source.size)
-        total += int((below(hi) - below(lo))[chip_of != chip].sum())
+    total = 0
+    for chip in np.unique(source.chip_of):
+        held = np.nonzero(source.chip_of == chip)[0]
+        lo, hi = held[0] * source.size, min(source.layer.neurons, (held[-1] + 1) * source.size)
+        total += int((read(hi) - read(lo))[unit.chip_of != chip].sum())
     return total
 
 
-def _record(units, system: System, used: int) -> dict:
-    per_chip = system.chip.get("cores_per_chip")
+def _runs(cores, per_chip: int) -> list:
+    """[first, last] of each run of consecutive cores on one chip."""
+    runs = []
+    for core in (int(c) for c in cores):
+        if runs and runs[-1][1] == core - 1 and core % per_chip:
+            runs[-1][1] = core
+        else:
+            runs.append([core, core])
+    return runs
+
+
+def _record(units, system: System) -> dict:
     limits = _limits(system.chip)
-    layers, crossings = [], 0
+    layers, crossings, per_chip = [], 0, {}
     for unit in units:
-        last = unit.first_core + unit.groups - 1
-        crossed = crossing(unit, per_chip)
+        crossed = crossing(unit)
         crossings += crossed
+        for chip in unit.chip_of:
+            per_chip[int(chip)] = per_chip.get(int(chip), 0) + 1
         ratios = {c: unit.worst[CONSTRAINTS[c][0]] / limit for c, limit in limits.items()}
         layers.append({
             "stage": unit.stage, **unit.where, "kind": unit.layer.kind, "shape": list(unit.layer.shape),
             "neurons": unit.layer.neurons, "synapses": unit.layer.synapses + sum(e.synapses for e in unit.extras),
             "groups": unit.groups, "neurons_per_group": unit.size,
-            "cores": [unit.first_core, last], "chips": list(range(unit.first_core // per_chip, last // per_chip + 1)),
+            "cores": _runs(unit.core_of, system.chip.get("cores_per_chip")), "chips": sorted({int(c) for c in unit.chip_of}),
             "bound_by": max(ratios, key=ratios.get), "axons_from_other_chips": crossed,
             "per_core": {name: unit.worst[name] for name in ("neurons", "synapses", "synapse_bits", "input_axons",
                                                              "output_axons") if name in unit.worst},
         })
+    used = sum(unit.groups for unit in units)
     neurons = sum(unit.layer.neurons for unit in units)
     capacity = used * system.chip.get("neurons_per_core")
     return {
         "system": system.describe(),
         "layers": layers,
         "utilisation": {
-            "cores_used": used, "chips_used": -(-used // per_chip) if used else 0,
+            "cores_used": used, "chips_used": len(per_chip),
             "cores_fraction": round(used / system.cores, 6), "axons_crossing_chips": crossings,
             "neurons": neurons, "neurons_fraction_of_used_cores": round(neurons / capacity, 6) if capacity else 0.0,
-            "per_chip": [{"chip": chip, "cores": min(used - chip * per_chip, per_chip)}
-                         for chip in range(-(-used // per_chip))],
+            "per_chip": [{"chip": chip, "cores": count} for chip, count in sorted(per_chip.items())],
         },
     }
