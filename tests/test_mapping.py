@@ -328,3 +328,22 @@ def test_input_boxes_hold_every_input_a_group_reads_and_count_below_an_index():
             flat = sorted(ch * height * width + y * width + x for ch, y, x in inside)
             for x in range(c_in * height * width + 1):
                 assert _below(one, np.int64(x), (c_in, height, width))[0] == sum(v < x for v in flat)
+
+
+def test_profile_takes_cores_and_chips_from_the_mapping(tmp_path):
+    from hybridc.profiling.report import profile_build
+
+    model, x = two_dense()
+    hybridc.compile(model, x, output_dir=tmp_path / "b")
+    recorded = profile_build(tmp_path / "b", samples=1, measure=False)
+    assert [r["cores"] for r in recorded.loihi["layers"]] == [1, 1] and recorded.devices["system"] == "loihi2"
+    assert any("mapping onto loihi2 (recorded at compile" in note for note in recorded.notes)
+    # by hand, as above: 4 neurons a core, 2 cores a chip: 2 + 2 groups, layer 1 on chip 1
+    system = system_file(tmp_path, chips=2, cores_per_chip=2, neurons_per_core=4)
+    remapped = profile_build(tmp_path / "b", samples=1, measure=False, system=system)
+    assert [r["cores"] for r in remapped.loihi["layers"]] == [2, 2]
+    assert (remapped.loihi["chips"], remapped.loihi["axons_crossing_chips"]) == (2, 12)
+    assert any("mapping onto tiny (--system" in note for note in remapped.notes)
+    with pytest.raises(MappingError, match="needs 4 cores"):
+        profile_build(tmp_path / "b", samples=1, measure=False,
+                      system=system_file(tmp_path, chips=1, name="one", cores_per_chip=2, neurons_per_core=4))

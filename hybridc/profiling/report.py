@@ -190,15 +190,23 @@ def _where(source) -> str:
 @reporting("profile", passing=())
 def profile_build(build_dir, data=None, samples: int = 16, device_profile=None,
                   jetson: str = None, link: str = None, measure: bool = True, reference=None,
-                  files=None) -> Profile:
+                  files=None, system=None) -> Profile:
     """Needs only the build: activity comes from emulating its Loihi stage, so no source model
     is imported. data: a --data spec (hybridc.data.sources) or None: synthetic gestures for
     event-frame builds, random spikes otherwise (the profile's `data` says which).
+    system: map the Loihi stages onto this system (a name or file; MappingError if they do
+    not fit) for their cores and chips; None: the mapping the build recorded, if any.
     `reference` and `files` are accepted for callers that still pass them."""
     if samples < 1:
         raise InputError(f"--samples must be at least 1, got {samples}.")
     compiled = load(build_dir)
     manifest = compiled.manifest
+    mapping = manifest.mapping
+    if system is not None:
+        from ..mapping.fit import map_stages
+
+        mapping = map_stages(manifest.stages, compiled.directory, system)
+    mapped = {(la["stage"], la.get("segment"), la["layer"]): la["groups"] for la in (mapping or {}).get("layers", [])}
     devices = load_profile(device_profile, jetson, link)
     T = manifest.timesteps
     result = Profile(str(build_dir), 0, T, {"loihi": devices.loihi["name"], "jetson": devices.jetson["name"],
@@ -234,6 +242,10 @@ def profile_build(build_dir, data=None, samples: int = 16, device_profile=None,
             units = [(layer, None, None, {"layer": layer.index}) for layer in layers]
             activity, result.samples, result.data = _activity(compiled, stage, layers, data, samples)
             hops = _hops(layers)
+        for layer, _, _, fields in units:  # cores as the mapping placed the layer
+            key = (stage.name, fields.get("segment"), fields["layer"])
+            if layer.neurons and key in mapped:
+                layer.cores = mapped[key]
         steps = stage_t + hops  # the last output leaves the pipeline after one step per layer
         rows = []
         stage_energy = 0.0
@@ -260,10 +272,20 @@ def profile_build(build_dir, data=None, samples: int = 16, device_profile=None,
         rows = result.loihi.get("layers", []) + rows
         result.loihi = {"layers": rows, "neurons": sum(r["neurons"] for r in rows),
                         "synapses": sum(r["synapses"] for r in rows), "cores": sum(r["cores"] for r in rows),
-                        "chips": -(-sum(r["cores"] for r in rows) // chip["cores_per_chip"]),
+                        "chips": (mapping["utilisation"]["chips_used"] if mapping else
+                                  -(-sum(r["cores"] for r in rows) // chip["cores_per_chip"])),
                         "spikes": sum(r["spikes_out"] for r in rows), "synaptic_ops": sum(r["synaptic_ops"] for r in rows),
                         "timesteps_run": result.loihi.get("timesteps_run", 0) + steps, "time_s": loihi_time,
                         "energy_j": loihi_energy}
+    if loihi_stages and mapping:
+        result.devices["system"] = mapping["system"]["name"]
+        result.loihi["axons_crossing_chips"] = mapping["utilisation"]["axons_crossing_chips"]
+        result.notes.append(f"Loihi cores and chips: the mapping onto {mapping['system']['name']} "
+                            f"({'--system' if system is not None else 'recorded at compile'}; an estimate from "
+                            "the system's figures, docs/targets.md)")
+    elif loihi_stages:
+        result.notes.append("Loihi cores: the device profile's neurons and synapses per core (the build records "
+                            "no mapping; pass --system to map it)")
     jetson_layers, macs_total, parameters, measured_all = [], 0, 0, []
     for stage in jetson_stages:  # several dense stages run one after the other: their figures add up
         gpu = devices.jetson
