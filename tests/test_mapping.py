@@ -347,3 +347,28 @@ def test_profile_takes_cores_and_chips_from_the_mapping(tmp_path):
     with pytest.raises(MappingError, match="needs 4 cores"):
         profile_build(tmp_path / "b", samples=1, measure=False,
                       system=system_file(tmp_path, chips=1, name="one", cores_per_chip=2, neurons_per_core=4))
+
+
+def test_inspect_shows_the_chips_and_cores(tmp_path):
+    from hybridc.errors import InputError
+
+    system = system_file(tmp_path, chips=2, cores_per_chip=2, neurons_per_core=4)
+    model, x = two_dense()
+    compiled = hybridc.compile(model, x, output_dir=tmp_path / "b", system=system)
+    view = hybridc.inspect(compiled).cores()
+    assert [(c["chip"], c["cores"], c["neurons"], [(la["layer"], la["cores"], la["neurons"]) for la in c["layers"]])
+            for c in view["chips"]] == [(0, 2, 6, [(0, [0, 1], 6)]), (1, 2, 5, [(1, [2, 3], 5)])]
+    table = " ".join(str(hybridc.inspect(compiled).table("cores")).split())
+    assert "tiny: 4 of 4 cores (100.0%) on 2 of 2 chip(s) of tiny-chip; 12 input axons cross chips" in table
+    assert "snn layer 1" in table
+    done = cli("inspect", "b", "--level", "cores", "-f", "json", cwd=tmp_path, in_process=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["cores"] == view
+    done = cli("inspect", "b", "--level", "cores", "--system", "loihi2", "-f", "html", "-o", "b.html", cwd=tmp_path,
+               in_process=True)
+    assert done.returncode == 0, done.stderr
+    assert "loihi2: 2 of 128 cores (1.6%) on 1 of 1 chip(s) of loihi2" in (tmp_path / "b.html").read_text()
+    assert "cores" not in json.loads(hybridc.inspect(compiled).to_json())  # only at --level cores
+    compiled.manifest.mapping = None
+    with pytest.raises(InputError, match="records no mapping"):
+        hybridc.inspect(compiled).cores()
