@@ -282,12 +282,13 @@ def test_the_cli_takes_a_system_and_refuses_a_bad_file_before_loading_the_model(
 
 def test_input_boxes_hold_every_input_a_group_reads_and_count_below_an_index():
     """Brute force on random conv geometries: each group's box holds every input its outputs
-    read (so input axons and crossings are upper bounds), and `_below` counts the box exactly."""
+    read (so input axons and crossings are upper bounds), and `_below` counts the box exactly,
+    and sums weights over it exactly."""
     import random
 
     import numpy as np
 
-    from hybridc.mapping.fit import _below, _boxes, _size
+    from hybridc.mapping.fit import _below, _boxes, _integral, _size
     from hybridc.mapping.layers import LoihiLayer
 
     rng = random.Random(1)
@@ -326,8 +327,12 @@ def test_input_boxes_hold_every_input_a_group_reads_and_count_below_an_index():
             assert read <= set(inside) and sizes[g] == len(inside)
             one = tuple((np.array([lo]), np.array([hi])) for lo, hi in box)
             flat = sorted(ch * height * width + y * width + x for ch, y, x in inside)
+            weights = np.arange(c_in * height * width, dtype=np.float64) % 7 + 0.5  # spikes, say
+            table = _integral(weights.reshape(c_in, height, width))
             for x in range(c_in * height * width + 1):
                 assert _below(one, np.int64(x), (c_in, height, width))[0] == sum(v < x for v in flat)
+                assert _below(one, np.int64(x), (c_in, height, width), table)[0] == sum(weights[v] for v in flat
+                                                                                        if v < x)
 
 
 def test_profile_takes_cores_and_chips_from_the_mapping(tmp_path):
@@ -343,6 +348,13 @@ def test_profile_takes_cores_and_chips_from_the_mapping(tmp_path):
     remapped = profile_build(tmp_path / "b", samples=1, measure=False, system=system)
     assert [r["cores"] for r in remapped.loihi["layers"]] == [2, 2]
     assert (remapped.loihi["chips"], remapped.loihi["axons_crossing_chips"]) == (2, 12)
+    # both groups of layer 1 (chip 1) read every neuron of layer 0 (chip 0): each spike crosses twice
+    first, second = remapped.loihi["layers"]
+    assert first["spikes_from_other_chips"] == 0 and first["spikes_out"] > 0
+    assert second["spikes_from_other_chips"] == pytest.approx(2 * first["spikes_out"])
+    assert remapped.loihi["spikes_crossing_chips"] == pytest.approx(2 * first["spikes_out"])
+    assert any("not costed" in note for note in remapped.notes)
+    assert recorded.loihi["spikes_crossing_chips"] == 0
     assert any("mapping onto tiny (--system" in note for note in remapped.notes)
     with pytest.raises(MappingError, match="needs 4 cores"):
         profile_build(tmp_path / "b", samples=1, measure=False,

@@ -136,17 +136,26 @@ def _size(box) -> np.ndarray:
     return size
 
 
-def _below(box, x, shape) -> np.ndarray:
-    """How many input positions of each box have a flat (C, H, W) index below x."""
+def _below(box, x, shape, integral=None) -> np.ndarray:
+    """How many input positions of each box have a flat (C, H, W) index below x; with
+    `integral` (a summed-volume table of weights, `_integral`), the sum of their weights."""
     (c0, c1), (r0, r1), (k0, k1) = box
-    _, height, width = shape
+    _, height, width = shape[:3]
     c, rest = x // (height * width), x % (height * width)
     r, k = rest // width, rest % width
+    inside = (c >= c0) & (c <= c1)
+    in_row = inside & (r >= r0) & (r <= r1)
+    if integral is not None:
+        whole = _box_sum(integral, c0, np.minimum(c, c1 + 1), r0, r1 + 1, k0, k1 + 1)
+        cc = np.minimum(c, integral.shape[0] - 2)
+        part = np.where(inside, _box_sum(integral, cc, cc + 1, r0, np.minimum(r, r1 + 1), k0, k1 + 1), 0.0)
+        rr = np.minimum(r, integral.shape[1] - 2)
+        row = np.where(in_row, _box_sum(integral, cc, cc + 1, rr, rr + 1, k0, np.minimum(k, k1 + 1)), 0.0)
+        return whole + part + row
     rows, cols = np.maximum(r1 - r0 + 1, 0), np.maximum(k1 - k0 + 1, 0)
     whole = np.clip(np.minimum(c, c1 + 1) - c0, 0, None) * rows * cols
-    inside = (c >= c0) & (c <= c1)
     part = np.clip(np.minimum(r, r1 + 1) - r0, 0, None) * cols
-    part = part + np.where((r >= r0) & (r <= r1), np.clip(np.minimum(k, k1 + 1) - k0, 0, None), 0)
+    part = part + np.where(in_row, np.clip(np.minimum(k, k1 + 1) - k0, 0, None), 0)
     return whole + np.where(inside, part, 0)
 
 
@@ -415,15 +424,55 @@ def crossing(unit: Unit) -> int:
     group, the distinct neurons of the layer before it in its chain that it reads (its input
     box) on chips other than its own. Along chains only; the stage input and a branching
     stage's extra synapses are not counted."""
-    read, source = _reader(unit), unit.prev
-    if read is None:
+    source = unit.prev
+    if source is None or prod(unit.layer.in_shape) != source.layer.neurons:
         return 0
-    total = 0
-    for chip in np.unique(source.chip_of):
-        held = np.nonzero(source.chip_of == chip)[0]
-        lo, hi = held[0] * source.size, min(source.layer.neurons, (held[-1] + 1) * source.size)
-        total += int((read(hi) - read(lo))[unit.chip_of != chip].sum())
+    return int(crossing_from(unit.layer, unit.size, unit.chip_of, source.size, source.chip_of))
+
+
+def crossing_from(layer, size: int, chip_of, source_size: int, source_chip_of, weights=None) -> float:
+    """What a layer split into groups of `size` (group i on chip chip_of[i]) reads from the
+    layer before it (groups of `source_size` on source_chip_of) across chips: the input axons,
+    or with `weights` (one value per source neuron, (C, H, W) order: spikes, say) the sum of
+    the weights over them, each source neuron counted once per group that reads it."""
+    chip_of, source_chip_of = np.asarray(chip_of), np.asarray(source_chip_of)
+    starts = np.arange(0, layer.neurons, size, dtype=np.int64)
+    sources = prod(layer.in_shape)
+    if layer.kind == "conv":
+        box = _boxes(layer, starts, np.minimum(starts + size, layer.neurons))
+        integral = None if weights is None else _integral(np.asarray(weights, dtype=np.float64)
+                                                          .reshape(layer.in_shape[:3]))
+
+        def below(x):
+            return _below(box, np.int64(x), layer.in_shape, integral)
+    else:  # a dense layer reads all of its input
+        prefix = None if weights is None else np.concatenate([[0.0], np.cumsum(np.asarray(weights, dtype=np.float64)
+                                                                                .reshape(-1))])
+
+        def below(x):
+            return np.full(len(starts), x if prefix is None else prefix[x])
+
+    total = 0.0
+    for chip in np.unique(source_chip_of):
+        held = np.nonzero(source_chip_of == chip)[0]
+        lo, hi = held[0] * source_size, min(sources, (held[-1] + 1) * source_size)
+        total += float((below(hi) - below(lo))[chip_of != chip].sum())
     return total
+
+
+def _integral(weights) -> np.ndarray:
+    """A (C+1, H+1, W+1) summed-volume table: [c, r, k] is the sum over [:c, :r, :k]."""
+    table = np.zeros(tuple(n + 1 for n in weights.shape))
+    table[1:, 1:, 1:] = weights.cumsum(0).cumsum(1).cumsum(2)
+    return table
+
+
+def _box_sum(table, c0, c1, r0, r1, k0, k1):
+    """Sum over channels [c0, c1), rows [r0, r1), columns [k0, k1) (empty where a bound is
+    reversed)."""
+    c1, r1, k1 = np.maximum(c1, c0), np.maximum(r1, r0), np.maximum(k1, k0)
+    return (table[c1, r1, k1] - table[c0, r1, k1] - table[c1, r0, k1] - table[c1, r1, k0]
+            + table[c0, r0, k1] + table[c0, r1, k0] + table[c1, r0, k0] - table[c0, r0, k0])
 
 
 def _runs(cores, per_chip: int) -> list:

@@ -10,6 +10,7 @@ hardware, except the onnxruntime latency, which is measured on this machine.
 
 import json
 from dataclasses import asdict, dataclass, field
+from math import prod
 from pathlib import Path
 
 import torch
@@ -120,7 +121,32 @@ def _activity(compiled, stage, layers, data, samples):
         emulate(None, _drained(x, _hops(layers)), network=network, on_layer=tally,
                 input_message_bits=stage.input_bits or 0, feed_input_neuron=True)
     units = [(counted, (id(layer), "in"), (id(layer), "out")) for layer, counted in zip(emulated, layers)]
-    return _rates(totals, units, count), count, description
+    inputs = [totals[(id(layer), "in")]["counts"] / count for layer in emulated]  # per input neuron, an inference
+    return _rates(totals, units, count), count, description, inputs
+
+
+def _crossing_spikes(stage, layers, inputs, mapping) -> dict:
+    """{layer index: spikes per inference that reach a core on another chip than the neuron
+    that sent them} for the layers of a chain stage whose layer before it is mapped too: each
+    input spike counted once per group on another chip that reads its neuron."""
+    from ..mapping.fit import crossing_from
+
+    per_chip = mapping["system"]["cores_per_chip"]
+    placed = {}
+    for entry in mapping["layers"]:
+        if entry["stage"] == stage.name and "segment" not in entry:
+            chips = [first // per_chip for first, last in entry["cores"] for _ in range(last - first + 1)]
+            placed[entry["layer"]] = (entry["neurons_per_group"], chips)
+    found, previous = {}, None
+    for layer, counts in zip(layers, inputs):
+        if previous is not None and layer.index in placed and previous.index in placed \
+                and prod(layer.in_shape) == previous.neurons:
+            size, chips = placed[layer.index]
+            source_size, source_chips = placed[previous.index]
+            found[layer.index] = crossing_from(layer, size, chips, source_size, source_chips,
+                                               weights=counts.numpy() if hasattr(counts, "numpy") else counts)
+        previous = layer if layer.neurons else previous
+    return found
 
 
 def _hops(layers) -> int:
@@ -240,8 +266,12 @@ def profile_build(build_dir, data=None, samples: int = 16, device_profile=None,
                 layers = loihi_counts.read_layers(path, stage.inputs[0].pytorch_shape()[:-1],
                                                   chip["neurons_per_core"], chip["synapses_per_core"])
             units = [(layer, None, None, {"layer": layer.index}) for layer in layers]
-            activity, result.samples, result.data = _activity(compiled, stage, layers, data, samples)
+            activity, result.samples, result.data, inputs = _activity(compiled, stage, layers, data, samples)
             hops = _hops(layers)
+            if mapping:
+                crossing = _crossing_spikes(stage, layers, inputs, mapping)
+                for act, layer in zip(activity, layers):
+                    act["crossing"] = crossing.get(layer.index, 0.0)
         for layer, _, _, fields in units:  # cores as the mapping placed the layer
             key = (stage.name, fields.get("segment"), fields["layer"])
             if layer.neurons and key in mapped:
@@ -266,6 +296,7 @@ def profile_build(build_dir, data=None, samples: int = 16, device_profile=None,
             rows.append({"stage": stage.name, **fields, "type": kind,
                          "shape": list(layer.shape), "neurons": layer.neurons, "synapses": layer.synapses,
                          "cores": layer.cores, "spikes_in": act["spikes_in"], "spikes_out": act["spikes_out"],
+                         **({"spikes_from_other_chips": act["crossing"]} if "crossing" in act else {}),
                          "synaptic_ops": act["synops"], "energy_j": energy})
         loihi_time += steps * (busiest_step + chip["barrier_time_us"] * 1e-6)
         loihi_energy += stage_energy
@@ -280,6 +311,12 @@ def profile_build(build_dir, data=None, samples: int = 16, device_profile=None,
     if loihi_stages and mapping:
         result.devices["system"] = mapping["system"]["name"]
         result.loihi["axons_crossing_chips"] = mapping["utilisation"]["axons_crossing_chips"]
+        result.loihi["spikes_crossing_chips"] = sum(r.get("spikes_from_other_chips", 0.0)
+                                                    for r in result.loihi["layers"])
+        if len(mapping["utilisation"]["per_chip"]) > 1:
+            result.notes.append("spikes crossing chips: counted (spikes_crossing_chips, per layer "
+                                "spikes_from_other_chips, chains only) but not costed: no per-spike figure between "
+                                "chips is published; time and energy count them as spikes within a chip")
         result.notes.append(f"Loihi cores and chips: the mapping onto {mapping['system']['name']} "
                             f"({'--system' if system is not None else 'recorded at compile'}; an estimate from "
                             "the system's figures, docs/targets.md)")
