@@ -427,6 +427,11 @@ def _check_mapping(data: dict, refuse) -> None:
             refuse(f"{where}/cores", f"the runs hold {held} cores, not one for each of {layer['groups']} groups")
         if layer["chips"] != chips:
             refuse(f"{where}/chips", f"chips {layer['chips']} are not those of its cores ({chips})")
+    for stage in data["stages"]:
+        mapped = sum(layer["neurons"] for layer in mapping["layers"] if layer["stage"] == stage["name"])
+        if stage["name"] in loihi and stage.get("neurons") is not None and mapped != stage["neurons"]:
+            refuse("mapping/layers", f"the layers of stage `{stage['name']}` hold {mapped} neurons; the stage has "
+                                     f"{stage['neurons']}")
     use = mapping["utilisation"]
     if use["axons_crossing_chips"] != sum(layer["axons_from_other_chips"] for layer in mapping["layers"]):
         refuse("mapping/utilisation/axons_crossing_chips", "is not the sum of the layers' axons_from_other_chips")
