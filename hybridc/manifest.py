@@ -397,13 +397,15 @@ def _check_consistency(data: dict) -> None:
 
 def _check_mapping(data: dict, refuse) -> None:
     """The mapping must add up: layers of loihi stages, each on `groups` cores (runs of
-    consecutive cores, one run a chip, in order, after the cores of the layers before it and
-    within the system), the chips those cores are on, and a utilisation that follows."""
+    consecutive cores, one run a chip, in order, after the cores of the layers before it or
+    sharing the last of them, within the system), the chips those cores are on, and a
+    utilisation that follows."""
     mapping, system = data["mapping"], data["mapping"]["system"]
     per_chip = system["cores_per_chip"]
     if per_chip < 1 or system["chips"] < 1 or system["cores"] != per_chip * system["chips"]:
         refuse("mapping/system/cores", f"{system['cores']} is not cores_per_chip {per_chip} x {system['chips']} chips")
     loihi = {stage["name"] for stage in data["stages"] if stage["target"] == "loihi"}
+    sharing = (system["figures"].get("layers_share_cores") or {}).get("value") is True
     following, counts = 0, {}
     for i, layer in enumerate(mapping["layers"]):
         where = f"mapping/layers/{i}"
@@ -414,15 +416,16 @@ def _check_mapping(data: dict, refuse) -> None:
                                       f"{layer['neurons']} neurons")
         held, chips = 0, []
         for first, last in layer["cores"]:
-            if first < following or last < first or last >= system["cores"] or first // per_chip != last // per_chip \
-                    or chips and first // per_chip <= chips[-1]:
+            shared = sharing and not chips and following > 0 and first == following - 1  # the layer before's last
+            if first < following - shared or last < first or last >= system["cores"] \
+                    or first // per_chip != last // per_chip or chips and first // per_chip <= chips[-1]:
                 refuse(f"{where}/cores", f"run {first}..{last} is not a run of cores on one chip after core "
-                                         f"{following - 1}, on a later chip than the run before, within the "
-                                         f"system's {system['cores']} cores")
+                                         f"{following - 1} (or sharing it), on a later chip than the run before, "
+                                         f"within the system's {system['cores']} cores")
             held += last - first + 1
             following = last + 1
             chips.append(first // per_chip)
-            counts[chips[-1]] = counts.get(chips[-1], 0) + last - first + 1
+            counts[chips[-1]] = counts.get(chips[-1], 0) + last - first + 1 - shared
         if held != layer["groups"]:
             refuse(f"{where}/cores", f"the runs hold {held} cores, not one for each of {layer['groups']} groups")
         if layer["chips"] != chips:

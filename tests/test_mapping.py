@@ -177,6 +177,25 @@ def resolve_inline(chips, **figures):
     return System("inline", "inline", chips, chip, "file")
 
 
+def test_two_layers_share_a_core_where_the_chip_allows_it(tmp_path):
+    # by hand: 6 + 5 neurons fit a core of 12, and 60 + 30 synapses one of 100, so both layers
+    # share core 0 when layers may share cores; without it each takes a core.
+    model, x = two_dense()
+    figures = {"chips": 1, "cores_per_chip": 4, "neurons_per_core": 12, "synapses_per_core": 100}
+    shared = hybridc.compile(model, x, output_dir=tmp_path / "b", system=resolve_inline(**figures,
+                                                                                       layers_share_cores=True))
+    mapping = hybridc.load(tmp_path / "b").manifest.mapping
+    assert [(la["cores"], la["per_core"]["neurons"]) for la in mapping["layers"]] == [([[0, 0]], 6), ([[0, 0]], 5)]
+    assert mapping["utilisation"]["cores_used"] == 1 and mapping["utilisation"]["per_chip"] == [{"chip": 0, "cores": 1}]
+    assert hybridc.inspect(shared).cores()["chips"][0]["cores"] == 1
+    alone = hybridc.compile(model, x, system=resolve_inline(**figures))
+    assert [la["cores"] for la in alone.manifest.mapping["layers"]] == [[[0, 0]], [[1, 1]]]
+    # 6 + 5 neurons but 60 + 30 synapses over a core of 80: no sharing
+    apart = hybridc.compile(model, x, system=resolve_inline(**{**figures, "synapses_per_core": 80},
+                                                            layers_share_cores=True))
+    assert apart.manifest.mapping["utilisation"]["cores_used"] == 2
+
+
 def test_a_build_too_big_for_the_system_is_refused_before_anything_is_written(tmp_path):
     system = system_file(tmp_path, chips=1, cores_per_chip=3, neurons_per_core=4)
     model, x = two_dense()

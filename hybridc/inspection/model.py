@@ -228,7 +228,7 @@ class Inspection:
             raise InputError("This build records no mapping onto cores and chips: it has no loihi stage. "
                              "--level cores shows where a loihi stage's layers sit on a system.")
         per_chip = mapping["system"]["cores_per_chip"]
-        chips = {}
+        chips, seen = {}, {}
         for layer in mapping["layers"]:
             done = 0  # groups of the layer on earlier runs
             for first, last in layer["cores"]:
@@ -238,7 +238,8 @@ class Inspection:
                 done += groups
                 chip = chips.setdefault(first // per_chip, {"chip": first // per_chip, "cores": 0,
                                                             "cores_per_chip": per_chip, "neurons": 0, "layers": []})
-                chip["cores"] += groups
+                seen.setdefault(first // per_chip, set()).update(range(first, last + 1))  # shared cores once
+                chip["cores"] = len(seen[first // per_chip])
                 chip["neurons"] += neurons
                 chip["layers"].append({**{k: layer[k] for k in ("stage", "segment", "layer", "kind", "shape")
                                           if k in layer}, "cores": [first, last], "groups": groups,

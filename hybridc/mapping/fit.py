@@ -327,9 +327,12 @@ def map_stages(stages, directory, system=None) -> dict:
             f"number of {chip.name} chips holds it. {_smallest(units_for, system)} Or change the "
             "layer (fewer inputs per neuron), or pass a system file with better figures (--system FILE)."
         ) from None
-    core = 0
+    packed = pack(units, chip)
+    core = int(packed[-1]) + 1 if len(packed) else 0
+    position = 0
     for unit in units:
-        unit.first_core, core = core, core + unit.groups
+        unit.first_core = int(packed[position]) if unit.groups else 0
+        position += unit.groups
     if core > system.cores:
         first = next(u for u in units if u.first_core + u.groups > system.cores)
         chips = -(-core // chip.get("cores_per_chip"))
@@ -342,7 +345,7 @@ def map_stages(stages, directory, system=None) -> dict:
             f"{first.layer.neurons:,} neurons in all). {chips:,} chips of {chip.name} would hold it. "
             f"{_smallest(units_for, system)} Pass --system NAME|FILE."
         )
-    place(units, chip.get("cores_per_chip"), system.chips)
+    place(units, chip.get("cores_per_chip"), system.chips, packed)
     return _record(units, system)
 
 
@@ -362,19 +365,47 @@ def _reader(unit: Unit):
 MAX_PLACEMENT_WORK = 1 << 18  # groups x chips tried; beyond it, the contiguous packing stands
 
 
-def place(units, per_chip: int, chips: int) -> None:
-    """Groups onto chips, in order, each chip a run of at most `per_chip` groups: the runs
-    (found by dynamic programming over where each chip ends) that minimise the input axons
-    crossing chips, using at most `chips` chips; among equal costs the fullest leading chips,
-    so without a better cut it is the contiguous packing. Exact for this in-order placement:
-    a group's crossing axons depend only on which earlier groups share its chip."""
+def pack(units, chip) -> np.ndarray:
+    """The core of each group, in order (0, 1, ... counting cores, not yet placed on chips).
+    A group has a core of its own, unless the chip lets layers share cores
+    (`layers_share_cores`): then it joins the core before it when that core holds no group
+    of its layer and every limit holds for the sum of the groups on it."""
     total = sum(unit.groups for unit in units)
+    if not chip.get("layers_share_cores", False):
+        return np.arange(total, dtype=np.int64)
+    limits = _limits(chip)
+    core_of, core, sums, held, position = np.empty(total, dtype=np.int64), -1, {}, set(), 0
+    for unit in units:
+        figures = group_figures(unit, unit.size, chip)
+        for g in range(unit.groups):
+            values = {c: int(figures[CONSTRAINTS[c][0]][g]) for c in limits}
+            if core >= 0 and id(unit) not in held and all(sums[c] + values[c] <= limits[c] for c in limits):
+                sums = {c: sums[c] + values[c] for c in limits}
+            else:
+                core, sums, held = core + 1, values, set()
+            held.add(id(unit))
+            core_of[position] = core
+            position += 1
+    return core_of
+
+
+def place(units, per_chip: int, chips: int, packed=None) -> None:
+    """Cores (`packed`: the core of each group in order; by default one core a group) onto
+    chips, in order, each chip a run of at most `per_chip` cores: the runs (found by dynamic
+    programming over where each chip ends) that minimise the input axons crossing chips,
+    using at most `chips` chips; among equal costs the fullest leading chips, so without a
+    better cut it is the contiguous packing. Exact for this in-order placement: a group's
+    crossing axons depend only on which earlier cores share its chip."""
+    groups = sum(unit.groups for unit in units)
+    packed = np.arange(groups, dtype=np.int64) if packed is None else np.asarray(packed)
+    total = int(packed[-1]) + 1 if groups else 0
     needed = -(-total // per_chip)
     most = min(chips, needed + 2)
-    position, owner = 0, []
+    position, on_core = 0, [[] for _ in range(total)]
     for unit in units:
-        unit.position = position
-        owner += [unit] * unit.groups
+        unit.position, unit.cores_in_order = position, packed[position:position + unit.groups]
+        for core in set(unit.cores_in_order.tolist()):
+            on_core[core].append(unit)
         position += unit.groups
     if needed <= 1 or total * most > MAX_PLACEMENT_WORK:
         ends = list(range(per_chip, total, per_chip)) + [total]
@@ -386,15 +417,17 @@ def place(units, per_chip: int, chips: int) -> None:
         for i in range(total):
             window = min(total, i + per_chip) - i
             weights = np.zeros(window)
-            for unit in {id(u): u for u in owner[i:i + window]}.values():
+            for unit in {id(u): u for core in on_core[i:i + window] for u in core}.values():
                 read = readers[id(unit)]
                 if read is None:
                     continue
-                source = unit.prev
-                before = min(source.layer.neurons, max(0, min(i - source.position, source.groups)) * source.size)
-                lo, hi = max(i, unit.position), min(i + window, unit.position + unit.groups)
-                weights[lo - i:hi - i] = read(before)[lo - unit.position:hi - unit.position]
-            added = np.cumsum(weights)  # crossing axons of a chip holding groups i..j-1
+                source = unit.prev  # its neurons on cores before core i
+                before = min(source.layer.neurons,
+                             int(np.searchsorted(source.cores_in_order, i)) * source.size)
+                cores = unit.cores_in_order
+                inside = (cores >= i) & (cores < i + window)
+                np.add.at(weights, cores[inside] - i, read(before)[inside])
+            added = np.cumsum(weights)  # crossing axons of a chip holding cores i..j-1
             for k in range(1, most + 1):
                 if not np.isfinite(cost[k - 1, i]):
                     continue
@@ -415,8 +448,8 @@ def place(units, per_chip: int, chips: int) -> None:
         core_of[begin:end] = chip * per_chip + np.arange(end - begin)
         begin = end
     for unit in units:
-        unit.chip_of = chip_of[unit.position:unit.position + unit.groups]
-        unit.core_of = core_of[unit.position:unit.position + unit.groups]
+        unit.chip_of = chip_of[unit.cores_in_order]
+        unit.core_of = core_of[unit.cores_in_order]
 
 
 def crossing(unit: Unit) -> int:
@@ -488,12 +521,12 @@ def _runs(cores, per_chip: int) -> list:
 
 def _record(units, system: System) -> dict:
     limits = _limits(system.chip)
-    layers, crossings, per_chip = [], 0, {}
+    layers, crossings, used_cores = [], 0, set()
     for unit in units:
         crossed = crossing(unit)
         crossings += crossed
-        for chip in unit.chip_of:
-            per_chip[int(chip)] = per_chip.get(int(chip), 0) + 1
+        for core in unit.core_of:
+            used_cores.add(int(core))
         ratios = {c: unit.worst[CONSTRAINTS[c][0]] / limit for c, limit in limits.items()}
         layers.append({
             "stage": unit.stage, **unit.where, "kind": unit.layer.kind, "shape": list(unit.layer.shape),
@@ -504,7 +537,11 @@ def _record(units, system: System) -> dict:
             "per_core": {name: unit.worst[name] for name in ("neurons", "synapses", "synapse_bits", "input_axons",
                                                              "output_axons") if name in unit.worst},
         })
-    used = sum(unit.groups for unit in units)
+    cores_per_chip = system.chip.get("cores_per_chip")
+    per_chip = {}
+    for core in used_cores:
+        per_chip[core // cores_per_chip] = per_chip.get(core // cores_per_chip, 0) + 1
+    used = len(used_cores)
     neurons = sum(unit.layer.neurons for unit in units)
     capacity = used * system.chip.get("neurons_per_core")
     return {

@@ -39,6 +39,8 @@ FIGURES = {
     "output_axons_per_core": (int, "axons leaving one core: each neuron's spike, once per destination core"),
     "weight_bits": (int, "bits of one stored weight"),
     "conv_weight_sharing": (bool, "whether a conv kernel is stored once per core rather than once per connection"),
+    "layers_share_cores": (bool, "whether groups of different layers may share a core (the limits then hold for "
+                                 "their sum)"),
     "graded_spike_bits": (int, "payload bits of a graded spike (recorded, not checked)"),
     "max_delay": (int, "longest synaptic delay in time steps (recorded, not checked)"),
 }
