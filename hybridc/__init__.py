@@ -16,7 +16,9 @@ __all__ = ["compile", "load", "run", "pipeline", "verify", "inspect", "annotate"
 
 
 def compile(model, example_input, target="loihi+jetson", output_dir=None, **kwargs):
-    """Compile `model` for `target`; see hybridc.compiler.driver.compile."""
+    """Compile `model` for `target`; see hybridc.compiler.driver.compile. system="loihi2" (the
+    default), "kapoho-point", "hala-point", "loihi1" or a system file: where the loihi stages
+    must fit (the manifest's `mapping`; a build that does not fit raises MappingError)."""
     from .quiet import import_slayer_quietly
 
     import_slayer_quietly()

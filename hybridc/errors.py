@@ -101,6 +101,20 @@ class StageError(HybridcError):
     exit_code = 16
 
 
+class MappingError(HybridcError):
+    """The spiking stages do not fit the chosen system: a layer that no core can hold, or more
+    cores than the system has (named with the constraint, the figure, the limit and the smallest
+    system that would hold the build)."""
+
+    exit_code = 17
+
+
+class SystemFileError(HybridcError):
+    """An unknown system name, or a system file that is malformed (the field is named)."""
+
+    exit_code = 18
+
+
 # --- what is not a HybridcError --------------------------------------------------------
 
 _STEPS = ContextVar("hybridc_steps", default=())

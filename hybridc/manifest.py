@@ -221,6 +221,8 @@ class Manifest:
     format: str = FORMAT
     extra: dict = field(default_factory=dict)
     edges: list = field(default_factory=list)
+    # the loihi stages on the cores and chips of a system (mapping/fit.py); None: no loihi stage
+    mapping: Optional[dict] = None
 
     def to_dict(self) -> dict:
         data = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name not in ("stages", "edges")}
@@ -228,7 +230,8 @@ class Manifest:
             data["source"] = None
         data["stages"] = [s.to_dict() for s in self.stages]
         data["edges"] = [{**_plain(e), "conversion": _without_none(_plain(e.conversion))} for e in self.edges]
-        return {f.name: data[f.name] for f in fields(self)}  # in field order, as in every manifest written
+        return {f.name: data[f.name] for f in fields(self)  # in field order, as in every manifest written
+                if f.name != "mapping" or self.mapping is not None}
 
     def edges_into(self, stage: Optional[str]) -> list:
         """Edges whose consumer is `stage` (None: the model output)."""
@@ -266,7 +269,7 @@ class Manifest:
         edges = [Edge(**{**e, "conversion": Conversion(**e["conversion"])}) for e in data["edges"]]
         return cls(target=data["target"], timesteps=data["timesteps"], source=Source(**data["source"]) if data["source"] else None,
                    stages=stages, hybridc_version=data["hybridc_version"], format=data["format"],
-                   extra=data.get("extra", {}), edges=edges)
+                   extra=data.get("extra", {}), edges=edges, mapping=data.get("mapping"))
 
 
 def upgrade_v1(data: dict) -> dict:
@@ -397,6 +400,57 @@ def _check_consistency(data: dict) -> None:
             if node.endswith("\n") or any(name.endswith("\n") for name in names):
                 refuse(f"stages/{i}/nir_nodes/{node.strip()}", "a name ends in a newline")
     _check_edges(data, refuse)
+    if "mapping" in data:
+        _check_mapping(data, refuse)
+
+
+def _check_mapping(data: dict, refuse) -> None:
+    """The mapping must add up: layers of loihi stages, each on `groups` cores (runs of
+    consecutive cores, one run a chip, in order, after the cores of the layers before it or
+    sharing the last of them, within the system), the chips those cores are on, and a
+    utilisation that follows."""
+    mapping, system = data["mapping"], data["mapping"]["system"]
+    per_chip = system["cores_per_chip"]
+    if per_chip < 1 or system["chips"] < 1 or system["cores"] != per_chip * system["chips"]:
+        refuse("mapping/system/cores", f"{system['cores']} is not cores_per_chip {per_chip} x {system['chips']} chips")
+    loihi = {stage["name"] for stage in data["stages"] if stage["target"] == "loihi"}
+    sharing = (system["figures"].get("layers_share_cores") or {}).get("value") is True
+    following, counts = 0, {}
+    for i, layer in enumerate(mapping["layers"]):
+        where = f"mapping/layers/{i}"
+        if layer["stage"] not in loihi:
+            refuse(f"{where}/stage", f"names {layer['stage']!r}, which is not a loihi stage of the build")
+        if layer["groups"] != -(-layer["neurons"] // max(layer["neurons_per_group"], 1)):
+            refuse(f"{where}/groups", f"{layer['groups']} groups of {layer['neurons_per_group']} do not hold "
+                                      f"{layer['neurons']} neurons")
+        held, chips = 0, []
+        for first, last in layer["cores"]:
+            shared = sharing and not chips and following > 0 and first == following - 1  # the layer before's last
+            if first < following - shared or last < first or last >= system["cores"] \
+                    or first // per_chip != last // per_chip or chips and first // per_chip <= chips[-1]:
+                refuse(f"{where}/cores", f"run {first}..{last} is not a run of cores on one chip after core "
+                                         f"{following - 1} (or sharing it), on a later chip than the run before, "
+                                         f"within the system's {system['cores']} cores")
+            held += last - first + 1
+            following = last + 1
+            chips.append(first // per_chip)
+            counts[chips[-1]] = counts.get(chips[-1], 0) + last - first + 1 - shared
+        if held != layer["groups"]:
+            refuse(f"{where}/cores", f"the runs hold {held} cores, not one for each of {layer['groups']} groups")
+        if layer["chips"] != chips:
+            refuse(f"{where}/chips", f"chips {layer['chips']} are not those of its cores ({chips})")
+    for stage in data["stages"]:
+        mapped = sum(layer["neurons"] for layer in mapping["layers"] if layer["stage"] == stage["name"])
+        if stage["name"] in loihi and stage.get("neurons") is not None and mapped != stage["neurons"]:
+            refuse("mapping/layers", f"the layers of stage `{stage['name']}` hold {mapped} neurons; the stage has "
+                                     f"{stage['neurons']}")
+    use = mapping["utilisation"]
+    if use["axons_crossing_chips"] != sum(layer["axons_from_other_chips"] for layer in mapping["layers"]):
+        refuse("mapping/utilisation/axons_crossing_chips", "is not the sum of the layers' axons_from_other_chips")
+    if use["cores_used"] != sum(counts.values()) or use["chips_used"] != len(counts) or use["per_chip"] != [
+            {"chip": chip, "cores": n} for chip, n in sorted(counts.items())]:
+        refuse("mapping/utilisation", f"{use['cores_used']} cores on {use['chips_used']} chips ({use['per_chip']}) "
+                                      f"do not follow from the layers' cores")
 
 
 def _check_branching(stage: dict, where: str, refuse) -> None:

@@ -1,6 +1,6 @@
 """The package layout is the pipeline, and the checks that keep it so.
 
-front end -> passes -> targets -> build directory I/O -> compiler -> runtime -> deploy:
+front end -> passes -> targets -> mapping -> build directory I/O -> compiler -> runtime -> deploy:
 every import (module level or inside a function) may only point to the same stage or an
 earlier one, so a newcomer can read the compiler from the bottom up. Two more rules keep
 modules honest about what they share: no import cycle between modules (a function-local
@@ -27,7 +27,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hybridc"
 # contract (names and sides only).
 BASE = ("errors", "nn", "nir_import", "manifest", "digest", "version", "quiet", "data", "netx", "targets.registry",
         "targets.base")
-STAGES = ("frontend", "passes", "targets", "build_dir", "compiler", "runtime", "deploy")
+STAGES = ("frontend", "passes", "targets", "mapping", "build_dir", "compiler", "runtime", "deploy")
 # Known exceptions, each with its reason.
 ALLOWED = {
     # `CompiledModel.partition_graph` is a user convenience that renders the stage graph

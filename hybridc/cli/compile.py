@@ -44,6 +44,16 @@ def partition_table(compiled, title: str):
     return table
 
 
+def mapping_line(mapping: dict) -> str:
+    """One line: where the loihi stages fit and how full the system is."""
+    system, use = mapping["system"], mapping["utilisation"]
+    return (f"fits {system['name']}: {use['cores_used']:,} of {system['cores']:,} cores "
+            f"({use['cores_fraction']:.1%}) on {use['chips_used']:,} of {system['chips']:,} chip(s) of "
+            f"{system['chip']}, {use['neurons']:,} neurons"
+            + (f", {use['axons_crossing_chips']:,} axons between chips" if use["chips_used"] > 1 else "")
+            + " (estimate: docs/targets.md, \"Will it fit\")")
+
+
 @app.command()
 def compile(
     model_file: Path = typer.Argument(..., help="Python file defining `model` and `example_input`."),
@@ -59,15 +69,20 @@ def compile(
                                     "error (default) or clip (as slayer's own forward does)."),
     calibration: str = typer.Option("synthetic", help="jetson-int8: calibration data (synthetic or dvsgesture:PATH)."),
     calibration_samples: int = typer.Option(32, help="jetson-int8: how many calibration samples."),
+    system: Optional[str] = typer.Option(None, "--system", help="Where the loihi stages must fit: loihi2 (the "
+                                         "default, one chip), kapoho-point, hala-point, loihi1, or a system file "
+                                         "(docs/targets.md). A build that does not fit is refused (exit 17)."),
     timings: bool = typer.Option(False, "--timings", help="Print where the compile spent its time, phase by phase."),
 ):
     """Compile MODEL_FILE into a Loihi netx network, an ONNX model and manifest.json."""
     console = make_console()
 
     def body():
+        from ..mapping.systems import resolve as resolve_system
         from ..targets.registry import parse_target_string
 
-        parse_target_string(target)  # fail fast on a bad target, before importing the model
+        parse_target_string(target)  # fail fast on a bad target or system, before importing the model
+        chosen = resolve_system(system)
         with console.status("loading model"):
             quiet_imports()
             from ..compiler.driver import compile as compile_model
@@ -81,8 +96,11 @@ def compile(
                                      source_path=path, source_sha256=digest,
                                      recipe=_recipe(entry, entry_args, weights),
                                      target_options={"calibration": calibration,
-                                                     "calibration_samples": calibration_samples})
+                                                     "calibration_samples": calibration_samples},
+                                     system=chosen)
         console.print(partition_table(compiled, f"{path.name} -> {output}"))
+        if compiled.manifest.mapping:
+            console.print(mapping_line(compiled.manifest.mapping))
         if timings:
             console.print(_timings_table(compiled.timings))
         if verify:

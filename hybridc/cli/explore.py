@@ -34,6 +34,8 @@ def explore(
     search: str = typer.Option("grid", help="grid (every split x interval) or optuna (sample --trials of them)."),
     trials: Optional[int] = typer.Option(None, help="How many candidates --search optuna samples."),
     gpus_per_trial: float = typer.Option(0.0, help="GPUs Ray gives each trial (training runs on it)."),
+    system: Optional[str] = typer.Option(None, "--system", help="Where each candidate's Loihi stages must fit "
+                                         "(default loihi2); one that does not fit is listed as refused."),
 ):
     """Compile and profile every candidate split; rank by energy, mark the Pareto front.
     With --train-epochs, train each candidate first (on Ray with --workers/--address)."""
@@ -55,6 +57,9 @@ def explore(
         split_list = [s.strip() for s in splits.split(",") if s.strip()]
         warnings.filterwarnings("ignore")
         training = train_epochs is not None or workers is not None or address or search != "grid"
+        if training and system is not None:
+            raise InputError("--system is not taken with --train-epochs yet: trained candidates are mapped onto "
+                             "the default loihi2; profile one with `hybridc profile BUILD --system NAME|FILE`.")
         if training and train_epochs is None:
             raise InputError("--workers, --address and --search run candidates as training trials: "
                              "add --train-epochs E.")
@@ -71,7 +76,7 @@ def explore(
             else:
                 rows = run_explore(model_file, split_list, interval_list, output, parse_entry_args(set_), data,
                                    samples, checkpoints, device_profile, jetson, link,
-                                   progress=lambda name: status.update(f"profiled {name}"))
+                                   progress=lambda name: status.update(f"profiled {name}"), system=system)
         from rich import box
 
         from ..profiling.explore import SIGNIFICANT_DIGITS, format_estimate

@@ -23,6 +23,9 @@ def profile(
     link: Optional[str] = typer.Option(None, help="usb3, gige or pcie (default from the profile)."),
     measured: Optional[Path] = typer.Option(None, "--measured", help="Stats from `hybridc pipeline --json` to "
                                             "show beside the estimates."),
+    system: Optional[str] = typer.Option(None, "--system", help="Map the Loihi stages onto this system (loihi2, "
+                                         "kapoho-point, hala-point, loihi1 or a file) for their cores and chips; "
+                                         "default: the mapping recorded at compile."),
 ):
     """Estimate what one inference costs on Loihi, on the link and on the Jetson."""
     console = make_console()
@@ -33,7 +36,7 @@ def profile(
 
         with console.status("running samples and counting"):
             result = profile_build(build, data, samples, device_profile, jetson, link,
-                                   files=reference_files(model, weights, trust_source))
+                                   files=reference_files(model, weights, trust_source), system=system)
         console.print(profile_table(result))
         if result.data:
             console.print(f"activity counted on {result.samples} samples: {result.data}"

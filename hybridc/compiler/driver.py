@@ -16,6 +16,8 @@ from ..errors import TimestepError, reporting
 from ..frontend.graph import to_networkx
 from ..frontend.tracer import check_inputs, record_shapes, trace
 from ..manifest import Manifest, Source
+from ..mapping.fit import map_stages
+from ..mapping.systems import resolve as resolve_system
 from ..passes import (
     check_numerics,
     insert_cut_accumulators,
@@ -60,20 +62,23 @@ def lower(model: torch.nn.Module, example_input: torch.Tensor, target: str = "lo
 
 def compile(model: torch.nn.Module, example_input: torch.Tensor, target: str = "loihi+jetson",
             output_dir=None, *, force: bool = False, on_overflow: str = "error", source_path=None,
-            source_sha256=None, recipe=None, target_options: dict = None) -> CompiledModel:
+            source_sha256=None, recipe=None, target_options: dict = None, system=None) -> CompiledModel:
     """Compile a hybrid model for `target` ("loihi+jetson"); save to output_dir if given.
-    target_options: per-target settings, e.g. {"calibration": "synthetic", "calibration_samples": 32}."""
+    target_options: per-target settings, e.g. {"calibration": "synthetic", "calibration_samples": 32}.
+    system: where the loihi stages must fit (a shipped name such as "loihi2", the default, or a
+    system file); a build that does not fit is refused (MappingError) and nothing is written."""
     timings = Timings()
+    system = resolve_system(system)  # a bad name or file fails before the model is traced
     gm, partitions, targets = lower(model, example_input, target, on_overflow, target_options, timings)
     if output_dir is None:
         workdir = tempfile.TemporaryDirectory(prefix="hybridc-build-")
         compiled = _build(gm, partitions, targets, Path(workdir.name), target, example_input,
-                          source_path, source_sha256, recipe, timings, keepalive=workdir)
+                          source_path, source_sha256, recipe, timings, system, keepalive=workdir)
     else:
         # Build straight into the staging directory that becomes output_dir: no copies.
         with atomic_directory(output_dir, force) as staging:
             compiled = _build(gm, partitions, targets, staging, target, example_input, source_path, source_sha256,
-                              recipe, timings)
+                              recipe, timings, system)
             with timings.phase("write manifest.json, graph.json"):
                 compiled.write_metadata(staging)
         compiled.directory = Path(output_dir).resolve()
@@ -83,20 +88,24 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, target: str = "
 
 
 def _build(gm, partitions, targets, directory: Path, target, example_input, source_path, source_sha256,
-           recipe, timings: Timings, keepalive=None) -> CompiledModel:
-    """Hand each partition to its target's preprocess; collect the stages and the edges
-    between them into a manifest."""
+           recipe, timings: Timings, system, keepalive=None) -> CompiledModel:
+    """Hand each partition to its target's preprocess; map the loihi stages onto `system`
+    (refused inside the staging directory, which then vanishes); collect the stages, the edges
+    between them and the mapping into a manifest."""
     stages = []
     with torch.no_grad():
         for p in partitions:
             with reporting(f"lowering partition `{p.name}` for {p.target}"), timings.phase(f"lower to {p.target}"):
                 stages.append(targets[p.domain].preprocess(p, gm, directory))
             stages[-1].nir_nodes = nir_nodes(gm, p) or None
+    with reporting(f"mapping onto {system.name}"), timings.phase("map onto cores and chips"):
+        mapping = map_stages(stages, directory, system)
     with timings.phase("manifest"):
         manifest = Manifest(
             target=target, timesteps=int(example_input.shape[-1]),
             source=Source(str(source_path) if source_path else None, source_sha256, **(recipe or {})),
             stages=stages, hybridc_version=__version__, edges=stage_edges(gm, partitions, stages),
+            mapping=mapping,
         )
         graph = to_networkx(gm)
     return CompiledModel(

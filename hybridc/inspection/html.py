@@ -167,14 +167,37 @@ document.querySelectorAll('g.node').forEach(g => {
 """
 
 
-def to_html(inspection, standalone: bool = True) -> str:
+def _cores(inspection) -> str:
+    """The chips and cores the loihi stages take, a row per layer on each chip."""
+    view = inspection.cores()
+    system, use = view["system"], view["utilisation"]
+    rows = []
+    for chip in view["chips"]:
+        for i, layer in enumerate(chip["layers"]):
+            where = (f"{layer['stage']} " + (f"segment {layer['segment']} " if "segment" in layer else "")
+                     + f"layer {layer['layer']}")
+            head = (f'<td rowspan="{len(chip["layers"])}">chip {chip["chip"]}: {chip["cores"]:,} of '
+                    f'{chip["cores_per_chip"]:,} cores, {chip["neurons"]:,} neurons</td>') if i == 0 else ""
+            first, last = layer["cores"]
+            rows.append(f'<tr>{head}<td>{html.escape(where)}</td><td>{html.escape(layer["kind"])}</td>'
+                        f'<td>{"x".join(map(str, layer["shape"]))}</td><td>{first}&ndash;{last}</td>'
+                        f'<td>{layer["neurons"]:,}</td></tr>')
+    caption = (f'{html.escape(system["name"])}: {use["cores_used"]:,} of {system["cores"]:,} cores '
+               f'({use["cores_fraction"]:.1%}) on {use["chips_used"]:,} of {system["chips"]:,} chip(s) of '
+               f'{html.escape(system["chip"])}; {use["axons_crossing_chips"]:,} input axons cross chips (estimates)')
+    return (f'<table class="summary"><caption>{caption}</caption><thead><tr><th>chip</th><th>layer</th>'
+            '<th>kind</th><th>shape</th><th>cores</th><th>neurons</th></tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table>')
+
+
+def to_html(inspection, standalone: bool = True, level: str = "stages") -> str:
     data = json.dumps(inspection.to_dict()).replace("</", "<\\/")
     targets = " + ".join(f'<span><span class="swatch" style="background:{COLOURS.get(s.target)}"></span>'
                          f'{html.escape(s.target)}</span>' for s in inspection.stages)
     body = (f'<header><h1>hybridc partition graph</h1><p>target {html.escape(inspection.compiled.manifest.target)}'
             f' &middot; T={inspection.timesteps} &middot; {len(inspection.graph)} nodes &middot; '
             f'<span class="legend">{targets}</span> &middot; red: the cut</p></header>'
-            f'{_summary(inspection)}<main><div id="canvas">{_svg(inspection)}</div>'
+            f'{_summary(inspection)}{_cores(inspection) if level == "cores" else ""}<main><div id="canvas">{_svg(inspection)}</div>'
             '<aside id="details"><h2>details</h2><p>Hover a node for a summary, click it for every '
             'attribute.</p></aside></main>'
             f'<script type="application/json" id="hybridc-data">{data}</script><script>{SCRIPT}</script>')

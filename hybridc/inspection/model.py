@@ -237,7 +237,43 @@ class Inspection:
                  # only on blocks of hybridc.nn.NIR modules: a model without them shows as before
                  **({"nir": self.nir_nodes[n]} if n in self.nir_nodes else {})} for n in order]
 
-    def to_dict(self) -> dict:
+    def cores(self) -> dict:
+        """The build's mapping chip by chip: the system, its utilisation, and for every chip
+        used its cores, neurons and the layers on it (each with its run of cores there)."""
+        mapping = self.compiled.manifest.mapping
+        if mapping is None:
+            from ..errors import InputError
+
+            raise InputError("This build records no mapping onto cores and chips: it has no loihi stage. "
+                             "--level cores shows where a loihi stage's layers sit on a system.")
+        per_chip = mapping["system"]["cores_per_chip"]
+        chips, seen = {}, {}
+        for layer in mapping["layers"]:
+            done = 0  # groups of the layer on earlier runs
+            for first, last in layer["cores"]:
+                groups = last - first + 1
+                neurons = (min(layer["neurons"], (done + groups) * layer["neurons_per_group"])
+                           - done * layer["neurons_per_group"])
+                done += groups
+                chip = chips.setdefault(first // per_chip, {"chip": first // per_chip, "cores": 0,
+                                                            "cores_per_chip": per_chip, "neurons": 0, "layers": []})
+                seen.setdefault(first // per_chip, set()).update(range(first, last + 1))  # shared cores once
+                chip["cores"] = len(seen[first // per_chip])
+                chip["neurons"] += neurons
+                chip["layers"].append({**{k: layer[k] for k in ("stage", "segment", "layer", "kind", "shape")
+                                          if k in layer}, "cores": [first, last], "groups": groups,
+                                       "neurons": neurons})
+        return {"system": {k: v for k, v in mapping["system"].items() if k != "figures"},
+                "figures": mapping["system"]["figures"], "utilisation": mapping["utilisation"],
+                "chips": [chips[c] for c in sorted(chips)]}
+
+    def to_dict(self, level: str = "stages") -> dict:
+        data = self._stages_dict()
+        if level == "cores":
+            data["cores"] = self.cores()
+        return data
+
+    def _stages_dict(self) -> dict:
         return {
             "format": FORMAT,
             "timesteps": self.timesteps,
@@ -249,23 +285,27 @@ class Inspection:
             "edges": [[a, b] for a, b in self.graph.edges],
         }
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2) + "\n"
+    def to_json(self, level: str = "stages") -> str:
+        """level "cores" adds `cores`, the mapping chip by chip."""
+        return json.dumps(self.to_dict(level), indent=2) + "\n"
 
     def table(self, level: str = "stages"):
-        from .table import nodes_table, stages_table
+        """level: "stages" (a row per stage and cut), "nodes" (a row per fx node) or "cores"
+        (a row per chip and layer of the mapping)."""
+        from .table import cores_table, nodes_table, stages_table
 
-        return nodes_table(self) if level == "nodes" else stages_table(self)
+        return {"nodes": nodes_table, "cores": cores_table}.get(level, stages_table)(self)
 
     def to_dot(self) -> str:
         from .dot import to_dot
 
         return to_dot(self)
 
-    def to_html(self, path=None) -> str:
+    def to_html(self, path=None, level: str = "stages") -> str:
+        """level "cores" adds a table of the chips and cores the loihi stages take."""
         from .html import to_html
 
-        page = to_html(self)
+        page = to_html(self, level=level)
         if path is not None:
             from pathlib import Path
 

@@ -59,3 +59,23 @@ def nodes_table(inspection) -> Table:
                       *((n["lowered_to"] or "",) if branching else ()),
                       *((escape(", ".join(n.get("nir") or [])),) if nir else ()))
     return table
+
+
+def cores_table(inspection) -> Table:
+    view = inspection.cores()
+    system, use = view["system"], view["utilisation"]
+    table = Table(title=f"{system['name']}: {use['cores_used']:,} of {system['cores']:,} cores "
+                        f"({use['cores_fraction']:.1%}) on {use['chips_used']:,} of {system['chips']:,} chip(s) of "
+                        f"{system['chip']}; {use['axons_crossing_chips']:,} input axons cross chips (estimates)")
+    for col in ("chip", "cores", "neurons", "layer", "kind", "shape", "its cores here", "its neurons here"):
+        table.add_column(col)
+    for chip in view["chips"]:
+        for i, layer in enumerate(chip["layers"]):
+            where = (f"{layer['stage']} " + (f"segment {layer['segment']} " if "segment" in layer else "")
+                     + f"layer {layer['layer']}")
+            first, last = layer["cores"]
+            head = (str(chip["chip"]), f"{chip['cores']:,} of {chip['cores_per_chip']:,}", f"{chip['neurons']:,}") \
+                if i == 0 else ("", "", "")
+            table.add_row(*head, where, layer["kind"], "x".join(map(str, layer["shape"])),
+                          f"{first}-{last}" if last > first else str(first), f"{layer['neurons']:,}")
+    return table

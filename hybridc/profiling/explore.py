@@ -108,7 +108,9 @@ def candidates_from_file(path, splits, intervals, entry_args, weights_for):
 
 @reporting("explore", passing=())
 def explore(path, splits, intervals, out, entry_args=None, data=None, samples=8, checkpoints=None,
-            device_profile=None, jetson=None, link=None, progress=None) -> list:
+            device_profile=None, jetson=None, link=None, progress=None, system=None) -> list:
+    """system: where each candidate's Loihi stages must fit (a candidate that does not fit
+    is refused with the MappingError's reason, like one that does not compile)."""
     from ..compiler.driver import compile as compile_model
     from .report import profile_build
 
@@ -133,7 +135,7 @@ def explore(path, splits, intervals, out, entry_args=None, data=None, samples=8,
                 raise model
             with reporting(f"candidate `{name}`"):  # a foreign error refuses this candidate only
                 compiled = compile_model(model, example_input, "loihi+jetson", out / "candidates" / name,
-                                         force=True)
+                                         force=True, system=system)
                 profile = profile_build(compiled.directory, data, samples, device_profile, jetson, link,
                                         measure=False)
         except HybridcError as exc:

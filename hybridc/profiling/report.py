@@ -10,6 +10,7 @@ hardware, except the onnxruntime latency, which is measured on this machine.
 
 import json
 from dataclasses import asdict, dataclass, field
+from math import prod
 from pathlib import Path
 
 import torch
@@ -121,7 +122,39 @@ def _activity(compiled, stage, layers, data, samples):
         emulate(None, _drained(x, _hops(layers)), network=network, on_layer=tally,
                 input_message_bits=stage.input_bits or 0, feed_input_neuron=True)
     units = [(counted, (id(layer), "in"), (id(layer), "out")) for layer, counted in zip(emulated, layers)]
-    return _rates(totals, units, count), count, description
+    inputs = [totals[(id(layer), "in")]["counts"] / count for layer in emulated]  # per input neuron, an inference
+    return _rates(totals, units, count), count, description, inputs
+
+
+def _agrees(placed, layer) -> bool:
+    """Whether a mapped layer (group size, chip of each group, neurons) is the layer the file holds."""
+    size, chips, neurons = placed
+    return neurons == layer.neurons and size >= 1 and len(chips) == -(-neurons // size)
+
+
+def _crossing_spikes(stage, layers, inputs, mapping) -> dict:
+    """{layer index: spikes per inference that reach a core on another chip than the neuron
+    that sent them} for the layers of a chain stage whose layer before it is mapped too: each
+    input spike counted once per group on another chip that reads its neuron."""
+    from ..mapping.fit import crossing_from
+
+    per_chip = mapping["system"]["cores_per_chip"]
+    placed = {}
+    for entry in mapping["layers"]:
+        if entry["stage"] == stage.name and "segment" not in entry:
+            chips = [first // per_chip for first, last in entry["cores"] for _ in range(last - first + 1)]
+            placed[entry["layer"]] = (entry["neurons_per_group"], chips, entry["neurons"])
+    found, previous = {}, None
+    for layer, counts in zip(layers, inputs):
+        if previous is not None and layer.index in placed and previous.index in placed \
+                and prod(layer.in_shape) == previous.neurons and _agrees(placed[layer.index], layer) \
+                and _agrees(placed[previous.index], previous):
+            size, chips, _ = placed[layer.index]
+            source_size, source_chips, _ = placed[previous.index]
+            found[layer.index] = crossing_from(layer, size, chips, source_size, source_chips,
+                                               weights=counts.numpy() if hasattr(counts, "numpy") else counts)
+        previous = layer if layer.neurons else previous
+    return found
 
 
 def _hops(layers) -> int:
@@ -191,15 +224,23 @@ def _where(source) -> str:
 @reporting("profile", passing=())
 def profile_build(build_dir, data=None, samples: int = 16, device_profile=None,
                   jetson: str = None, link: str = None, measure: bool = True, reference=None,
-                  files=None) -> Profile:
+                  files=None, system=None) -> Profile:
     """Needs only the build: activity comes from emulating its Loihi stage, so no source model
     is imported. data: a --data spec (hybridc.data.sources) or None: synthetic gestures for
     event-frame builds, random spikes otherwise (the profile's `data` says which).
+    system: map the Loihi stages onto this system (a name or file; MappingError if they do
+    not fit) for their cores and chips; None: the mapping the build recorded, if any.
     `reference` and `files` are accepted for callers that still pass them."""
     if samples < 1:
         raise InputError(f"--samples must be at least 1, got {samples}.")
     compiled = load(build_dir)
     manifest = compiled.manifest
+    mapping = manifest.mapping
+    if system is not None:
+        from ..mapping.fit import map_stages
+
+        mapping = map_stages(manifest.stages, compiled.directory, system)
+    mapped = {(la["stage"], la.get("segment"), la["layer"]): la["groups"] for la in (mapping or {}).get("layers", [])}
     devices = load_profile(device_profile, jetson, link)
     T = manifest.timesteps
     result = Profile(str(build_dir), 0, T, {"loihi": devices.loihi["name"], "jetson": devices.jetson["name"],
@@ -233,8 +274,16 @@ def profile_build(build_dir, data=None, samples: int = 16, device_profile=None,
                 layers = loihi_counts.read_layers(path, stage.inputs[0].pytorch_shape()[:-1],
                                                   chip["neurons_per_core"], chip["synapses_per_core"])
             units = [(layer, None, None, {"layer": layer.index}) for layer in layers]
-            activity, result.samples, result.data = _activity(compiled, stage, layers, data, samples)
+            activity, result.samples, result.data, inputs = _activity(compiled, stage, layers, data, samples)
             hops = _hops(layers)
+            if mapping:
+                crossing = _crossing_spikes(stage, layers, inputs, mapping)
+                for act, layer in zip(activity, layers):
+                    act["crossing"] = crossing.get(layer.index, 0.0)
+        for layer, _, _, fields in units:  # cores as the mapping placed the layer
+            key = (stage.name, fields.get("segment"), fields["layer"])
+            if layer.neurons and key in mapped:
+                layer.cores = mapped[key]
         steps = stage_t + hops  # the last output leaves the pipeline after one step per layer
         rows = []
         stage_energy = 0.0
@@ -255,16 +304,33 @@ def profile_build(build_dir, data=None, samples: int = 16, device_profile=None,
             rows.append({"stage": stage.name, **fields, "type": kind,
                          "shape": list(layer.shape), "neurons": layer.neurons, "synapses": layer.synapses,
                          "cores": layer.cores, "spikes_in": act["spikes_in"], "spikes_out": act["spikes_out"],
+                         **({"spikes_from_other_chips": act["crossing"]} if "crossing" in act else {}),
                          "synaptic_ops": act["synops"], "energy_j": energy})
         loihi_time += steps * (busiest_step + chip["barrier_time_us"] * 1e-6)
         loihi_energy += stage_energy
         rows = result.loihi.get("layers", []) + rows
         result.loihi = {"layers": rows, "neurons": sum(r["neurons"] for r in rows),
                         "synapses": sum(r["synapses"] for r in rows), "cores": sum(r["cores"] for r in rows),
-                        "chips": -(-sum(r["cores"] for r in rows) // chip["cores_per_chip"]),
+                        "chips": (mapping["utilisation"]["chips_used"] if mapping else
+                                  -(-sum(r["cores"] for r in rows) // chip["cores_per_chip"])),
                         "spikes": sum(r["spikes_out"] for r in rows), "synaptic_ops": sum(r["synaptic_ops"] for r in rows),
                         "timesteps_run": result.loihi.get("timesteps_run", 0) + steps, "time_s": loihi_time,
                         "energy_j": loihi_energy}
+    if loihi_stages and mapping:
+        result.devices["system"] = mapping["system"]["name"]
+        result.loihi["axons_crossing_chips"] = mapping["utilisation"]["axons_crossing_chips"]
+        result.loihi["spikes_crossing_chips"] = sum(r.get("spikes_from_other_chips", 0.0)
+                                                    for r in result.loihi["layers"])
+        if len(mapping["utilisation"]["per_chip"]) > 1:
+            result.notes.append("spikes crossing chips: counted (spikes_crossing_chips, per layer "
+                                "spikes_from_other_chips, chains only) but not costed: no per-spike figure between "
+                                "chips is published; time and energy count them as spikes within a chip")
+        result.notes.append(f"Loihi cores and chips: the mapping onto {mapping['system']['name']} "
+                            f"({'--system' if system is not None else 'recorded at compile'}; an estimate from "
+                            "the system's figures, docs/targets.md)")
+    elif loihi_stages:
+        result.notes.append("Loihi cores: the device profile's neurons and synapses per core (the build records "
+                            "no mapping; pass --system to map it)")
     jetson_layers, macs_total, parameters, measured_all = [], 0, 0, []
     for stage in jetson_stages:  # several dense stages run one after the other: their figures add up
         gpu = devices.jetson
