@@ -403,3 +403,23 @@ def test_inspect_shows_the_chips_and_cores(tmp_path):
     compiled.manifest.mapping = None
     with pytest.raises(InputError, match="records no mapping"):
         hybridc.inspect(compiled).cores()
+
+
+def test_a_recurrent_layer_is_charged_its_feedback_synapses_and_axons(tmp_path):
+    """cuba.Recurrent 10 -> 8: each neuron reads 10 inputs and the layer's own 8 spikes, so
+    one core holds 8 x (10 + 8) = 144 synapses and 18 input axons."""
+    from lava.lib.dl import slayer
+
+    class Rec(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.r = slayer.block.cuba.Recurrent(dict(NEURON), 10, 8)
+            self.acc = Accumulator(4)
+            self.head = torch.nn.Linear(8 * 4, 2)
+
+        def forward(self, x):
+            return self.head(self.acc(self.r(x)))
+
+    compiled = hybridc.compile(Rec().eval(), (torch.rand(1, 10, 16) < 0.3).float(), output_dir=tmp_path / "b")
+    (layer,) = json.loads((compiled.directory / "manifest.json").read_text())["mapping"]["layers"]
+    assert (layer["synapses"], layer["per_core"]["synapses"], layer["per_core"]["input_axons"]) == (144, 144, 18)

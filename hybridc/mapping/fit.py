@@ -170,8 +170,9 @@ def group_figures(unit: Unit, size: int, chip) -> dict:
         synapses, stored, axons = np.zeros_like(n), np.zeros_like(n), n.copy()
     elif layer.kind == "dense":
         fan_in = prod(layer.in_shape)
-        synapses = n * fan_in * layer.copies
-        stored, axons = synapses, np.full_like(n, fan_in)
+        feedback = total if layer.recurrent else 0  # a recurrent layer also reads its own spikes
+        synapses = n * (fan_in * layer.copies + feedback)
+        stored, axons = synapses, np.full_like(n, fan_in + feedback)
     else:
         c_in, h_in, w_in, c_out, h_out, w_out = _conv_geometry(layer)
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = layer.kernel, layer.stride, layer.padding, layer.dilation
