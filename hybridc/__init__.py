@@ -37,37 +37,42 @@ def load(path):
         return _load(path)
 
 
-def run(compiled, x, return_stages=False, backend="lava"):
+def run(compiled, x, return_stages=False, backend="lava", device="cpu"):
     """Run a build as deployed: Lava fixed-point (backend="lava") or hybridc's batched
     emulator of it (backend="emulate") for loihi, onnxruntime for jetson, each stage of the
     stage graph in order. return_stages=True adds {stage: output}; "values" returns
-    {(stage, tensor name): value} for every stage output instead."""
+    {(stage, tensor name): value} for every stage output instead. device: where the emulator
+    runs ("cpu", "cuda" or "auto"; exact on each)."""
     from .quiet import import_slayer_quietly
 
     import_slayer_quietly()
+    from .runtime.device import using
     from .runtime.run import run as _run
 
-    with reporting("run", passing=()):
+    with reporting("run", passing=()), using(device):
         return _run(compiled, x, return_stages=return_stages, backend=backend)
 
 
-def pipeline(build, samples, backend="lava", window=4, stats=None):
+def pipeline(build, samples, backend="lava", window=4, stats=None, device="cpu"):
     """Stream samples (one tensor each, no batch axis) through every stage of a build, each
     stage its own process linked over TCP; yields the outputs in order (numpy arrays).
     A dict passed as `stats` receives per-stage and per-link measurements at the end."""
     from .deploy.pipeline import pipeline as _pipeline
 
-    return _pipeline(build, samples, backend, window, stats=stats)
+    return _pipeline(build, samples, backend, window, stats=stats, device=device)
 
 
-def verify(compiled, x=None, data=None, samples=8, backend="lava", batch_size=16):
+def verify(compiled, x=None, data=None, samples=8, backend="lava", batch_size=16, device="cpu"):
     """Compare an in-memory compile's artifacts with its PyTorch model: on the tensor `x`
     (a Parity), or on `samples` samples of `data` ("synthetic", "dvsgesture:PATH"; a Report
-    as `hybridc verify` prints). backend: "lava" or "emulate" runs the Loihi stage."""
+    as `hybridc verify` prints). backend: "lava" or "emulate" runs the Loihi stage; device:
+    where the emulator runs ("cpu", "cuda" or "auto")."""
     from .quiet import import_slayer_quietly
 
     import_slayer_quietly()
-    with reporting("verify", passing=()):
+    from .runtime.device import using
+
+    with reporting("verify", passing=()), using(device):
         if x is not None:
             from .runtime.verify import verify as _verify
 

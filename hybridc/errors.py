@@ -115,6 +115,13 @@ class SystemFileError(HybridcError):
     exit_code = 18
 
 
+class DeviceError(HybridcError):
+    """A device the emulator or training cannot use: `cuda` asked for where torch sees no CUDA
+    GPU, or a name that is not cpu, cuda or auto."""
+
+    exit_code = 19
+
+
 # --- what is not a HybridcError --------------------------------------------------------
 
 _STEPS = ContextVar("hybridc_steps", default=())

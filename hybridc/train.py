@@ -68,7 +68,8 @@ def train(model, train_set, test_set, epochs: int = 10, lr: float = 1e-3, batch_
           console=None, stop=None, device=None) -> History:
     """Train `model` on (x, label) datasets; returns the per-epoch history.
     `stop(history) -> bool`, if given, is asked after each epoch whether to finish early.
-    `device` (e.g. "cuda" on a GPU worker) trains there; the model ends back on the CPU."""
+    `device` ("cpu", "cuda" or "auto"; DeviceError where cuda is asked for and absent)
+    trains there; the model ends back on the CPU."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -77,6 +78,9 @@ def train(model, train_set, test_set, epochs: int = 10, lr: float = 1e-3, batch_
         TimeRemainingColumn,
     )
 
+    from .runtime.device import resolve
+
+    device = resolve(device) if device else None
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=True, generator=generator)

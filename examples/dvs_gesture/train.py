@@ -34,6 +34,7 @@ def main(
     resume: bool = typer.Option(False, help="Continue from the checkpoint in --out."),
     seed: int = typer.Option(0),
     weights_init: Optional[Path] = typer.Option(None, help="Start from these weights."),
+    device: str = typer.Option("cpu", help="cpu, cuda or auto (cuda when torch sees a GPU)."),
 ):
     import warnings
 
@@ -58,7 +59,7 @@ def main(
         train_set.transform = transform
         test_set = open_dataset(data, train=False, size=size, timesteps=timesteps)
     history = train(net, train_set, test_set, epochs=epochs, lr=lr, batch_size=batch_size,
-                    checkpoint_dir=out, resume=resume, seed=seed)
+                    checkpoint_dir=out, resume=resume, seed=seed, device=device)
     print(f"best test accuracy {history.best_test_accuracy:.1%}; weights in {out / 'model.pt'}")
 
 

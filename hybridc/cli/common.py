@@ -55,12 +55,18 @@ def _fail(exc) -> None:
     raise typer.Exit(code=exc.exit_code)
 
 
-def guard(fn):
-    """Run a command body; HybridcError becomes one paragraph and its exit code."""
+def guard(fn, device: str = None):
+    """Run a command body; HybridcError becomes one paragraph and its exit code. device: where
+    the emulator runs in it (`--device`; checked first, so a missing GPU fails before any work)."""
     from ..errors import HybridcError
 
     try:
-        return fn()
+        if device is None:
+            return fn()
+        from ..runtime.device import using
+
+        with using(device):
+            return fn()
     except HybridcError as exc:
         if _state["debug"]:
             raise
@@ -108,6 +114,8 @@ def write_file(path: Path, data) -> None:
 
 
 # verify and profile run samples through a build: the same sources of data for both.
+DEVICE_OPTION = typer.Option("cpu", "--device", help="Where the emulator (--backend emulate) runs: cpu, cuda "
+                             "or auto (cuda when torch sees a GPU). Exact on both.")
 DATA_OPTION = typer.Option(
     None, help="The samples to run: synthetic, dvsgesture:PATH (test split), npz:PATH (arrays x, optional y), "
                "random:RATE, or a hybridc.data entry point NAME[:ARG]. Default: synthetic for event-frame builds, "

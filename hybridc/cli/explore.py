@@ -7,6 +7,7 @@ from typing import List, Optional
 import typer
 
 from .common import (
+    DEVICE_OPTION,
     app,
     guard,
     make_console,
@@ -36,6 +37,7 @@ def explore(
     gpus_per_trial: float = typer.Option(0.0, help="GPUs Ray gives each trial (training runs on it)."),
     system: Optional[str] = typer.Option(None, "--system", help="Where each candidate's Loihi stages must fit "
                                          "(default loihi2); one that does not fit is listed as refused."),
+    device: str = DEVICE_OPTION,
 ):
     """Compile and profile every candidate split; rank by energy, mark the Pareto front.
     With --train-epochs, train each candidate first (on Ray with --workers/--address)."""
@@ -98,4 +100,4 @@ def explore(
         console.print(f"wrote {output}/explore.csv, explore.json, explore.png"
                       + (", explore_curves.png" if training else ""))
 
-    guard(body)
+    guard(body, device=device)

@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from .common import app, guard, make_console
+from .common import DEVICE_OPTION, app, guard, make_console
 
 
 @app.command()
@@ -26,6 +26,7 @@ def pipeline(
                                         "with (`hybridc keys`). A local run makes a fresh one of its own."),
     insecure: bool = typer.Option(False, "--insecure", help="With --connect: allow non-loopback addresses without "
                                   "--keys."),
+    device: str = DEVICE_OPTION,
 ):
     """Every stage its own process, linked over TCP; stream the samples of INPUT through them."""
     console = make_console()
@@ -64,4 +65,4 @@ def pipeline(
         if json_path:
             console.print(f"wrote {json_path}")
 
-    guard(body)
+    guard(body, device=device)

@@ -6,7 +6,7 @@ from typing import Optional
 import typer
 
 from . import common
-from .common import app, guard, make_console, quiet_imports, reference_files, write_file
+from .common import DEVICE_OPTION, app, guard, make_console, quiet_imports, reference_files, write_file
 
 
 @app.command()
@@ -26,6 +26,7 @@ def profile(
     system: Optional[str] = typer.Option(None, "--system", help="Map the Loihi stages onto this system (loihi2, "
                                          "kapoho-point, hala-point, loihi1 or a file) for their cores and chips; "
                                          "default: the mapping recorded at compile."),
+    device: str = DEVICE_OPTION,
 ):
     """Estimate what one inference costs on Loihi, on the link and on the Jetson."""
     console = make_console()
@@ -56,7 +57,7 @@ def profile(
                 raise OutputError(f"Cannot write {json_path.with_suffix('.png')}: {exc.strerror or exc}.") from None
             console.print(f"wrote {json_path} and {json_path.with_suffix('.png')}")
 
-    guard(body)
+    guard(body, device=device)
 
 
 def profile_table(result):

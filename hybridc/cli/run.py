@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from .common import app, guard, make_console, quiet_imports
+from .common import DEVICE_OPTION, app, guard, make_console, quiet_imports
 
 
 @app.command()
@@ -15,6 +15,7 @@ def run(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to save outputs (.npy)."),
     backend: str = typer.Option("lava", help="lava (Lava's bit-accurate simulator) or emulate (hybridc's "
                                              "batched bit-exact emulator of it) for the loihi stage."),
+    device: str = DEVICE_OPTION,
 ):
     """Run a build as deployed: Lava fixed-point for loihi, onnxruntime for jetson."""
     console = make_console()
@@ -54,4 +55,4 @@ def run(
             if y.ndim == 2:
                 console.print(f"argmax: {y.argmax(-1).tolist()}")
 
-    guard(body)
+    guard(body, device=device)

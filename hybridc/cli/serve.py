@@ -5,7 +5,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import app, guard, make_console, write_file
+from .common import DEVICE_OPTION, app, guard, make_console, write_file
 
 
 @app.command()
@@ -25,6 +25,7 @@ def serve(
                                   "on that network can then feed and read the stage)."),
     announce: Optional[Path] = typer.Option(None, hidden=True, help="Write HOST:PORT here once listening."),
     parent: Optional[int] = typer.Option(None, hidden=True, help="Stop when this process (the client) is gone."),
+    device: str = DEVICE_OPTION,
 ):
     """Run one stage as a long-lived process: receive its inputs, run it, send each output on."""
 
@@ -39,4 +40,4 @@ def serve(
         serve_stage(build, stage, listen, to, backend, window, announce=ready, keys=keys, insecure=insecure,
                     parent=parent)
 
-    guard(body)
+    guard(body, device=device)

@@ -6,7 +6,7 @@ from typing import Optional
 import typer
 
 from . import common
-from .common import app, guard, make_console, quiet_imports, reference_files, write_file
+from .common import DEVICE_OPTION, app, guard, make_console, quiet_imports, reference_files, write_file
 
 
 @app.command()
@@ -23,6 +23,7 @@ def verify(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON here."),
     workers: Optional[int] = typer.Option(None, help="Split the samples across a local Ray with this many workers."),
     address: Optional[str] = typer.Option(None, help="Split the samples across the Ray cluster at this address."),
+    device: str = DEVICE_OPTION,
 ):
     """Run a dataset through the deployment and the PyTorch model; report their agreement."""
     console = make_console()
@@ -78,4 +79,4 @@ def verify(
         if not report.passed:
             raise typer.Exit(code=12)
 
-    guard(body)
+    guard(body, device=device)

@@ -27,6 +27,8 @@ import numpy as np
 
 from ..build_dir.compiled import load
 from ..errors import InputError, LinkError, StageError
+from ..runtime.device import current as current_device
+from ..runtime.device import resolve as resolve_device
 from . import hop, links
 from . import keys as curve
 from . import wire as w
@@ -50,16 +52,18 @@ class Pipeline:
 
     def __init__(self, build_dir, backend: str = "lava", window: int = 4, host: str = "127.0.0.1",
                  stall_timeout: float = 600.0, log=None, connect=None, collect: str = None, keys=None,
-                 insecure: bool = False):
+                 insecure: bool = False, device: str = None):
         """connect/collect: stages already served elsewhere (`hybridc serve`): send the model
         input to each stage that reads it at `connect` (HOST:PORT, or NAME=HOST:PORT items when
         several stages read it), receive the model output on `collect`; no process is started.
         keys: the key set those stages were served with (without one, loopback addresses only,
         unless `insecure`). A local run makes a fresh key set, unless `insecure` (loopback
-        links without CURVE: the baseline benchmarks/pipeline_bench.py measures keys against)."""
+        links without CURVE: the baseline benchmarks/pipeline_bench.py measures keys against).
+        device: where the stages' emulators run (cpu, cuda, auto; default: the current one)."""
         if window < 1:
             raise InputError(f"--window must be at least 1, got {window}.")
         stage_runner(backend)  # refuse an unknown backend before starting any process
+        self.device = resolve_device(device) if device else current_device()
         self.compiled = load(build_dir)
         self.manifest = self.compiled.manifest
         self.links = links.links(self.manifest)
@@ -153,6 +157,7 @@ class Pipeline:
         log_file = open(Path(self._logs.name) / f"{name}.log", "wb")
         command = [sys.executable, "-m", "hybridc.cli", "serve", str(self.compiled.directory), "--stage", name,
                    "--listen", listen, *[arg for item in to for arg in ("--to", item)], "--backend", self.backend,
+                   "--device", self.device,
                    "--window", str(self.window), "--announce", str(ready), "--parent", str(os.getpid()),
                    *(["--keys", str(self.keys_dir)] if self.keys_dir else [])]
         self.processes[name] = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
@@ -320,11 +325,12 @@ class Pipeline:
                 "end_to_end_latency_s": timing_summary(latencies), "stages": stages, "edges": edges}
 
 
-def pipeline(build_dir, samples, backend: str = "lava", window: int = 4, log=None, stats: dict = None):
+def pipeline(build_dir, samples, backend: str = "lava", window: int = 4, log=None, stats: dict = None,
+             device: str = None):
     """Stream `samples` (an iterable of tensors or arrays, one sample each: no batch axis,
     time last) through every stage of a build, each in its own process; yields the outputs
     in order. hybridc.pipeline(build, xs). `stats`, if given, receives the measurements."""
-    with Pipeline(build_dir, backend, window, log=log) as running:
+    with Pipeline(build_dir, backend, window, log=log, device=device) as running:
         for _, output in running.stream(enumerate(samples)):
             yield output
         if stats is not None:

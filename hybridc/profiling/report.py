@@ -102,11 +102,13 @@ def _activity(compiled, stage, layers, data, samples):
     """Average spikes and synaptic ops per inference for each Loihi layer of `stage`, from the
     emulator running the stage's netx file (what ships) for T + one step per layer, as the
     chip would."""
-    from ..runtime.emulator import emulate, read_stage_network
+    from ..runtime.device import current, exact_arithmetic
+    from ..runtime.emulator import emulate, on_device, read_stage_network
 
     count, description, batches = _stage_batches(compiled, stage, data, samples)
-    network = read_stage_network(stage, compiled.directory)
-    emulated = network[1]  # an input layer's neuron (a Delta encoder, an RF input) runs and is counted too
+    device = current()
+    names, emulated = read_stage_network(stage, compiled.directory)
+    network = names, [on_device(layer, device) for layer in emulated]  # an input layer's neuron (a Delta encoder, an RF input) runs and is counted too
     if len(emulated) != len(layers):
         raise InputError(f"The netx file has {len(emulated)} layers to run but {len(layers)} to count; recompile.")
     totals = {}
@@ -116,13 +118,14 @@ def _activity(compiled, stage, layers, data, samples):
             entry = totals.setdefault(key, {"spikes": 0.0, "counts": 0.0})
             spikes = spikes != 0
             entry["spikes"] += float(spikes.sum())
-            entry["counts"] = entry["counts"] + spikes.sum((0, 1)).double()
+            entry["counts"] = entry["counts"] + spikes.sum((0, 1)).double().cpu()
 
-    for x in batches:
-        emulate(None, _drained(x, _hops(layers)), network=network, on_layer=tally,
-                input_message_bits=stage.input_bits or 0, feed_input_neuron=True)
-    units = [(counted, (id(layer), "in"), (id(layer), "out")) for layer, counted in zip(emulated, layers)]
-    inputs = [totals[(id(layer), "in")]["counts"] / count for layer in emulated]  # per input neuron, an inference
+    with exact_arithmetic(device):
+        for x in batches:
+            emulate(None, _drained(x, _hops(layers)).to(device), network=network, on_layer=tally,
+                    input_message_bits=stage.input_bits or 0, feed_input_neuron=True)
+    units = [(counted, (id(layer), "in"), (id(layer), "out")) for layer, counted in zip(network[1], layers)]
+    inputs = [totals[(id(layer), "in")]["counts"] / count for layer in network[1]]  # per input neuron, an inference
     return _rates(totals, units, count), count, description, inputs
 
 

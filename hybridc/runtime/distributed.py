@@ -12,6 +12,7 @@ import os
 from typing import Callable, Iterable, Optional
 
 from ..errors import HybridcError, InputError
+from .device import current, using
 
 
 def wants_ray(workers: Optional[int], address: Optional[str]) -> bool:
@@ -50,12 +51,22 @@ def cluster_cpus(ray) -> int:
     return int(ray.cluster_resources().get("CPU", 1))
 
 
+def _on_device(fn: Callable, device: str) -> Callable:
+    """fn run under `using(device)` in the worker: a task's emulator runs where the caller's
+    does (a context variable does not cross into Ray's worker processes by itself)."""
+    def task(*args):
+        with using(device):
+            return fn(*args)
+
+    return task
+
+
 def run_tasks(fn: Callable, jobs: Iterable[tuple], workers: Optional[int] = None, address: Optional[str] = None,
               done: Optional[Callable] = None) -> list:
     """fn(*job) for each job as a Ray task (one CPU each); results in job order.
     `done(result)` is called as each task finishes (for a progress bar)."""
     ray = connect(workers, address)
-    remote = ray.remote(num_cpus=1, max_retries=0)(fn)
+    remote = ray.remote(num_cpus=1, max_retries=0)(_on_device(fn, current()))
     pending = {remote.remote(*job): i for i, job in enumerate(jobs)}
     results = [None] * len(pending)
     waiting = list(pending)

@@ -15,9 +15,9 @@ batched torch tensors. By job:
 """
 
 from .chain import emulate, run_layer, stage_input
-from .decode import Layer, read_network, read_stage_network
+from .decode import Layer, on_device, read_network, read_stage_network
 from .neurons import resonator
 from .stage import run_stage
 
-__all__ = ["Layer", "emulate", "read_network", "read_stage_network", "resonator", "run_layer", "run_stage",
+__all__ = ["Layer", "emulate", "on_device", "read_network", "read_stage_network", "resonator", "run_layer", "run_stage",
            "stage_input"]

@@ -9,12 +9,13 @@ import numpy as np
 import torch
 
 from ...netx.layout import from_netx
+from ..device import batch_budget, current, exact_arithmetic
 from ..loihi_io import check_input, from_wire, stage_taps
-from .decode import Layer, read_network, read_stage_network
+from .decode import Layer, on_device, read_network, read_stage_network
 from .neurons import Resonator, SigmaDelta, lif, resonate, sigma_delta
 from .synapses import conv_currents, dense_currents, recurrent_feedback
 
-__all__ = ["batch_size", "emulate", "run_chain_stage", "run_layer", "stage_input"]
+__all__ = ["batch_size", "emulate", "run_chain_stage", "run_layer", "stage_input", "steps_first", "integers"]
 
 
 def run_layer(layer: Layer, inputs: torch.Tensor, graded: bool) -> torch.Tensor:
@@ -36,7 +37,7 @@ def run_layer(layer: Layer, inputs: torch.Tensor, graded: bool) -> torch.Tensor:
 
 
 def emulate(path, x, input_shape=None, input_message_bits: int = 0, num_layers=None, skip_layers: int = 0,
-            network=None, on_layer=None, taps=None, feed_input_neuron: bool = False):
+            network=None, on_layer=None, taps=None, feed_input_neuron: bool = False, pad_steps: int = 0):
     """Lava's output of the netx network at `path` for input `x`, step for step as a sink
     RingBuffer records it (no shift): x is (N, C, H, W, T) or (N, F, T) in PyTorch layout,
     spikes or (with input_message_bits > 0) integer payloads. Returns (N, ..., T) int64.
@@ -44,34 +45,60 @@ def emulate(path, x, input_shape=None, input_message_bits: int = 0, num_layers=N
     outputs) sees each layer's input and output messages, (N, T, ...), e.g. to count activity.
     taps: netx layer indices (None: the last) whose outputs to return, as a list.
     feed_input_neuron: x goes to the first layer's neuron when that is an input layer (what
-    hybridc's Lava runner connects); netx itself leaves that neuron's input open."""
+    hybridc's Lava runner connects); netx itself leaves that neuron's input open.
+    pad_steps: zero input steps appended (outputs lag the input by the hops to them)."""
     x = torch.as_tensor(x)
     _, layers = network or read_network(path, input_shape or tuple(x.shape[1:-1]),
                                                   num_layers, skip_layers)
     wanted = [len(layers) - 1 if tap is None else tap for tap in (taps if taps is not None else [None])]
     graded = input_message_bits > 0 or (feed_input_neuron and layers[0].kind == "input")
-    # time second: (N, T, ...); the source RingBuffer holds int32 (floats truncated)
-    tensor = torch.movedim(x, -1, 1)
-    tensor = torch.trunc(tensor.to(torch.float64)).to(torch.int64) if graded else tensor != 0
+    tensor = steps_first(x, graded, pad_steps)
     kept = {}
     for index, layer in enumerate(layers[:max(wanted) + 1]):
         if layer.kind == "input" and not feed_input_neuron:  # netx leaves this neuron's input open
-            inputs = torch.zeros((tensor.shape[0], tensor.shape[1], *layer.out_shape), dtype=torch.int64)
+            inputs = torch.zeros((tensor.shape[0], tensor.shape[1], *layer.out_shape), dtype=torch.int64,
+                                 device=tensor.device)
         else:
             inputs = tensor
         tensor = run_layer(layer, inputs, graded)
         if on_layer is not None:
             on_layer(layer, inputs, tensor)
         if index in wanted:
-            kept[index] = torch.movedim(tensor, 1, -1).to(torch.int64)
+            kept[index] = integers(torch.movedim(tensor, 1, -1))
         graded = layer.output_bits > 0
     outputs = [kept[index] for index in wanted]
     return outputs if taps is not None else outputs[0]
 
 
-def batch_size(count: int, per_sample_elements: int, budget: int = 1 << 25) -> int:
-    """Samples per batch so the largest intermediate stays near `budget` int64 values (256 MB)."""
-    return max(1, min(count, budget // max(per_sample_elements, 1)))
+def steps_first(x: torch.Tensor, graded: bool, pad: int = 0) -> torch.Tensor:
+    """(N, ..., T) input -> (N, T + pad, ...) messages, `pad` zero steps appended: unary
+    spikes as float32 0/1 (the stage runners check the input is binary; a conv takes them as
+    they are), or int64 payloads (the source RingBuffer holds int32: floats truncated). A
+    (C, H, W) sample is laid out channels innermost (torch's channels_last): the float conv
+    of few channels runs about 3x faster so, and the layers after keep the layout, as torch
+    ops preserve strides. One strided copy, no conversion pass, for float32 spikes."""
+    x = torch.as_tensor(x)
+    if graded:
+        x = torch.trunc(x.to(torch.float64)).to(torch.int64)
+    n, steps = x.shape[0], x.shape[-1]
+    dtype = torch.int64 if graded else torch.float32
+    spatial = x.dim() == 5
+    buffer = torch.empty((n, steps + pad, *x.shape[2:4], x.shape[1]) if spatial else (n, steps + pad, *x.shape[1:-1]),
+                         dtype=dtype, device=x.device)
+    buffer[:, :steps].copy_(x.permute(0, 4, 2, 3, 1) if spatial else torch.movedim(x, -1, 1))
+    buffer[:, steps:].zero_()
+    return buffer.permute(0, 1, 4, 2, 3) if spatial else buffer
+
+
+def integers(messages: torch.Tensor) -> torch.Tensor:
+    """Messages as int64 (bool through uint8: torch converts bool about twice as slowly)."""
+    return (messages.view(torch.uint8) if messages.dtype == torch.bool else messages).to(torch.int64)
+
+
+def batch_size(count: int, per_sample_elements: int, device: str = "cpu") -> int:
+    """Samples per batch so the largest intermediate stays within the device's budget of int64
+    values (`runtime.device.batch_budget`: 256 MB on the CPU)."""
+    return max(1, min(count, batch_budget(device) // max(per_sample_elements, 1)))
 
 
 def stage_input(stage, x) -> torch.Tensor:
@@ -87,7 +114,7 @@ def padded_batches(x: torch.Tensor, batch: int, pad: int, progress=None):
     for start in range(0, x.shape[0], batch):
         chunk = x[start:start + batch]
         if pad:
-            chunk = torch.cat([chunk, torch.zeros(*chunk.shape[:-1], pad, dtype=chunk.dtype)], dim=-1)
+            chunk = torch.cat([chunk, torch.zeros(*chunk.shape[:-1], pad, dtype=chunk.dtype, device=chunk.device)], dim=-1)
         yield chunk
         if progress:
             for _ in range(chunk.shape[0]):
@@ -102,16 +129,19 @@ def run_chain_stage(stage, build_dir: Path, x: torch.Tensor, progress=None):
     steps = x.shape[-1]
     taps = stage_taps(stage)
     delay = max(d or 0 for _, d in taps)
-    network = read_stage_network(stage, build_dir)
-    widest = max(int(np.prod(layer.out_shape)) for layer in network[1])
+    device = current()
+    names, layers = read_stage_network(stage, build_dir)
+    network = names, [on_device(layer, device) for layer in layers]
+    widest = max(int(np.prod(layer.out_shape)) for layer in layers)
     widest = max(widest, int(np.prod(x.shape[1:-1])))
-    batch = batch_size(x.shape[0], widest * (steps + delay) * 4)
+    batch = batch_size(x.shape[0], widest * (steps + delay) * 4, device)
     outputs = [[] for _ in taps]
-    for chunk in padded_batches(x, batch, delay, progress):
-        results = emulate(None, chunk, network=network, input_message_bits=stage.input_bits or 0,
-                          taps=[layer for layer, _ in taps], feed_input_neuron=True)
-        for k, (out, (_, d)) in enumerate(zip(results, taps)):
-            outputs[k].append(out[..., (d or 0):(d or 0) + steps].float())
+    with exact_arithmetic(device):
+        for chunk in padded_batches(x, batch, 0, progress):
+            results = emulate(None, chunk.to(device), network=network, input_message_bits=stage.input_bits or 0,
+                              taps=[layer for layer, _ in taps], feed_input_neuron=True, pad_steps=delay)
+            for k, (out, (_, d)) in enumerate(zip(results, taps)):
+                outputs[k].append(out[..., (d or 0):(d or 0) + steps].float().cpu())
     results = tuple(from_wire(spec, torch.cat(parts).reshape(x.shape[0], *spec.pytorch_shape()))
                     for spec, parts in zip(stage.outputs, outputs))
     return results[0] if len(results) == 1 else results

@@ -13,6 +13,7 @@ bit width; each Dense process then clips and truncates its own part). The RF dec
 (sin/cos -> period, decay -> sin/cos), recomputed here with the same numpy operations.
 """
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -28,7 +29,7 @@ from ...netx.layout import flip_spatial
 from ...netx.processes import optimize_weight_bits
 from .neurons import DECAY_UNITY, SPIKE_EXP, STATE_EXP, STATE_SHIFT, Neuron, SigmaDelta, resonator, wrap_int
 
-__all__ = ["Layer", "conv_layer", "dense_layer", "read_network", "read_stage_network"]
+__all__ = ["Layer", "conv_layer", "dense_layer", "on_device", "read_network", "read_stage_network"]
 
 
 @dataclass
@@ -245,3 +246,15 @@ def dense_layer(group: LayerGroup, name: str) -> Layer:
             delay = np.repeat(delay.reshape(1, -1), weight.shape[0], axis=0)
         delays = torch.from_numpy(delay.astype(np.int64))
     return Layer("dense", name, out, neuron, weight=weight, weight_exp=weight_exp, delays=delays, output_bits=bits)
+
+
+def on_device(layer: Layer, device: str) -> Layer:
+    """The layer with its tensors (weights, delays, neuron bias) on `device` ("cpu" or "cuda")."""
+    def moved(value):
+        return value.to(device) if isinstance(value, torch.Tensor) else value
+
+    neuron = layer.neuron
+    if getattr(neuron, "bias", None) is not None:
+        neuron = dataclasses.replace(neuron, bias=moved(neuron.bias))
+    fields = {field.name: moved(getattr(layer, field.name)) for field in dataclasses.fields(layer)}
+    return dataclasses.replace(layer, **{**fields, "neuron": neuron})

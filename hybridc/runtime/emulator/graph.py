@@ -16,9 +16,10 @@ from ...errors import ArtifactError
 from ...manifest import layer_key
 from ...netx.fields import open_file, synapse_group
 from ...netx.layout import pytorch_shape
+from ..device import current, exact_arithmetic
 from ..loihi_io import check_input
-from .chain import batch_size, padded_batches
-from .decode import conv_layer, dense_layer, read_network
+from .chain import batch_size, integers, padded_batches, steps_first
+from .decode import conv_layer, dense_layer, on_device, read_network
 from .neurons import lif
 from .synapses import conv_currents, dense_currents, recurrent_feedback
 
@@ -84,9 +85,8 @@ def emulate_graph(stage, x: torch.Tensor, graph, wanted) -> list:
     """Lava's spikes (N, ..., T) at each wanted (segment, layer) for input x (N, ..., T),
     as sinks record them (no shift)."""
     segments, links = graph
-    x = torch.movedim(torch.as_tensor(x), -1, 1)  # (N, T, ...)
     graded = bool(stage.input_bits)  # an Encoder's payloads, as the source RingBuffer's int32 holds them
-    spikes = {None: torch.trunc(x.to(torch.float64)).to(torch.int64) if graded else x != 0}
+    spikes = {None: steps_first(x, graded)}
     into = {}
     for link, layer in links:
         into.setdefault((link["target"]["segment"], link["target"]["layer"]), []).append((link, layer))
@@ -102,22 +102,26 @@ def emulate_graph(stage, x: torch.Tensor, graph, wanted) -> list:
             extra = _currents(synapse, spikes[layer_key(link["source"])], bool(link.get("message_bits")), link["flatten"])
             currents = currents + extra.reshape(currents.shape)  # a conv as a dense matrix: (C, H, W) order
         spikes[(k, j)] = lif(layer.neuron, currents, feedback=recurrent_feedback(layer))
-    return [torch.movedim(spikes[key], 1, -1).to(torch.int64) for key in wanted]
+    return [integers(torch.movedim(spikes[key], 1, -1)) for key in wanted]
 
 
 def run_graph_stage(stage, build_dir: Path, x: torch.Tensor, progress=None):
     """A branching loihi stage with the outputs Lava's runner (`runtime/lava_graph.py`) gives."""
     check_input(stage, x)
-    graph = read_graph(stage, build_dir)
+    device = current()
+    segments, links = read_graph(stage, build_dir)
+    graph = ([[on_device(layer, device) for layer in layers] for layers in segments],
+             [(link, on_device(layer, device)) for link, layer in links])
     wanted = [(out.segment, out.layer) for out in stage.outputs]
     steps = x.shape[-1]
     pad = max(out.delay or 0 for out in stage.outputs)
-    widest = max(int(torch.tensor(layer.out_shape).prod()) for layers in graph[0] for layer in layers)
-    batch = batch_size(x.shape[0], widest * (steps + pad) * (4 + len(graph[1])))
+    widest = max(int(torch.tensor(layer.out_shape).prod()) for layers in segments for layer in layers)
+    batch = batch_size(x.shape[0], widest * (steps + pad) * (4 + len(links)), device)
     results = [[] for _ in wanted]
-    for chunk in padded_batches(x, batch, pad, progress):
-        for k, (out, spikes) in enumerate(zip(stage.outputs, emulate_graph(stage, chunk, graph, wanted))):
-            delay = out.delay or 0
-            results[k].append(spikes[..., delay:delay + steps].float())
+    with exact_arithmetic(device):
+        for chunk in padded_batches(x, batch, pad, progress):
+            for k, (out, spikes) in enumerate(zip(stage.outputs, emulate_graph(stage, chunk.to(device), graph, wanted))):
+                delay = out.delay or 0
+                results[k].append(spikes[..., delay:delay + steps].float().cpu())
     outputs = tuple(torch.cat(r) for r in results)
     return outputs[0] if len(outputs) == 1 else outputs

@@ -89,7 +89,8 @@ def lif(neuron: Neuron, currents: torch.Tensor, lag: int = 1, feedback=None) -> 
     if feedback is not None:
         return _lif_int(neuron, currents, lag, feedback)
     used = currents[:, :currents.shape[1] - lag]
-    peak = used.abs().amax(dim=[d for d in range(used.dim()) if d != 1]) if used.numel() else None
+    dims = [d for d in range(used.dim()) if d != 1]  # per step: two reductions, no |x| copy
+    peak = torch.maximum(used.amax(dim=dims), -used.amin(dim=dims)) if used.numel() else None
     if peak is None or int(peak.max()) < 1 << 24:
         wrap_current = peak is not None and int(peak.sum()) << STATE_SHIFT >= UV_LIMIT
         return _lif_float(neuron, currents, wrap_current, lag)
@@ -99,9 +100,9 @@ def lif(neuron: Neuron, currents: torch.Tensor, lag: int = 1, feedback=None) -> 
 def _lif_int(neuron: Neuron, currents: torch.Tensor, lag: int = 1, feedback=None) -> torch.Tensor:
     """Lava's LIF step by step in int64, every int32 wrap-around of numpy made explicit."""
     currents = currents.to(torch.int64)
-    u = torch.zeros(currents.shape[:1] + currents.shape[2:], dtype=torch.int64)
+    u = torch.zeros(currents.shape[:1] + currents.shape[2:], dtype=torch.int64, device=currents.device)
     v = torch.zeros_like(u)
-    spikes = torch.empty(currents.shape, dtype=torch.bool)
+    spikes = torch.empty(currents.shape, dtype=torch.bool, device=currents.device)
     for t in range(spikes.shape[1]):
         arriving = currents[:, t - lag] if t >= lag else torch.zeros_like(u)
         if feedback is not None and t >= 1:  # the feedback Dense sends its step t-1 spikes now
@@ -129,9 +130,9 @@ def _lif_float(neuron: Neuron, currents: torch.Tensor, wrap_current: bool, lag: 
     current_factor = neuron.current_factor / DECAY_UNITY
     voltage_factor = neuron.voltage_factor / DECAY_UNITY
     bias = neuron.bias.to(torch.float64) if neuron.bias is not None else None
-    u = torch.zeros(currents.shape[:1] + currents.shape[2:], dtype=torch.float64)
+    u = torch.zeros_like(currents[:, 0], dtype=torch.float64)  # in the currents' layout (channels_last)
     v = torch.zeros_like(u)
-    spikes = torch.empty(currents.shape, dtype=torch.bool)
+    spikes = torch.empty_like(currents, dtype=torch.bool)
     for t in range(spikes.shape[1]):
         u.mul_(current_factor).trunc_()
         if t >= lag:
@@ -187,7 +188,7 @@ def resonate(neuron: Resonator, real_currents: torch.Tensor, imag_currents: torc
     imag_in = wrap_int(_arrivals(imag_currents, lag) << STATE_SHIFT, 32)
     real = torch.zeros_like(real_in[:, 0])
     imag = torch.zeros_like(real)
-    spikes = torch.empty(real_in.shape, dtype=torch.bool)
+    spikes = torch.empty(real_in.shape, dtype=torch.bool, device=real_in.device)
 
     def scale(x):  # sign(x) * (|x| >> 12)
         return torch.div(x, DECAY_UNITY, rounding_mode="trunc")

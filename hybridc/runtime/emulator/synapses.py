@@ -27,19 +27,44 @@ def _shift(x: torch.Tensor, exponent: int) -> torch.Tensor:
     return x << exponent if exponent > 0 else x >> -exponent
 
 
+def _numbers(spikes: torch.Tensor, graded: bool, dtype: torch.dtype) -> torch.Tensor:
+    """Messages as floats of `dtype` for a product: payloads as they are, spikes as 0/1 (bool
+    through uint8, which torch converts about twice as fast)."""
+    if not graded and spikes.dtype == torch.bool:
+        spikes = spikes.view(torch.uint8)
+    elif not graded and spikes.dtype != torch.float32:
+        spikes = spikes != 0
+    return spikes.to(dtype)
+
+
+def _largest_sum(weight: torch.Tensor, spikes: torch.Tensor, graded: bool) -> float:
+    """A bound on every partial sum of an output: sum of |weights| per output x largest input."""
+    largest = float(weight.abs().reshape(weight.shape[0], -1).sum(1).max()) if weight.numel() else 0.0
+    if graded and spikes.numel():
+        largest *= float(torch.maximum(spikes.max(), -spikes.min()))
+    return largest
+
+
+def _exact_dtype(largest: float) -> torch.dtype:
+    """float32 where every partial sum stays below 2**24 (float32 then sums integers exactly),
+    else float64 (exact below 2**53)."""
+    return torch.float32 if largest < 2 ** 24 else torch.float64
+
+
 def dense_currents(layer: Layer, spikes: torch.Tensor, graded: bool, imaginary: bool = False) -> torch.Tensor:
     """(N, T, in) -> (N, T, out) synaptic input each step, before the one-step hop.
     imaginary: the imaginary synapse of a complex (RF) layer."""
-    s = (spikes if graded else (spikes != 0)).to(torch.float64)
     weight, exponent = (layer.weight_imag, layer.weight_exp_imag) if imaginary else (layer.weight, layer.weight_exp)
+    dtype = _exact_dtype(_largest_sum(weight, spikes, graded))
+    s = _numbers(spikes, graded, dtype)
 
-    def product(weight):  # float64 BLAS on integers: exact below 2**53, unlike slow int64 matmul
-        return (s @ weight.T.to(torch.float64)).to(torch.int64)
+    def product(weight):  # float BLAS on integers: exact (see _exact_dtype), unlike slow int64 matmul
+        return (s @ weight.T.to(dtype)).to(torch.int64)
 
     if layer.delays is None or imaginary:  # the int32 accumulator wraps before the shift, as in Lava
         return wrap_int(_shift(wrap_int(product(weight), 32), exponent), 32)
     # DelayDense: each delay's share is shifted on its own, then arrives `delay` steps later
-    total = torch.zeros(s.shape[:-1] + (weight.shape[0],), dtype=torch.int64)
+    total = torch.zeros(s.shape[:-1] + (weight.shape[0],), dtype=torch.int64, device=s.device)
     steps = s.shape[1]
     for d in torch.unique(layer.delays).tolist():
         part = _shift(product(torch.where(layer.delays == d, weight, 0)), exponent)
@@ -54,10 +79,10 @@ def conv_currents(layer: Layer, spikes: torch.Tensor, graded: bool) -> torch.Ten
     exact while every partial sum stays below the mantissa: float32 when the largest possible sum
     (sum of |weights| per output x largest input) is below 2**24, else float64."""
     n, t = spikes.shape[:2]
-    s = spikes if graded else (spikes != 0)
-    largest = float(layer.weight.abs().sum((1, 2, 3)).max()) * (float(s.abs().max()) if graded and s.numel() else 1.0)
-    dtype = torch.float32 if largest < 2 ** 24 else torch.float64
-    out = F.conv2d(s.reshape(n * t, *spikes.shape[2:]).to(dtype), layer.weight.to(dtype), stride=layer.stride,
+    largest = _largest_sum(layer.weight, spikes, graded)
+    dtype = _exact_dtype(largest)
+    s = _numbers(spikes, graded, dtype)
+    out = F.conv2d(s.reshape(n * t, *spikes.shape[2:]), layer.weight.to(dtype), stride=layer.stride,
                    padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
     if graded or largest >= 2 ** 23:  # truncation as `.astype(int32)`, then Lava's 24-bit clamp
         out = wrap_int(out.to(torch.int64), 24)
