@@ -72,11 +72,11 @@ def exact_arithmetic(device: str):
 
 
 def batch_budget(device: str) -> int:
-    """How many int64 values the largest intermediate of a batch may hold: 256 MB on the CPU
+    """How many int64 values the largest intermediate of a batch may hold: 64 MB on the CPU
     (bounded memory while streaming a data set), a quarter of the free memory on a GPU."""
     if device == "cuda":
         import torch
 
         free, _ = torch.cuda.mem_get_info()
         return max(1 << 20, free // 8 // 4)
-    return 1 << 25
+    return 1 << 23
