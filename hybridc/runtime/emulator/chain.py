@@ -37,7 +37,8 @@ def run_layer(layer: Layer, inputs: torch.Tensor, graded: bool) -> torch.Tensor:
 
 
 def emulate(path, x, input_shape=None, input_message_bits: int = 0, num_layers=None, skip_layers: int = 0,
-            network=None, on_layer=None, taps=None, feed_input_neuron: bool = False, pad_steps: int = 0):
+            network=None, on_layer=None, taps=None, feed_input_neuron: bool = False, pad_steps: int = 0,
+            messages: bool = False):
     """Lava's output of the netx network at `path` for input `x`, step for step as a sink
     RingBuffer records it (no shift): x is (N, C, H, W, T) or (N, F, T) in PyTorch layout,
     spikes or (with input_message_bits > 0) integer payloads. Returns (N, ..., T) int64.
@@ -46,7 +47,9 @@ def emulate(path, x, input_shape=None, input_message_bits: int = 0, num_layers=N
     taps: netx layer indices (None: the last) whose outputs to return, as a list.
     feed_input_neuron: x goes to the first layer's neuron when that is an input layer (what
     hybridc's Lava runner connects); netx itself leaves that neuron's input open.
-    pad_steps: zero input steps appended (outputs lag the input by the hops to them)."""
+    pad_steps: zero input steps appended (outputs lag the input by the hops to them).
+    messages: return each output as the layer hands it (bool spikes or int64 payloads, a view
+    with time last), without the int64 copy."""
     x = torch.as_tensor(x)
     _, layers = network or read_network(path, input_shape or tuple(x.shape[1:-1]),
                                                   num_layers, skip_layers)
@@ -64,7 +67,7 @@ def emulate(path, x, input_shape=None, input_message_bits: int = 0, num_layers=N
         if on_layer is not None:
             on_layer(layer, inputs, tensor)
         if index in wanted:
-            kept[index] = integers(torch.movedim(tensor, 1, -1))
+            kept[index] = torch.movedim(tensor, 1, -1) if messages else integers(torch.movedim(tensor, 1, -1))
         graded = layer.output_bits > 0
     outputs = [kept[index] for index in wanted]
     return outputs if taps is not None else outputs[0]
@@ -135,13 +138,18 @@ def run_chain_stage(stage, build_dir: Path, x: torch.Tensor, progress=None):
     widest = max(int(np.prod(layer.out_shape)) for layer in layers)
     widest = max(widest, int(np.prod(x.shape[1:-1])))
     batch = batch_size(x.shape[0], widest * (steps + delay) * 4, device)
-    outputs = [[] for _ in taps]
+    outputs, start = None, 0
     with exact_arithmetic(device):
         for chunk in padded_batches(x, batch, 0, progress):
             results = emulate(None, chunk.to(device), network=network, input_message_bits=stage.input_bits or 0,
-                              taps=[layer for layer, _ in taps], feed_input_neuron=True, pad_steps=delay)
-            for k, (out, (_, d)) in enumerate(zip(results, taps)):
-                outputs[k].append(out[..., (d or 0):(d or 0) + steps].float().cpu())
-    results = tuple(from_wire(spec, torch.cat(parts).reshape(x.shape[0], *spec.pytorch_shape()))
-                    for spec, parts in zip(stage.outputs, outputs))
+                              taps=[layer for layer, _ in taps], feed_input_neuron=True, pad_steps=delay,
+                              messages=True)
+            if outputs is None:  # filled batch by batch: one copy from the messages to float32
+                outputs = [torch.empty((x.shape[0], *out.shape[1:-1], steps)) for out in results]
+            for whole, out, (_, d) in zip(outputs, results, taps):
+                out = out[..., (d or 0):(d or 0) + steps]
+                whole[start:start + out.shape[0]].copy_(out.view(torch.uint8) if out.dtype == torch.bool else out)
+            start += chunk.shape[0]
+    results = tuple(from_wire(spec, whole.reshape(x.shape[0], *spec.pytorch_shape()))
+                    for spec, whole in zip(stage.outputs, outputs))
     return results[0] if len(results) == 1 else results

@@ -1,0 +1,60 @@
+"""The emulator's compiled CPU loops (runtime/kernels.py) against the torch ops they replace.
+
+The Lava comparisons (test_emulator*.py) run the compiled LIF on every build; these check
+the torch path that runs on other devices stays equal to it on what builds rarely reach:
+the 24-bit current wrap, the voltage clamp, biases, an input layer's lag 0, int64 currents,
+channels_last layouts. And the input check: exactly the entries that are not 0 or 1.
+"""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hybridc.runtime.emulator.neurons import Neuron, lif
+from hybridc.runtime.kernels import count_not_unary
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), lag=st.sampled_from([0, 1]), scale=st.sampled_from([3, 300, 200_000]),
+       biased=st.booleans(), integer=st.booleans(), channels_last=st.booleans(),
+       decays=st.tuples(st.integers(0, 4096), st.integers(0, 4096)), threshold=st.integers(1, 1 << 20))
+def test_fused_lif_equals_torch_ops(seed, lag, scale, biased, integer, channels_last, decays, threshold):
+    g = torch.Generator().manual_seed(seed)
+    currents = torch.randint(-scale, scale + 1, (3, 9, 4, 5, 6), generator=g)
+    if channels_last:  # the layout the conv hands the neurons
+        currents = currents.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+    currents = currents if integer else currents.float()
+    bias = (torch.randint(-(1 << 12), 1 << 12, (4, 1, 1), generator=g) << 6) if biased else None
+    neuron = Neuron(current_factor=decays[0], voltage_factor=decays[1], threshold=threshold << 6, bias=bias)
+    fused = lif(neuron, currents, lag, fused=True)
+    plain = lif(neuron, currents, lag, fused=False)
+    assert fused.shape == plain.shape and fused.dtype == torch.bool
+    assert torch.equal(fused, plain)
+
+
+def test_fused_lif_wraps_and_clamps():
+    """Currents near 2**23 after the << 6: both paths wrap the current and clamp the voltage."""
+    currents = torch.full((1, 12, 3), 100_000.0)
+    currents[0, :, 1] = -100_000.0
+    neuron = Neuron(current_factor=4096, voltage_factor=4096, threshold=1 << 30, bias=None)
+    assert torch.equal(lif(neuron, currents, fused=True), lif(neuron, currents, fused=False))
+    neuron.threshold = 1 << 20
+    spikes = lif(neuron, currents, fused=True)
+    assert torch.equal(spikes, lif(neuron, currents, fused=False)) and spikes.any()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int64, torch.bfloat16])
+def test_count_not_unary(dtype):
+    x = (torch.rand(2, 3, 5, 7, generator=torch.Generator().manual_seed(0)) < 0.4).to(dtype)
+    assert count_not_unary(x) == 0
+    x[0, 1, 2, 3] = 2
+    x[1, 0, 0, 0] = -1
+    assert count_not_unary(x) == 2
+    if dtype.is_floating_point:
+        x[1, 2, 4, 6] = 0.5
+        x[1, 2, 4, 5] = float("nan")
+        assert count_not_unary(x) == 4
+        tiny = torch.zeros(3, dtype=dtype)
+        tiny[1] = torch.finfo(dtype).tiny
+        assert count_not_unary(tiny) == 1
