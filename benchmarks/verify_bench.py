@@ -65,7 +65,7 @@ def stage_speed(build: Path, lava_samples: int, emulate_samples: int, device: st
     dataset = open_dataset("synthetic", train=False, size=size, timesteps=timesteps, samples=emulate_samples)
     x = torch.stack([dataset[i][0] for i in range(emulate_samples)])
     with using(device):
-        run_stage(snn, build, x[:1], backend="emulate")  # warm-up: imports, thread pools, CUDA context
+        run_stage(snn, build, x, backend="emulate")  # warm-up: imports, compiled loops, conv plans, CUDA context
         began, cpu = time.perf_counter(), cpu_seconds()
         emulated = run_stage(snn, build, x, backend="emulate")  # outputs come back to the CPU: synchronised
     emulate_s = (time.perf_counter() - began) / emulate_samples
@@ -152,6 +152,10 @@ def main():
         return
     with tempfile.TemporaryDirectory() as tmp:
         build = compile_build(Path(tmp), args.split, args.size)
+        # memory first, in fresh processes, before this one runs Lava (after a Lava run the
+        # same child measured 120-230 MiB more, from nothing it does itself)
+        memory = [peak_memory(build, count, args.threads)
+                  for count in ((args.memory_samples // 10, args.memory_samples) if args.memory_samples else ())]
         lava_s, emulate_s, lava_cpu, emulate_cpu, equal, entries, rate = stage_speed(
             build, args.lava_samples, args.emulate_samples, args.device)
         print(f"{args.split} I=4 {args.size}x{args.size} T=16, synthetic test samples, Loihi stage (snn.net)")
@@ -162,10 +166,7 @@ def main():
         print(f"  spikes equal on the Lava samples: {equal:.4f} of {entries} entries (spike rate {rate:.3f})")
         print(f"  speed-up emulate vs lava: {lava_s / emulate_s:.0f}x wall, {lava_cpu / emulate_cpu:.0f}x CPU "
               "(goal >= 1000x wall on one thread)")
-        if not args.memory_samples:
-            return
-        for count in (args.memory_samples // 10, args.memory_samples):
-            row = peak_memory(build, count, args.threads)
+        for row in memory:
             print(f"  emulate backend streaming {row['samples']} samples in batches of 16: peak RSS "
                   f"{row['peak_mib']:.0f} MiB, {row['s_per_sample'] * 1000:.1f} ms/sample wall")
 
