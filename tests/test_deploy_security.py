@@ -50,15 +50,15 @@ def test_serve_without_keys_refuses_a_network_address(build, cli):
     assert "would listen or send on 0.0.0.0:0 without keys" in text and "hybridc keys BUILD -o KEYS" in text
 
 
-def _curve_dealer(context, port, keys=None, party=None, server_key=None):
-    """A DEALER to the stage: plain (no keys), or a CURVE client with `party`'s keys from
+def _curve_dealer(context, port, keys=None, party=None, server_key=None, stage="ann"):
+    """A DEALER to `stage`: plain (no keys), or a CURVE client with `party`'s keys from
     `keys` (or a key pair nobody issued when party is None and server_key is given)."""
     import zmq
 
     socket = context.socket(zmq.DEALER)
     socket.setsockopt(zmq.LINGER, 0)
     if keys is not None:
-        KeySet(keys, party).connect_to(socket, "ann")
+        KeySet(keys, party).connect_to(socket, stage)
     elif server_key is not None:
         socket.curve_publickey, socket.curve_secretkey = zmq.curve_keypair()
         socket.curve_serverkey = server_key
@@ -66,12 +66,12 @@ def _curve_dealer(context, port, keys=None, party=None, server_key=None):
     return socket
 
 
-def _serve(cli, build_dir, stage, keys, to, ready):
+def _serve(cli, build_dir, stage, keys, to, ready, *extra):
     """`hybridc serve` of one stage with keys, on a free port; returns (process, port) once it listens."""
     port = free_port("127.0.0.1")
     server = subprocess.Popen(cli.command("serve", build_dir, "--stage", stage, "--listen", f"127.0.0.1:{port}",
                                           *[a for item in to for a in ("--to", item)], "--keys", keys,
-                                          "--backend", "emulate", "--announce", ready),
+                                          "--backend", "emulate", "--announce", ready, *extra),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     while not ready.exists():
         assert server.poll() is None, server.stderr.read()
@@ -167,6 +167,70 @@ def test_a_valid_key_on_another_producers_input_is_refused(cli, tmp_path):
     assert len(refusals) == 1 and f"from `client`: Input {counts_link.port} (counts) is produced by `snn2`" \
         in refusals[0], refusals
 
+
+
+def test_a_flood_of_half_samples_fills_only_its_producers_share(cli, tmp_path):
+    """`ann2` waits for two inputs (the model input from the client, counts from `snn2`). The
+    client floods it with 20 model inputs whose counts never come: past its share of 10
+    (2 x window + 2) they are NACKed, yet `snn2`'s counts are still taken; once the flood
+    has waited longer than --partial-timeout it is dropped, and the legitimate sample runs
+    and reaches the client exactly as `run_stage` computes it."""
+    import zmq
+    from hybrid_models import AlternatingWithSkip, example_input
+
+    from hybridc.deploy import links
+    from hybridc.runtime.stages import run_stage
+
+    torch.manual_seed(2)
+    build_dir = tmp_path / "b"
+    manifest = hybridc.compile(AlternatingWithSkip().eval(), example_input("snn", batch=1), output_dir=build_dir).manifest
+    keys = tmp_path / "k"
+    assert cli("keys", build_dir, "-o", keys).returncode == 0
+    incoming = {link.source: link for link in links.incoming(manifest, "ann2")}
+    assert set(incoming) == {"client", "snn2"}, incoming
+    rng = np.random.default_rng(0)
+    arrays = {name: rng.integers(0, 2, size=link.shape).astype(np.float32) for name, link in incoming.items()}
+    context = zmq.Context()
+    collector = context.socket(zmq.ROUTER)
+    collector.setsockopt(zmq.LINGER, 0)
+    authenticator = KeySet(keys, "client").serve(collector, context, ["ann2"])
+    back = collector.bind_to_random_port("tcp://127.0.0.1")
+    server, port = _serve(cli, build_dir, "ann2", keys, [f"client=127.0.0.1:{back}"], tmp_path / "ann2.ready",
+                          "--partial-timeout", "3")
+    try:
+        flooder = _curve_dealer(context, port, keys, "client", stage="ann2")
+        began = time.perf_counter()
+        for seq in range(100, 120):
+            flooder.send(incoming["client"].encode(seq, arrays["client"]))
+        nacks = []
+        while flooder.poll(3_000):
+            nacks.append(wire.decode(flooder.recv()))
+        assert len(nacks) == 10 and all(m.kind == wire.NACK and "already wait" in m.text() for m in nacks), \
+            [(m.seq, m.text()) for m in nacks]
+        producer = _curve_dealer(context, port, keys, "snn2", stage="ann2")
+        producer.send(incoming["snn2"].encode(5, arrays["snn2"]))
+        assert not producer.poll(1_000), "the other producer's input must be taken, not refused"
+        time.sleep(max(0.0, 3.5 - (time.perf_counter() - began)))
+        flooder.send(incoming["client"].encode(5, arrays["client"]))
+        assert collector.poll(60_000), "the completed sample never came out"
+        output = wire.decode(collector.recv_multipart()[-1])
+        stage = manifest.stage("ann2")
+        feeds = {link.tensor: torch.from_numpy(link.values(wire.decode(link.encode(5, arrays[name]))))[None]
+                 for name, link in incoming.items()}
+        expected = run_stage(stage, build_dir, feeds)
+        expected = expected[0] if isinstance(expected, tuple) else expected
+        assert output.seq == 5 and np.allclose(output.array(), expected[0].numpy(), atol=1e-5)
+        replies = []
+        while flooder.poll(2_000):
+            replies.append(wire.decode(flooder.recv()))
+        dropped = [m for m in replies if m.kind == wire.NACK and "expired" in m.text()]
+        assert len(dropped) == 10 and any(m.kind == wire.ACK and m.seq == 5 for m in replies)
+        assert server.poll() is None
+    finally:
+        refusals = _stop(server)
+        authenticator.stop()
+        context.destroy(linger=0)
+    assert len(refusals) == 10 and all("from `client`) already wait" in line for line in refusals), refusals
 
 def _children(pid: int) -> list:
     """The pids whose parent is `pid` (from /proc)."""

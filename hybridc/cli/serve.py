@@ -23,6 +23,8 @@ def serve(
                                         "this one may send to it, and every link is encrypted (CURVE)."),
     insecure: bool = typer.Option(False, "--insecure", help="Allow a non-loopback address without --keys (anyone "
                                   "on that network can then feed and read the stage)."),
+    partial_timeout: float = typer.Option(600.0, "--partial-timeout", help="Seconds one input of a sample waits "
+                                          "for the stage's other inputs before it is dropped (and NACKed)."),
     announce: Optional[Path] = typer.Option(None, hidden=True, help="Write HOST:PORT here once listening."),
     parent: Optional[int] = typer.Option(None, hidden=True, help="Stop when this process (the client) is gone."),
     device: str = DEVICE_OPTION,
@@ -38,6 +40,6 @@ def serve(
             make_console(stderr=True).print(f"stage `{stage}` listening on tcp://{endpoint}")
 
         serve_stage(build, stage, listen, to, backend, window, announce=ready, keys=keys, insecure=insecure,
-                    parent=parent)
+                    parent=parent, partial_timeout=partial_timeout)
 
     guard(body, device=device)

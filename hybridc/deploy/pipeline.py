@@ -243,6 +243,7 @@ class Pipeline:
             for feeder in self.feeders:
                 if feeder.socket in events:
                     feeder.receive_replies()
+                feeder.resend_overdue()
             if self.collector in events:
                 for message in self._collect():
                     index = message.seq - self.base

@@ -142,14 +142,18 @@ class Inbox:
 
     RECENT = 4096  # sequence numbers remembered as done, to acknowledge resends without rerunning
 
-    def __init__(self, socket, incoming, stats, log, window: int, producer_ids=None, stage_names=()):
+    def __init__(self, socket, incoming, stats, log, window: int, producer_ids=None, stage_names=(),
+                 partial_timeout: float = 600.0):
         """producer_ids: {port: the CURVE key (z85) that alone may send that input}, or None
-        on an unauthenticated link; stage_names: the build's stages (STATS are checked against them)."""
+        on an unauthenticated link; stage_names: the build's stages (STATS are checked against them).
+        partial_timeout: seconds an input waits for the others of its sample before it is dropped."""
         self.socket, self.incoming, self.stats, self.log = socket, incoming, stats, log
         self.producer_ids, self.stage_names = producer_ids, list(stage_names)
-        # senders keep at most `window` samples unacknowledged per link: more incomplete ones
-        # than that (with room for resends) come from a peer ignoring the protocol
-        self.limit = 2 * window * len(incoming) + 2
+        # senders keep at most `window` samples unacknowledged per link: more waiting ones on one
+        # input than that (with room for resends) come from a peer ignoring the protocol. The bound
+        # is per input, so a producer that floods fills only its own share, never another's.
+        self.limit = 2 * window + 2
+        self.partial_timeout = partial_timeout
         self.partial = {}  # (kind, seq) -> {port: (peer, message)}, first arrival time
         self.arrived = {}
         self.done, self.done_order = set(), deque()
@@ -179,9 +183,8 @@ class Inbox:
                     message.entries = stats_entries(message.text(), self.stage_names)
                 if message.kind == w.DATA:
                     link.check(message)  # decode has matched the frame's size to this shape
-                    if (w.DATA, message.seq) not in self.partial and len(self.partial) >= self.limit:
-                        raise LinkError(f"Sample {message.seq} refused: {len(self.partial)} samples already wait "
-                                        "for their other inputs; the sender exceeds its window.")
+                    if message.port not in self.partial.get((w.DATA, message.seq), {}):
+                        self.check_share(message, link)
             except LinkError as exc:
                 self.stats.refused += 1
                 port = hop.port_of(frame)
@@ -197,6 +200,30 @@ class Inbox:
                 continue
             self.partial.setdefault(key, {})[message.port] = (peer, message)
             self.arrived.setdefault(key, time.perf_counter())
+
+    def check_share(self, message, link) -> None:
+        """Refuse a new sample on an input that already has `limit` samples waiting (after
+        dropping those that waited longer than partial_timeout for their other inputs)."""
+        self.expire()
+        waiting = sum(1 for (kind, _), got in self.partial.items() if kind == w.DATA and message.port in got)
+        if waiting >= self.limit:
+            raise LinkError(f"Sample {message.seq} refused: {waiting} samples of input {message.port} (from "
+                            f"`{link.source}`) already wait, more than its window allows; the sender ignores "
+                            "the protocol's credit.")
+
+    def expire(self) -> None:
+        """Drop the samples whose first input arrived more than partial_timeout seconds ago and
+        that still lack another: a producer that never completes them cannot hold memory forever.
+        Each dropped input is NACKed (its sender, if it follows the protocol, resends it)."""
+        now = time.perf_counter()
+        for key in [key for key, began in self.arrived.items() if now - began > self.partial_timeout
+                    and len(self.partial[key]) < len(self.incoming)]:
+            got = self.partial.pop(key)
+            self.arrived.pop(key)
+            self.stats.refused += len(got)
+            self.log(f"dropped sample {key[1]}: its other inputs did not arrive within {self.partial_timeout:g} s")
+            for peer, message in got.values():
+                hop.reply(self.socket, peer, w.NACK, message.seq, "expired waiting for the other inputs")
 
     def sender(self, frame) -> str:
         """Who sent a frame, as far as the link knows: the producer its CURVE key belongs to."""
@@ -225,12 +252,14 @@ class Inbox:
 
 
 def serve(build_dir, stage_name: str, listen: str = "127.0.0.1:0", to=None, backend: str = "lava",
-          window: int = 4, announce=None, log=None, keys=None, insecure: bool = False, parent: int = None) -> None:
+          window: int = 4, announce=None, log=None, keys=None, insecure: bool = False, parent: int = None,
+          partial_timeout: float = 600.0) -> None:
     """Serve one stage until killed. `to`: where each consumer of its outputs listens, as
     NAME=HOST:PORT items (or one HOST:PORT when there is one consumer). `announce(endpoint)`
     is called once listening. `keys`: a key set directory (authenticated, encrypted links);
     without one only loopback addresses are allowed unless `insecure`. `parent`: the pid of
-    the client that started the stage; the stage stops when that process is gone."""
+    the client that started the stage; the stage stops when that process is gone.
+    `partial_timeout`: seconds one input of a sample waits for the others before it is dropped."""
     import torch
     import zmq
 
@@ -264,7 +293,8 @@ def serve(build_dir, stage_name: str, listen: str = "127.0.0.1:0", to=None, back
                           secure=(lambda s, to=link.destination: keyset.connect_to(s, to)) if keyset else None)
                for link in outgoing]
     stats = StageStats(stage, incoming, outgoing, backend)
-    inbox = Inbox(socket, incoming, stats, log, window, producer_ids, [s.name for s in manifest.stages])
+    inbox = Inbox(socket, incoming, stats, log, window, producer_ids, [s.name for s in manifest.stages],
+                  partial_timeout)
     poller = zmq.Poller()
     poller.register(socket, zmq.POLLIN)
     for sender in senders:
@@ -285,6 +315,7 @@ def serve(build_dir, stage_name: str, listen: str = "127.0.0.1:0", to=None, back
             for sender in senders:
                 if sender.socket in events:
                     sender.receive_replies()
+                sender.resend_overdue()
             if socket in events:
                 inbox.receive()
             waiting = waiting or inbox.ready()
