@@ -154,9 +154,46 @@ def block_problem(block) -> str:
         return ("slayer cannot run an Input block without a neuron when delay_shift=True; "
                 "build it with delay_shift=False (it is then only the input's shape).")
     if getattr(block, "delay", None) is not None:
-        return "learnable axonal delays (delay=True) are not lowered by hybridc yet."
+        problem = delay_problem(block)
+        if problem:
+            return problem
     if getattr(block, "count_log", False):
         return "count_log=True makes the block return a tuple; build it with count_log=False."
+    return ""
+
+
+MAX_DELAY = 62  # Loihi 2's longest synaptic delay; netx clips longer ones with only a warning
+
+
+def exported_delays(block) -> torch.Tensor:
+    """A block's learned axonal delays as slayer's `export_hdf5` writes them: clamped to
+    [0, max_delay] (`Delay.clamp`), then floored (`block/base.py`, `delay(d)`). Its forward
+    shifts by `int(d / sampling_time)` (`utils/time/shift.py`): the same steps for d >= 0."""
+    block.delay.clamp()
+    return torch.floor(block.delay.delay.detach()).flatten()
+
+
+def delay_problem(block) -> str:
+    """Why a block's learned delays cannot be exact on Loihi, or "". slayer delays a block's
+    output spikes; netx gives a dense layer's `delay` to the synapses into its own neurons (one
+    per output neuron, a DelayDense), which delays the neuron's whole trajectory by as much:
+    the same spikes, as long as nothing drives the neuron before its input arrives (no bias)."""
+    slayer = _slayer()
+    if not isinstance(block, slayer.block.base.AbstractDense) or is_recurrent(block):
+        return ("learned axonal delays (delay=True) on a non-Dense block: netx applies delays to dense "
+                "layers only (its conv layer has none). Put the delay on a Dense block (e.g. after a "
+                "Flatten), or build this block with delay=False.")
+    if block.delay.sampling_time != 1:
+        return (f"its axonal delay has sampling_time {block.delay.sampling_time}; Loihi counts delays in "
+                "whole time steps. Build the Delay with sampling_time=1.")
+    if getattr(block.neuron, "bias", None) is not None:
+        return ("learned axonal delays on a neuron with a bias: netx delays the neuron's input, which "
+                "equals slayer's delayed output only when nothing drives the neuron before it.")
+    if block.delay.delay.numel() > 1 or block.delay.init:
+        longest = float(exported_delays(block).max())
+        if longest > MAX_DELAY:
+            return (f"a learned axonal delay of {longest:g} steps, beyond Loihi's {MAX_DELAY} (netx would clip "
+                    f"it silently). Retrain with the Delay's max_delay={MAX_DELAY}.")
     return ""
 
 
