@@ -62,7 +62,7 @@ synapses of a recurrent neuron must be Linear/Affine (slayer's Recurrent is dens
 Refused, each with `UnsupportedLayerError` (or `NumericsError` for values) naming the node:
 node types other than Input, Output, Linear, Affine (zero bias), Conv2d, SumPool2d, AvgPool2d,
 Flatten, CubaLIF, LIF, IF (LI with its own reason: a non-spiking readout belongs in the dense
-head; Delay: per-neuron axonal delays, which the loihi target does not lower yet); per-neuron time constants or thresholds (slayer's cuba decays and
+head; Delay: per-neuron axonal delays, which it lowers only inside a slayer Dense block); per-neuron time constants or thresholds (slayer's cuba decays and
 threshold are per layer); non-zero v_leak or v_reset; dt/tau > 1 (the Euler step is then no
 decay); cycles other than N -> R -> N; joins of paths of different length (each block's one-step delay would misalign
 the terms; no compensating delay is added yet); joins of pools or of convs of different
@@ -96,10 +96,10 @@ REFUSED = {
           "sends only spikes out of a spiking stage. Put the readout in the dense head: import the graph up to "
           "the last spiking layer (end it at that CubaLIF/LIF/IF node), then an Accumulator and a torch.nn.Linear "
           "(or the leaky filter written in PyTorch) after hybridc.nn.NIR.",
-    "Delay": "per-neuron axonal delays; hybridc would lower them as slayer's learned-delay blocks "
-             "(slayer.block.cuba.Dense(..., delay=True)), which this version's loihi target refuses (learnable "
-             "axonal delays are not lowered yet). Remove the Delay node (fold it into the timing of the data) or "
-             "wait for the delay lowering.",
+    "Delay": "per-neuron axonal delays standing alone; the loihi target lowers delays only as the output "
+             "delays of a slayer Dense block (slayer.block.cuba.Dense(..., delay=True)), which the NIR import does "
+             "not build yet. Remove the Delay node (fold it into the timing of the data), or write that layer as a "
+             "slayer Dense block with delay=True.",
 }
 
 

@@ -29,7 +29,7 @@ class Spec:
     input_shape: tuple  # without batch and time
     neuron: dict
     spiking: list  # ("conv", out, k, stride, pad, groups) | ("pool", k) | ("flatten",) | ("dense", out) | ("output", out)
-    #                | ("recurrent", out): slayer's cuba.Recurrent
+    #                | ("recurrent", out): slayer's cuba.Recurrent | ("delayed", out): cuba.Dense(delay=True)
     dense: list  # ("conv", out, k) | ("bn",) | ("relu",) | ("maxpool",) | ("avgpool",) | ("dropout",) | ("flatten",) | ("linear", out)
     weight_scale: float = 2.0
     seed: int = 0
@@ -80,8 +80,9 @@ def specs(draw):
         features = draw(st.integers(4, 40))
         input_shape = (features,)
         for _ in range(draw(st.integers(1, 3))):
-            # a cuba chain sometimes holds a recurrent layer (netx's dense_rec)
-            kind = "recurrent" if family == "cuba" and draw(st.integers(0, 3)) == 0 else "dense"
+            # a cuba chain sometimes holds a recurrent layer (netx's dense_rec) or learned delays (a DelayDense)
+            pick = draw(st.integers(0, 5)) if family == "cuba" else 5
+            kind = "recurrent" if pick == 0 else "delayed" if pick == 1 else "dense"
             spiking.append((kind, draw(st.integers(2, 32))))
         shape = (spiking[-1][1],)
     else:
@@ -141,7 +142,7 @@ def specs(draw):
             if here == there and draw(st.integers(0, 2)):
                 spec.branches.append(("add", src, dst))
             # a grouped conv must still divide its channels (torch itself refuses otherwise)
-            elif here[1:] == there[1:] and spiking[dst][0] in ("conv", "dense", "recurrent", "pool") and (
+            elif here[1:] == there[1:] and spiking[dst][0] in ("conv", "dense", "recurrent", "delayed", "pool") and (
                     spiking[dst][0] != "conv" or there[0] % spiking[dst][5] == 0):
                 spec.branches.append(("cat", src, dst))
         spec.branches = sorted(set(spec.branches), key=lambda b: (b[2], b[1]))[:1] if any(
@@ -254,6 +255,12 @@ def build(spec: Spec):
             shape = (shape[0] * shape[1] * shape[2],)
         elif layer[0] == "recurrent":  # writes persistent_state into `neuron`: later blocks keep state too
             layers.append(blocks.Recurrent(neuron, shape[0], layer[1], weight_scale=scale))
+            shape = (layer[1],)
+        elif layer[0] == "delayed":  # learned axonal delays, set as training would leave them (0 to 4 steps)
+            block = blocks.Dense(neuron, shape[0], layer[1], weight_scale=scale, delay=True)
+            block.delay.delay.data = torch.rand(layer[1], generator=torch.Generator().manual_seed(spec.seed + i)) * 5
+            block.delay.init = True
+            layers.append(block)
             shape = (layer[1],)
         elif layer[0] == "output":
             layers.append(blocks.Output(neuron, shape[0], layer[1], weight_scale=scale))

@@ -172,8 +172,6 @@ def _lower(model, x, target="loihi+jetson"):
      "netx has no adaptive resonate-and-fire neuron"),
     (lambda: slayer.block.sigma_delta.Dense({"threshold": 0.125, "activation": torch.tanh}, 10, 6),
      "ReLU"),
-    (lambda: slayer.block.cuba.Dense({"threshold": 1.0, "current_decay": 0.2, "voltage_decay": 0.2}, 10, 6,
-                                     delay=True), "learnable axonal delays"),
 ])
 def test_what_netx_cannot_run_is_refused_with_the_reason(block, fragment):
     model = torch.nn.Sequential(block(), Accumulator(4, fold=True), torch.nn.Linear(12, 2))

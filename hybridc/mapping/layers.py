@@ -10,6 +10,8 @@ recurrent dense layer (netx's `dense_rec`, slayer's Recurrent) adds out x out fe
 from dataclasses import dataclass
 from math import ceil, prod
 
+import numpy as np
+
 from ..netx.fields import layer_groups, open_file, synapse_group
 from ..netx.layout import pytorch_shape
 from ..targets.slayer_blocks import conv_synapses
@@ -31,6 +33,7 @@ class LoihiLayer:
     copies: int = 1  # synapses per connection: 2 for a complex dense layer (real and imaginary weights)
     recurrent: int = 0  # feedback synapses (out x out) of a dense_rec layer, included in `synapses`
     in_shape: tuple = ()  # the input it reads: (C, H, W) or (F,)
+    max_delay: int = 0  # longest axonal delay on its synapses (a DelayDense), in steps
 
 
 def read_layers(path, input_shape, neurons_per_core: int, synapses_per_core: int,
@@ -93,6 +96,8 @@ def _layer(layer, index: int, kind: str, shape, neurons_per_core: int, synapses_
         recurrent = neurons * neurons if layer.recurrent else 0
         synapses = prod(shape) * neurons * copies + recurrent
         entry = LoihiLayer(index, "dense", out, neurons, synapses, 0, copies=copies, recurrent=recurrent)
+        if layer.delay is not None:
+            entry.max_delay = int(np.max(np.asarray(layer.delay), initial=0))
     entry.in_shape = tuple(shape)
     entry.cores = max(ceil(neurons / neurons_per_core), ceil(synapses / synapses_per_core), 1)
     return entry

@@ -306,7 +306,8 @@ def profile_build(build_dir, data=None, samples: int = 16, device_profile=None,
             kind = (layer.kind if layer.neurons else f"{layer.kind} synapse") + (" (recurrent)" if layer.recurrent else "")
             rows.append({"stage": stage.name, **fields, "type": kind,
                          "shape": list(layer.shape), "neurons": layer.neurons, "synapses": layer.synapses,
-                         "cores": layer.cores, "spikes_in": act["spikes_in"], "spikes_out": act["spikes_out"],
+                         "cores": layer.cores, **({"max_delay": layer.max_delay} if layer.max_delay else {}),
+                         "spikes_in": act["spikes_in"], "spikes_out": act["spikes_out"],
                          **({"spikes_from_other_chips": act["crossing"]} if "crossing" in act else {}),
                          "synaptic_ops": act["synops"], "energy_j": energy})
         loihi_time += steps * (busiest_step + chip["barrier_time_us"] * 1e-6)

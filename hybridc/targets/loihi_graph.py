@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..digest import sha256
-from ..errors import LoweringError, reporting
+from ..errors import LoweringError, UnsupportedLayerError, reporting
 from ..manifest import Stage, TensorSpec
 from ..netx import writer as netx_writer
 from ..netx.fields import LayerGroup
@@ -180,6 +180,12 @@ def preprocess_branching(target, partition, gm, workdir: Path) -> Stage:
             block = gm.get_submodule(node.target)
             terms = _terms(gm, node.args[0], members, slayer)
             latest = max(lags[t.source] for t in terms)
+            if len(terms) > 1 and getattr(block, "delay", None) is not None:
+                raise UnsupportedLayerError(
+                    f"`{node.name}` has learned axonal delays (delay=True) and joins {len(terms)} inputs: netx puts a "
+                    "Dense layer's delays on its own synapse only, so the joined inputs would arrive undelayed. Move "
+                    "the delay to a block that reads one input, or build this one with delay=False."
+                )
             if latest - min(lags[t.source] for t in terms) > MAX_DELAY:
                 raise LoweringError(
                     f"The inputs of `{node.name}` reach it {latest - min(lags[t.source] for t in terms)} steps "

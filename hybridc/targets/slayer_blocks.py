@@ -101,7 +101,7 @@ def writers():
     return table
 
 
-SUPPORTED = ["slayer.block.cuba.Conv", "slayer.block.cuba.Dense", "slayer.block.cuba.Pool",
+SUPPORTED = ["slayer.block.cuba.Conv", "slayer.block.cuba.Dense (learned delays too)", "slayer.block.cuba.Pool",
              "slayer.block.cuba.Flatten", "slayer.block.cuba.Recurrent (netx's dense_rec layer)",
              "slayer.block.cuba.Input (without neuron, delay_shift=False)",
              "slayer.block.sigma_delta.Input (with neuron: the Delta encoder), .Conv, .Pool, .Flatten, "
@@ -134,8 +134,40 @@ def recurrent_problem(block) -> str:
     return ""
 
 
+def kind_problem(block) -> str:
+    """Why no family's block of this kind can run on Loihi (Affine, Average, KWTA,
+    TimeDecimation, ConvT, Unpool: netx has no such layer), or ''. docs/targets.md lists
+    every slayer block with its decision."""
+    base = _slayer().block.base
+    name = type(block).__name__
+    if isinstance(block, base.AbstractAffine):
+        return ("an Affine block is a non-spiking readout (its neurons' state, no spikes), and a Loihi stage sends only "
+                "spikes. End the spiking stage before it and read out in the dense part: an Accumulator, then "
+                "torch.nn.Linear.")
+    if isinstance(block, base.AbstractAverage):
+        return ("an Average block averages spikes over neurons into real values in PyTorch; a Loihi stage sends only "
+                "spikes. Average in the dense part instead (after an Accumulator).")
+    if isinstance(block, base.AbstractKWTA):
+        return ("KWTA keeps the k strongest neurons each step by ranking them, which no netx layer or Lava process "
+                "does. Use a Dense block (or a cuba.Recurrent block, whose negative feedback weights can learn the "
+                "lateral inhibition).")
+    if isinstance(block, base.AbstractTimeDecimation):
+        return ("TimeDecimation merges `factor` steps into one, while a Loihi stage runs one step per input step. "
+                "Decimate in the dense part: an Accumulator with interval = factor counts each window.")
+    if isinstance(block, (base.AbstractConvT, base.AbstractUnpool)):
+        return (f"netx has no transposed-convolution or unpool layer. The exact form, a dense layer from every input "
+                f"neuron to each output its kernel reaches, hands on a flat vector that netx's conv layers cannot "
+                f"read, and netx stores it as a full in x out matrix (a 16x32x32 -> 8x64x64 {name} would hold "
+                f"537 million 8-bit weights, 4,096 times Loihi 2's 128 KB of memory per core). Upsample in the "
+                f"dense part instead (torch.nn.ConvTranspose2d or Upsample after the Accumulator).")
+    return ""
+
+
 def block_problem(block) -> str:
     """Why netx cannot run this block, or '' when it can."""
+    problem = kind_problem(block)
+    if problem:
+        return problem
     if is_recurrent(block):
         problem = recurrent_problem(block)
         if problem:
@@ -154,9 +186,46 @@ def block_problem(block) -> str:
         return ("slayer cannot run an Input block without a neuron when delay_shift=True; "
                 "build it with delay_shift=False (it is then only the input's shape).")
     if getattr(block, "delay", None) is not None:
-        return "learnable axonal delays (delay=True) are not lowered by hybridc yet."
+        problem = delay_problem(block)
+        if problem:
+            return problem
     if getattr(block, "count_log", False):
         return "count_log=True makes the block return a tuple; build it with count_log=False."
+    return ""
+
+
+MAX_DELAY = 62  # Loihi 2's longest synaptic delay; netx clips longer ones with only a warning
+
+
+def exported_delays(block) -> torch.Tensor:
+    """A block's learned axonal delays as slayer's `export_hdf5` writes them: clamped to
+    [0, max_delay] (`Delay.clamp`), then floored (`block/base.py`, `delay(d)`). Its forward
+    shifts by `int(d / sampling_time)` (`utils/time/shift.py`): the same steps for d >= 0."""
+    block.delay.clamp()
+    return torch.floor(block.delay.delay.detach()).flatten()
+
+
+def delay_problem(block) -> str:
+    """Why a block's learned delays cannot be exact on Loihi, or "". slayer delays a block's
+    output spikes; netx gives a dense layer's `delay` to the synapses into its own neurons (one
+    per output neuron, a DelayDense), which delays the neuron's whole trajectory by as much:
+    the same spikes, as long as nothing drives the neuron before its input arrives (no bias)."""
+    slayer = _slayer()
+    if not isinstance(block, slayer.block.base.AbstractDense) or is_recurrent(block):
+        return ("learned axonal delays (delay=True) on a non-Dense block: netx applies delays to dense "
+                "layers only (its conv layer has none). Put the delay on a Dense block (e.g. after a "
+                "Flatten), or build this block with delay=False.")
+    if block.delay.sampling_time != 1:
+        return (f"its axonal delay has sampling_time {block.delay.sampling_time}; Loihi counts delays in "
+                "whole time steps. Build the Delay with sampling_time=1.")
+    if getattr(block.neuron, "bias", None) is not None:
+        return ("learned axonal delays on a neuron with a bias: netx delays the neuron's input, which "
+                "equals slayer's delayed output only when nothing drives the neuron before it.")
+    if block.delay.delay.numel() > 1 or block.delay.init:
+        longest = float(exported_delays(block).max())
+        if longest > MAX_DELAY:
+            return (f"a learned axonal delay of {longest:g} steps, beyond Loihi's {MAX_DELAY} (netx would clip "
+                    f"it silently). Retrain with the Delay's max_delay={MAX_DELAY}.")
     return ""
 
 
@@ -184,6 +253,12 @@ def node_problem(submodules, node) -> str:
     problem = block_problem(block)
     if not problem and isinstance(block, _slayer().block.base.AbstractPool) and node.all_input_nodes:
         problem = pool_problem(block, node.all_input_nodes[0].meta.get("shape", ())[1:])
+    base = _slayer().block.base
+    if isinstance(block, (base.AbstractConvT, base.AbstractUnpool)) and node.all_input_nodes:
+        ins, outs = node.all_input_nodes[0].meta.get("shape", ())[1:-1], node.meta.get("shape", ())[1:-1]
+        if ins and outs:
+            problem += f" This one, {'x'.join(map(str, ins))} -> {'x'.join(map(str, outs))}, would hold " \
+                       f"{int(np.prod(ins)) * int(np.prod(outs)):,} weights."
     return problem
 
 
