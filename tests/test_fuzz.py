@@ -27,6 +27,7 @@ import pytest
 import torch
 from fuzz_models import NIR_FAULTS, Spec, build, nir_specs, specs
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import hybridc
 from hybridc.errors import HybridcError
@@ -314,3 +315,33 @@ def test_a_build_without_that_warning_still_fails_on_a_real_mismatch():
     pytest.param("1x1 flatten in a branch", "compiled (spiking cut, branching)", marks=pytest.mark.lava)])
 def test_fuzz_regressions(name, outcome):
     assert check(REGRESSIONS[name]) == outcome
+
+
+@settings(max_examples=12, deadline=None, derandomize=True, database=None)
+@given(channels=st.integers(1, 3), side=st.sampled_from([4, 6, 8]), kind=st.sampled_from(["ConvT", "Unpool"]),
+       k=st.sampled_from([2, 3]), middle=st.booleans())
+def test_random_decoder_blocks_are_refused_with_their_size(channels, side, kind, k, middle):
+    """Spiking decoders (ConvT, Unpool) drawn into random conv chains, last or between convs:
+    always an UnsupportedLayerError naming the block and the size of its exact dense form."""
+    from lava.lib.dl import slayer
+
+    from hybridc.errors import UnsupportedLayerError
+    from hybridc.nn import Accumulator
+
+    params = {"threshold": 1.0, "current_decay": 0.3, "voltage_decay": 0.25}
+    cuba = slayer.block.cuba
+    decoder = (cuba.ConvT(params, 4, 3, k, stride=k, weight_scale=3) if kind == "ConvT"
+               else cuba.Unpool(params, k, weight_scale=3))
+    out_channels = 3 if kind == "ConvT" else 4
+    blocks = [cuba.Conv(params, channels, 4, 3, padding=1, weight_scale=3), decoder]
+    if middle:
+        blocks.append(cuba.Conv(params, out_channels, 2, 3, padding=1, weight_scale=3))
+    model = torch.nn.Sequential(*blocks, Accumulator(4), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    x = (torch.rand(1, channels, side, side, 8, generator=torch.Generator().manual_seed(side)) < 0.3).float()
+    with torch.no_grad():
+        model(x)
+    weights = 4 * side * side * out_channels * (side * k) ** 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(UnsupportedLayerError, match=rf"`1` \(module `1`: {kind}\).*would hold {weights:,} weights"):
+            hybridc.compile(model.eval(), x, target="loihi+jetson")
