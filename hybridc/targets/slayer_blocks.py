@@ -134,32 +134,33 @@ def recurrent_problem(block) -> str:
     return ""
 
 
+# slayer block kinds netx has no layer for, in any family: (base classes, reason; {name} is the block's class)
+_NO_NETX_LAYER = (
+    (("AbstractAffine",), "an Affine block is a non-spiking readout (its neurons' state, no spikes), and a Loihi "
+     "stage sends only spikes. End the spiking stage before it and read out in the dense part: an Accumulator, "
+     "then torch.nn.Linear."),
+    (("AbstractAverage",), "an Average block averages spikes over neurons into real values in PyTorch; a Loihi "
+     "stage sends only spikes. Average in the dense part instead (after an Accumulator)."),
+    (("AbstractKWTA",), "KWTA keeps the k strongest neurons each step by ranking them, which no netx layer or Lava "
+     "process does. Use a Dense block (or a cuba.Recurrent block, whose negative feedback weights can learn the "
+     "lateral inhibition)."),
+    (("AbstractTimeDecimation",), "TimeDecimation merges `factor` steps into one, while a Loihi stage runs one "
+     "step per input step. Decimate in the dense part: an Accumulator with interval = factor counts each window."),
+    (("AbstractConvT", "AbstractUnpool"), "netx has no transposed-convolution or unpool layer. The exact form, a "
+     "dense layer from every input neuron to each output its kernel reaches, hands on a flat vector that netx's "
+     "conv layers cannot read, and netx stores it as a full in x out matrix (a 16x32x32 -> 8x64x64 {name} would "
+     "hold 537 million 8-bit weights, 4,096 times Loihi 2's 128 KB of memory per core). Upsample in the dense "
+     "part instead (torch.nn.ConvTranspose2d or Upsample after the Accumulator)."),
+)
+
+
 def kind_problem(block) -> str:
-    """Why no family's block of this kind can run on Loihi (Affine, Average, KWTA,
-    TimeDecimation, ConvT, Unpool: netx has no such layer), or ''. docs/targets.md lists
-    every slayer block with its decision."""
+    """Why no family's block of this kind can run on Loihi (netx has no such layer), or ''.
+    docs/targets.md lists every slayer block with its decision."""
     base = _slayer().block.base
-    name = type(block).__name__
-    if isinstance(block, base.AbstractAffine):
-        return ("an Affine block is a non-spiking readout (its neurons' state, no spikes), and a Loihi stage sends only "
-                "spikes. End the spiking stage before it and read out in the dense part: an Accumulator, then "
-                "torch.nn.Linear.")
-    if isinstance(block, base.AbstractAverage):
-        return ("an Average block averages spikes over neurons into real values in PyTorch; a Loihi stage sends only "
-                "spikes. Average in the dense part instead (after an Accumulator).")
-    if isinstance(block, base.AbstractKWTA):
-        return ("KWTA keeps the k strongest neurons each step by ranking them, which no netx layer or Lava process "
-                "does. Use a Dense block (or a cuba.Recurrent block, whose negative feedback weights can learn the "
-                "lateral inhibition).")
-    if isinstance(block, base.AbstractTimeDecimation):
-        return ("TimeDecimation merges `factor` steps into one, while a Loihi stage runs one step per input step. "
-                "Decimate in the dense part: an Accumulator with interval = factor counts each window.")
-    if isinstance(block, (base.AbstractConvT, base.AbstractUnpool)):
-        return (f"netx has no transposed-convolution or unpool layer. The exact form, a dense layer from every input "
-                f"neuron to each output its kernel reaches, hands on a flat vector that netx's conv layers cannot "
-                f"read, and netx stores it as a full in x out matrix (a 16x32x32 -> 8x64x64 {name} would hold "
-                f"537 million 8-bit weights, 4,096 times Loihi 2's 128 KB of memory per core). Upsample in the "
-                f"dense part instead (torch.nn.ConvTranspose2d or Upsample after the Accumulator).")
+    for classes, reason in _NO_NETX_LAYER:
+        if isinstance(block, tuple(getattr(base, c) for c in classes)):
+            return reason.format(name=type(block).__name__)
     return ""
 
 
