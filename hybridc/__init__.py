@@ -16,7 +16,9 @@ __all__ = ["compile", "load", "run", "pipeline", "verify", "inspect", "annotate"
 
 
 def compile(model, example_input, target="loihi+jetson", output_dir=None, **kwargs):
-    """Compile `model` for `target`; see hybridc.compiler.driver.compile. system="loihi2" (the
+    """Compile `model` for `target`; see hybridc.compiler.driver.compile. example_input: one
+    tensor, or a tuple with one per input of forward() (the build's inputs `input`, `input_1`...,
+    in that order). system="loihi2" (the
     default), "kapoho-point", "hala-point", "loihi1" or a system file: where the loihi stages
     must fit (the manifest's `mapping`; a build that does not fit raises MappingError)."""
     from .quiet import import_slayer_quietly
@@ -40,7 +42,8 @@ def load(path):
 def run(compiled, x, return_stages=False, backend="lava", device="cpu"):
     """Run a build as deployed: Lava fixed-point (backend="lava") or hybridc's batched
     emulator of it (backend="emulate") for loihi, onnxruntime for jetson, each stage of the
-    stage graph in order. return_stages=True adds {stage: output}; "values" returns
+    stage graph in order. x: one tensor, or a tuple (or {name: tensor}) for a build with several
+    inputs; several outputs come back as a tuple. return_stages=True adds {stage: output}; "values" returns
     {(stage, tensor name): value} for every stage output instead. device: where the emulator
     runs ("cpu", "cuda" or "auto"; exact on each)."""
     from .quiet import import_slayer_quietly

@@ -70,7 +70,9 @@ def test_traced_module_runs_after_the_passes_edit_it():
 
 @pytest.mark.parametrize("model, example, message", [
     ("not a model", torch.zeros(1, 2, 3), "`model` must be a torch.nn.Module, got str"),
-    (torch.nn.Linear(2, 2), [1, 2], "`example_input` must be a torch.Tensor, got list"),
+    (torch.nn.Linear(2, 2), [1, 2], r"`example_input\[0\]` must be a torch.Tensor \(or example_input a tuple "
+                                    r"of tensors, one per input of forward\(\)\), got int"),
+    (torch.nn.Linear(2, 2), "spikes", r"`example_input` must be a torch.Tensor .*got str"),
 ])
 def test_inputs_are_checked_before_anything_touches_them(model, example, message):
     """(They reached the user as a generic 'hybridc raised AttributeError' before.)"""

@@ -137,7 +137,8 @@ def _print_parity(console, compiled, example_input):
     from ..runtime.verify import verify as verify_build
 
     with Progress(transient=True, console=console) as progress:
-        task = progress.add_task("Lava fixed-point simulation", total=int(example_input.shape[0]))
+        first = example_input[0] if isinstance(example_input, tuple) else example_input
+        task = progress.add_task("Lava fixed-point simulation", total=int(first.shape[0]))
         parity = verify_build(compiled, example_input, progress=lambda: progress.advance(task))
     ok = parity.passed
     dice = min(parity.spike_dice.values(), default=1.0)

@@ -1,7 +1,7 @@
 """`hybridc run`: a build directory run as deployed on an input array."""
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -11,8 +11,11 @@ from .common import DEVICE_OPTION, app, guard, make_console, quiet_imports
 @app.command()
 def run(
     build: Path = typer.Argument(..., help="Build directory written by `hybridc compile`."),
-    input: Path = typer.Option(..., "--input", "-i", help=".npy spikes, PyTorch layout (N, ..., T)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to save outputs (.npy)."),
+    input: List[Path] = typer.Option(..., "--input", "-i", help=".npy spikes, PyTorch layout (N, ..., T); give it "
+                                     "once per model input, in forward()'s order, or one .npz holding them by "
+                                     "name (input, input_1, ...)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to save outputs: .npy, or .npz "
+                                          "(one array per model output: output, output_1, ...)."),
     backend: str = typer.Option("lava", help="lava (Lava's bit-accurate simulator) or emulate (hybridc's "
                                              "batched bit-exact emulator of it) for the loihi stage."),
     device: str = DEVICE_OPTION,
@@ -25,14 +28,12 @@ def run(
 
         from ..errors import InputError, OutputError
 
-        if not input.is_file():
-            raise InputError(f"Input file {input} does not exist.")
+        for path in input:
+            if not path.is_file():
+                raise InputError(f"Input file {path} does not exist.")
         if output and not output.resolve().parent.is_dir():
             raise OutputError(f"Cannot write {output}: directory {output.resolve().parent} does not exist.")
-        try:
-            x = np.load(input, allow_pickle=False)
-        except Exception as exc:  # noqa: BLE001
-            raise InputError(f"{input} is not a readable .npy array: {exc}.") from None
+        x = read_inputs(input)
         quiet_imports()
         from rich.progress import Progress
 
@@ -41,18 +42,52 @@ def run(
 
         compiled = load(build)
         with Progress(transient=True, console=console) as progress:
-            task = progress.add_task("running", total=int(x.shape[0]) if x.ndim else 1)
+            first = next(iter(x.values())) if isinstance(x, dict) else x[0] if isinstance(x, tuple) else x
+            task = progress.add_task("running", total=int(first.shape[0]) if first.ndim else 1)
             y = run_build(compiled, x, progress=lambda: progress.advance(task), backend=backend)
-        y = y.numpy()
+        ys = {("output" if i == 0 else f"output_{i}"): t.numpy() for i, t in enumerate(y if isinstance(y, tuple) else (y,))}
         if output:
+            if len(ys) > 1 and output.suffix != ".npz":
+                raise OutputError(f"The build returns {len(ys)} outputs ({', '.join(ys)}); write them to an .npz "
+                                  f"file (-o {output.with_suffix('.npz').name}).")
             try:
-                np.save(output, y)
+                np.savez(output, **ys) if output.suffix == ".npz" else np.save(output, ys["output"])
             except OSError as exc:
                 raise OutputError(f"Cannot write {output}: {exc.strerror or exc}.") from None
-            console.print(f"wrote {output} {y.shape}")
+            console.print(f"wrote {output} " + ", ".join(f"{name} {value.shape}" for name, value in ys.items()))
         else:
-            console.print(y)
-            if y.ndim == 2:
-                console.print(f"argmax: {y.argmax(-1).tolist()}")
+            for name, value in ys.items():
+                if len(ys) > 1:
+                    console.print(f"{name}:")
+                console.print(value)
+                if value.ndim == 2:
+                    console.print(f"argmax: {value.argmax(-1).tolist()}")
 
     guard(body, device=device)
+
+
+def read_inputs(paths: list):
+    """The model inputs from `--input` files: one array, a tuple of them (one .npy per input,
+    in order), or {name: array} from one .npz. Untrusted files: no pickles."""
+    import re
+
+    import numpy as np
+
+    from ..errors import InputError
+
+    def load(path):
+        try:
+            return np.load(path, allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(f"{path} is not a readable .npy/.npz array: {exc}.") from None
+
+    if len(paths) == 1 and paths[0].suffix == ".npz":
+        with load(paths[0]) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+        if len(arrays) > 1 and all(re.fullmatch(r"arr_\d+", name) for name in arrays):  # np.savez(a, b): in order
+            return tuple(arrays[f"arr_{i}"] for i in range(len(arrays)))
+        return arrays if len(arrays) > 1 else next(iter(arrays.values()))
+    arrays = tuple(load(path) for path in paths)
+    if any(not isinstance(a, np.ndarray) for a in arrays):
+        raise InputError("Give one .npy file per model input, or a single .npz holding them all.")
+    return arrays if len(arrays) > 1 else arrays[0]

@@ -14,7 +14,7 @@ from ..build_dir.atomic import atomic_directory
 from ..build_dir.compiled import CompiledModel, PartitionSummary
 from ..errors import TimestepError, reporting
 from ..frontend.graph import to_networkx
-from ..frontend.tracer import check_inputs, record_shapes, trace
+from ..frontend.tracer import as_inputs, check_inputs, record_shapes, trace
 from ..manifest import Manifest, Source
 from ..mapping.fit import map_stages
 from ..mapping.systems import resolve as resolve_system
@@ -37,11 +37,13 @@ def lower(model: torch.nn.Module, example_input: torch.Tensor, target: str = "lo
     timings = timings or Timings()
     targets = parse_target_string(target, target_options)
     check_inputs(model, example_input)  # before anything touches them
-    if example_input.dim() < 2:
-        raise TimestepError(
-            f"example_input has shape {tuple(example_input.shape)}; hybridc expects spikes with a "
-            "batch axis first and time last: (N, C, H, W, T) or (N, F, T)."
-        )
+    example_input = as_inputs(example_input)
+    for x in example_input:
+        if x.dim() < 2:
+            raise TimestepError(
+                f"example_input has shape {tuple(x.shape)}; hybridc expects spikes with a "
+                "batch axis first and time last: (N, C, H, W, T) or (N, F, T)."
+            )
     with timings.phase("trace (torch.fx)"):  # trace() puts the model in eval mode
         gm = trace(model)
     gm.meta["model"] = model  # the user's module: its hybridc.nn.NIR modules keep their float graphs
@@ -102,7 +104,7 @@ def _build(gm, partitions, targets, directory: Path, target, example_input, sour
         mapping = map_stages(stages, directory, system)
     with timings.phase("manifest"):
         manifest = Manifest(
-            target=target, timesteps=int(example_input.shape[-1]),
+            target=target, timesteps=timesteps(gm, example_input),
             source=Source(str(source_path) if source_path else None, source_sha256, **(recipe or {})),
             stages=stages, hybridc_version=__version__, edges=stage_edges(gm, partitions, stages),
             mapping=mapping,
@@ -113,6 +115,16 @@ def _build(gm, partitions, targets, directory: Path, target, example_input, sour
         [PartitionSummary(p.name, p.target, [n.name for n in p.nodes]) for p in partitions],
         keepalive=keepalive, module=gm, fx_partitions=partitions,
     )
+
+
+def timesteps(gm, example_input) -> int:
+    """The time steps of the model: the last axis of the first input a spiking node reads
+    (a frame beside the events has no time axis), else of the first input."""
+    inputs = as_inputs(example_input)
+    for node, x in zip([n for n in gm.graph.nodes if n.op == "placeholder"], inputs):
+        if any(user.meta.get("hybridc_domain") == "spiking" for user in node.users):
+            return int(x.shape[-1])
+    return int(inputs[0].shape[-1])
 
 
 def nir_nodes(gm, partition) -> dict:

@@ -11,6 +11,7 @@ recorded as the consumer's "held" wire format), or none.
 import torch.fx
 
 from ..errors import LoweringError
+from ..frontend.graph import model_inputs, model_outputs, returned
 from ..manifest import Conversion, Edge, WireSpec, payload_bytes
 from ..nn import Accumulator, Encoder
 from ..targets.jetson import pytorch_layout
@@ -57,9 +58,9 @@ def _held(edge: Edge, stage, name: str) -> Edge:
     return edge
 
 
-def _producer(node, owner, stages) -> dict:
+def _producer(node, owner, stages, inputs) -> dict:
     if node.op == "placeholder":
-        return {"stage": None, "tensor": "input"}
+        return {"stage": None, "tensor": inputs[node.name]}
     stage = stages[owner[node]]
     spec = next(t for t in stage.outputs if t.node == node.name)
     return {"stage": stage.name, "tensor": spec.name}
@@ -69,11 +70,12 @@ def stage_edges(gm: torch.fx.GraphModule, partitions, stages) -> list:
     """Edges in stage order: into each stage, then out to the model output."""
     nodes = {n.name: n for n in gm.graph.nodes}
     owner = {n: i for i, p in enumerate(partitions) for n in p.nodes}
+    inputs = model_inputs(gm)
     edges = []
     for partition, stage in zip(partitions, stages):
         for spec in stage.inputs:
             source = nodes[spec.node]
-            producer = _producer(source, owner, stages)
+            producer = _producer(source, owner, stages, inputs)
             consumer = {"stage": stage.name, "input": spec.name}
             if source.meta.get("hybridc_domain") == "spiking":  # into dense code: one edge per accumulator
                 for user in source.users:
@@ -92,16 +94,18 @@ def stage_edges(gm: torch.fx.GraphModule, partitions, stages) -> list:
             else:
                 bits = 1 if partition.domain == "spiking" and not spec.graded else FLOAT_BITS
                 edges.append(_edge(producer, consumer, Conversion("none"), source, bits))
-    output = next(n for n in gm.graph.nodes if n.op == "output")
-    result = output.args[0]
-    if not isinstance(result, torch.fx.Node) or result not in owner:
-        raise LoweringError(
-            "The model's forward() returns "
-            f"{'the input unchanged' if isinstance(result, torch.fx.Node) else type(result).__name__}; "
-            "hybridc deploys models with one output tensor computed by the model. Return only the final "
-            "output (e.g. the logits) from forward()."
-        )
-    bits = 1 if result.meta.get("hybridc_domain") == "spiking" else FLOAT_BITS
-    edges.append(_edge(_producer(result, owner, stages), {"stage": None, "input": "output"}, Conversion("none"),
-                       result, bits))
+    results = returned(gm)
+    names = model_outputs(gm)
+    for result in results:
+        if not isinstance(result, torch.fx.Node) or result not in owner or len(names) != len(results):
+            raise LoweringError(
+                "The model's forward() returns "
+                f"{'an input unchanged' if isinstance(result, torch.fx.Node) else type(result).__name__}"
+                f"{' twice' if isinstance(result, torch.fx.Node) and len(names) != len(results) else ''}; "
+                "hybridc deploys tensors computed by the model: return them once each, as one tensor or a "
+                "tuple (or dict) of tensors."
+            )
+        bits = 1 if result.meta.get("hybridc_domain") == "spiking" else FLOAT_BITS
+        edges.append(_edge(_producer(result, owner, stages, inputs), {"stage": None, "input": names[result.name]},
+                           Conversion("none"), result, bits))
     return edges

@@ -29,6 +29,7 @@ from ..build_dir.compiled import load
 from ..errors import InputError, LinkError, StageError
 from ..runtime.device import current as current_device
 from ..runtime.device import resolve as resolve_device
+from ..runtime.run import input_names
 from . import hop, links
 from . import keys as curve
 from . import wire as w
@@ -68,7 +69,11 @@ class Pipeline:
         self.manifest = self.compiled.manifest
         self.links = links.links(self.manifest)
         self.feeds = links.outgoing(self.manifest, links.CLIENT)  # the model input, to each stage reading it
-        (self.result,) = links.incoming(self.manifest, links.CLIENT)  # the model output
+        results = links.incoming(self.manifest, links.CLIENT)  # the model output
+        if len(results) != 1:
+            raise InputError(f"The build returns {len(results)} outputs; `pipeline` collects one. Run it with "
+                             "`hybridc run` (which writes every output) or return one tensor from forward().")
+        (self.result,) = results
         self.backend, self.window, self.host, self.stall_timeout = backend, window, host, stall_timeout
         self.log = log or (lambda message: None)
         self.processes = {}  # stage name -> Popen
@@ -201,10 +206,18 @@ class Pipeline:
     # --- streaming ---------------------------------------------------------------------
 
     def _frames(self, index: int, sample) -> list:
-        """The sample as a frame for every stage that reads the model input."""
-        values = np.asarray(sample.detach().cpu().numpy() if hasattr(sample, "detach") else sample, dtype=np.float32)
+        """The sample as a frame for every stage that reads a model input: one array, or a
+        tuple of them (one per input of forward(), in its order)."""
+        names = input_names(self.manifest)
+        given = sample if isinstance(sample, (tuple, list)) else (sample,)
+        if len(given) != len(names):
+            raise InputError(f"Sample {index} holds {len(given)} array(s); the build takes {len(names)} input(s) "
+                             f"({', '.join(names)}): pass a tuple with one per input of forward().")
+        by_name = {name: np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float32)
+                   for name, x in zip(names, given)}
         frames = []
         for link in self.feeds:
+            values = by_name[link.output]
             if values.shape != link.shape:
                 raise InputError(f"Sample {index} has shape {values.shape}; stage `{link.destination}` takes "
                                  f"{link.shape} (PyTorch layout, no batch axis, time last).")
@@ -356,6 +369,11 @@ def run_file(build_dir, input_path, output_path, backend: str = "lava", window: 
         raise InputError(f"{input_path} is not a readable .npy array: {exc}.") from None
     if x.ndim < 2 or x.shape[0] == 0:
         raise InputError(f"{input_path} holds shape {x.shape}; pass a batch (N, ..., T) with N >= 1.")
+    names = input_names(load(build_dir).manifest)
+    if len(names) > 1:
+        raise InputError(f"The build takes {len(names)} inputs ({', '.join(names)}) and `hybridc pipeline` reads one "
+                         ".npy; stream them from Python: hybridc.pipeline(build, [(a, b), ...]) with one tuple "
+                         "per sample.")
     if not output_path.resolve().parent.is_dir():
         from ..errors import OutputError
 

@@ -5,8 +5,9 @@ import torch.fx
 
 
 @torch.no_grad()
-def run_capturing(gm: torch.fx.GraphModule, x: torch.Tensor, keep=None):
-    """(output, {node name: value}) for the nodes named in `keep` (every node when None)."""
+def run_capturing(gm: torch.fx.GraphModule, x, keep=None):
+    """(output, {node name: value}) for the nodes named in `keep` (every node when None).
+    x: the model input, or a tuple of them for a forward() with several."""
     values = {}
 
     class Capture(torch.fx.Interpreter):
@@ -16,4 +17,4 @@ def run_capturing(gm: torch.fx.GraphModule, x: torch.Tensor, keep=None):
                 values[n.name] = result
             return result
 
-    return Capture(gm).run(x), values
+    return Capture(gm).run(*(x if isinstance(x, tuple) else (x,))), values

@@ -12,6 +12,31 @@ def _target_name(node: torch.fx.Node) -> str:
     return getattr(node.target, "__name__", str(node.target))
 
 
+def model_inputs(gm: torch.fx.GraphModule) -> dict:
+    """{placeholder node name: the model input's name in the manifest}, in forward()'s order:
+    `input` for the first (the only one, in most models), `input_1`, `input_2`... after it.
+    Placeholders of arguments with defaults or *args are not model inputs."""
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder" and not n.args
+                    and not str(n.target).startswith("*")]
+    return {node.name: "input" if i == 0 else f"input_{i}" for i, node in enumerate(placeholders)}
+
+
+def returned(gm: torch.fx.GraphModule) -> list:
+    """What forward() returns, as a list: one value, or the items of a tuple, list or dict (in
+    their order). Entries may be fx nodes or constants."""
+    result = next(n for n in gm.graph.nodes if n.op == "output").args[0]
+    if isinstance(result, dict):
+        return list(result.values())
+    return list(result) if isinstance(result, (tuple, list)) else [result]
+
+
+def model_outputs(gm: torch.fx.GraphModule) -> dict:
+    """{fx node name: the model output's name in the manifest}: `output` for the first value
+    forward() returns (the only one, in most models), `output_1`, `output_2`... after it."""
+    return {node.name: "output" if i == 0 else f"output_{i}" for i, node in enumerate(returned(gm))
+            if isinstance(node, torch.fx.Node)}
+
+
 def to_networkx(gm: torch.fx.GraphModule) -> nx.DiGraph:
     graph = nx.DiGraph()
     modules = dict(gm.named_modules())

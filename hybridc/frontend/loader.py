@@ -107,9 +107,13 @@ def _load(module, path, entry, weights, source, entry_args):
         model, example_input = module.model, module.example_input
     if not isinstance(model, torch.nn.Module):
         raise ModelFileError(f"`model` in {path} is a {type(model).__name__}, not a torch.nn.Module.")
-    if not isinstance(example_input, torch.Tensor):
+    several = isinstance(example_input, (tuple, list)) and example_input
+    if not (isinstance(example_input, torch.Tensor) or several and all(isinstance(x, torch.Tensor)
+                                                                       for x in example_input)):
         raise ModelFileError(f"`example_input` in {path} is a {type(example_input).__name__}, "
-                             "not a torch.Tensor.")
+                             "not a torch.Tensor (or a tuple of tensors, one per input of forward()).")
+    if several:
+        example_input = tuple(example_input)
     if weights:
         load_weights(model, weights)
     return model, example_input, path, hashlib.sha256(source).hexdigest()

@@ -205,17 +205,17 @@ def _accumulator_cause(gm, modules: dict, failed: torch.fx.Node) -> str:
 
 
 @torch.no_grad()
-def record_shapes(gm: torch.fx.GraphModule, example_input: torch.Tensor):
+def record_shapes(gm: torch.fx.GraphModule, example_input):
     """Runs the example input through the graph, storing each tensor's shape and dtype in
     node.meta["shape"] / node.meta["dtype"] and naming the node when one fails; returns the
     model output. A plain loop over the nodes: torch.fx.Interpreter's per-node bookkeeping
     cost 0.3 ms of a 10 ms compile (0.8 ms at 8 layers)."""
     env, modules, last_uses = {}, dict(gm.named_modules()), _last_uses(gm)
-    inputs = 0
+    examples, inputs = as_inputs(example_input), 0
     for node in gm.graph.nodes:
-        if node.op == "placeholder":  # the example input, then (as fx.Interpreter) defaults, () for *args
-            if inputs == 0:
-                result = example_input
+        if node.op == "placeholder":  # the example inputs, then (as fx.Interpreter) defaults, () for *args
+            if inputs < len(examples):
+                result = examples[inputs]
             elif node.target.startswith("*"):
                 result = ()
             else:
@@ -247,24 +247,35 @@ def record_shapes(gm: torch.fx.GraphModule, example_input: torch.Tensor):
             del env[done]
 
 
-def check_inputs(model: torch.nn.Module, example_input: torch.Tensor) -> None:
-    """Refuse, before tracing, what hybridc cannot compile: a non-Module, a non-float input,
-    a forward() with other than one required input."""
+def as_inputs(example_input) -> tuple:
+    """The model's example inputs as a tuple: one tensor, or a tuple/list of them (a model whose
+    forward takes several inputs, e.g. events and a frame)."""
+    return tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
+
+
+def check_inputs(model: torch.nn.Module, example_input) -> None:
+    """Refuse, before tracing, what hybridc cannot compile: a non-Module, a non-tensor or
+    non-float input, a forward() whose required inputs are not the example inputs given."""
     if not isinstance(model, torch.nn.Module):
         raise TraceError(f"`model` must be a torch.nn.Module, got {type(model).__name__}.")
-    if not isinstance(example_input, torch.Tensor):
-        raise TraceError(f"`example_input` must be a torch.Tensor, got {type(example_input).__name__}.")
-    if not example_input.is_floating_point():
-        raise TraceError(
-            f"`example_input` has dtype {str(example_input.dtype).replace('torch.', '')}; slayer blocks "
-            "compute on float spikes. Use `.float()` (values 0 and 1)."
-        )
+    inputs = as_inputs(example_input)
+    for i, x in enumerate(inputs):
+        which = "`example_input`" if len(inputs) == 1 else f"`example_input[{i}]`"
+        if not isinstance(x, torch.Tensor):
+            raise TraceError(f"{which} must be a torch.Tensor (or example_input a tuple of tensors, one per input "
+                             f"of forward()), got {type(x).__name__}.")
+        if not x.is_floating_point():
+            raise TraceError(
+                f"{which} has dtype {str(x.dtype).replace('torch.', '')}; slayer blocks "
+                "compute on float spikes. Use `.float()` (values 0 and 1)."
+            )
     n_args = len([p for p in inspect.signature(model.forward).parameters.values()
                   if p.default is inspect.Parameter.empty and p.kind == p.POSITIONAL_OR_KEYWORD])
-    if n_args != 1:
+    if n_args != len(inputs):
         raise TraceError(
-            f"{type(model).__name__}.forward takes {n_args} required inputs; hybridc compiles "
-            "models with exactly one input tensor (the spike tensor)."
+            f"{type(model).__name__}.forward takes {n_args} required input(s) but example_input holds "
+            f"{len(inputs)}: pass one tensor per input of forward(), as a tuple when there are several "
+            "(example_input = (events, frame))."
         )
 
 

@@ -73,6 +73,6 @@ def check_numerics(gm: torch.fx.GraphModule, targets: dict, on_overflow: str = "
     if checks:
         with torch.no_grad():
             runner = _ActivityCheck(gm, checks, on_overflow)
-            runner.run(example_input)
+            runner.run(*(example_input if isinstance(example_input, tuple) else (example_input,)))
         notes += runner.notes
     return notes

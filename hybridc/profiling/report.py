@@ -56,9 +56,10 @@ def _stage_batches(compiled, stage, data, samples, seed=0, batch_size=16):
     from ..data.sources import open_samples
     from ..runtime.dataset_verify import input_shape
     from ..runtime.emulator import stage_input
-    from ..runtime.run import run_graph, stage_feeds
+    from ..runtime.run import require_one_input_and_output, run_graph, stage_feeds
 
     manifest = compiled.manifest
+    require_one_input_and_output(manifest, "profile")
     fed_by_input = all(e.producer["stage"] is None for e in manifest.edges_into(stage.name))
     dataset = open_samples(data, input_shape(manifest), train=False, samples=samples, seed=seed)
     count = min(samples, len(dataset))

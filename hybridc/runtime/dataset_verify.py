@@ -20,7 +20,7 @@ from ..errors import ArtifactError, InputError
 from ..targets.registry import domain_of
 from . import nir_reference
 from .overlap import dice, dice_counts
-from .run import stage_feeds
+from .run import require_one_input_and_output, stage_feeds
 from .stages import run_stage
 from .verify import reference_tensors, spikes_pass, tolerance
 
@@ -171,6 +171,7 @@ def verify_dataset(build_dir, data=None, samples: int = 8, backend: str = "lava"
                          "each worker; call verify_dataset without `reference` (or without workers).")
     compiled = build_dir if isinstance(build_dir, CompiledModel) else load(build_dir)
     manifest = compiled.manifest
+    require_one_input_and_output(manifest, "verify --data")
     # first: a changed source file is the likelier mistake than the data
     gm, partitions = reference if reference is not None else rebuild_reference(manifest, files)
     dataset = _open(manifest, data, samples, seed)

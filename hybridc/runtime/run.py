@@ -20,28 +20,99 @@ def run(compiled, x, return_stages: bool = False, progress=None, backend: str = 
     check_backend(backend)
     if not isinstance(compiled, CompiledModel):
         compiled = load(Path(compiled))
+    outputs, per_stage = run_graph(compiled.manifest, compiled.directory, model_input_values(compiled.manifest, x),
+                                   progress=progress, backend=backend)
+    if return_stages == "values":  # every stage output, keyed (stage, tensor name)
+        return outputs
+    result = model_output_values(compiled.manifest, outputs)
+    return (result, per_stage) if return_stages else result
+
+
+def _index(name: str) -> int:
+    """0 for `input`/`output`, k for `input_k`/`output_k`: the position in forward()."""
+    return int(name.rpartition("_")[2]) if "_" in name else 0
+
+
+def _in_order(names) -> list:
+    return sorted(set(names), key=_index)
+
+
+def input_names(manifest) -> list:
+    """The model's inputs as the manifest names them, in forward()'s order: input, input_1, ..."""
+    return _in_order(e.producer["tensor"] for e in manifest.edges if e.producer["stage"] is None)
+
+
+def output_edges(manifest) -> list:
+    """The edges to the model's outputs, in the order forward() returns them (output, output_1, ...)."""
+    return sorted(manifest.edges_into(None), key=lambda e: _index(e.consumer["input"]))
+
+
+def model_output_values(manifest, values: dict):
+    """The model's output from {(stage, tensor name): value}: one tensor, or a tuple in the
+    order forward() returns them."""
+    results = tuple(values[(e.producer["stage"], e.producer["tensor"])] for e in output_edges(manifest))
+    return results[0] if len(results) == 1 else results
+
+
+def _as_tensor(x, which: str) -> torch.Tensor:
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
     if not isinstance(x, torch.Tensor):
-        raise InputError(f"Input must be a torch tensor or numpy array, got {type(x).__name__}.")
+        raise InputError(f"{which} must be a torch tensor or numpy array, got {type(x).__name__}.")
     if x.dtype not in (torch.float32, torch.float64, torch.float16, torch.int64, torch.int32,
                        torch.int8, torch.uint8, torch.bool):
-        raise InputError(f"Input dtype {x.dtype} is not a number type hybridc can feed to the model.")
-    expected_t = compiled.manifest.timesteps
-    if x.dim() < 2 or x.shape[-1] != expected_t:
-        raise InputError(
-            f"The build was compiled for T={expected_t} timesteps (time is the last axis), but the "
-            f"input has shape {tuple(x.shape)}. Pass (N, ..., {expected_t})."
-        )
-    if x.shape[0] == 0:
-        raise InputError("The input batch is empty (shape[0] == 0); pass at least one sample.")
-    outputs, per_stage = run_graph(compiled.manifest, compiled.directory, x.float(), progress=progress,
-                                   backend=backend)
-    if return_stages == "values":  # every stage output, keyed (stage, tensor name)
-        return outputs
-    final = compiled.manifest.edges_into(None)[0].producer
-    result = outputs[(final["stage"], final["tensor"])]
-    return (result, per_stage) if return_stages else result
+        raise InputError(f"{which} dtype {x.dtype} is not a number type hybridc can feed to the model.")
+    if x.dim() < 1 or x.shape[0] == 0:
+        raise InputError(f"{which} batch is empty (shape[0] == 0); pass at least one sample.")
+    return x.float()
+
+
+def model_input_values(manifest, x) -> dict:
+    """{(None, input name): tensor} from what a caller passes: one tensor (or array), a tuple
+    or list of them in forward()'s order, or a dict by input name. Each is checked against the
+    shape the build was compiled for (InputError naming the input)."""
+    names = input_names(manifest)
+    if isinstance(x, dict):
+        unknown = sorted(set(x) - set(names))
+        if unknown or len(x) != len(names):
+            raise InputError(f"The build takes the inputs {', '.join(names)}; got {', '.join(map(str, x)) or 'none'}.")
+        given = [x[name] for name in names]
+    else:
+        given = list(x) if isinstance(x, (tuple, list)) else [x]
+    if len(given) != len(names):
+        raise InputError(f"The build takes {len(names)} input(s) ({', '.join(names)}), in the order of the model's "
+                         f"forward(); got {len(given)}.")
+    if len(names) == 1:  # the message every single-input build has given
+        value = _as_tensor(given[0], "Input")
+        expected_t = manifest.timesteps
+        if value.dim() < 2 or value.shape[-1] != expected_t:
+            raise InputError(
+                f"The build was compiled for T={expected_t} timesteps (time is the last axis), but the "
+                f"input has shape {tuple(value.shape)}. Pass (N, ..., {expected_t})."
+            )
+        return {(None, "input"): value}
+    values = {}
+    for name, value in zip(names, given):
+        value = _as_tensor(value, f"Input `{name}`")
+        edge = next(e for e in manifest.edges if e.producer == {"stage": None, "tensor": name})
+        expected = tuple(edge.shape if not (edge.conversion and edge.conversion.kind == "accumulator") else ())
+        if expected and tuple(value.shape[1:]) != expected:
+            raise InputError(f"Input `{name}` has shape {tuple(value.shape)}; the build was compiled for "
+                             f"(N, {', '.join(map(str, expected))}).")
+        values[(None, name)] = value
+    if len({v.shape[0] for v in values.values()}) > 1:
+        raise InputError(f"The inputs hold different batch sizes ({', '.join(str(v.shape[0]) for v in values.values())}).")
+    return values
+
+
+def require_one_input_and_output(manifest, what: str) -> None:
+    """InputError for a build with several model inputs or outputs, where `what` feeds one
+    tensor and compares one output (data-set verify, profile)."""
+    inputs, outputs = input_names(manifest), output_edges(manifest)
+    if len(inputs) > 1 or len(outputs) > 1:
+        raise InputError(f"The build takes {len(inputs)} input(s) and returns {len(outputs)} output(s); {what} feeds "
+                         "one input tensor from a data set and reads one output. Check it on inputs you give: "
+                         "hybridc.verify(compiled, x=(a, b, ...)), or `hybridc run BUILD -i a.npy -i b.npy`.")
 
 
 def stage_feeds(manifest, stage, values: dict):
@@ -52,11 +123,11 @@ def stage_feeds(manifest, stage, values: dict):
     return feeds if len(feeds) > 1 else next(iter(feeds.values()))
 
 
-def run_graph(manifest, directory, x: torch.Tensor, progress=None, backend: str = "lava"):
+def run_graph(manifest, directory, x, progress=None, backend: str = "lava"):
     """Run every stage once. Returns ({(stage, tensor name): value}, {stage: output}) where a
     stage's output is its one tensor, or {tensor name: value} for a stage with several.
-    The model input is the key (None, "input")."""
-    values = {(None, "input"): x}
+    x: the model input (the key (None, "input")), or {(None, input name): value} for all of them."""
+    values = dict(x) if isinstance(x, dict) else {(None, "input"): x}
     per_stage = {}
     for stage in manifest.stages:
         with reporting(f"running stage `{stage.name}` ({stage.artifact}) on {stage.target}"):

@@ -17,7 +17,7 @@ from ..frontend.capture import run_capturing
 from ..targets.registry import domain_of, output_rel_err_max, spike_dice_min
 from .nir_reference import agreement as nir_agreement
 from .overlap import dice, dice_counts
-from .run import run, stage_feeds
+from .run import model_input_values, model_output_values, run, stage_feeds
 from .stages import run_stage
 
 
@@ -82,13 +82,21 @@ def spike_agreement(spikes: torch.Tensor, reference: torch.Tensor) -> dict:
 
 def reference_tensors(gm: torch.fx.GraphModule, manifest, x: torch.Tensor):
     """(model output, {(stage, tensor name): PyTorch's value}) for every stage output."""
-    final = manifest.edges_into(None)[0].producer
+    finals = manifest.edges_into(None)
     wanted = {spec.node: (stage.name, spec.name) for stage in manifest.stages for spec in stage.outputs
               if spec.node is not None}
     output, values = run_capturing(gm, x, set(wanted))
     tensors = {key: values[node] for node, key in wanted.items()}
-    tensors.setdefault((final["stage"], final["tensor"]), output)  # format-1 builds name no nodes
+    if len(finals) == 1:  # format-1 builds name no nodes
+        tensors.setdefault((finals[0].producer["stage"], finals[0].producer["tensor"]), output)
     return output, tensors
+
+
+def _as_list(output) -> list:
+    """A model's output as a list of tensors, in the order forward() returns them."""
+    if isinstance(output, dict):
+        return list(output.values())
+    return list(output) if isinstance(output, (tuple, list)) else [output]
 
 
 @torch.no_grad()
@@ -100,13 +108,14 @@ def verify(compiled, x: torch.Tensor, progress=None, backend: str = "lava") -> P
         raise ArtifactError("verify needs the PyTorch model as reference: call it on the result of "
                             "hybridc.compile(...), not on a build loaded from disk.")
     manifest = compiled.manifest
+    inputs = model_input_values(manifest, x)  # checked, and one tuple for the traced model
+    x = tuple(inputs.values()) if len(inputs) > 1 else next(iter(inputs.values()))
     with reporting("running the PyTorch model for reference"):
         final_ref, reference = reference_tensors(gm, manifest, x)
     values = run(compiled, x, return_stages="values", progress=progress, backend=backend)
-    final = manifest.edges_into(None)[0].producer
-    deployed = values[(final["stage"], final["tensor"])]
+    deployed = _as_list(model_output_values(manifest, values))
     matches, dices, equal, entries, onnx_err, dense_pass = {}, {}, 0, 0, None, True
-    known = {**reference, (None, "input"): x.float()}
+    known = {**reference, **inputs}
     for stage in manifest.stages:
         if domain_of(stage.target) == "spiking":  # the spikes of the deployed run, at every tap
             for spec in stage.outputs:
@@ -123,8 +132,10 @@ def verify(compiled, x: torch.Tensor, progress=None, backend: str = "lava") -> P
             err = float((got - ref).abs().max())
             onnx_err = err if onnx_err is None else max(onnx_err, err)
             dense_pass = dense_pass and _within(err, ref, output_rel_err_max(stage.target))
-    run_err = float((deployed - final_ref).abs().max())
-    agree = float((deployed.argmax(-1) == final_ref.argmax(-1)).float().mean()) if final_ref.dim() > 1 else 1.0
+    pairs = list(zip(deployed, _as_list(final_ref)))  # every output of the model, the first alone in most
+    run_err = max(float((got - ref).abs().max()) for got, ref in pairs)
+    agree = min((float((got.argmax(-1) == ref.argmax(-1)).float().mean()) for got, ref in pairs if ref.dim() > 1),
+                default=1.0)
     approximate = tolerance(manifest)
     quantised = [output_rel_err_max(s.target) for s in manifest.stages if domain_of(s.target) == "dense"]
     quantised = max((q for q in quantised if q is not None), default=None)
@@ -135,10 +146,10 @@ def verify(compiled, x: torch.Tensor, progress=None, backend: str = "lava") -> P
     else:  # float-simulated spikes differ a little, and so may the output; dense stages stay within bounds
         passed = spikes_pass(manifest, matches, dices) and dense_pass
     original = None
-    if getattr(compiled, "model", None) is not None:
+    if getattr(compiled, "model", None) is not None and len(inputs) == 1:  # (several inputs: not computed)
         with reporting("simulating the NIR modules' float originals"):
             original = nir_agreement(compiled.model, x)
-    return Parity(int(x.shape[0]), equal / entries if entries else None, entries or None, onnx_err, run_err,
+    return Parity(int(next(iter(inputs.values())).shape[0]), equal / entries if entries else None, entries or None, onnx_err, run_err,
                   agree, backend=backend, spike_matches=matches, spike_dice=dices, spike_dice_min=approximate,
                   output_rel_err_max=quantised, passed=passed, nir_reference=original)
 

@@ -21,6 +21,7 @@ import torch
 from torch.fx.passes.operator_support import create_op_support
 
 from ..errors import LoweringError
+from ..frontend.graph import model_inputs, model_outputs
 from ..manifest import AccumulatorSpec, Stage, TensorSpec, WireSpec
 from ..nn import Accumulator, Encoder
 from .base import Target
@@ -198,15 +199,10 @@ def _boundary(partition):
     return list(inputs), [n for n in partition.nodes if any(u not in members for u in n.users)]
 
 
-def _output_names(out_nodes) -> list:
-    names = ["output" if any(u.op == "output" for u in n.users) else n.name for n in out_nodes]
-    if len(set(names)) != len(names):
-        raise LoweringError(
-            f"The dense stage returns {len(out_nodes)} tensors ({', '.join(n.name for n in out_nodes)}) as "
-            "the model's output; hybridc deploys models with one output tensor. Return only the final "
-            "output (e.g. the logits) from forward()."
-        )
-    return names
+def _output_names(out_nodes, outputs: dict) -> list:
+    """ONNX output names: the model output's name (`output`, `output_1`...: `outputs`,
+    frontend.graph.model_outputs) for what forward() returns, else the node's name."""
+    return [outputs.get(n.name, "output") if any(u.op == "output" for u in n.users) else n.name for n in out_nodes]
 
 
 def lower_directly(gs, partition, gm, hybrid: bool):
@@ -215,8 +211,8 @@ def lower_directly(gs, partition, gm, hybrid: bool):
     from .onnx_lowering import Unsupported, lower_nodes
 
     orig_inputs, out_nodes = _boundary(partition)
-    names = input_names(orig_inputs, hybrid)
-    output_names = _output_names(out_nodes)
+    names = input_names(orig_inputs, hybrid, model_inputs(gm))
+    output_names = _output_names(out_nodes, model_outputs(gm))
     taken = set(names) | set(output_names)
     fx_names = {n.name for n in partition.nodes}
     tensors, by_name, accumulators, skip = {}, {}, [], set()
@@ -265,7 +261,7 @@ def _export_with_torch(gs, onnx, partition, gm, hybrid: bool):
 
     sub, orig_inputs, orig_outputs = fuse_as_graphmodule(gm, partition.nodes, "DenseStage")
     placeholders = [n for n in sub.graph.nodes if n.op == "placeholder"]
-    names = input_names(orig_inputs, hybrid)
+    names = input_names(orig_inputs, hybrid, model_inputs(gm))
     exported_as = {}  # placeholder name in `sub` -> (ONNX input name, example tensor)
     accumulators = []  # (counts placeholder, raw spikes input name, AccumulatorSpec, spikes shape)
     for placeholder, source, name in zip(placeholders, orig_inputs, names):
@@ -294,7 +290,7 @@ def _export_with_torch(gs, onnx, partition, gm, hybrid: bool):
     onnx_inputs = [name for name, _ in order]
     examples = tuple(example for _, example in order)
     out_nodes = list(orig_outputs)
-    output_names = _output_names(out_nodes)
+    output_names = _output_names(out_nodes, model_outputs(gm))
     exported = io.BytesIO()  # stays in memory until the graph surgery is done
     sub.eval()
     with warnings.catch_warnings(), attention_exportable():
@@ -344,15 +340,15 @@ def _module(gm, node):
     return gm.get_submodule(node.target) if node.op == "call_module" else None
 
 
-def input_names(sources, hybrid: bool) -> list:
+def input_names(sources, hybrid: bool, inputs: dict = None) -> list:
     """ONNX input names: `spikes` for the one spike tensor crossing in (as in two-stage
-    builds) or a dense-only model's input, `input` for the model's input in a hybrid,
-    else the producing node's name."""
+    builds) or a dense-only model's input, the model input's name (`input`, `input_1`...:
+    `inputs`, frontend.graph.model_inputs) in a hybrid, else the producing node's name."""
     spiking = [s for s in sources if s.meta.get("hybridc_domain") == "spiking"]
     names = []
     for source in sources:
         if source.op == "placeholder":
-            names.append("input" if hybrid else SPIKES)
+            names.append((inputs or {}).get(source.name, "input") if hybrid else SPIKES)
         elif len(spiking) == 1 and source is spiking[0]:
             names.append(SPIKES)
         else:
