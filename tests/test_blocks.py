@@ -204,9 +204,16 @@ class TwoOutputs(torch.nn.Module):
         return self.head(features), features
 
 
-def test_two_outputs_refused_with_names():
-    with pytest.raises(hybridc.errors.LoweringError, match="returns 2 tensors"):
-        hybridc.compile(TwoOutputs(), spikes(1, 10, 4))
+def test_an_output_taken_from_the_cut_is_an_output_of_its_own(tmp_path):
+    """A forward returning (logits, accumulated counts): two model outputs, each deployed."""
+    torch.manual_seed(0)
+    model, x = TwoOutputs().eval(), spikes(2, 10, 4)
+    compiled = hybridc.compile(model, x, output_dir=tmp_path / "b")
+    assert sorted(e.consumer["input"] for e in compiled.manifest.edges_into(None)) == ["output", "output_1"]
+    logits, features = hybridc.run(tmp_path / "b", x, backend="emulate")
+    with torch.no_grad():
+        expected = model(x)
+    assert (logits - expected[0]).abs().max() < 1e-4 and torch.equal(features, expected[1])
 
 
 class ShapeDependent(torch.nn.Module):
