@@ -5,6 +5,8 @@ spikes to the SNN through an Encoder (ANN first), and a second spiking stage aft
 dense code (SNN -> ANN -> SNN -> ANN); and branching spiking stages: a layer's input is
 the previous layer's spikes plus (SEW ADD) or concatenated with (cat) an earlier layer's
 or the stage input's spikes; cuba chains of dense layers sometimes hold a Recurrent layer.
+fused_specs draws models as users write them: a second input (frame, vector or spikes),
+two outputs, attention heads (MultiheadAttention, TransformerEncoderLayer, SDPA).
 Used by test_fuzz.py (fast profile in
 `make test`, long profile in `make fuzz`)."""
 
@@ -588,3 +590,136 @@ def _nir_fault(spec, nodes, edges):
         nodes["delay"] = nir.Delay(delay=np.ones(1))
         edges.remove((spec.output, "output"))
         edges += [(spec.output, "delay"), ("delay", "output")]
+
+
+# --- models as users write them: several inputs, several outputs, attention heads ----------
+
+HEADS = ("mlp", "mha", "encoder", "sdpa")
+
+
+@dataclass
+class FusedSpec:
+    """A spiking stage on events, optionally a second input (a frame through a CNN, a feature
+    vector through an MLP, or spikes through a spiking stage of its own) fused before the head,
+    a head (`mlp` on the folded counts; `mha`, `encoder`, `sdpa`: the windows as tokens through
+    nn.MultiheadAttention, nn.TransformerEncoderLayer or F.scaled_dot_product_attention) and one
+    or two outputs."""
+
+    timesteps: int
+    interval: int
+    events: tuple  # ("dense", features) | ("conv", channels, side)
+    width: int  # the spiking stage's output features
+    side: tuple = None  # None | ("image", channels, side) | ("vector", features) | ("spikes", features)
+    head: str = "mlp"
+    outputs: int = 1
+    neuron: dict = None
+    seed: int = 0
+    density: float = 0.3
+    target: str = "loihi+jetson"
+
+
+@st.composite
+def fused_specs(draw, head=None):
+    timesteps = draw(st.sampled_from([4, 6, 8]))
+    events = draw(st.sampled_from([("dense", draw(st.integers(4, 24))),
+                                   ("conv", draw(st.integers(1, 3)), draw(st.sampled_from([4, 6, 8])))]))
+    # the first choice of a list is what hypothesis draws first: each head starts from another side input
+    sides = [("spikes", draw(st.integers(3, 16))), ("image", draw(st.integers(1, 3)), draw(st.sampled_from([4, 6]))),
+             ("vector", draw(st.integers(2, 12))), None]
+    turn = HEADS.index(head) if head else 0
+    side = draw(st.sampled_from(sides[turn:] + sides[:turn]))
+    neuron = {"threshold": draw(st.sampled_from([0.5, 1.0, 1.25])),
+              "current_decay": draw(st.sampled_from([0.0, 0.25, 0.5])),
+              "voltage_decay": draw(st.sampled_from([0.0, 0.25, 0.5])), "tau_grad": 0.01, "scale_grad": 1.0}
+    return FusedSpec(timesteps, draw(st.sampled_from([d for d in (1, 2, 3, 4) if timesteps % d == 0])), events,
+                     draw(st.sampled_from([4, 8, 12])), side, head or draw(st.sampled_from(HEADS)),
+                     draw(st.sampled_from([2, 1])), neuron, draw(st.integers(0, 2**16)), draw(st.sampled_from([0.3, 0.5])),
+                     draw(st.sampled_from(["loihi+jetson", "loihi+cpu"])))
+
+
+class Fused(torch.nn.Module):
+    """events -> spiking stage -> Accumulator -> head, with the side input fused before the
+    output layer(s); Fused2 takes the side input as forward()'s second argument."""
+
+    def __init__(self, spec: FusedSpec):
+        super().__init__()
+        cuba, p, windows = slayer.block.cuba, spec.neuron, spec.timesteps // spec.interval
+        if spec.events[0] == "dense":
+            blocks = [cuba.Dense(p, spec.events[1], spec.width, weight_scale=3)]
+        else:
+            _, channels, size = spec.events
+            blocks = [cuba.Conv(p, channels, 4, 3, padding=1, stride=2, weight_scale=3), cuba.Flatten(),
+                      cuba.Dense(p, 4 * (size // 2) ** 2, spec.width, weight_scale=3)]
+        self.snn = torch.nn.Sequential(*blocks)
+        self.tokens = spec.head != "mlp"
+        self.acc = Accumulator(spec.interval, fold=not self.tokens)
+        self.head = spec.head
+        if self.tokens:
+            d = 8
+            self.embed = torch.nn.Linear(spec.width, d)
+            self.pos = torch.nn.Parameter(torch.randn(1, windows, d) * 0.1)
+            if spec.head == "mha":
+                self.attn, self.norm = torch.nn.MultiheadAttention(d, 2, batch_first=True), torch.nn.LayerNorm(d)
+            elif spec.head == "encoder":
+                self.attn = torch.nn.TransformerEncoderLayer(d, 2, 16, dropout=0.0, batch_first=True,
+                                                             activation="gelu")
+            else:
+                self.qkv = torch.nn.Linear(d, 3 * d)
+        kind = spec.side[0] if spec.side else None
+        if kind == "image":
+            self.other = torch.nn.Sequential(torch.nn.Conv2d(spec.side[1], 3, 3, padding=1), torch.nn.ReLU(),
+                                             torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten())
+        elif kind == "vector":
+            self.other = torch.nn.Sequential(torch.nn.Linear(spec.side[1], 8), torch.nn.ReLU())
+        elif kind == "spikes":
+            self.other = torch.nn.Sequential(cuba.Dense(p, spec.side[1], 6, weight_scale=3),
+                                             Accumulator(spec.interval), torch.nn.Flatten())
+        self.out = torch.nn.LazyLinear(4)
+        self.out2 = torch.nn.LazyLinear(2) if spec.outputs == 2 else None
+
+    def fused(self, events, other):
+        counts = self.acc(self.snn(events))
+        if not self.tokens:
+            h = counts.flatten(1)
+        else:
+            tokens = self.embed(counts.permute(0, 2, 1)) + self.pos
+            if self.head == "mha":
+                attended, _ = self.attn(tokens, tokens, tokens, need_weights=False)
+                tokens = self.norm(tokens + attended)
+            elif self.head == "encoder":
+                tokens = self.attn(tokens)
+            else:
+                q, k, v = self.qkv(tokens).chunk(3, dim=-1)
+                tokens = tokens + torch.nn.functional.scaled_dot_product_attention(q, k, v)
+            h = tokens.mean(1)
+        if other is not None:
+            h = torch.cat([h, self.other(other)], dim=1)
+        y = self.out(h)
+        return (y, self.out2(torch.relu(h))) if self.out2 is not None else y
+
+    def forward(self, events):
+        return self.fused(events, None)
+
+
+class Fused2(Fused):
+    def forward(self, events, other):
+        return self.fused(events, other)
+
+
+def build_fused(spec: FusedSpec):
+    """(model, example input: one tensor or (events, side input)) for a FusedSpec."""
+    torch.manual_seed(spec.seed)
+    model = (Fused2 if spec.side else Fused)(spec).eval()
+    g = torch.Generator().manual_seed(spec.seed + 1)
+    shape = (spec.events[1],) if spec.events[0] == "dense" else (spec.events[1], spec.events[2], spec.events[2])
+    events = (torch.rand(2, *shape, spec.timesteps, generator=g) < spec.density).float()
+    x = events
+    if spec.side:
+        kind = spec.side[0]
+        other = (torch.rand(2, spec.side[1], spec.side[2], spec.side[2], generator=g) if kind == "image"
+                 else torch.randn(2, spec.side[1], generator=g) if kind == "vector"
+                 else (torch.rand(2, spec.side[1], spec.timesteps, generator=g) < spec.density).float())
+        x = (events, other)
+    with torch.no_grad():
+        model(*x) if isinstance(x, tuple) else model(x)  # materialises the lazy layers
+    return model, x

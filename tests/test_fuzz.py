@@ -9,7 +9,9 @@ measured exception: a sigma-delta build that warned under --on-overflow clip tha
 through Lava and the emulator, which agree; only exactness against PyTorch is not asserted).
 Anything else, a raw exception included, is a bug. Random NIR graphs (chains and branches,
 imported by hybridc.nn.NIR into a hybrid) go through the same check for loihi+jetson; those
-that break an importer rule on purpose must be refused.
+that break an importer rule on purpose must be refused. Models as users write them (several
+inputs, two outputs, MLP or attention heads over the accumulator's windows) are drawn apart
+(fuzz_models.fused_specs) and held to the same exactness, output by output.
 
 Fast profile in `make test` (HYBRIDC_FUZZ_EXAMPLES, default 20, derandomized);
 `make fuzz` runs the long profile and writes the counts to fuzz_report.json.
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fuzz_models import NIR_FAULTS, Spec, build, nir_specs, specs
+from fuzz_models import HEADS, NIR_FAULTS, Spec, build, build_fused, fused_specs, nir_specs, specs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -345,3 +347,70 @@ def test_random_decoder_blocks_are_refused_with_their_size(channels, side, kind,
         warnings.simplefilter("ignore")
         with pytest.raises(UnsupportedLayerError, match=rf"`1` \(module `1`: {kind}\).*would hold {weights:,} weights"):
             hybridc.compile(model.eval(), x, target="loihi+jetson")
+
+
+# Models as users write them: several inputs (events + a frame, a feature vector, or a second
+# spike train), one or two outputs, attention heads over the accumulator's windows as tokens.
+FUSED_COUNTS = collections.Counter()
+
+
+def check_fused(spec):
+    """Compile one FusedSpec; Lava's spikes at every spiking output equal PyTorch's, every model
+    output within 1e-4 of model(*x) with the same argmax, the emulate backend equal to Lava."""
+    from hybridc.runtime.run import output_edges
+
+    model, x = build_fused(spec)
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            compiled = hybridc.compile(model, x, target=spec.target, output_dir=Path(tmp) / "build")
+        except HybridcError as exc:
+            return f"refused: {type(exc).__name__}"
+        manifest = compiled.manifest
+        _, reference = reference_tensors(compiled.module, manifest, x)
+        values = hybridc.run(compiled, x, return_stages="values")
+        for stage in manifest.stages:
+            for out in stage.outputs if domain_of(stage.target) == "spiking" else ():
+                lava, cut = values[(stage.name, out.name)], reference[(stage.name, out.name)]
+                assert torch.equal(lava, cut), f"{stage.name}/{out.name} differs in {(lava != cut).sum()}: {spec}"
+        deployed = tuple(values[(e.producer["stage"], e.producer["tensor"])] for e in output_edges(manifest))
+        with torch.no_grad():
+            expected = model(*x) if isinstance(x, tuple) else model(x)
+        expected = expected if isinstance(expected, tuple) else (expected,)
+        assert len(deployed) == len(expected) == spec.outputs, spec
+        for got, want in zip(deployed, expected):
+            assert (got - want).abs().max() < 1e-4, f"output differs by {(got - want).abs().max()}: {spec}"
+            assert torch.equal(got.argmax(-1), want.argmax(-1)), f"argmax differs: {spec}"
+        emulated = hybridc.run(compiled.directory, x, backend="emulate")
+        emulated = emulated if isinstance(emulated, tuple) else (emulated,)
+        assert all(torch.equal(a, b) for a, b in zip(emulated, deployed)), f"emulate differs from Lava: {spec}"
+        inputs = len([e for e in manifest.edges if e.producer["stage"] is None])
+        return f"compiled ({inputs} input edge(s), {spec.outputs} output(s))"
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("head", HEADS)
+def test_random_fused_and_attention_hybrids_are_exact(head):
+    """Random multi-input / multi-output hybrids with an MLP or an attention head, loihi +
+    jetson or cpu: exact in Lava, or refused with a HybridcError."""
+
+    @settings(max_examples=max(3, EXAMPLES // 6), deadline=None, derandomize=EXAMPLES <= 50, print_blob=True,
+              database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(spec=fused_specs(head=head))
+    def one(spec):
+        outcome = check_fused(spec)
+        FUSED_COUNTS[outcome] += 1
+        FUSED_COUNTS[f"{head}: {outcome}"] += 1
+        FUSED_COUNTS[f"side {spec.side[0] if spec.side else None}: {outcome}"] += 1
+
+    one()
+
+
+def test_fused_outcomes_compiled_every_head_and_several_inputs():
+    if sum(FUSED_COUNTS.values()) < 8:
+        pytest.skip("run together with the fused fuzz test")
+    for head in HEADS:
+        assert any(k.startswith(f"{head}: compiled") for k in FUSED_COUNTS), dict(FUSED_COUNTS)
+    assert any(k.startswith("compiled (") and "2 output(s)" in k for k in FUSED_COUNTS), dict(FUSED_COUNTS)
+    assert sum(v for k, v in FUSED_COUNTS.items() if k.startswith("side ") and "None" not in k
+               and ": compiled" in k) > 0, dict(FUSED_COUNTS)

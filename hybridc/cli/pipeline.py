@@ -11,7 +11,8 @@ from .common import DEVICE_OPTION, app, guard, make_console
 @app.command()
 def pipeline(
     build: Path = typer.Argument(..., help="Build directory written by `hybridc compile`."),
-    input: Path = typer.Option(..., "--input", "-i", help=".npy samples, PyTorch layout (N, ..., T)."),
+    input: Path = typer.Option(..., "--input", "-i", help=".npy samples, PyTorch layout (N, ..., T); .npz with one array "
+                              "per model input (input, input_1, ...) for a build with several."),
     output: Path = typer.Option(..., "--output", "-o", help="Where to write the outputs (.npy), in input order."),
     backend: str = typer.Option("lava", help="Spiking stages: lava or emulate."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write per-stage and per-link measurements here."),
@@ -38,7 +39,8 @@ def pipeline(
         from ..deploy.pipeline import run_file
 
         try:  # for the progress bar only; run_file reports an unreadable input
-            count = int(np.load(input, mmap_mode="r", allow_pickle=False).shape[0])
+            loaded = np.load(input, mmap_mode="r", allow_pickle=False)
+            count = int(loaded[loaded.files[0]].shape[0] if input.suffix == ".npz" else loaded.shape[0])
         except Exception:  # noqa: BLE001
             count = None
         with Progress(transient=True, console=console) as progress:

@@ -351,10 +351,45 @@ def pipeline(build_dir, samples, backend: str = "lava", window: int = 4, log=Non
             stats.update(running.stats or {})
 
 
+def _read_samples(path: Path, names: list) -> list:
+    """One array of samples per model input from `path`: an .npy for a one-input build
+    (memory-mapped), or an .npz holding one array per input by its manifest name (or
+    np.savez's positional arr_0, arr_1, ... in forward()'s order). Untrusted: no pickles."""
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                files = set(archive.files)
+                positional = [f"arr_{i}" for i in range(len(names))]
+                keys = names if set(names) <= files else positional if set(positional) <= files else None
+                if keys is None:
+                    raise InputError(f"{path} holds {', '.join(sorted(files)) or 'nothing'}; the build takes "
+                                     f"{', '.join(names)}: save one array per input under those names "
+                                     f"(np.savez(path, {', '.join(f'{n}=...' for n in names)})).")
+                arrays = [archive[key] for key in keys]
+        else:
+            arrays = [np.load(path, mmap_mode="r", allow_pickle=False)]
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{path} is not a readable .npy/.npz array: {exc}.") from None
+    if len(arrays) != len(names):
+        raise InputError(f"The build takes {len(names)} inputs ({', '.join(names)}) and {path} holds one array; "
+                         f"pass an .npz with one array per input (np.savez(path, "
+                         f"{', '.join(f'{n}=...' for n in names)})).")
+    for name, x in zip(names, arrays):
+        if x.ndim < 2 or x.shape[0] == 0:
+            raise InputError(f"{path} holds shape {x.shape} for `{name}`; pass a batch (N, ...) with N >= 1.")
+    if len({x.shape[0] for x in arrays}) > 1:
+        raise InputError(f"The arrays in {path} hold different numbers of samples "
+                         f"({', '.join(f'{n} {x.shape[0]}' for n, x in zip(names, arrays))}).")
+    return arrays
+
+
 def run_file(build_dir, input_path, output_path, backend: str = "lava", window: int = 4, resume: bool = False,
              stats_path=None, log=None, progress=None, connect: str = None, collect: str = None,
              stall_timeout: float = 600.0, keys=None, insecure: bool = False) -> dict:
-    """`hybridc pipeline`: X.npy through the stage processes into Y.npy; returns the stats.
+    """`hybridc pipeline`: X.npy (or X.npz, one array per input) through the stage processes
+    into Y.npy; returns the stats.
     Outputs are journalled as they arrive, so a stopped run keeps them and resume=True
     sends only the missing samples."""
     from ..digest import sha256
@@ -363,25 +398,15 @@ def run_file(build_dir, input_path, output_path, backend: str = "lava", window: 
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_file():
         raise InputError(f"Input file {input_path} does not exist.")
-    try:
-        x = np.load(input_path, mmap_mode="r", allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001
-        raise InputError(f"{input_path} is not a readable .npy array: {exc}.") from None
-    if x.ndim < 2 or x.shape[0] == 0:
-        raise InputError(f"{input_path} holds shape {x.shape}; pass a batch (N, ..., T) with N >= 1.")
-    names = input_names(load(build_dir).manifest)
-    if len(names) > 1:
-        raise InputError(f"The build takes {len(names)} inputs ({', '.join(names)}) and `hybridc pipeline` reads one "
-                         ".npy; stream them from Python: hybridc.pipeline(build, [(a, b), ...]) with one tuple "
-                         "per sample.")
+    arrays = _read_samples(input_path, input_names(load(build_dir).manifest))
+    count = int(arrays[0].shape[0])
     if not output_path.resolve().parent.is_dir():
         from ..errors import OutputError
 
         raise OutputError(f"Cannot write {output_path}: directory {output_path.resolve().parent} does not exist.")
     manifest_path = load(build_dir).directory / "manifest.json"
-    journal = Journal(path_for(output_path), sha256(input_path), int(x.shape[0]), resume, sha256(manifest_path),
-                      backend)
-    missing = [i for i in range(x.shape[0]) if i not in journal.outputs]
+    journal = Journal(path_for(output_path), sha256(input_path), count, resume, sha256(manifest_path), backend)
+    missing = [i for i in range(count) if i not in journal.outputs]
     if progress:
         progress(len(journal.outputs))
     stats = None
@@ -389,20 +414,22 @@ def run_file(build_dir, input_path, output_path, backend: str = "lava", window: 
         if missing:
             with Pipeline(build_dir, backend, window, log=log, connect=connect, collect=collect,
                           stall_timeout=stall_timeout, keys=keys, insecure=insecure) as running:
-                for index, output in running.stream((i, np.asarray(x[i])) for i in missing):
+                samples = ((i, tuple(np.asarray(a[i]) for a in arrays) if len(arrays) > 1 else np.asarray(arrays[0][i]))
+                           for i in missing)
+                for index, output in running.stream(samples):
                     journal.add(index, output)
                     if progress:
                         progress(1)
                 stats = running.stats
     finally:
         journal.close()
-    y = np.stack([journal.outputs[i] for i in range(x.shape[0])])
+    y = np.stack([journal.outputs[i] for i in range(count)])
     tmp = output_path.with_name(f".{output_path.name}.hybridc-tmp.npy")
     np.save(tmp, y)
     os.replace(tmp, output_path)
     journal.discard()
     stats = stats or {"samples": 0}
-    stats["resumed_from"] = len(x) - len(missing)
+    stats["resumed_from"] = count - len(missing)
     if stats_path:
         Path(stats_path).write_text(json.dumps(stats, indent=2) + "\n")
     return stats

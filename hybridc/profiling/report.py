@@ -56,10 +56,9 @@ def _stage_batches(compiled, stage, data, samples, seed=0, batch_size=16):
     from ..data.sources import open_samples
     from ..runtime.dataset_verify import input_shape
     from ..runtime.emulator import stage_input
-    from ..runtime.run import require_one_input_and_output, run_graph, stage_feeds
+    from ..runtime.run import model_input_values, run_graph, stage_feeds
 
     manifest = compiled.manifest
-    require_one_input_and_output(manifest, "profile")
     fed_by_input = all(e.producer["stage"] is None for e in manifest.edges_into(stage.name))
     dataset = open_samples(data, input_shape(manifest), train=False, samples=samples, seed=seed)
     count = min(samples, len(dataset))
@@ -69,11 +68,12 @@ def _stage_batches(compiled, stage, data, samples, seed=0, batch_size=16):
     def batches():
         for start in range(0, count, batch_size):
             x, _ = dataset.batch(start, min(start + batch_size, count))
+            values = model_input_values(manifest, x)  # {(None, input name): tensor}, each checked
             if not fed_by_input:
-                values, _ = run_graph(manifest, compiled.directory, x.float(), backend="emulate")
-                x = stage_feeds(manifest, stage, values)
-                if isinstance(x, dict):
-                    (x,) = x.values()
+                values, _ = run_graph(manifest, compiled.directory, values, backend="emulate")
+            x = stage_feeds(manifest, stage, values)
+            if isinstance(x, dict):
+                (x,) = x.values()
             yield stage_input(stage, x)  # what Lava's source holds: spikes, graded spikes, sigma-delta integers
 
     return count, dataset.description, batches()

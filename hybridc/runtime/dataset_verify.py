@@ -20,7 +20,7 @@ from ..errors import ArtifactError, InputError
 from ..targets.registry import domain_of
 from . import nir_reference
 from .overlap import dice, dice_counts
-from .run import require_one_input_and_output, stage_feeds
+from .run import input_names, input_shape_of, model_input_values, output_edges, stage_feeds
 from .stages import run_stage
 from .verify import reference_tensors, spikes_pass, tolerance
 
@@ -120,9 +120,19 @@ def rebuild_reference(manifest, files: Optional[ReferenceFiles] = None):
     return gm, partitions
 
 
-def input_shape(manifest) -> tuple:
-    """The shape of one sample the build takes, in the layout the model's forward takes."""
-    return tuple(manifest.stages[0].inputs[0].pytorch_shape())
+def input_shape(manifest):
+    """The shape of one sample the build takes, in the layout the model's forward takes;
+    {input name: shape} for a build with several inputs."""
+    names = input_names(manifest)
+    if len(names) == 1:
+        return tuple(manifest.stages[0].inputs[0].pytorch_shape())
+    shapes = {name: input_shape_of(manifest, name) for name in names}
+    unknown = [name for name, shape in shapes.items() if not shape]
+    if unknown:
+        raise InputError(f"Model input {', '.join(f'`{n}`' for n in unknown)} enters an Accumulator straight away, "
+                         "so the build does not record the shape a data set should give it. Check this build on "
+                         "inputs you give: hybridc.verify(compiled, x=(a, b, ...)).")
+    return shapes
 
 
 @dataclass
@@ -171,7 +181,6 @@ def verify_dataset(build_dir, data=None, samples: int = 8, backend: str = "lava"
                          "each worker; call verify_dataset without `reference` (or without workers).")
     compiled = build_dir if isinstance(build_dir, CompiledModel) else load(build_dir)
     manifest = compiled.manifest
-    require_one_input_and_output(manifest, "verify --data")
     # first: a changed source file is the likelier mistake than the data
     gm, partitions = reference if reference is not None else rebuild_reference(manifest, files)
     dataset = _open(manifest, data, samples, seed)
@@ -237,17 +246,19 @@ def _cached_reference(build_dir, recipe, files):
 
 
 def _verify_range(compiled, gm, partitions, dataset, start, stop, backend, batch_size, progress) -> _Tally:
+    import torch
+
     manifest = compiled.manifest
     stages = manifest.stages
     tally = _Tally()
     for first in range(start, stop, batch_size):
         x, labels = dataset.batch(first, min(first + batch_size, stop))
+        values = model_input_values(manifest, x)  # {(None, input name): tensor}
         expected, reference = reference_tensors(gm, manifest, x)
         source = getattr(gm, "meta", {}).get("model")  # the user's module, where lower() put it
-        if source is not None:
+        if source is not None and len(values) == 1:  # (several inputs: the NIR float reference is not run)
             tally.nir = nir_reference.add(tally.nir, nir_reference.counts(source, x))
         began = time.perf_counter()
-        values = {(None, "input"): x}
         for stage in stages:  # the stage graph in its topological order
             spiking = domain_of(stage.target) == "spiking"
             result = run_stage(stage, compiled.directory, stage_feeds(manifest, stage, values), backend=backend)
@@ -262,15 +273,19 @@ def _verify_range(compiled, gm, partitions, dataset, start, stop, backend, batch
                     key = f"{stage.name}/{spec.name}"
                     tally.per_output[key] = [a + b for a, b in zip(tally.per_output.get(key, [0, 0, 0, 0]),
                                                                    (same, cut.numel(), *dice_counts(value, cut)))]
-        final = manifest.edges_into(None)[0].producer
-        tensor = values[(final["stage"], final["tensor"])]
         tally.elapsed += time.perf_counter() - began
-        tally.worst = max(tally.worst, float((tensor - expected).abs().max()))
-        # a sample agrees when every argmax does (one per sample for logits, per pixel for a map)
-        tally.agree += int((tensor.argmax(-1) == expected.argmax(-1)).reshape(x.shape[0], -1).all(1).sum())
-        if labels is not None and expected.dim() == 2:  # class logits: accuracy against the labels
-            tally.right_ref += int((expected.argmax(-1) == labels).sum())
-            tally.right_dep += int((tensor.argmax(-1) == labels).sum())
+        finals = [values[(e.producer["stage"], e.producer["tensor"])] for e in output_edges(manifest)]
+        expected = expected if isinstance(expected, (tuple, list)) else (expected,)
+        count = len(labels) if labels is not None else finals[0].shape[0]
+        agree = torch.ones(count, dtype=torch.bool)
+        for tensor, wanted in zip(finals, expected):  # every output; a sample agrees when all of them do
+            tally.worst = max(tally.worst, float((tensor - wanted).abs().max()))
+            # one argmax per sample for logits, one per pixel for a map
+            agree &= (tensor.argmax(-1) == wanted.argmax(-1)).reshape(count, -1).all(1)
+        tally.agree += int(agree.sum())
+        if labels is not None and expected[0].dim() == 2:  # class logits (the first output): accuracy
+            tally.right_ref += int((expected[0].argmax(-1) == labels).sum())
+            tally.right_dep += int((finals[0].argmax(-1) == labels).sum())
         if progress:
-            progress(len(x))
+            progress(count)
     return tally

@@ -42,6 +42,13 @@ def input_names(manifest) -> list:
     return _in_order(e.producer["tensor"] for e in manifest.edges if e.producer["stage"] is None)
 
 
+def input_shape_of(manifest, name: str) -> tuple:
+    """One sample of model input `name` (no batch axis, PyTorch layout) as the build was compiled
+    for it; () where the link carries an accumulator's counts instead (the raw shape is not kept)."""
+    edge = next(e for e in manifest.edges if e.producer == {"stage": None, "tensor": name})
+    return tuple(edge.shape if not (edge.conversion and edge.conversion.kind == "accumulator") else ())
+
+
 def output_edges(manifest) -> list:
     """The edges to the model's outputs, in the order forward() returns them (output, output_1, ...)."""
     return sorted(manifest.edges_into(None), key=lambda e: _index(e.consumer["input"]))
@@ -94,8 +101,7 @@ def model_input_values(manifest, x) -> dict:
     values = {}
     for name, value in zip(names, given):
         value = _as_tensor(value, f"Input `{name}`")
-        edge = next(e for e in manifest.edges if e.producer == {"stage": None, "tensor": name})
-        expected = tuple(edge.shape if not (edge.conversion and edge.conversion.kind == "accumulator") else ())
+        expected = input_shape_of(manifest, name)
         if expected and tuple(value.shape[1:]) != expected:
             raise InputError(f"Input `{name}` has shape {tuple(value.shape)}; the build was compiled for "
                              f"(N, {', '.join(map(str, expected))}).")
@@ -103,16 +109,6 @@ def model_input_values(manifest, x) -> dict:
     if len({v.shape[0] for v in values.values()}) > 1:
         raise InputError(f"The inputs hold different batch sizes ({', '.join(str(v.shape[0]) for v in values.values())}).")
     return values
-
-
-def require_one_input_and_output(manifest, what: str) -> None:
-    """InputError for a build with several model inputs or outputs, where `what` feeds one
-    tensor and compares one output (data-set verify, profile)."""
-    inputs, outputs = input_names(manifest), output_edges(manifest)
-    if len(inputs) > 1 or len(outputs) > 1:
-        raise InputError(f"The build takes {len(inputs)} input(s) and returns {len(outputs)} output(s); {what} feeds "
-                         "one input tensor from a data set and reads one output. Check it on inputs you give: "
-                         "hybridc.verify(compiled, x=(a, b, ...)), or `hybridc run BUILD -i a.npy -i b.npy`.")
 
 
 def stage_feeds(manifest, stage, values: dict):
