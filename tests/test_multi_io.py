@@ -66,6 +66,8 @@ def test_events_and_frame_fusion_is_exact(tmp_path):
     into = {(e.producer["tensor"], e.consumer["stage"]): e.shape for e in compiled.manifest.edges
             if e.producer["stage"] is None}
     assert into == {("input", "snn"): [2, 8, 8, T], ("input_1", "ann"): [1, 8, 8]}
+    frame_spec = next(s for s in compiled.manifest.stages[1].inputs if s.shape == [1, 8, 8])
+    assert frame_spec.layout == "CHW"  # a frame, no time axis (an input into an Encoder would be CHWT)
     parity = hybridc.verify(compiled, (events, frame))
     assert parity.passed and parity.spike_match == 1.0 and parity.run_max_abs_err < 1e-4
     assert parity.argmax_agreement == 1.0

@@ -139,7 +139,9 @@ class JetsonTarget(Target):
                         front.extend(_accumulator_nodes(gs, variable, by_name[counts], acc, shape, counts_arrive))
                 wires[spec.name] = wire
             else:
-                spec = TensorSpec(name, list(shape[1:]), "float32", pytorch_layout(shape[1:], True), node=source.name)
+                spec = TensorSpec(name, list(shape[1:]), "float32",
+                                  pytorch_layout(shape[1:], _reaches_encoder(gm, source, partition.name)),
+                                  node=source.name)
                 variable = by_name.get(name) or gs.Variable(name, dtype=np.float32, shape=["batch", *shape[1:]])
             inputs.append(variable)
             specs.append(spec)
@@ -334,6 +336,21 @@ def _input_spec(wire, cut_shape, name, node) -> TensorSpec:
         counts_name = COUNTS if name == SPIKES else f"{name}_{COUNTS}"
         return TensorSpec(counts_name, wire.shape, "float32", pytorch_layout(cut_shape[1:], True)[:-1] + "K", node=node)
     return TensorSpec(name, list(cut_shape[1:]), "float32", pytorch_layout(cut_shape[1:], True), node=node)
+
+
+def _reaches_encoder(gm, source, partition: str) -> bool:
+    """Whether `source` flows into an Encoder inside this stage: then it holds steps (time
+    last, an ANN ahead of the SNN); otherwise a dense input such as an intensity frame."""
+    seen, todo = set(), list(source.users)
+    while todo:
+        node = todo.pop()
+        if node in seen or node.meta.get("hybridc_partition") != partition:
+            continue
+        seen.add(node)
+        if isinstance(_module(gm, node), Encoder):
+            return True
+        todo.extend(node.users)
+    return False
 
 
 def _module(gm, node):
