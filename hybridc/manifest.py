@@ -424,6 +424,8 @@ def _check_mapping(data: dict, refuse) -> None:
         if layer["groups"] != -(-layer["neurons"] // max(layer["neurons_per_group"], 1)):
             refuse(f"{where}/groups", f"{layer['groups']} groups of {layer['neurons_per_group']} do not hold "
                                       f"{layer['neurons']} neurons")
+        if layer.get("order", "CHW") != "CHW" and layer["kind"] != "conv":
+            refuse(f"{where}/order", f"spatial tiles ({layer['order']}) are for conv layers; this one is {layer['kind']}")
         held, chips = 0, []
         for first, last in layer["cores"]:
             shared = sharing and not chips and following > 0 and first == following - 1  # the layer before's last

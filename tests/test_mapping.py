@@ -299,15 +299,18 @@ def test_the_cli_takes_a_system_and_refuses_a_bad_file_before_loading_the_model(
     assert done.returncode == 18 and "`(top level)` must be an object" in " ".join((done.stdout + done.stderr).split())
 
 
-def test_input_boxes_hold_every_input_a_group_reads_and_count_below_an_index():
-    """Brute force on random conv geometries: each group's box holds every input its outputs
-    read (so input axons and crossings are upper bounds), and `_below` counts the box exactly,
-    and sums weights over it exactly."""
+@pytest.mark.parametrize("order,source_order", [("CHW", "CHW"), ("HWC", "CHW"), ("CHW", "HWC"), ("HWC", "HWC")])
+def test_input_boxes_hold_every_input_a_group_reads_and_count_below_an_index(order, source_order):
+    """Brute force on random conv geometries, groups in either order (a channel's rows, or
+    spatial tiles) reading a source numbered in either: each group's box holds every input its
+    outputs read (so input axons and crossings are upper bounds), its synapses are the
+    connections its neurons have, and `_below` counts the box exactly in the source's
+    numbering, and sums weights over it exactly."""
     import random
 
     import numpy as np
 
-    from hybridc.mapping.fit import _below, _boxes, _integral, _size
+    from hybridc.mapping.fit import Unit, _below, _boxes, _integral, _size, group_figures, in_order
     from hybridc.mapping.layers import LoihiLayer
 
     rng = random.Random(1)
@@ -327,12 +330,17 @@ def test_input_boxes_hold_every_input_a_group_reads_and_count_below_an_index():
         size = rng.randint(1, total)
         starts = np.arange(0, total, size)
         ends = np.minimum(starts + size, total)
-        boxes, sizes = _boxes(layer, starts, ends), _size(_boxes(layer, starts, ends))
+        boxes, sizes = _boxes(layer, starts, ends, order), _size(_boxes(layer, starts, ends, order))
+        synapses = group_figures(Unit("s", {"layer": 0}, layer, order=order), size, {})["synapses"]
         for g, (a, b) in enumerate(zip(starts, ends)):
-            read = set()
+            read, connections = set(), 0
             for o in range(a, b):
-                c, rest = divmod(o, h_out * w_out)
-                r, col = divmod(rest, w_out)
+                if order == "CHW":
+                    c, rest = divmod(o, h_out * w_out)
+                    r, col = divmod(rest, w_out)
+                else:
+                    position, c = divmod(o, c_out)
+                    r, col = divmod(position, w_out)
                 first = c // (c_out // groups) * (c_in // groups)
                 for ch in range(first, first + c_in // groups):
                     for i in range(k):
@@ -340,18 +348,21 @@ def test_input_boxes_hold_every_input_a_group_reads_and_count_below_an_index():
                             y, x = r * s - p + i * d, col * s - p + j * d
                             if 0 <= y < height and 0 <= x < width:
                                 read.add((ch, y, x))
+                                connections += 1
+            assert synapses[g] == connections
             box = [(int(lo[g]), int(hi[g])) for lo, hi in boxes]
             inside = [(ch, y, x) for ch in range(box[0][0], box[0][1] + 1) for y in range(box[1][0], box[1][1] + 1)
                       for x in range(box[2][0], box[2][1] + 1)]
             assert read <= set(inside) and sizes[g] == len(inside)
-            one = tuple((np.array([lo]), np.array([hi])) for lo, hi in box)
-            flat = sorted(ch * height * width + y * width + x for ch, y, x in inside)
-            weights = np.arange(c_in * height * width, dtype=np.float64) % 7 + 0.5  # spikes, say
-            table = _integral(weights.reshape(c_in, height, width))
+            one = in_order(tuple((np.array([lo]), np.array([hi])) for lo, hi in box), source_order)
+            shape = in_order((c_in, height, width), source_order)
+            flat = sorted(ch * height * width + y * width + x if source_order == "CHW" else (y * width + x) * c_in + ch
+                          for ch, y, x in inside)
+            weights = np.arange(c_in * height * width, dtype=np.float64) % 7 + 0.5  # spikes, in the source's numbering
+            table = _integral(weights.reshape(shape))
             for x in range(c_in * height * width + 1):
-                assert _below(one, np.int64(x), (c_in, height, width))[0] == sum(v < x for v in flat)
-                assert _below(one, np.int64(x), (c_in, height, width), table)[0] == sum(weights[v] for v in flat
-                                                                                        if v < x)
+                assert _below(one, np.int64(x), shape)[0] == sum(v < x for v in flat)
+                assert _below(one, np.int64(x), shape, table)[0] == sum(weights[v] for v in flat if v < x)
 
 
 def test_profile_takes_cores_and_chips_from_the_mapping(tmp_path):
@@ -423,3 +434,75 @@ def test_a_recurrent_layer_is_charged_its_feedback_synapses_and_axons(tmp_path):
     compiled = hybridc.compile(Rec().eval(), (torch.rand(1, 10, 16) < 0.3).float(), output_dir=tmp_path / "b")
     (layer,) = json.loads((compiled.directory / "manifest.json").read_text())["mapping"]["layers"]
     assert (layer["synapses"], layer["per_core"]["synapses"], layer["per_core"]["input_axons"]) == (144, 144, 18)
+
+
+@pytest.mark.parametrize("order,source_order", [("CHW", "CHW"), ("HWC", "HWC"), ("HWC", "CHW")])
+def test_crossing_spikes_sum_the_boxes_over_source_neurons_on_other_chips(order, source_order):
+    """crossing_from against brute force: for each group, the weights (spikes) of the source
+    neurons in its box whose group sits on another chip, in either numbering."""
+    import random
+
+    import numpy as np
+
+    from hybridc.mapping.fit import _boxes, crossing_from
+    from hybridc.mapping.layers import LoihiLayer
+
+    rng = random.Random(7)
+    for _ in range(25):
+        c_in, c_out, height, width = rng.choice([1, 2, 3]), rng.choice([1, 2, 4]), rng.randint(3, 6), rng.randint(3, 6)
+        total, sources = c_out * height * width, c_in * height * width
+        layer = LoihiLayer(0, "conv", (c_out, height, width), total, 0, 0, (3, 3), (1, 1), (1, 1), 1, (1, 1),
+                           in_shape=(c_in, height, width))
+        size, source_size = rng.randint(1, total), rng.randint(1, sources)
+        groups, source_groups = -(-total // size), -(-sources // source_size)
+        chip_of = np.sort(np.array([rng.randint(0, 2) for _ in range(groups)]))
+        source_chip_of = np.sort(np.array([rng.randint(0, 2) for _ in range(source_groups)]))
+        weights = np.array([rng.randint(0, 3) for _ in range(sources)], dtype=np.float64).reshape(c_in, height, width)
+        starts = np.arange(0, total, size)
+        boxes = _boxes(layer, starts, np.minimum(starts + size, total), order)
+        expected = 0.0
+        for g in range(groups):
+            (c0, c1), (r0, r1), (k0, k1) = [(int(lo[g]), int(hi[g])) for lo, hi in boxes]
+            for ch in range(c0, c1 + 1):
+                for y in range(r0, r1 + 1):
+                    for x in range(k0, k1 + 1):
+                        index = ch * height * width + y * width + x if source_order == "CHW" else \
+                            (y * width + x) * c_in + ch
+                        if source_chip_of[index // source_size] != chip_of[g]:
+                            expected += weights[ch, y, x]
+        got = crossing_from(layer, size, chip_of, source_size, source_chip_of, weights=weights.ravel(),
+                            order=order, source_order=source_order)
+        assert got == pytest.approx(expected)
+
+
+def test_a_conv_layer_is_split_into_spatial_tiles_where_they_read_fewer_inputs(tmp_path):
+    # by hand, 36 neurons a core: by channel, each group is one whole 6x6 channel reading both
+    # input channels whole (2 x 6 x 6 = 72 axons). As tiles (every channel of 9 positions,
+    # 1.5 rows) group 1 holds row 1 from column 3 and row 2, reading input rows 0..3: 2 x 4 x 6
+    # = 48 axons, the worst of the four. Same cores, fewer axons: tiles. Its synapses: 36 neurons
+    # x 2 x 3 x 3, less 6 for each of the 3 x 4 neurons on a side column (576), the most.
+    model, x = one_conv()
+    (conv,) = layers(hybridc.compile(model, x, system=system_file(tmp_path, chips=1, cores_per_chip=8,
+                                                                    neurons_per_core=36)))
+    assert (conv["order"], conv["groups"], conv["neurons_per_group"]) == ("HWC", 4, 36)
+    assert conv["per_core"]["input_axons"] == 48 and conv["per_core"]["synapses"] == 576
+
+
+def test_tiles_of_the_next_conv_take_a_spike_to_fewer_cores(tmp_path):
+    # by hand: Conv 1 -> 4 -> 4 on 6x6 at 24 neurons a core (one row of 4 channels as a tile,
+    # 4 rows of one channel otherwise). Both layers tile (18 and 72 input axons against 36 and
+    # 120). A spike of layer 0 lands in 3 rows of layer 1, every channel: 3 x 6 x 4 = 72
+    # neurons, at most ceil(72 / 24) + 1 = 4 tiles (by channel it would be 4 channels x 2
+    # bands, capped at the 6 groups): 24 x 4 output axons a core.
+    from lava.lib.dl import slayer
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(slayer.block.cuba.Conv(NEURON, 1, 4, 3, padding=1, weight_scale=3),
+                                slayer.block.cuba.Conv(NEURON, 4, 4, 3, padding=1, weight_scale=3),
+                                Accumulator(2), torch.nn.Flatten(1, 3), torch.nn.Linear(4 * 36 * 2, 2)).eval()
+    x = (torch.rand(1, 1, 6, 6, 4) < 0.5).float()
+    first, second = layers(hybridc.compile(model, x, system=system_file(tmp_path, chips=1, cores_per_chip=16,
+                                                                         neurons_per_core=24)))
+    assert (first["order"], first["groups"], first["per_core"]["input_axons"]) == ("HWC", 6, 18)
+    assert (second["order"], second["groups"], second["per_core"]["input_axons"]) == ("HWC", 6, 72)
+    assert first["per_core"]["output_axons"] == 24 * 4

@@ -6,8 +6,12 @@ chips (`place`). A build that cannot fit is refused
 with a MappingError naming the layer, the constraint, the figure against the limit and the
 smallest shipped system that would hold it.
 
-A group is a contiguous range of a layer's output neurons in PyTorch's (C, H, W) order, all
-groups of a layer the same size but the last. Per group, exactly: neurons; synapses (the
+A group is a contiguous range of a layer's output neurons in one of two orders, all groups of
+a layer the same size but the last: (C, H, W), a channel's rows at a time, or for a conv layer
+(H, W, C), spatial tiles: every channel of a band of rows, as Lava lays out a conv. A conv
+layer takes the order needing fewer cores, then fewer input axons a core (tiles read a few
+rows of the input where a channel's band reads all its rows; and a spike of the layer before
+reaches the one or two tiles below it instead of every channel's band). Per group, exactly: neurons; synapses (the
 connections that land inside the input, padding excluded); synapse memory (weight bits x
 stored weights: one per connection, or with conv weight sharing one kernel per output
 channel the group holds). Bounded from above: input axons (the box of input channels x rows
@@ -37,6 +41,12 @@ CONSTRAINTS = {
     "output_axons_per_core": ("output_axons", "output axons"),
 }
 UNBOUNDED = 1 << 62
+ORDERS = ("CHW", "HWC")  # a channel's rows at a time; spatial tiles (every channel of a band of rows)
+
+
+def in_order(triple, order: str) -> tuple:
+    """A (C, H, W)-ordered triple (a shape, a box) in the axis order `order`."""
+    return tuple(triple) if order == "CHW" else (triple[1], triple[2], triple[0])
 
 
 @dataclass
@@ -51,6 +61,7 @@ class Unit:
     prev: "Unit" = None  # the layer feeding it in its chain (None: the chain's input)
     size: int = 0  # neurons per group
     groups: int = 0
+    order: str = "CHW"  # the order the groups are runs of (ORDERS); HWC only for conv layers
     worst: dict = field(default_factory=dict)  # figure -> the largest value over its groups
     first_core: int = 0  # in a contiguous packing (what the refusal names)
     chip_of: object = None  # np.ndarray: the chip of each group, once placed
@@ -113,12 +124,21 @@ def _reach(lo, hi, n_in, kernel, stride, padding, dilation):
     return first, last
 
 
-def _boxes(layer, starts, ends):
-    """For each group [start, end) of a conv layer's outputs, the box of its input it reads:
-    ((first, last) channel, (first, last) row, (first, last) column), inclusive."""
+def _boxes(layer, starts, ends, order: str = "CHW"):
+    """For each group [start, end) of a conv layer's outputs (flat indices in `order`), the box
+    of its input it reads: ((first, last) channel, (first, last) row, (first, last) column),
+    inclusive."""
     c_in, h_in, w_in, c_out, h_out, w_out = _conv_geometry(layer)
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = layer.kernel, layer.stride, layer.padding, layer.dilation
     plane, per_group_in, out_per_group = h_out * w_out, c_in // layer.groups, c_out // layer.groups
+    if order == "HWC":  # positions pa..pb, every channel of them unless the group is one position's
+        pa, pb = starts // c_out, (ends - 1) // c_out
+        ra, rb = pa // w_out, pb // w_out
+        one_row, one_position = ra == rb, pa == pb
+        ca, cb = np.where(one_row, pa % w_out, 0), np.where(one_row, pb % w_out, w_out - 1)
+        first_c, last_c = np.where(one_position, starts % c_out, 0), np.where(one_position, (ends - 1) % c_out, c_out - 1)
+        channels = (first_c // out_per_group * per_group_in, (last_c // out_per_group + 1) * per_group_in - 1)
+        return channels, _reach(ra, rb, h_in, kh, sh, ph, dh), _reach(ca, cb, w_in, kw, sw, pw, dw)
     first_c, last_c = starts // plane, (ends - 1) // plane
     many = last_c > first_c
     pa, pb = starts % plane, (ends - 1) % plane
@@ -159,9 +179,9 @@ def _below(box, x, shape, integral=None) -> np.ndarray:
     return whole + np.where(inside, part, 0)
 
 
-def group_figures(unit: Unit, size: int, chip) -> dict:
-    """figure -> array over the layer's groups of `size` neurons."""
-    layer, total = unit.layer, unit.layer.neurons
+def group_figures(unit: Unit, size: int, chip, order: str = None) -> dict:
+    """figure -> array over the layer's groups of `size` neurons in `order` (default: the unit's)."""
+    layer, total, order = unit.layer, unit.layer.neurons, order or unit.order
     starts = np.arange(0, total, size, dtype=np.int64)
     ends = np.minimum(starts + size, total)
     n = ends - starts
@@ -180,14 +200,24 @@ def group_figures(unit: Unit, size: int, chip) -> dict:
         plane = h_out * w_out
         fan = per_group_in * np.outer(_taps(h_out, h_in, kh, sh, ph, dh), _taps(w_out, w_in, kw, sw, pw, dw)).ravel()
         prefix = np.concatenate([[0], np.cumsum(fan, dtype=np.int64)])
+        if order == "HWC":  # flat index = position x c_out + channel; every channel of a position has its fan
+            padded = np.concatenate([fan, [0]]).astype(np.int64)
 
-        def upto(x):
-            return (x // plane) * prefix[-1] + prefix[x % plane]
+            def upto(x):
+                return c_out * prefix[x // c_out] + (x % c_out) * padded[x // c_out]
 
+            first, last = starts // c_out, (ends - 1) // c_out
+            channels = np.where(last - first >= 2, c_out, np.where(
+                last == first, (ends - 1) % c_out - starts % c_out + 1,
+                np.minimum(c_out, c_out - starts % c_out + (ends - 1) % c_out + 1)))
+        else:
+            def upto(x):
+                return (x // plane) * prefix[-1] + prefix[x % plane]
+
+            channels = (ends - 1) // plane - starts // plane + 1
         synapses = upto(ends) - upto(starts)
-        channels = (ends - 1) // plane - starts // plane + 1
         stored = channels * per_group_in * kh * kw if chip.get("conv_weight_sharing", False) else synapses
-        axons = _size(_boxes(layer, starts, ends))
+        axons = _size(_boxes(layer, starts, ends, order))
     for extra in unit.extras:  # spread evenly over the neurons they end on; the whole source read
         share = -(-extra.synapses * n // total)
         synapses, stored = synapses + share, stored + share
@@ -209,10 +239,12 @@ def _destinations(unit: Unit) -> int:
         return nxt.groups
     c_in, h_in, w_in, c_out, h_out, w_out = _conv_geometry(nxt.layer)
     plane, fed = h_out * w_out, c_out // nxt.layer.groups
+    rows = min(h_out, ceil(nxt.layer.dilation[0] * (nxt.layer.kernel[0] - 1) / nxt.layer.stride[0]) + 1)
+    if nxt.order == "HWC":  # the output rows a spike lands in, every channel: a run of rows x w_out x c_out
+        return min(ceil(rows * w_out * c_out / nxt.size) + 1, nxt.groups)
     if nxt.size >= plane:
         reach = ceil(fed * plane / nxt.size) + 1
     else:  # the rows of one channel a neuron's spike lands in, whole rows
-        rows = min(h_out, ceil(nxt.layer.dilation[0] * (nxt.layer.kernel[0] - 1) / nxt.layer.stride[0]) + 1)
         reach = fed * (ceil(rows * w_out / nxt.size) + 1)
     return min(reach, nxt.groups)
 
@@ -221,9 +253,9 @@ def _limits(chip) -> dict:
     return {c: chip.get(c) for c in CONSTRAINTS if chip.get(c) is not None}
 
 
-def _over(unit, size, chip, limits):
+def _over(unit, size, chip, limits, order=None):
     """(constraint, worst figure) of the first limit groups of `size` break, or None."""
-    figures = group_figures(unit, size, chip)
+    figures = group_figures(unit, size, chip, order)
     for constraint, limit in limits.items():
         worst = int(figures[CONSTRAINTS[constraint][0]].max())
         if worst > limit:
@@ -231,30 +263,57 @@ def _over(unit, size, chip, limits):
     return None
 
 
-def split(unit: Unit, chip) -> None:
-    """Choose the largest group size (found by bisection, then tried on whole conv channels)
-    under which every group meets every limit; a MappingError if one neuron does not fit."""
+TILE_SPARE = 0.02  # tiles may take this many more cores than a channel's rows (then the fewest axons win)
+
+
+def split(unit: Unit, chip, spare: float = TILE_SPARE) -> None:
+    """Choose the order and the largest group size under which every group meets every limit:
+    for a conv layer the order with fewer input axons a group among those needing at most
+    `spare` more groups than the fewest (ties stay in (C, H, W)); a MappingError if one neuron
+    does not fit."""
+    orders = ORDERS if unit.layer.kind == "conv" else ORDERS[:1]
+    found, failure = [], None
+    for order in orders:
+        try:
+            size = _largest_size(unit, chip, order)
+        except _Unsplittable as exc:
+            failure = failure or exc
+            continue
+        figures = group_figures(unit, size, chip, order)
+        found.append((-(-unit.layer.neurons // size), int(figures["input_axons"].max()), ORDERS.index(order),
+                      order, size, figures))
+    if not found:
+        raise failure
+    fewest = min(groups for groups, *_ in found)
+    near = [f for f in found if f[0] <= fewest * (1 + spare)]
+    _, _, _, unit.order, unit.size, figures = min(near, key=lambda f: (f[1], f[0], f[2]))
+    unit.groups = -(-unit.layer.neurons // unit.size)
+    unit.worst = {name: int(values.max()) for name, values in figures.items()}
+
+
+def _largest_size(unit: Unit, chip, order: str) -> int:
+    """The largest group size (bisection, then whole conv channels or rows tried) under which
+    every group in `order` meets every limit; _Unsplittable if one neuron does not fit."""
     limits = _limits(chip)
     total = unit.layer.neurons
     cap = min(total, limits["neurons_per_core"])
-    if _over(unit, cap, chip, limits) is None:
-        size = cap
-    else:
-        broken = _over(unit, 1, chip, limits)
-        if broken is not None:
-            raise _Unsplittable(unit, *broken)
-        good, bad = 1, cap
-        while bad - good > 1:
-            mid = (good + bad) // 2
-            good, bad = (mid, bad) if _over(unit, mid, chip, limits) is None else (good, mid)
-        size = good
-        if unit.layer.kind == "conv":  # aligned to channels, a group holds fewer kernels
-            plane = unit.layer.shape[1] * unit.layer.shape[2]
-            aligned = [plane * m for m in range(cap // plane, 0, -1)] + [plane // k for k in range(1, 65)]
-            size = max([size] + [a for a in aligned if size < a <= cap and _over(unit, a, chip, limits) is None][:1])
-    unit.size, unit.groups = size, -(-total // size)
-    figures = group_figures(unit, size, chip)
-    unit.worst = {name: int(values.max()) for name, values in figures.items()}
+    if _over(unit, cap, chip, limits, order) is None:
+        return cap
+    broken = _over(unit, 1, chip, limits, order)
+    if broken is not None:
+        raise _Unsplittable(unit, *broken)
+    good, bad = 1, cap
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        good, bad = (mid, bad) if _over(unit, mid, chip, limits, order) is None else (good, mid)
+    size = good
+    if unit.layer.kind == "conv":  # aligned to channels (or rows), a group holds fewer kernels (input rows)
+        c, h, w = unit.layer.shape[:3]
+        whole = h * w if order == "CHW" else w * c
+        aligned = [whole * m for m in range(cap // whole, 0, -1)] + [whole // k for k in range(1, 65)]
+        size = max([size] + [a for a in aligned if size < a <= cap
+                             and _over(unit, a, chip, limits, order) is None][:1])
+    return size
 
 
 class _Unsplittable(Exception):
@@ -263,10 +322,10 @@ class _Unsplittable(Exception):
         self.unit, self.constraint, self.figure = unit, constraint, figure
 
 
-def layout(units, chip) -> None:
+def layout(units, chip, spare: float = TILE_SPARE) -> None:
     """Split every unit for `chip`, each chain from its end (output axons need the next split)."""
     for unit in reversed(units):
-        split(unit, chip)
+        split(unit, chip, spare)
 
 
 def cores_needed(units) -> int:
@@ -303,18 +362,23 @@ def map_stages(stages, directory, system=None) -> dict:
         return None
     cache = {}
 
-    def units_for(chip):
-        if chip.name not in cache:
+    def units_for(chip, spare=TILE_SPARE):
+        """The units split for `chip`; spare 0: the fewest cores, whatever the axons."""
+        key = (chip.name, spare)
+        if key not in cache:
             units = read_units(stages, directory)
             try:
-                layout(units, chip)
+                layout(units, chip, spare)
             except _Unsplittable as exc:
-                cache[chip.name] = exc
+                cache[key] = exc
             else:
-                cache[chip.name] = units
-        if isinstance(cache[chip.name], _Unsplittable):
-            raise cache[chip.name]
-        return cache[chip.name]
+                cache[key] = units
+        if isinstance(cache[key], _Unsplittable):
+            raise cache[key]
+        return cache[key]
+
+    def fewest_cores(chip):
+        return units_for(chip, 0.0)
 
     chip = system.chip
     try:
@@ -325,11 +389,15 @@ def map_stages(stages, directory, system=None) -> dict:
             f"The build does not fit {system.name}: {exc.unit.name()} cannot be split small enough. One neuron "
             f"needs {exc.figure:,} {what}, over the {chip.get(exc.constraint):,} a core allows "
             f"({_figure_note(chip, exc.constraint)}). hybridc splits a layer by its output neurons only, so no "
-            f"number of {chip.name} chips holds it. {_smallest(units_for, system)} Or change the "
+            f"number of {chip.name} chips holds it. {_smallest(fewest_cores, system)} Or change the "
             "layer (fewer inputs per neuron), or pass a system file with better figures (--system FILE)."
         ) from None
     packed = pack(units, chip)
     core = int(packed[-1]) + 1 if len(packed) else 0
+    if core > system.cores:  # tiles' spare cores do not fit: the fewest cores instead
+        units = fewest_cores(chip)
+        packed = pack(units, chip)
+        core = int(packed[-1]) + 1 if len(packed) else 0
     position = 0
     for unit in units:
         unit.first_core = int(packed[position]) if unit.groups else 0
@@ -344,7 +412,7 @@ def map_stages(stages, directory, system=None) -> dict:
             f"{first.name()} is the first layer past the last core: it needs cores {first.first_core:,} to "
             f"{first.first_core + first.groups - 1:,} ({first.groups:,} groups of up to {first.size:,} neurons, "
             f"{first.layer.neurons:,} neurons in all). {chips:,} chips of {chip.name} would hold it. "
-            f"{_smallest(units_for, system)} Pass --system NAME|FILE."
+            f"{_smallest(fewest_cores, system)} Pass --system NAME|FILE."
         )
     place(units, chip.get("cores_per_chip"), system.chips, packed)
     return _record(units, system)
@@ -357,9 +425,10 @@ def _reader(unit: Unit):
     if source is None or prod(unit.layer.in_shape) != source.layer.neurons:
         return None
     starts = np.arange(0, unit.layer.neurons, unit.size, dtype=np.int64)
-    if unit.layer.kind == "conv":
-        box = _boxes(unit.layer, starts, np.minimum(starts + unit.size, unit.layer.neurons))
-        return lambda x: _below(box, np.int64(x), unit.layer.in_shape)
+    if unit.layer.kind == "conv":  # the box in the order the source's neurons are numbered in
+        box = in_order(_boxes(unit.layer, starts, np.minimum(starts + unit.size, unit.layer.neurons), unit.order),
+                       source.order)
+        return lambda x: _below(box, np.int64(x), in_order(unit.layer.in_shape[:3], source.order))
     return lambda x: np.full(len(starts), x, dtype=np.int64)  # a dense layer reads all of its input
 
 
@@ -461,27 +530,33 @@ def crossing(unit: Unit) -> int:
     source = unit.prev
     if source is None or prod(unit.layer.in_shape) != source.layer.neurons:
         return 0
-    return int(crossing_from(unit.layer, unit.size, unit.chip_of, source.size, source.chip_of))
+    return int(crossing_from(unit.layer, unit.size, unit.chip_of, source.size, source.chip_of,
+                             order=unit.order, source_order=source.order))
 
 
-def crossing_from(layer, size: int, chip_of, source_size: int, source_chip_of, weights=None) -> float:
-    """What a layer split into groups of `size` (group i on chip chip_of[i]) reads from the
-    layer before it (groups of `source_size` on source_chip_of) across chips: the input axons,
-    or with `weights` (one value per source neuron, (C, H, W) order: spikes, say) the sum of
-    the weights over them, each source neuron counted once per group that reads it."""
+def crossing_from(layer, size: int, chip_of, source_size: int, source_chip_of, weights=None,
+                  order: str = "CHW", source_order: str = "CHW") -> float:
+    """What a layer split into groups of `size` (group i on chip chip_of[i], runs in `order`)
+    reads from the layer before it (groups of `source_size` on source_chip_of, runs in
+    `source_order`) across chips: the input axons, or with `weights` (one value per source
+    neuron, (C, H, W) order: spikes, say) the sum of the weights over them, each source neuron
+    counted once per group that reads it."""
     chip_of, source_chip_of = np.asarray(chip_of), np.asarray(source_chip_of)
     starts = np.arange(0, layer.neurons, size, dtype=np.int64)
     sources = prod(layer.in_shape)
+    if weights is not None:  # numbered as the source's groups number its neurons
+        weights = np.asarray(weights, dtype=np.float64)
+        if source_order == "HWC":
+            weights = weights.reshape(layer.in_shape[:3]).transpose(1, 2, 0)
     if layer.kind == "conv":
-        box = _boxes(layer, starts, np.minimum(starts + size, layer.neurons))
-        integral = None if weights is None else _integral(np.asarray(weights, dtype=np.float64)
-                                                          .reshape(layer.in_shape[:3]))
+        box = in_order(_boxes(layer, starts, np.minimum(starts + size, layer.neurons), order), source_order)
+        shape = in_order(layer.in_shape[:3], source_order)
+        integral = None if weights is None else _integral(weights.reshape(shape))
 
         def below(x):
-            return _below(box, np.int64(x), layer.in_shape, integral)
+            return _below(box, np.int64(x), shape, integral)
     else:  # a dense layer reads all of its input
-        prefix = None if weights is None else np.concatenate([[0.0], np.cumsum(np.asarray(weights, dtype=np.float64)
-                                                                                .reshape(-1))])
+        prefix = None if weights is None else np.concatenate([[0.0], np.cumsum(weights.reshape(-1))])
 
         def below(x):
             return np.full(len(starts), x if prefix is None else prefix[x])
@@ -532,7 +607,7 @@ def _record(units, system: System) -> dict:
         layers.append({
             "stage": unit.stage, **unit.where, "kind": unit.layer.kind, "shape": list(unit.layer.shape),
             "neurons": unit.layer.neurons, "synapses": unit.layer.synapses + sum(e.synapses for e in unit.extras),
-            "groups": unit.groups, "neurons_per_group": unit.size,
+            "groups": unit.groups, "neurons_per_group": unit.size, "order": unit.order,
             "cores": _runs(unit.core_of, system.chip.get("cores_per_chip")), "chips": sorted({int(c) for c in unit.chip_of}),
             "bound_by": max(ratios, key=ratios.get), "axons_from_other_chips": crossed,
             "per_core": {name: unit.worst[name] for name in ("neurons", "synapses", "synapse_bits", "input_axons",

@@ -132,7 +132,7 @@ def _activity(compiled, stage, layers, data, samples):
 
 def _agrees(placed, layer) -> bool:
     """Whether a mapped layer (group size, chip of each group, neurons) is the layer the file holds."""
-    size, chips, neurons = placed
+    size, chips, neurons, _ = placed
     return neurons == layer.neurons and size >= 1 and len(chips) == -(-neurons // size)
 
 
@@ -147,16 +147,17 @@ def _crossing_spikes(stage, layers, inputs, mapping) -> dict:
     for entry in mapping["layers"]:
         if entry["stage"] == stage.name and "segment" not in entry:
             chips = [first // per_chip for first, last in entry["cores"] for _ in range(last - first + 1)]
-            placed[entry["layer"]] = (entry["neurons_per_group"], chips, entry["neurons"])
+            placed[entry["layer"]] = (entry["neurons_per_group"], chips, entry["neurons"], entry.get("order", "CHW"))
     found, previous = {}, None
     for layer, counts in zip(layers, inputs):
         if previous is not None and layer.index in placed and previous.index in placed \
                 and prod(layer.in_shape) == previous.neurons and _agrees(placed[layer.index], layer) \
                 and _agrees(placed[previous.index], previous):
-            size, chips, _ = placed[layer.index]
-            source_size, source_chips, _ = placed[previous.index]
+            size, chips, _, order = placed[layer.index]
+            source_size, source_chips, _, source_order = placed[previous.index]
             found[layer.index] = crossing_from(layer, size, chips, source_size, source_chips,
-                                               weights=counts.numpy() if hasattr(counts, "numpy") else counts)
+                                               weights=counts.numpy() if hasattr(counts, "numpy") else counts,
+                                               order=order, source_order=source_order)
         previous = layer if layer.neurons else previous
     return found
 
