@@ -9,6 +9,7 @@ Point (8 chips) to see the layers split into spatial tiles and the spikes crossi
 
 import torch
 from lava.lib.dl import slayer
+
 from hybridc.nn import Accumulator
 
 NEURON = {"threshold": 1.0, "current_decay": 0.25, "voltage_decay": 0.25, "tau_grad": 0.01, "scale_grad": 1.0}
