@@ -391,6 +391,30 @@ def test_profile_takes_cores_and_chips_from_the_mapping(tmp_path):
                       system=system_file(tmp_path, chips=1, name="one", cores_per_chip=2, neurons_per_core=4))
 
 
+def test_a_system_that_prices_a_spike_between_chips_has_them_costed_apart(tmp_path):
+    # the mapping above, on a system whose file says what a spike between chips costs: profile
+    # adds crossing spikes x 50 pJ to the energy and x 2 ns to the time, and says from what
+    from hybridc.profiling.report import profile_build
+
+    model, x = two_dense()
+    hybridc.compile(model, x, output_dir=tmp_path / "b")
+    plain = profile_build(tmp_path / "b", samples=1, measure=False,
+                          system=system_file(tmp_path, chips=2, cores_per_chip=2, neurons_per_core=4))
+    priced = profile_build(tmp_path / "b", samples=1, measure=False, system=system_file(
+        tmp_path, chips=2, name="priced", cores_per_chip=2, neurons_per_core=4,
+        chip_crossing_spike_energy_pj=50.0, chip_crossing_spike_time_ns=2))
+    crossed = priced.loihi["spikes_crossing_chips"]
+    assert crossed > 0 and crossed == plain.loihi["spikes_crossing_chips"]
+    assert priced.loihi["energy_crossing_chips_j"] == pytest.approx(crossed * 50e-12)
+    assert priced.loihi["time_crossing_chips_s"] == pytest.approx(crossed * 2e-9)
+    assert priced.energy_j["loihi"] == pytest.approx(plain.energy_j["loihi"] + crossed * 50e-12)
+    assert priced.latency_s["loihi"] == pytest.approx(plain.latency_s["loihi"] + crossed * 2e-9)
+    assert any("costed apart" in note and "a test's hand-made chip" in note for note in priced.notes)
+    with pytest.raises(SystemFileError, match="chip_crossing_spike_energy_pj/value` must be a number from 0"):
+        resolve(system_file(tmp_path, name="bad", cores_per_chip=2, neurons_per_core=4,
+                            chip_crossing_spike_energy_pj=-1))
+
+
 def test_inspect_shows_the_chips_and_cores(tmp_path):
     from hybridc.errors import InputError
 

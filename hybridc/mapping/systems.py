@@ -43,7 +43,13 @@ FIGURES = {
                                  "their sum)"),
     "graded_spike_bits": (int, "payload bits of a graded spike (recorded, not checked)"),
     "max_delay": (int, "longest synaptic delay in time steps (recorded, not checked)"),
+    # costs, not limits: where a system gives them, `profile` costs the spikes crossing chips apart
+    "chip_crossing_spike_energy_pj": (float, "energy one spike delivered to a core on another chip costs beyond an "
+                                             "on-chip spike (pJ; used by profile)"),
+    "chip_crossing_spike_time_ns": (float, "time a chip-to-chip link takes for one spike (ns; profile charges an "
+                                           "inference's crossing spikes through one link in turn)"),
 }
+MAX_COST = 1e12
 REQUIRED = ("cores_per_chip", "neurons_per_core")
 
 
@@ -113,6 +119,9 @@ def _figures(data, where, path, base: dict) -> dict:
         if kind_of is bool:
             if not isinstance(value, bool):
                 _refuse(f"{at}/value", f"must be true or false, not {value!r:.60}", path)
+        elif kind_of is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_COST:
+                _refuse(f"{at}/value", f"must be a number from 0 to {MAX_COST:g}, not {value!r:.60}", path)
         elif isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_COUNT:
             _refuse(f"{at}/value", f"must be an integer from 1 to {MAX_COUNT}, not {value!r:.60}", path)
         if entry["kind"] not in KINDS:

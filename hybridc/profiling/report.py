@@ -50,6 +50,10 @@ class Profile:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
 
+# system figures (mapping/systems.py) that cost a spike delivered to a core on another chip
+CROSSING_COSTS = ("chip_crossing_spike_energy_pj", "chip_crossing_spike_time_ns")
+
+
 def _stage_batches(compiled, stage, data, samples, seed=0, batch_size=16):
     """(count, description, batches): the samples' spikes as `stage` receives them, (N, ..., T)
     in PyTorch layout. A stage fed by other stages gets the input the emulated build gives it."""
@@ -327,10 +331,23 @@ def profile_build(build_dir, data=None, samples: int = 16, device_profile=None,
         result.loihi["axons_crossing_chips"] = mapping["utilisation"]["axons_crossing_chips"]
         result.loihi["spikes_crossing_chips"] = sum(r.get("spikes_from_other_chips", 0.0)
                                                     for r in result.loihi["layers"])
-        if len(mapping["utilisation"]["per_chip"]) > 1:
+        costs = {name: mapping["system"]["figures"].get(name) for name in CROSSING_COSTS}
+        if all(costs.values()):  # the system gives what a spike between chips costs: charged apart
+            crossed = result.loihi["spikes_crossing_chips"]
+            energy = crossed * costs["chip_crossing_spike_energy_pj"]["value"] * 1e-12
+            time = crossed * costs["chip_crossing_spike_time_ns"]["value"] * 1e-9
+            result.loihi.update(energy_crossing_chips_j=energy, time_crossing_chips_s=time,
+                                energy_j=result.loihi["energy_j"] + energy, time_s=result.loihi["time_s"] + time)
+            loihi_energy, loihi_time = loihi_energy + energy, loihi_time + time
+            result.notes.append("spikes crossing chips: costed apart (energy_crossing_chips_j, time_crossing_chips_s: "
+                                "an inference's crossing spikes through one link in turn, an upper bound) from "
+                                + "; ".join(f"{name} {figure['value']:g} ({figure['kind']}: {figure['source']})"
+                                            for name, figure in costs.items()))
+        elif len(mapping["utilisation"]["per_chip"]) > 1:
             result.notes.append("spikes crossing chips: counted (spikes_crossing_chips, per layer "
                                 "spikes_from_other_chips, chains only) but not costed: no per-spike figure between "
-                                "chips is published; time and energy count them as spikes within a chip")
+                                "chips is published for this chip (a system file may give chip_crossing_spike_energy_pj "
+                                "and chip_crossing_spike_time_ns); time and energy count them as spikes within a chip")
         result.notes.append(f"Loihi cores and chips: the mapping onto {mapping['system']['name']} "
                             f"({'--system' if system is not None else 'recorded at compile'}; an estimate from "
                             "the system's figures, docs/targets.md)")
