@@ -407,16 +407,18 @@ def _check_consistency(data: dict) -> None:
 
 def _check_mapping(data: dict, refuse) -> None:
     """The mapping must add up: layers of loihi stages, each on `groups` cores (runs of
-    consecutive cores, one run a chip, in order, after the cores of the layers before it or
-    sharing the last of them, within the system), the chips those cores are on, and a
-    utilisation that follows."""
+    consecutive cores, one run a chip, on later chips in turn, within the system, no core held
+    by two layers except the last core of the layer before where the chip lets layers share),
+    the chips those cores are on, and a utilisation that follows."""
+    import bisect
+
     mapping, system = data["mapping"], data["mapping"]["system"]
     per_chip = system["cores_per_chip"]
     if per_chip < 1 or system["chips"] < 1 or system["cores"] != per_chip * system["chips"]:
         refuse("mapping/system/cores", f"{system['cores']} is not cores_per_chip {per_chip} x {system['chips']} chips")
     loihi = {stage["name"] for stage in data["stages"] if stage["target"] == "loihi"}
     sharing = (system["figures"].get("layers_share_cores") or {}).get("value") is True
-    following, counts = 0, {}
+    taken, previous_last, counts = [], None, {}  # taken: sorted disjoint [first, last] of cores held
     for i, layer in enumerate(mapping["layers"]):
         where = f"mapping/layers/{i}"
         if layer["stage"] not in loihi:
@@ -428,14 +430,20 @@ def _check_mapping(data: dict, refuse) -> None:
             refuse(f"{where}/order", f"spatial tiles ({layer['order']}) are for conv layers; this one is {layer['kind']}")
         held, chips = 0, []
         for first, last in layer["cores"]:
-            shared = sharing and not chips and following > 0 and first == following - 1  # the layer before's last
-            if first < following - shared or last < first or last >= system["cores"] \
-                    or first // per_chip != last // per_chip or chips and first // per_chip <= chips[-1]:
-                refuse(f"{where}/cores", f"run {first}..{last} is not a run of cores on one chip after core "
-                                         f"{following - 1} (or sharing it), on a later chip than the run before, "
-                                         f"within the system's {system['cores']} cores")
+            shared = sharing and not chips and first == previous_last  # the last core of the layer before
+            if last < first or last >= system["cores"] or first // per_chip != last // per_chip \
+                    or chips and first // per_chip <= chips[-1]:
+                refuse(f"{where}/cores", f"run {first}..{last} is not a run of cores on one chip, on a later chip "
+                                         f"than the run before, within the system's {system['cores']} cores")
+            own = (first + shared, last)
+            at = bisect.bisect(taken, [own[0], own[1]])
+            if own[0] <= own[1] and (at and taken[at - 1][1] >= own[0] or at < len(taken) and taken[at][0] <= own[1]):
+                refuse(f"{where}/cores", f"run {first}..{last} holds cores another layer holds"
+                                         + (" (only the last core of the layer before may be shared)" if sharing else ""))
+            if own[0] <= own[1]:
+                taken.insert(at, [own[0], own[1]])
             held += last - first + 1
-            following = last + 1
+            previous_last = last
             chips.append(first // per_chip)
             counts[chips[-1]] = counts.get(chips[-1], 0) + last - first + 1 - shared
         if held != layer["groups"]:
@@ -506,8 +514,9 @@ def _check_edges(data: dict, refuse) -> None:
     """Edges must join what the stages declare: a stage that exists and one of its outputs
     (or the model input), a stage's input (or the model output), the shape the stage specs
     give that tensor, bytes that follow from shape and bits, and stages listed in an order
-    where every producer runs before its consumers (so no cycle). Every stage input is fed,
-    and exactly one edge leaves for the model output: what the runtime relies on."""
+    where every producer runs before its consumers (so no cycle). Every stage input is fed by
+    exactly one edge, and the model outputs are `output`, `output_1`, ... each fed by one
+    edge: what the runtime relies on."""
     stages = {stage["name"]: (i, stage) for i, stage in enumerate(data["stages"])}
 
     def spec(where, side, end, key):
@@ -521,7 +530,7 @@ def _check_edges(data: dict, refuse) -> None:
                                      f"(its {side}: {', '.join(t['name'] for t in stage[side])})")
         return index, TensorSpec(**found)
 
-    fed, outputs, order = set(), 0, []
+    fed, outputs, order = set(), [], []
     for i, edge in enumerate(data["edges"]):
         where, producer, consumer = f"edges/{i}", edge["producer"], edge["consumer"]
         conversion, shape = edge["conversion"], list(edge["shape"])
@@ -538,9 +547,15 @@ def _check_edges(data: dict, refuse) -> None:
             if not re.fullmatch(r"output(_[1-9][0-9]{0,2})?", consumer["input"]):
                 refuse(f"{where}/consumer/input", f"an edge to the model outputs feeds `output` (or `output_1`, "
                                                   f"`output_2`... after it), not {consumer['input']!r}")
-            outputs += 1
+            if consumer["input"] in outputs:
+                refuse(f"{where}/consumer/input", f"model output `{consumer['input']}` is fed by an earlier edge "
+                                                  "too; each output has one edge")
+            outputs.append(consumer["input"])
         else:
             target = spec(f"{where}/consumer", "inputs", consumer, "input")
+            if (consumer["stage"], consumer["input"]) in fed:
+                refuse(f"{where}/consumer", f"input `{consumer['input']}` of stage `{consumer['stage']}` is fed by "
+                                            "an earlier edge too; each stage input has one edge")
             fed.add((consumer["stage"], consumer["input"]))
         # an Encoder's held graded spikes cross one step per window; the receiver repeats them
         held = target and (stages[consumer["stage"]][1].get("wire") or {}).get(consumer["input"])
@@ -573,8 +588,12 @@ def _check_edges(data: dict, refuse) -> None:
         for j, tensor in enumerate(stage["inputs"]):
             if (name, tensor["name"]) not in fed:
                 refuse(f"stages/{i}/inputs/{j}", f"no edge feeds input `{tensor['name']}` of stage `{name}`")
-    if outputs < 1:
+    if not outputs:
         refuse("edges", "no edge goes to the model output (consumer stage null); a build has at least one")
+    expected = ["output"] + [f"output_{k}" for k in range(1, len(outputs))]
+    if sorted(outputs, key=lambda name: int(name.rpartition("_")[2]) if "_" in name else 0) != expected:
+        refuse("edges", f"the model outputs are {', '.join(sorted(outputs))}; {len(outputs)} output(s) are named "
+                        f"{', '.join(expected)}")
 
 
 def _reaches(order, start: str, goal: str) -> bool:

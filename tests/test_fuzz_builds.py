@@ -341,10 +341,17 @@ def _loop_back(data):
     spikes_in = data["stages"][0]["inputs"][0]
     shape = list(TensorSpec(**spikes_in).pytorch_shape())
     data["stages"][1]["outputs"].append({"name": "loop", "shape": shape, "dtype": "float32", "layout": "CHWT"})
+    data["stages"][0]["inputs"].append({**spikes_in, "name": "loop_in"})
     data["edges"].append({"producer": {"stage": "ann", "tensor": "loop"},
-                          "consumer": {"stage": "snn", "input": spikes_in["name"]}, "conversion": {"kind": "none"},
+                          "consumer": {"stage": "snn", "input": "loop_in"}, "conversion": {"kind": "none"},
                           "shape": shape, "layout": "CHWT", "dtype": "float32", "bits_per_value": 1,
                           "bytes_per_inference": payload_bytes(shape, 1)})
+
+
+def _output_renamed(name):
+    def edit(data):
+        next(e for e in data["edges"] if e["consumer"]["stage"] is None)["consumer"]["input"] = name
+    return edit
 
 
 # Edits a schema cannot see: each edge must join what the stages declare.
@@ -364,7 +371,11 @@ EDGE_EDITS = {
     "stages out of order": (lambda d: d["stages"].reverse(), "edges/1", "listed before it"),
     "cycle": (_loop_back, "edges/3", "form a cycle"),
     "input not fed": (lambda d: d["edges"].pop(0), "stages/0/inputs/0", "no edge feeds"),
-    "two model outputs": (lambda d: d["edges"].append(d["edges"][2]), "edges", "2 edges go to the model output"),
+    "two model outputs": (lambda d: d["edges"].append(d["edges"][2]), "edges/3/consumer/input",
+                          "model output `output` is fed by an earlier edge too"),
+    "an output skipped": (_output_renamed("output_2"), "edges", "1 output(s) are named output"),
+    "a stage input fed twice": (lambda d: d["edges"].append(d["edges"][0]), "edges/3/consumer",
+                                "is fed by an earlier edge too"),
 }
 
 
