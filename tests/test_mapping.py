@@ -69,25 +69,27 @@ def test_limits_split_layers_onto_several_cores_and_the_network_across_two_chips
     # by hand: layer 0 (fan-in 10) takes 80 weight bits a neuron, so 240 bits hold 3 neurons:
     # 6 neurons in 2 groups of 3; each neuron reaches both cores of layer 1: 3 x 2 output axons.
     # Layer 1 (fan-in 6, 48 bits a neuron) is bound by 4 neurons a core: groups of 4 and 1.
-    # 2 cores a chip: layer 0 on chip 0 (cores 0-1), layer 1 on chip 1 (cores 2-3).
+    # 2 cores a chip. In layer order (layer 0 on chip 0, layer 1 on chip 1) each group of layer 1
+    # reads all 6 neurons of layer 0 from the other chip (12 axons); in stripes (each chip a group
+    # of each layer: cores 0 and 1 on chip 0, cores 2 and 3 on chip 1) it reads 3 (6): stripes.
     system = system_file(tmp_path, chips=2, cores_per_chip=2, neurons_per_core=4, synapse_bits_per_core=240,
                          weight_bits=8, input_axons_per_core=16, output_axons_per_core=6)
     model, x = two_dense()
     compiled = hybridc.compile(model, x, system=system)
     first, second = layers(compiled)
     assert (first["groups"], first["neurons_per_group"], first["cores"], first["chips"], first["bound_by"]) == (
-        2, 3, [[0, 1]], [0], "synapse_bits_per_core")
+        2, 3, [[0, 0], [2, 2]], [0, 1], "synapse_bits_per_core")
     assert first["per_core"] == {"neurons": 3, "synapses": 30, "synapse_bits": 240, "input_axons": 10,
                                  "output_axons": 6}
     assert (second["groups"], second["neurons_per_group"], second["cores"], second["chips"], second["bound_by"]) == (
-        2, 4, [[2, 3]], [1], "neurons_per_core")
+        2, 4, [[1, 1], [3, 3]], [0, 1], "neurons_per_core")
     assert second["per_core"] == {"neurons": 4, "synapses": 24, "synapse_bits": 192, "input_axons": 6,
                                   "output_axons": 4}
-    # each group of layer 1 (chip 1) reads all 6 neurons of layer 0, on chip 0
-    assert (first["axons_from_other_chips"], second["axons_from_other_chips"]) == (0, 2 * 6)
+    # each group of layer 1 reads the 3 neurons of layer 0 on the other chip
+    assert (first["axons_from_other_chips"], second["axons_from_other_chips"]) == (0, 2 * 3)
     use = compiled.manifest.mapping["utilisation"]
     assert (use["cores_used"], use["chips_used"], use["cores_fraction"]) == (4, 2, 1.0)
-    assert use["axons_crossing_chips"] == 12
+    assert use["axons_crossing_chips"] == 6
     assert use["per_chip"] == [{"chip": 0, "cores": 2}, {"chip": 1, "cores": 2}]
     assert use["neurons_fraction_of_used_cores"] == 11 / 16
 
@@ -136,19 +138,30 @@ def two_convs():
 
 
 def test_axons_crossing_chips_are_counted_from_each_groups_input_box(tmp_path):
-    # by hand: 8 neurons a core, so each layer is 4 groups of two output rows of one channel.
-    # 5 cores a chip: layer 0 on cores 0-3 and layer 1 on cores 4-7, so layer 1's group 0 is
-    # on chip 0 with all of layer 0 and its groups 1-3 are on chip 1. A group of two output
-    # rows reads three input rows (padding 1) of both channels: 2 x 3 x 4 = 24 neurons.
-    # Chip 0 ending after 3 groups instead costs as much (20 + 16 + 20 + 16), after 4 more
-    # (4 x 24): the fuller first chip stands.
+    # by hand: 8 neurons a core, so each layer is 4 groups of two output rows of one channel
+    # (tiles of one row of both channels read as many axons: the tie stays by channel).
+    # 5 cores a chip. In layer order: layer 0 on cores 0-3 and layer 1 on cores 4-7, so layer
+    # 1's group 0 is on chip 0 with all of layer 0 and its groups 1-3 are on chip 1. A group of
+    # two output rows reads three input rows (padding 1) of both channels: 2 x 3 x 4 = 24
+    # neurons. Chip 0 ending after 3 groups instead costs as much (20 + 16 + 20 + 16), after 4
+    # more (4 x 24): the fuller first chip stands, 72 axons crossing. In stripes (chip 0 holds
+    # channel 0 of both layers, chip 1 channel 1) each group of layer 1 reads the 3 x 4 inputs of
+    # the other channel across: 48. The mapping takes the stripes.
+    from hybridc.mapping.fit import crossing, layout, place, read_units
+
     system = system_file(tmp_path, chips=2, cores_per_chip=5, neurons_per_core=8)
     model, x = two_convs()
-    first, second = layers(hybridc.compile(model, x, system=system))
-    assert (first["groups"], first["cores"], first["chips"]) == (4, [[0, 3]], [0])
-    assert (second["groups"], second["cores"], second["chips"]) == (4, [[4, 4], [5, 7]], [0, 1])
+    compiled = hybridc.compile(model, x, system=system, output_dir=tmp_path / "b")
+    first, second = layers(compiled)
+    assert (first["groups"], first["order"], first["cores"], first["chips"]) == (4, "CHW", [[0, 1], [5, 6]], [0, 1])
+    assert (second["groups"], second["cores"], second["chips"]) == (4, [[2, 3], [7, 8]], [0, 1])
     assert second["per_core"]["input_axons"] == 24
-    assert (first["axons_from_other_chips"], second["axons_from_other_chips"]) == (0, 3 * 24)
+    assert (first["axons_from_other_chips"], second["axons_from_other_chips"]) == (0, 4 * 12)
+    units = read_units(compiled.manifest.stages, compiled.directory)  # the in-order placement alone
+    layout(units, resolve(system).chip)
+    place(units, 5, 2)
+    assert [u.core_of.tolist() for u in units] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert [crossing(u) for u in units] == [0, 3 * 24]
 
 
 def test_chips_end_where_the_fewest_axons_cross():
@@ -373,16 +386,18 @@ def test_profile_takes_cores_and_chips_from_the_mapping(tmp_path):
     recorded = profile_build(tmp_path / "b", samples=1, measure=False)
     assert [r["cores"] for r in recorded.loihi["layers"]] == [1, 1] and recorded.devices["system"] == "loihi2"
     assert any("mapping onto loihi2 (recorded at compile" in note for note in recorded.notes)
-    # by hand, as above: 4 neurons a core, 2 cores a chip: 2 + 2 groups, layer 1 on chip 1
+    # by hand, as above: 4 neurons a core, 2 cores a chip: 2 + 2 groups in stripes (a group of
+    # each layer on each chip)
     system = system_file(tmp_path, chips=2, cores_per_chip=2, neurons_per_core=4)
     remapped = profile_build(tmp_path / "b", samples=1, measure=False, system=system)
     assert [r["cores"] for r in remapped.loihi["layers"]] == [2, 2]
-    assert (remapped.loihi["chips"], remapped.loihi["axons_crossing_chips"]) == (2, 12)
-    # both groups of layer 1 (chip 1) read every neuron of layer 0 (chip 0): each spike crosses twice
+    assert (remapped.loihi["chips"], remapped.loihi["axons_crossing_chips"]) == (2, 6)
+    # each group of layer 1 reads every neuron of layer 0, half of them on the other chip: each
+    # spike of layer 0 crosses once (in layer order, to both groups of layer 1: twice)
     first, second = remapped.loihi["layers"]
     assert first["spikes_from_other_chips"] == 0 and first["spikes_out"] > 0
-    assert second["spikes_from_other_chips"] == pytest.approx(2 * first["spikes_out"])
-    assert remapped.loihi["spikes_crossing_chips"] == pytest.approx(2 * first["spikes_out"])
+    assert second["spikes_from_other_chips"] == pytest.approx(first["spikes_out"])
+    assert remapped.loihi["spikes_crossing_chips"] == pytest.approx(first["spikes_out"])
     assert any("not costed" in note for note in remapped.notes)
     assert recorded.loihi["spikes_crossing_chips"] == 0
     assert any("mapping onto tiny (--system" in note for note in remapped.notes)
@@ -423,9 +438,10 @@ def test_inspect_shows_the_chips_and_cores(tmp_path):
     compiled = hybridc.compile(model, x, output_dir=tmp_path / "b", system=system)
     view = hybridc.inspect(compiled).cores()
     assert [(c["chip"], c["cores"], c["neurons"], [(la["layer"], la["cores"], la["neurons"]) for la in c["layers"]])
-            for c in view["chips"]] == [(0, 2, 6, [(0, [0, 1], 6)]), (1, 2, 5, [(1, [2, 3], 5)])]
+            for c in view["chips"]] == [(0, 2, 8, [(0, [0, 0], 4), (1, [1, 1], 4)]),
+                                        (1, 2, 3, [(0, [2, 2], 2), (1, [3, 3], 1)])]
     table = " ".join(str(hybridc.inspect(compiled).table("cores")).split())
-    assert "tiny: 4 of 4 cores (100.0%) on 2 of 2 chip(s) of tiny-chip; 12 input axons cross chips" in table
+    assert "tiny: 4 of 4 cores (100.0%) on 2 of 2 chip(s) of tiny-chip; 6 input axons cross chips" in table
     assert "snn layer 1" in table
     done = cli("inspect", "b", "--level", "cores", "-f", "json", cwd=tmp_path, in_process=True)
     assert done.returncode == 0, done.stderr

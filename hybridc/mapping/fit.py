@@ -2,14 +2,17 @@
 from the netx files the target wrote, is split into core-sized groups under every per-core
 limit the system's chip defines; groups go onto cores in order (one group per core), and
 each chip takes a run of them, the runs chosen so that the fewest input axons cross between
-chips (`place`). A build that cannot fit is refused
+chips (`place`), or, where that crosses fewer, each chip takes the same share of every layer
+(`place_in_stripes`: with tiles, a band of rows through the network). A build that cannot fit
+is refused
 with a MappingError naming the layer, the constraint, the figure against the limit and the
 smallest shipped system that would hold it.
 
 A group is a contiguous range of a layer's output neurons in one of two orders, all groups of
 a layer the same size but the last: (C, H, W), a channel's rows at a time, or for a conv layer
 (H, W, C), spatial tiles: every channel of a band of rows, as Lava lays out a conv. A conv
-layer takes the order needing fewer cores, then fewer input axons a core (tiles read a few
+layer takes the order with fewer input axons a core among those within 2% of the fewest
+cores (tiles read a few
 rows of the input where a channel's band reads all its rows; and a spike of the layer before
 reaches the one or two tiles below it instead of every channel's band). Per group, exactly: neurons; synapses (the
 connections that land inside the input, padding excluded); synapse memory (weight bits x
@@ -415,6 +418,13 @@ def map_stages(stages, directory, system=None) -> dict:
             f"{_smallest(fewest_cores, system)} Pass --system NAME|FILE."
         )
     place(units, chip.get("cores_per_chip"), system.chips, packed)
+    if len(packed) and packed[-1] == len(packed) - 1:  # one group a core: stripes may cross less
+        in_order_placement = [(unit.chip_of, unit.core_of) for unit in units]
+        crossed = sum(crossing(unit) for unit in units)
+        if not place_in_stripes(units, chip.get("cores_per_chip"), system.chips) \
+                or sum(crossing(unit) for unit in units) >= crossed:
+            for unit, (chip_of, core_of) in zip(units, in_order_placement):
+                unit.chip_of, unit.core_of = chip_of, core_of
     return _record(units, system)
 
 
@@ -520,6 +530,30 @@ def place(units, per_chip: int, chips: int, packed=None) -> None:
     for unit in units:
         unit.chip_of = chip_of[unit.cores_in_order]
         unit.core_of = core_of[unit.cores_in_order]
+
+
+def place_in_stripes(units, per_chip: int, chips: int) -> bool:
+    """Each chip a stripe of every layer: chip c of n takes the groups of each layer from
+    round(groups x c / n) to round(groups x (c + 1) / n), layer after layer on its cores. Spatial
+    tiles make a stripe a band of rows, so a tile reads the layer before from its own chip
+    except at the stripe's edges. n: the fewest chips whose stripes fit; False if none of the
+    system's chips do. (The caller keeps the placement crossing fewer axons.)"""
+    total = sum(unit.groups for unit in units)
+    for count in range(max(2, -(-total // per_chip)), min(chips, -(-total // per_chip) + 2) + 1):
+        bounds = [[round(unit.groups * c / count) for c in range(count + 1)] for unit in units]
+        if max(sum(b[c + 1] - b[c] for b in bounds) for c in range(count)) > per_chip:
+            continue
+        cores = {unit_index: np.empty(unit.groups, dtype=np.int64) for unit_index, unit in enumerate(units)}
+        for c in range(count):
+            core = c * per_chip
+            for unit_index, b in enumerate(bounds):
+                cores[unit_index][b[c]:b[c + 1]] = np.arange(core, core + b[c + 1] - b[c])
+                core += b[c + 1] - b[c]
+        for unit_index, unit in enumerate(units):
+            unit.core_of = cores[unit_index]
+            unit.chip_of = unit.core_of // per_chip
+        return True
+    return False
 
 
 def crossing(unit: Unit) -> int:
