@@ -421,7 +421,7 @@ def map_stages(stages, directory, system=None) -> dict:
     if len(packed) and packed[-1] == len(packed) - 1:  # one group a core: stripes may cross less
         in_order_placement = [(unit.chip_of, unit.core_of) for unit in units]
         crossed = sum(crossing(unit) for unit in units)
-        if not place_in_stripes(units, chip.get("cores_per_chip"), system.chips) \
+        if not crossed or not place_in_stripes(units, chip.get("cores_per_chip"), system.chips) \
                 or sum(crossing(unit) for unit in units) >= crossed:
             for unit, (chip_of, core_of) in zip(units, in_order_placement):
                 unit.chip_of, unit.core_of = chip_of, core_of
