@@ -546,3 +546,29 @@ def test_tiles_of_the_next_conv_take_a_spike_to_fewer_cores(tmp_path):
     assert (first["order"], first["groups"], first["per_core"]["input_axons"]) == ("HWC", 6, 18)
     assert (second["order"], second["groups"], second["per_core"]["input_axons"]) == ("HWC", 6, 72)
     assert first["per_core"]["output_axons"] == 24 * 4
+
+
+def test_tiles_in_stripes_read_the_layer_before_from_their_own_chip(tmp_path):
+    # by hand: the Conv 1 -> 4 -> 4 chain above (6 tiles of one row each) on 2 chips of 6 cores.
+    # In layer order layer 1's tiles are all on chip 1 and read every row of layer 0 across:
+    # 2 x 48 (edge rows, 2 input rows) + 4 x 72 = 384 axons. In stripes, chip 0 holds rows 0-2
+    # of both layers and chip 1 rows 3-5: only tile 2 reads row 3 and tile 3 row 2 across,
+    # 6 x 4 neurons each: 48. The stripes are kept.
+    from lava.lib.dl import slayer
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(slayer.block.cuba.Conv(NEURON, 1, 4, 3, padding=1, weight_scale=3),
+                                slayer.block.cuba.Conv(NEURON, 4, 4, 3, padding=1, weight_scale=3),
+                                Accumulator(2), torch.nn.Flatten(1, 3), torch.nn.Linear(4 * 36 * 2, 2)).eval()
+    x = (torch.rand(1, 1, 6, 6, 4) < 0.5).float()
+    compiled = hybridc.compile(model, x, system=system_file(tmp_path, chips=2, cores_per_chip=6, neurons_per_core=24))
+    first, second = layers(compiled)
+    assert (first["order"], first["cores"], second["order"], second["cores"]) == (
+        "HWC", [[0, 2], [6, 8]], "HWC", [[3, 5], [9, 11]])
+    assert (first["axons_from_other_chips"], second["axons_from_other_chips"]) == (0, 48)
+    from hybridc.mapping.fit import crossing, layout, place, read_units
+
+    units = read_units(compiled.manifest.stages, compiled.directory)
+    layout(units, resolve(system_file(tmp_path, chips=2, name="again", cores_per_chip=6, neurons_per_core=24)).chip)
+    place(units, 6, 2)
+    assert sum(crossing(u) for u in units) == 2 * 48 + 4 * 72
