@@ -1088,3 +1088,35 @@ def test_snntorch_rleaky_export_compiles_and_is_exact_in_lava(monkeypatch, tmp_p
     torch.manual_seed(4)
     model = Hybrid(NIR(snntorch_recurrent_graph(monkeypatch), dt=1e-4), features=16, windows=3).eval()
     assert_deploys_exactly(model, spikes(3, 12, 12, density=0.3, seed=6), tmp_path)
+
+
+class FrameFusion(torch.nn.Module):
+    """A NIR front on events and a small CNN on an intensity frame, fused into two outputs."""
+
+    def __init__(self, front):
+        super().__init__()
+        self.front, self.acc = front, Accumulator(4)
+        self.cnn = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.ReLU(),
+                                       torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten())
+        self.head, self.aux = torch.nn.Linear(10 * 6 + 8, 3), torch.nn.Linear(10 * 6 + 8, 2)
+
+    def forward(self, events, frame):
+        h = torch.cat([self.acc(self.front(events)), self.cnn(frame)], dim=1)
+        return self.head(h), self.aux(h)
+
+
+def test_float_original_is_reported_for_models_of_several_inputs_and_outputs():
+    """The NIR module's agreement with its float original, for a fusion model: the same counts
+    as the module alone sees them (its own input), the output error over both outputs."""
+    from hybridc.runtime.nir_reference import agreement
+
+    torch.manual_seed(4)
+    model = FrameFusion(NIR(norse_graph(), dt=1e-3)).eval()
+    x = (spikes(4, 40, 24, density=0.3, seed=6), torch.rand(4, 1, 6, 6, generator=torch.Generator().manual_seed(2)))
+    compiled = hybridc.compile(model, x, target="loihi+cpu")
+    parity = hybridc.verify(compiled, x, backend="emulate")
+    assert parity.passed and parity.nir_reference == agreement(model, x)
+    front = parity.nir_reference["front"]
+    alone = agreement(Hybrid(model.front, features=10, windows=6).eval(), x[0])["front"]
+    assert front["dice"] == alone["dice"] > 0.5 and front["output_na"] is None
+    assert front["argmax"] is not None and front["output_err"] > 0

@@ -40,7 +40,16 @@ def float_original(module: NIR, x: torch.Tensor) -> torch.Tensor:
     return delayed(simulate_graph(module.graph, x, module.dt), module.depth)
 
 
-def capture(model: torch.nn.Module, x: torch.Tensor) -> tuple:
+def _forward(model: torch.nn.Module, x):
+    """model(x), or model(*x) for a model of several inputs (x a tuple or list)."""
+    return model(*x) if isinstance(x, (tuple, list)) else model(x)
+
+
+def _outputs(output) -> tuple:
+    return tuple(output) if isinstance(output, (tuple, list)) else (output,)
+
+
+def capture(model: torch.nn.Module, x) -> tuple:
     """({module path ("model" for the root): (NIR module, its input, its output)}, the
     model's output) from one forward of `model` on `x`; ({}, None) without NIR modules."""
     found = {name or "model": m for name, m in model.named_modules() if isinstance(m, NIR)}
@@ -54,7 +63,7 @@ def capture(model: torch.nn.Module, x: torch.Tensor) -> tuple:
         handles.append(m.register_forward_hook(hook))
     try:
         with torch.no_grad():
-            output = model(x)
+            output = _forward(model, x)
     finally:
         for handle in handles:
             handle.remove()
@@ -64,24 +73,28 @@ def capture(model: torch.nn.Module, x: torch.Tensor) -> tuple:
 def _on_original(model, x, module, ours, original, output) -> dict:
     """The counts of the model's output with `module`'s spikes replaced by `original`:
     {"output_err" (max |difference|), "argmax_same", "argmax_total"} or {"output_na": why}."""
-    if not isinstance(output, torch.Tensor):
-        return {"output_na": f"the model's output is a {type(output).__name__}, not a tensor"}
-    if output is ours:
+    outputs = _outputs(output)
+    if not all(isinstance(o, torch.Tensor) for o in outputs):
+        return {"output_na": f"the model's output is a {type(output).__name__}, not tensors"}
+    if any(o is ours for o in outputs):
         return {"output_na": "no head: the module's output is the model's"}
     handle = module.register_forward_hook(lambda *_: original)
     try:
         with torch.no_grad():
-            replaced = model(x)
+            replaced = _outputs(_forward(model, x))
     finally:
         handle.remove()
-    found = {"output_err": float((replaced.float() - output.float()).abs().max()) if output.numel() else 0.0}
-    if output.dim() < 2:
+    # every output: the largest error, and the argmax of each that has a class axis
+    found = {"output_err": max((float((r.float() - o.float()).abs().max()) if o.numel() else 0.0)
+                               for r, o in zip(replaced, outputs))}
+    classed = [(r, o) for r, o in zip(replaced, outputs) if o.dim() >= 2]
+    if not classed:
         return {**found, "argmax_na": "the model's output has no class axis"}
-    same = replaced.argmax(-1) == output.argmax(-1)
-    return {**found, "argmax_same": int(same.sum()), "argmax_total": same.numel()}
+    same = [r.argmax(-1) == o.argmax(-1) for r, o in classed]
+    return {**found, "argmax_same": sum(int(s.sum()) for s in same), "argmax_total": sum(s.numel() for s in same)}
 
 
-def counts(model: torch.nn.Module, x: torch.Tensor) -> dict:
+def counts(model: torch.nn.Module, x) -> dict:
     """Per `hybridc.nn.NIR` submodule of `model` run on `x`: the counts behind its figures,
     which add up over batches ({"both": spikes in both, "total": |A| + |B|, "equal": equal
     entries, "entries", "spikes", "original_spikes", "depth", then "output_err" (a maximum),
@@ -147,7 +160,7 @@ def figures(found: dict) -> dict:
     return out
 
 
-def agreement(model: torch.nn.Module, x: torch.Tensor) -> dict:
+def agreement(model: torch.nn.Module, x) -> dict:
     """Per `hybridc.nn.NIR` submodule of `model` run on `x`: `figures` against its float
     original, or {"na": reason}. Empty when the model holds no NIR module."""
     return figures(counts(model, x))

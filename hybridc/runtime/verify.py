@@ -146,7 +146,7 @@ def verify(compiled, x: torch.Tensor, progress=None, backend: str = "lava") -> P
     else:  # float-simulated spikes differ a little, and so may the output; dense stages stay within bounds
         passed = spikes_pass(manifest, matches, dices) and dense_pass
     original = None
-    if getattr(compiled, "model", None) is not None and len(inputs) == 1:  # (several inputs: not computed)
+    if getattr(compiled, "model", None) is not None:
         with reporting("simulating the NIR modules' float originals"):
             original = nir_agreement(compiled.model, x)
     return Parity(int(next(iter(inputs.values())).shape[0]), equal / entries if entries else None, entries or None, onnx_err, run_err,
