@@ -572,3 +572,28 @@ def test_tiles_in_stripes_read_the_layer_before_from_their_own_chip(tmp_path):
     layout(units, resolve(system_file(tmp_path, chips=2, name="again", cores_per_chip=6, neurons_per_core=24)).chip)
     place(units, 6, 2)
     assert sum(crossing(u) for u in units) == 2 * 48 + 4 * 72
+
+
+def test_spikes_from_a_tiled_conv_into_a_dense_layer_are_counted_across_chips(tmp_path):
+    # Conv 2 -> 4 on 6x6 in 4 tiles of 36 neurons, then a Dense 144 -> 6 on one core, on 2 chips
+    # of 4 cores: the dense layer reads every conv neuron, some on the other chip; the conv's
+    # spike counts are renumbered in tile order to be summed (this crashed before)
+    from lava.lib.dl import slayer
+
+    from hybridc.profiling.report import profile_build
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(slayer.block.cuba.Conv(NEURON, 2, 4, 3, padding=1, weight_scale=3),
+                                slayer.block.cuba.Flatten(), slayer.block.cuba.Dense(NEURON, 144, 6, weight_scale=3),
+                                Accumulator(2), torch.nn.Linear(12, 2)).eval()
+    x = (torch.rand(1, 2, 6, 6, 4) < 0.5).float()
+    system = system_file(tmp_path, chips=2, cores_per_chip=4, neurons_per_core=36)
+    hybridc.compile(model, x, output_dir=tmp_path / "b", system=system)
+    mapped = hybridc.load(tmp_path / "b").manifest.mapping["layers"]
+    assert [(m["kind"], m["order"], m["groups"]) for m in mapped] == [("conv", "HWC", 4), ("dense", "CHW", 1)]
+    profile = profile_build(tmp_path / "b", samples=2, measure=False, data="random:0.5")
+    conv, dense = [r for r in profile.loihi["layers"] if r["neurons"]]
+    dense_chip = mapped[1]["chips"][0]
+    conv_chips = [first // 4 for first, last in mapped[0]["cores"] for _ in range(last - first + 1)]
+    assert conv["spikes_out"] > 0 and len(set(conv_chips) | {dense_chip}) == 2
+    assert 0 < dense["spikes_from_other_chips"] < conv["spikes_out"]

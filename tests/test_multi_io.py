@@ -233,3 +233,37 @@ def _fusion_from(path):
 
     model, example_input, _, _ = load_model_file(path, None, None, None)
     return model, example_input
+
+
+class DictHeads(TwoHeads):
+    def forward(self, x):
+        h = torch.relu(self.acc(self.snn(x)))
+        return {"classes": self.classes(h), "position": self.position(h)}
+
+
+class SecondInputOnly(torch.nn.Module):
+    """forward() takes two inputs and reads only the second: the build's one input is `input_1`."""
+
+    def __init__(self):
+        super().__init__()
+        self.snn, self.acc, self.head = slayer.block.cuba.Dense(neuron(), 12, 8, weight_scale=3), Accumulator(4), \
+            torch.nn.Linear(16, 3)
+
+    def forward(self, unused, x):
+        return self.head(self.acc(self.snn(x)))
+
+
+def test_dict_outputs_an_unused_input_and_malformed_data_files(tmp_path):
+    torch.manual_seed(0)
+    x = (torch.rand(3, 12, T, generator=torch.Generator().manual_seed(1)) < 0.3).float()
+    report = hybridc.verify(hybridc.compile(DictHeads().eval(), x), data="random:0.3", samples=4, backend="emulate")
+    assert report.passed and report.samples == 4 and report.max_abs_err < 1e-4
+    model = SecondInputOnly().eval()
+    compiled = hybridc.compile(model, (x, x))
+    assert [e.producer["tensor"] for e in compiled.manifest.edges if e.producer["stage"] is None] == ["input_1"]
+    with torch.no_grad():
+        assert (hybridc.run(compiled, x, backend="emulate") - model(x, x)).abs().max() < 1e-4
+    np.savez(tmp_path / "scalar.npz", x=np.array(1.0))
+    with pytest.raises(InputError, match=r"Array x in .* has shape \(\), but this build takes \(N, 12, 8\)"):
+        hybridc.verify(hybridc.compile(TwoHeads().eval(), x), data=f"npz:{tmp_path / 'scalar.npz'}",
+                       backend="emulate")

@@ -120,12 +120,13 @@ def _npz(path, shape) -> Samples:
             y = arrays["y"] if "y" in names else None
     except (OSError, ValueError) as exc:
         raise InputError(f"Cannot read {path} as a NumPy .npz file: {exc}.") from None
-    count = len(next(iter(xs.values())))
     for name, x in xs.items():
-        if tuple(x.shape[1:]) != wanted[name]:
+        if x.ndim < 1 or tuple(x.shape[1:]) != wanted[name]:
             which = f"Array {name}" if isinstance(shape, dict) else "Array x"
             raise InputError(f"{which} in {path} has shape {tuple(x.shape)}, but this build takes (N, "
                              f"{', '.join(map(str, wanted[name]))}) in the layout its model's forward takes.")
+    count = len(next(iter(xs.values())))
+    for name, x in xs.items():
         if len(x) != count:
             raise InputError(f"The arrays in {path} hold different numbers of samples "
                              f"({', '.join(f'{k} {len(v)}' for k, v in xs.items())}); give each input every sample.")

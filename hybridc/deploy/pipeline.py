@@ -219,8 +219,9 @@ class Pipeline:
         for link in self.feeds:
             values = by_name[link.output]
             if values.shape != link.shape:
-                raise InputError(f"Sample {index} has shape {values.shape}; stage `{link.destination}` takes "
-                                 f"{link.shape} (PyTorch layout, no batch axis, time last).")
+                raise InputError(f"Sample {index}" + (f", input `{link.output}`," if len(names) > 1 else "")
+                                 + f" has shape {values.shape}; stage `{link.destination}` takes {link.shape} "
+                                 "(PyTorch layout, no batch axis).")
             try:
                 frames.append(link.encode(self.base + index, values))
             except LinkError:

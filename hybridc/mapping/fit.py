@@ -565,23 +565,24 @@ def crossing(unit: Unit) -> int:
     if source is None or prod(unit.layer.in_shape) != source.layer.neurons:
         return 0
     return int(crossing_from(unit.layer, unit.size, unit.chip_of, source.size, source.chip_of,
-                             order=unit.order, source_order=source.order))
+                             order=unit.order, source_order=source.order, source_shape=source.layer.shape))
 
 
 def crossing_from(layer, size: int, chip_of, source_size: int, source_chip_of, weights=None,
-                  order: str = "CHW", source_order: str = "CHW") -> float:
+                  order: str = "CHW", source_order: str = "CHW", source_shape=None) -> float:
     """What a layer split into groups of `size` (group i on chip chip_of[i], runs in `order`)
     reads from the layer before it (groups of `source_size` on source_chip_of, runs in
     `source_order`) across chips: the input axons, or with `weights` (one value per source
     neuron, (C, H, W) order: spikes, say) the sum of the weights over them, each source neuron
-    counted once per group that reads it."""
+    counted once per group that reads it. source_shape: the source layer's (C, H, W), needed
+    for weights of a tiled source read by a dense layer (whose input is flat)."""
     chip_of, source_chip_of = np.asarray(chip_of), np.asarray(source_chip_of)
     starts = np.arange(0, layer.neurons, size, dtype=np.int64)
     sources = prod(layer.in_shape)
     if weights is not None:  # numbered as the source's groups number its neurons
         weights = np.asarray(weights, dtype=np.float64)
         if source_order == "HWC":
-            weights = weights.reshape(layer.in_shape[:3]).transpose(1, 2, 0)
+            weights = weights.reshape(tuple(source_shape or layer.in_shape)[:3]).transpose(1, 2, 0)
     if layer.kind == "conv":
         box = in_order(_boxes(layer, starts, np.minimum(starts + size, layer.neurons), order), source_order)
         shape = in_order(layer.in_shape[:3], source_order)

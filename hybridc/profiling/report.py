@@ -161,7 +161,8 @@ def _crossing_spikes(stage, layers, inputs, mapping) -> dict:
             source_size, source_chips, _, source_order = placed[previous.index]
             found[layer.index] = crossing_from(layer, size, chips, source_size, source_chips,
                                                weights=counts.numpy() if hasattr(counts, "numpy") else counts,
-                                               order=order, source_order=source_order)
+                                               order=order, source_order=source_order,
+                                               source_shape=previous.shape)
         previous = layer if layer.neurons else previous
     return found
 

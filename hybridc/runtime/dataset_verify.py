@@ -20,7 +20,7 @@ from ..errors import ArtifactError, InputError
 from ..targets.registry import domain_of
 from . import nir_reference
 from .overlap import dice, dice_counts
-from .run import input_names, input_shape_of, model_input_values, output_edges, stage_feeds
+from .run import input_names, input_shape_of, model_input_values, output_edges, output_list, stage_feeds
 from .stages import run_stage
 from .verify import reference_tensors, spikes_pass, tolerance
 
@@ -275,7 +275,7 @@ def _verify_range(compiled, gm, partitions, dataset, start, stop, backend, batch
                                                                    (same, cut.numel(), *dice_counts(value, cut)))]
         tally.elapsed += time.perf_counter() - began
         finals = [values[(e.producer["stage"], e.producer["tensor"])] for e in output_edges(manifest)]
-        expected = expected if isinstance(expected, (tuple, list)) else (expected,)
+        expected = output_list(expected)
         count = len(labels) if labels is not None else finals[0].shape[0]
         agree = torch.ones(count, dtype=torch.bool)
         for tensor, wanted in zip(finals, expected):  # every output; a sample agrees when all of them do

@@ -29,6 +29,7 @@ from ..nn import NIR
 from .nir_float import simulate_graph
 from .nir_stage import delayed
 from .overlap import dice, dice_counts
+from .run import output_list
 
 DICE_WARN = 0.8
 ARGMAX_WARN = 0.8
@@ -43,10 +44,6 @@ def float_original(module: NIR, x: torch.Tensor) -> torch.Tensor:
 def _forward(model: torch.nn.Module, x):
     """model(x), or model(*x) for a model of several inputs (x a tuple or list)."""
     return model(*x) if isinstance(x, (tuple, list)) else model(x)
-
-
-def _outputs(output) -> tuple:
-    return tuple(output) if isinstance(output, (tuple, list)) else (output,)
 
 
 def capture(model: torch.nn.Module, x) -> tuple:
@@ -73,7 +70,7 @@ def capture(model: torch.nn.Module, x) -> tuple:
 def _on_original(model, x, module, ours, original, output) -> dict:
     """The counts of the model's output with `module`'s spikes replaced by `original`:
     {"output_err" (max |difference|), "argmax_same", "argmax_total"} or {"output_na": why}."""
-    outputs = _outputs(output)
+    outputs = output_list(output)
     if not all(isinstance(o, torch.Tensor) for o in outputs):
         return {"output_na": f"the model's output is a {type(output).__name__}, not tensors"}
     if any(o is ours for o in outputs):
@@ -81,7 +78,7 @@ def _on_original(model, x, module, ours, original, output) -> dict:
     handle = module.register_forward_hook(lambda *_: original)
     try:
         with torch.no_grad():
-            replaced = _outputs(_forward(model, x))
+            replaced = output_list(_forward(model, x))
     finally:
         handle.remove()
     # every output: the largest error, and the argmax of each that has a class axis

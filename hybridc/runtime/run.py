@@ -54,6 +54,14 @@ def output_edges(manifest) -> list:
     return sorted(manifest.edges_into(None), key=lambda e: _index(e.consumer["input"]))
 
 
+def output_list(output) -> list:
+    """A model's output (a tensor, a tuple or list, or a dict) as a list of tensors, in the
+    order forward() returns them."""
+    if isinstance(output, dict):
+        return list(output.values())
+    return list(output) if isinstance(output, (tuple, list)) else [output]
+
+
 def model_output_values(manifest, values: dict):
     """The model's output from {(stage, tensor name): value}: one tensor, or a tuple in the
     order forward() returns them."""
@@ -69,7 +77,9 @@ def _as_tensor(x, which: str) -> torch.Tensor:
     if x.dtype not in (torch.float32, torch.float64, torch.float16, torch.int64, torch.int32,
                        torch.int8, torch.uint8, torch.bool):
         raise InputError(f"{which} dtype {x.dtype} is not a number type hybridc can feed to the model.")
-    if x.dim() < 1 or x.shape[0] == 0:
+    if x.dim() < 1:
+        raise InputError(f"{which} is a single number; pass a batch, shape (N, ...), time last where the input has steps.")
+    if x.shape[0] == 0:
         raise InputError(f"{which} batch is empty (shape[0] == 0); pass at least one sample.")
     return x.float()
 
@@ -97,7 +107,7 @@ def model_input_values(manifest, x) -> dict:
                 f"The build was compiled for T={expected_t} timesteps (time is the last axis), but the "
                 f"input has shape {tuple(value.shape)}. Pass (N, ..., {expected_t})."
             )
-        return {(None, "input"): value}
+        return {(None, names[0]): value}
     values = {}
     for name, value in zip(names, given):
         value = _as_tensor(value, f"Input `{name}`")

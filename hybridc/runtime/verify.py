@@ -17,7 +17,7 @@ from ..frontend.capture import run_capturing
 from ..targets.registry import domain_of, output_rel_err_max, spike_dice_min
 from .nir_reference import agreement as nir_agreement
 from .overlap import dice, dice_counts
-from .run import model_input_values, model_output_values, run, stage_feeds
+from .run import model_input_values, model_output_values, output_list, run, stage_feeds
 from .stages import run_stage
 
 
@@ -92,13 +92,6 @@ def reference_tensors(gm: torch.fx.GraphModule, manifest, x: torch.Tensor):
     return output, tensors
 
 
-def _as_list(output) -> list:
-    """A model's output as a list of tensors, in the order forward() returns them."""
-    if isinstance(output, dict):
-        return list(output.values())
-    return list(output) if isinstance(output, (tuple, list)) else [output]
-
-
 @torch.no_grad()
 def verify(compiled, x: torch.Tensor, progress=None, backend: str = "lava") -> Parity:
     from ..errors import ArtifactError
@@ -113,7 +106,7 @@ def verify(compiled, x: torch.Tensor, progress=None, backend: str = "lava") -> P
     with reporting("running the PyTorch model for reference"):
         final_ref, reference = reference_tensors(gm, manifest, x)
     values = run(compiled, x, return_stages="values", progress=progress, backend=backend)
-    deployed = _as_list(model_output_values(manifest, values))
+    deployed = output_list(model_output_values(manifest, values))
     matches, dices, equal, entries, onnx_err, dense_pass = {}, {}, 0, 0, None, True
     known = {**reference, **inputs}
     for stage in manifest.stages:
@@ -132,7 +125,7 @@ def verify(compiled, x: torch.Tensor, progress=None, backend: str = "lava") -> P
             err = float((got - ref).abs().max())
             onnx_err = err if onnx_err is None else max(onnx_err, err)
             dense_pass = dense_pass and _within(err, ref, output_rel_err_max(stage.target))
-    pairs = list(zip(deployed, _as_list(final_ref)))  # every output of the model, the first alone in most
+    pairs = list(zip(deployed, output_list(final_ref)))  # every output of the model, the first alone in most
     run_err = max(float((got - ref).abs().max()) for got, ref in pairs)
     agree = min((float((got.argmax(-1) == ref.argmax(-1)).float().mean()) for got, ref in pairs if ref.dim() > 1),
                 default=1.0)

@@ -140,7 +140,7 @@ class JetsonTarget(Target):
                 wires[spec.name] = wire
             else:
                 spec = TensorSpec(name, list(shape[1:]), "float32",
-                                  pytorch_layout(shape[1:], _reaches_encoder(gm, source, partition.name)),
+                                  pytorch_layout(shape[1:], not hybrid or _reaches_encoder(gm, source, partition.name)),
                                   node=source.name)
                 variable = by_name.get(name) or gs.Variable(name, dtype=np.float32, shape=["batch", *shape[1:]])
             inputs.append(variable)
