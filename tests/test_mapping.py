@@ -528,19 +528,24 @@ def test_a_conv_layer_is_split_into_spatial_tiles_where_they_read_fewer_inputs(t
     assert conv["per_core"]["input_axons"] == 48 and conv["per_core"]["synapses"] == 576
 
 
-def test_tiles_of_the_next_conv_take_a_spike_to_fewer_cores(tmp_path):
-    # by hand: Conv 1 -> 4 -> 4 on 6x6 at 24 neurons a core (one row of 4 channels as a tile,
-    # 4 rows of one channel otherwise). Both layers tile (18 and 72 input axons against 36 and
-    # 120). A spike of layer 0 lands in 3 rows of layer 1, every channel: 3 x 6 x 4 = 72
-    # neurons, at most ceil(72 / 24) + 1 = 4 tiles (by channel it would be 4 channels x 2
-    # bands, capped at the 6 groups): 24 x 4 output axons a core.
+def wide_convs():
+    """Spiking Conv 1 -> 4 -> 4 channels, 3x3, padding 1, on 6x6: two layers of 4 x 36 neurons."""
     from lava.lib.dl import slayer
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(slayer.block.cuba.Conv(NEURON, 1, 4, 3, padding=1, weight_scale=3),
                                 slayer.block.cuba.Conv(NEURON, 4, 4, 3, padding=1, weight_scale=3),
                                 Accumulator(2), torch.nn.Flatten(1, 3), torch.nn.Linear(4 * 36 * 2, 2)).eval()
-    x = (torch.rand(1, 1, 6, 6, 4) < 0.5).float()
+    return model, (torch.rand(1, 1, 6, 6, 4) < 0.5).float()
+
+
+def test_tiles_of_the_next_conv_take_a_spike_to_fewer_cores(tmp_path):
+    # by hand: Conv 1 -> 4 -> 4 on 6x6 at 24 neurons a core (one row of 4 channels as a tile,
+    # 4 rows of one channel otherwise). Both layers tile (18 and 72 input axons against 36 and
+    # 120). A spike of layer 0 lands in 3 rows of layer 1, every channel: 3 x 6 x 4 = 72
+    # neurons, at most ceil(72 / 24) + 1 = 4 tiles (by channel it would be 4 channels x 2
+    # bands, capped at the 6 groups): 24 x 4 output axons a core.
+    model, x = wide_convs()
     first, second = layers(hybridc.compile(model, x, system=system_file(tmp_path, chips=1, cores_per_chip=16,
                                                                          neurons_per_core=24)))
     assert (first["order"], first["groups"], first["per_core"]["input_axons"]) == ("HWC", 6, 18)
@@ -554,13 +559,7 @@ def test_tiles_in_stripes_read_the_layer_before_from_their_own_chip(tmp_path):
     # 2 x 48 (edge rows, 2 input rows) + 4 x 72 = 384 axons. In stripes, chip 0 holds rows 0-2
     # of both layers and chip 1 rows 3-5: only tile 2 reads row 3 and tile 3 row 2 across,
     # 6 x 4 neurons each: 48. The stripes are kept.
-    from lava.lib.dl import slayer
-
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(slayer.block.cuba.Conv(NEURON, 1, 4, 3, padding=1, weight_scale=3),
-                                slayer.block.cuba.Conv(NEURON, 4, 4, 3, padding=1, weight_scale=3),
-                                Accumulator(2), torch.nn.Flatten(1, 3), torch.nn.Linear(4 * 36 * 2, 2)).eval()
-    x = (torch.rand(1, 1, 6, 6, 4) < 0.5).float()
+    model, x = wide_convs()
     compiled = hybridc.compile(model, x, system=system_file(tmp_path, chips=2, cores_per_chip=6, neurons_per_core=24))
     first, second = layers(compiled)
     assert (first["order"], first["cores"], second["order"], second["cores"]) == (
