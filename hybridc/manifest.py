@@ -515,8 +515,9 @@ def _check_edges(data: dict, refuse) -> None:
     (or the model input), a stage's input (or the model output), the shape the stage specs
     give that tensor, bytes that follow from shape and bits, and stages listed in an order
     where every producer runs before its consumers (so no cycle). Every stage input is fed by
-    exactly one edge, and the model outputs are `output`, `output_1`, ... each fed by one
-    edge: what the runtime relies on."""
+    one tensor (several edges only where each applies its own accumulator to it), no edge is
+    listed twice, and the model outputs are `output`, `output_1`, ... each fed by one edge:
+    what the runtime relies on."""
     stages = {stage["name"]: (i, stage) for i, stage in enumerate(data["stages"])}
 
     def spec(where, side, end, key):
@@ -530,9 +531,12 @@ def _check_edges(data: dict, refuse) -> None:
                                      f"(its {side}: {', '.join(t['name'] for t in stage[side])})")
         return index, TensorSpec(**found)
 
-    fed, outputs, order = set(), [], []
+    fed, outputs, order, seen = {}, [], [], []
     for i, edge in enumerate(data["edges"]):
         where, producer, consumer = f"edges/{i}", edge["producer"], edge["consumer"]
+        if edge in seen:
+            refuse(where, f"repeats edge {seen.index(edge)}; each edge is listed once")
+        seen.append(edge)
         conversion, shape = edge["conversion"], list(edge["shape"])
         if len(edge["layout"]) != len(shape):
             refuse(f"{where}/layout", f"layout {edge['layout']!r} does not have one letter per axis of {shape}")
@@ -553,10 +557,10 @@ def _check_edges(data: dict, refuse) -> None:
             outputs.append(consumer["input"])
         else:
             target = spec(f"{where}/consumer", "inputs", consumer, "input")
-            if (consumer["stage"], consumer["input"]) in fed:
-                refuse(f"{where}/consumer", f"input `{consumer['input']}` of stage `{consumer['stage']}` is fed by "
-                                            "an earlier edge too; each stage input has one edge")
-            fed.add((consumer["stage"], consumer["input"]))
+            key = (consumer["stage"], consumer["input"])
+            if fed.setdefault(key, producer) != producer:
+                refuse(f"{where}/consumer", f"input `{consumer['input']}` of stage `{consumer['stage']}` is fed "
+                                            f"{fed[key]} by an earlier edge; each stage input reads one tensor")
         # an Encoder's held graded spikes cross one step per window; the receiver repeats them
         held = target and (stages[consumer["stage"]][1].get("wire") or {}).get(consumer["input"])
         held = held if isinstance(held, dict) and held.get("format") == "held" else None

@@ -348,6 +348,13 @@ def _loop_back(data):
                           "bytes_per_inference": payload_bytes(shape, 1)})
 
 
+def _second_feed(data):
+    """The spiking stage's input fed by the dense stage's output too (same shape, no cycle check first)."""
+    edge = dict(data["edges"][0])
+    edge["producer"] = {"stage": None, "tensor": "input_1"}
+    data["edges"].append(edge)
+
+
 def _output_renamed(name):
     def edit(data):
         next(e for e in data["edges"] if e["consumer"]["stage"] is None)["consumer"]["input"] = name
@@ -371,11 +378,11 @@ EDGE_EDITS = {
     "stages out of order": (lambda d: d["stages"].reverse(), "edges/1", "listed before it"),
     "cycle": (_loop_back, "edges/3", "form a cycle"),
     "input not fed": (lambda d: d["edges"].pop(0), "stages/0/inputs/0", "no edge feeds"),
-    "two model outputs": (lambda d: d["edges"].append(d["edges"][2]), "edges/3/consumer/input",
-                          "model output `output` is fed by an earlier edge too"),
+    "two model outputs": (lambda d: d["edges"].append({**d["edges"][2], "layout": "X"}),
+                          "edges/3/consumer/input", "model output `output` is fed by an earlier edge too"),
+    "an edge twice": (lambda d: d["edges"].append(d["edges"][2]), "edges/3", "repeats edge 2"),
     "an output skipped": (_output_renamed("output_2"), "edges", "1 output(s) are named output"),
-    "a stage input fed twice": (lambda d: d["edges"].append(d["edges"][0]), "edges/3/consumer",
-                                "is fed by an earlier edge too"),
+    "a stage input fed twice": (_second_feed, "edges/3/consumer", "by an earlier edge; each stage input reads"),
 }
 
 
