@@ -627,6 +627,7 @@ def fused_specs(draw, head=None):
     sides = [("spikes", draw(st.integers(3, 16))), ("image", draw(st.integers(1, 3)), draw(st.sampled_from([4, 6]))),
              ("vector", draw(st.integers(2, 12))), None]
     turn = HEADS.index(head) if head else 0
+    targets = ["loihi+jetson", "loihi+jetson-int8", "loihi+cpu"]
     side = draw(st.sampled_from(sides[turn:] + sides[:turn]))
     neuron = {"threshold": draw(st.sampled_from([0.5, 1.0, 1.25])),
               "current_decay": draw(st.sampled_from([0.0, 0.25, 0.5])),
@@ -634,7 +635,7 @@ def fused_specs(draw, head=None):
     return FusedSpec(timesteps, draw(st.sampled_from([d for d in (1, 2, 3, 4) if timesteps % d == 0])), events,
                      draw(st.sampled_from([4, 8, 12])), side, head or draw(st.sampled_from(HEADS)),
                      draw(st.sampled_from([2, 1])), neuron, draw(st.integers(0, 2**16)), draw(st.sampled_from([0.3, 0.5])),
-                     draw(st.sampled_from(["loihi+jetson", "loihi+cpu"])))
+                     draw(st.sampled_from(targets[turn % 3:] + targets[:turn % 3])))
 
 
 class Fused(torch.nn.Module):

@@ -267,3 +267,19 @@ def test_dict_outputs_an_unused_input_and_malformed_data_files(tmp_path):
     with pytest.raises(InputError, match=r"Array x in .* has shape \(\), but this build takes \(N, 12, 8\)"):
         hybridc.verify(hybridc.compile(TwoHeads().eval(), x), data=f"npz:{tmp_path / 'scalar.npz'}",
                        backend="emulate")
+
+
+def test_an_int8_head_of_several_inputs_is_calibrated_on_the_example_input():
+    """jetson-int8 quantises a dense stage reading the accumulated events and the frame,
+    calibrated on the example input row by row (nothing else says what a frame holds): spikes
+    exact, the output within the target's registered bound (5% of the largest output)."""
+    torch.manual_seed(0)
+    model = Fusion().eval()
+    events, frame = fusion_inputs(n=8, seed=3)
+    compiled = hybridc.compile(model, (events, frame), target="loihi+jetson-int8")
+    ann = compiled.manifest.stages[1]
+    assert ann.quantization and [s.name for s in ann.inputs] == ["spikes", "input_1"]
+    parity = hybridc.verify(compiled, (events, frame), backend="emulate")
+    assert parity.passed and parity.spike_match == 1.0 and 0 < parity.run_max_abs_err
+    with torch.no_grad():
+        assert parity.run_max_abs_err <= 0.05 * float(model(events, frame).abs().max())

@@ -47,6 +47,7 @@ def lower(model: torch.nn.Module, example_input: torch.Tensor, target: str = "lo
     with timings.phase("trace (torch.fx)"):  # trace() puts the model in eval mode
         gm = trace(model)
     gm.meta["model"] = model  # the user's module: its hybridc.nn.NIR modules keep their float graphs
+    gm.meta["example_input"] = example_input  # the only data a model of several inputs gives int8 calibration
     with timings.phase("shapes (one forward)"):
         record_shapes(gm, example_input)
     with timings.phase("passes"):

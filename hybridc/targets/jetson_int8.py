@@ -14,41 +14,53 @@ import numpy as np
 import torch
 
 from ..errors import LoweringError
-from .jetson import ACCUMULATOR_PREFIX, SPIKES, JetsonTarget
+from .jetson import ACCUMULATOR_PREFIX, JetsonTarget
 
 
-def calibration_inputs(gm, partition, options) -> list:
-    """Cut tensors for calibration: the spiking half run on calibration samples."""
+def calibration_inputs(gm, stage, options) -> list:
+    """Per calibration sample, {ONNX input name: array} for each input of `stage`: the tensors
+    that cross into it when the model runs on calibration samples (synthetic gestures for
+    event frames, random spikes at density 0.2 otherwise; the example input, batch row by
+    row, for a model of several inputs, since only it says what each input holds)."""
     from ..data import open_dataset
     from ..frontend.capture import run_capturing
 
-    placeholder = next(n for n in gm.graph.nodes if n.op == "placeholder")
-    shape = placeholder.meta["shape"]
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     samples = int(options.get("calibration_samples", 32))
     if samples < 1:
         from ..errors import InputError
 
         raise InputError(f"--calibration-samples must be at least 1, got {samples}.")
-    spec = options.get("calibration", "synthetic")
-    if len(shape) == 5 and shape[1] == 2 and shape[2] == shape[3]:
-        dataset = open_dataset(spec, train=True, size=shape[2], timesteps=shape[4], samples=samples)
-        x = torch.stack([dataset[i][0] for i in range(min(samples, len(dataset)))])
-    else:  # not event frames: random spikes, density 0.2
-        g = torch.Generator().manual_seed(0)
-        x = (torch.rand(samples, *shape[1:], generator=g) < 0.2).float()
-    cut = partition.inputs[0]
-    values = x if cut.op == "placeholder" else run_capturing(gm, x, {cut.name})[1][cut.name]
-    return [values[i:i + 1].numpy().astype(np.float32) for i in range(values.shape[0])]
+    if len(placeholders) > 1:
+        x = tuple(t[:samples] for t in gm.meta["example_input"])
+    else:
+        shape = placeholders[0].meta["shape"]
+        if len(shape) == 5 and shape[1] == 2 and shape[2] == shape[3]:
+            dataset = open_dataset(options.get("calibration", "synthetic"), train=True, size=shape[2],
+                                   timesteps=shape[4], samples=samples)
+            x = torch.stack([dataset[i][0] for i in range(min(samples, len(dataset)))])
+        else:  # not event frames: random spikes, density 0.2
+            g = torch.Generator().manual_seed(0)
+            x = (torch.rand(samples, *shape[1:], generator=g) < 0.2).float()
+    _, values = run_capturing(gm, x, {spec.node for spec in stage.inputs})
+    count = values[stage.inputs[0].node].shape[0]
+    return [{spec.name: values[spec.node][i:i + 1].detach().numpy().astype(np.float32) for spec in stage.inputs}
+            for i in range(count)]
+
+
+def _source(gm, options) -> str:
+    """What calibrated the stage, for the manifest."""
+    if sum(n.op == "placeholder" for n in gm.graph.nodes) > 1:
+        return "the example input"
+    return options.get("calibration", "synthetic")
 
 
 class _Reader:
-    def __init__(self, inputs, name=SPIKES):
+    def __init__(self, inputs):
         self.inputs = iter(inputs)
-        self.name = name
 
     def get_next(self):
-        item = next(self.inputs, None)
-        return None if item is None else {self.name: item}
+        return next(self.inputs, None)
 
 
 class JetsonInt8Target(JetsonTarget):
@@ -66,12 +78,6 @@ class JetsonInt8Target(JetsonTarget):
         )
 
         stage = super().preprocess(partition, gm, workdir)
-        if len(stage.inputs) > 1:
-            raise LoweringError(
-                f"jetson-int8 calibrates a dense stage with one input, but stage `{partition.name}` reads "
-                f"{len(stage.inputs)} ({', '.join(t.name for t in stage.inputs)}). Compile it with the float "
-                "`jetson` target (--target loihi+jetson)."
-            )
         float_path = Path(workdir) / stage.artifact
         model = onnx.load(str(float_path))
         accumulator_nodes = [n.name for n in model.graph.node if n.name.startswith(ACCUMULATOR_PREFIX)]
@@ -81,10 +87,10 @@ class JetsonInt8Target(JetsonTarget):
         overrides = {name: [{"scale": np.array(1.0, dtype=np.float32), "zero_point": np.array(0, dtype=np.uint8)}]
                      for name in counts}
         path = Path(workdir) / f"{partition.name}_int8.onnx"
-        calibration = calibration_inputs(gm, partition, self.options)
+        calibration = calibration_inputs(gm, stage, self.options)
         try:
             quantize_static(
-                str(float_path), str(path), _Reader(calibration, stage.inputs[0].name),
+                str(float_path), str(path), _Reader(calibration),
                 quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=accumulator_nodes,
                 extra_options={"TensorQuantOverrides": overrides, "ActivationSymmetric": False},
@@ -106,7 +112,6 @@ class JetsonInt8Target(JetsonTarget):
         stage.artifact = path.name
         stage.sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
         stage.quantization = {"format": "QDQ", "activations": "uint8", "weights": "int8 (per tensor)",
-                              "calibration": f"{self.options.get('calibration', 'synthetic')}, "
-                                             f"{self.options.get('calibration_samples', 32)} samples, min-max",
+                              "calibration": f"{_source(gm, self.options)}, {len(calibration)} samples, min-max",
                               "exact_counts": counts, "scales": scales}
         return stage
