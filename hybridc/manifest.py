@@ -405,6 +405,12 @@ def _check_consistency(data: dict) -> None:
         _check_mapping(data, refuse)
 
 
+# chip figures that are costs (used by `profile`), not limits: mapping/systems.py reads them from
+# system files, the manifest records them, and both hold them to this range
+COST_FIGURES = ("chip_crossing_spike_energy_pj", "chip_crossing_spike_time_ns")
+MAX_COST = 1e12
+
+
 def _check_mapping(data: dict, refuse) -> None:
     """The mapping must add up: layers of loihi stages, each on `groups` cores (runs of
     consecutive cores, one run a chip, on later chips in turn, within the system, no core held
@@ -418,6 +424,10 @@ def _check_mapping(data: dict, refuse) -> None:
         refuse("mapping/system/cores", f"{system['cores']} is not cores_per_chip {per_chip} x {system['chips']} chips")
     loihi = {stage["name"] for stage in data["stages"] if stage["target"] == "loihi"}
     sharing = (system["figures"].get("layers_share_cores") or {}).get("value") is True
+    for name in COST_FIGURES:  # read into profile's totals: a number in range, as a system file must give it
+        value = (system["figures"].get(name) or {}).get("value", 0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_COST:
+            refuse(f"mapping/system/figures/{name}/value", f"must be a number from 0 to {MAX_COST:g}, not {value!r:.40}")
     taken, previous_last, counts = [], None, {}  # taken: sorted disjoint [first, last] of cores held
     for i, layer in enumerate(mapping["layers"]):
         where = f"mapping/layers/{i}"
@@ -531,7 +541,7 @@ def _check_edges(data: dict, refuse) -> None:
                                      f"(its {side}: {', '.join(t['name'] for t in stage[side])})")
         return index, TensorSpec(**found)
 
-    fed, outputs, order, seen = {}, [], [], []
+    fed, outputs, order, seen, shared = {}, [], [], [], {}
     for i, edge in enumerate(data["edges"]):
         where, producer, consumer = f"edges/{i}", edge["producer"], edge["consumer"]
         if edge in seen:
@@ -561,6 +571,7 @@ def _check_edges(data: dict, refuse) -> None:
             if fed.setdefault(key, producer) != producer:
                 refuse(f"{where}/consumer", f"input `{consumer['input']}` of stage `{consumer['stage']}` is fed "
                                             f"{fed[key]} by an earlier edge; each stage input reads one tensor")
+            shared.setdefault(key, []).append((where, conversion))
         # an Encoder's held graded spikes cross one step per window; the receiver repeats them
         held = target and (stages[consumer["stage"]][1].get("wire") or {}).get(consumer["input"])
         held = held if isinstance(held, dict) and held.get("format") == "held" else None
@@ -582,6 +593,12 @@ def _check_edges(data: dict, refuse) -> None:
                                                    f"{edge['bits_per_value']} bits per value is {exact:g} bytes")
         if source is not None and target is not None:
             order.append((where, producer["stage"], consumer["stage"], source[0], target[0]))
+    for key, into in shared.items():  # several edges into one input: each its own accumulator of it
+        nodes = [conversion.get("node") for _, conversion in into]
+        for where, conversion in into[1:] if len(into) > 1 else ():
+            if any(c["kind"] != "accumulator" for _, c in into) or len(set(nodes)) != len(nodes):
+                refuse(where, f"is one of {len(into)} edges into input `{key[1]}` of stage `{key[0]}`; several edges "
+                              "may feed one input only as accumulators of it, each its own (conversion.node)")
     for where, before, after, i, j in order:
         if i >= j:
             cycle = before == after or _reaches(order, after, before)

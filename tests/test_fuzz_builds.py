@@ -381,6 +381,8 @@ EDGE_EDITS = {
     "two model outputs": (lambda d: d["edges"].append({**d["edges"][2], "layout": "X"}),
                           "edges/3/consumer/input", "model output `output` is fed by an earlier edge too"),
     "an edge twice": (lambda d: d["edges"].append(d["edges"][2]), "edges/3", "repeats edge 2"),
+    "one accumulator twice": (lambda d: d["edges"].append({**d["edges"][1], "layout": "X" * len(d["edges"][1]["shape"])}),
+                              "edges/3", "only as accumulators of it, each its own"),
     "an output skipped": (_output_renamed("output_2"), "edges", "1 output(s) are named output"),
     "a stage input fed twice": (_second_feed, "edges/3/consumer", "by an earlier edge; each stage input reads"),
 }

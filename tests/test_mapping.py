@@ -290,6 +290,12 @@ def test_shipped_systems_and_every_figure_has_a_kind_and_a_source():
     (lambda m: m["layers"][0].update(groups=2, cores=[[0, 1]], neurons_per_group=3), "mapping/layers/1/cores"),
     (lambda m: m["system"].update(cores=256), "mapping/system/cores"),
     (lambda m: m["utilisation"].update(cores_used=1), "mapping/utilisation"),
+    (lambda m: m["system"]["figures"].update(chip_crossing_spike_energy_pj=figure(-1e30)),
+     "mapping/system/figures/chip_crossing_spike_energy_pj/value"),
+    (lambda m: m["system"]["figures"].update(chip_crossing_spike_time_ns=figure(True)),
+     "mapping/system/figures/chip_crossing_spike_time_ns/value"),
+    (lambda m: m["system"]["figures"].update(chip_crossing_spike_time_ns=figure(1e300)),
+     "mapping/system/figures/chip_crossing_spike_time_ns/value"),
 ])
 def test_an_edited_mapping_is_refused_at_load(tmp_path, edit, where):
     model, x = two_dense()
@@ -596,3 +602,16 @@ def test_spikes_from_a_tiled_conv_into_a_dense_layer_are_counted_across_chips(tm
     conv_chips = [first // 4 for first, last in mapped[0]["cores"] for _ in range(last - first + 1)]
     assert conv["spikes_out"] > 0 and len(set(conv_chips) | {dense_chip}) == 2
     assert 0 < dense["spikes_from_other_chips"] < conv["spikes_out"]
+
+
+def test_nan_and_infinity_in_a_manifest_are_refused(tmp_path):
+    """Python's json reads NaN and Infinity; a build never holds them, so load refuses them
+    (a NaN cost figure would otherwise pass every range check and poison profile's totals)."""
+    model, x = two_dense()
+    hybridc.compile(model, x, output_dir=tmp_path / "b")
+    data = json.loads((tmp_path / "b/manifest.json").read_text())
+    data["mapping"]["system"]["figures"]["chip_crossing_spike_energy_pj"] = figure(0.5)
+    text = json.dumps(data).replace('"value": 0.5', '"value": NaN')
+    (tmp_path / "b/manifest.json").write_text(text)
+    with pytest.raises(ArtifactError, match="`NaN` is not a JSON number"):
+        hybridc.load(tmp_path / "b")

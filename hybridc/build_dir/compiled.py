@@ -77,6 +77,11 @@ class CompiledModel:
         return Path(path).resolve()
 
 
+def _not_json(constant: str):
+    """NaN and Infinity are Python's extensions to JSON, not JSON: a build never holds them."""
+    raise ValueError(f"`{constant}` is not a JSON number")
+
+
 def load(path) -> CompiledModel:
     """Open a build directory, which may come from anyone: the manifest is read (bounded) and
     validated against its schema before any artifact is touched, every file it names must lie
@@ -89,7 +94,7 @@ def load(path) -> CompiledModel:
                             "Compile first with `hybridc compile MODEL.py -o DIR`.")
     manifest_path = inside(directory, MANIFEST, MANIFEST)
     with parsing(manifest_path, "JSON"):
-        data = json.loads(read_bounded(manifest_path, MAX_MANIFEST_BYTES, MANIFEST))
+        data = json.loads(read_bounded(manifest_path, MAX_MANIFEST_BYTES, MANIFEST), parse_constant=_not_json)
     manifest = Manifest.from_dict(data)
     artifacts = [(stage, inside(directory, name, f"stages/{i}/artifact"), name, recorded)
                  for i, stage in enumerate(manifest.stages)
@@ -106,7 +111,7 @@ def load(path) -> CompiledModel:
     if (directory / GRAPH).exists() or (directory / GRAPH).is_symlink():
         graph_path = inside(directory, GRAPH, GRAPH)
         with parsing(graph_path, "JSON"):
-            graph = from_json_data(json.loads(read_bounded(graph_path, MAX_GRAPH_BYTES, GRAPH)))
+            graph = from_json_data(json.loads(read_bounded(graph_path, MAX_GRAPH_BYTES, GRAPH), parse_constant=_not_json))
         for stage in manifest.stages:
             nodes = [n for n, d in graph.nodes(data=True) if d.get("partition") == stage.name]
             partitions.append(PartitionSummary(stage.name, stage.target, nodes))

@@ -20,6 +20,7 @@ from functools import cache
 from pathlib import Path
 
 from ..errors import SystemFileError
+from ..manifest import MAX_COST
 
 HERE = Path(__file__).resolve().parent
 SYSTEM_FORMAT = "hybridc-system/1"
@@ -49,7 +50,6 @@ FIGURES = {
     "chip_crossing_spike_time_ns": (float, "time a chip-to-chip link takes for one spike (ns; profile charges an "
                                            "inference's crossing spikes through one link in turn)"),
 }
-MAX_COST = 1e12
 REQUIRED = ("cores_per_chip", "neurons_per_core")
 
 

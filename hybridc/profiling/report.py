@@ -20,7 +20,7 @@ from ..build_dir.untrusted import parsing
 from ..deploy.links import crossing_edges
 from ..errors import InputError, reporting
 from ..inspection.model import cut_bytes, cut_row
-from ..manifest import layer_key
+from ..manifest import COST_FIGURES, layer_key
 from ..netx.layout import pytorch_shape
 from . import loihi_counts, onnx_counts
 from .devices import load_profile
@@ -48,10 +48,6 @@ class Profile:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
-
-
-# system figures (mapping/systems.py) that cost a spike delivered to a core on another chip
-CROSSING_COSTS = ("chip_crossing_spike_energy_pj", "chip_crossing_spike_time_ns")
 
 
 def _stage_batches(compiled, stage, data, samples, seed=0, batch_size=16):
@@ -332,7 +328,7 @@ def profile_build(build_dir, data=None, samples: int = 16, device_profile=None,
         result.loihi["axons_crossing_chips"] = mapping["utilisation"]["axons_crossing_chips"]
         result.loihi["spikes_crossing_chips"] = sum(r.get("spikes_from_other_chips", 0.0)
                                                     for r in result.loihi["layers"])
-        costs = {name: mapping["system"]["figures"].get(name) for name in CROSSING_COSTS}
+        costs = {name: mapping["system"]["figures"].get(name) for name in COST_FIGURES}
         if all(costs.values()):  # the system gives what a spike between chips costs: charged apart
             crossed = result.loihi["spikes_crossing_chips"]
             energy = crossed * costs["chip_crossing_spike_energy_pj"]["value"] * 1e-12

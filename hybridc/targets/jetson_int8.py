@@ -20,8 +20,10 @@ from .jetson import ACCUMULATOR_PREFIX, JetsonTarget
 def calibration_inputs(gm, stage, options) -> list:
     """Per calibration sample, {ONNX input name: array} for each input of `stage`: the tensors
     that cross into it when the model runs on calibration samples (synthetic gestures for
-    event frames, random spikes at density 0.2 otherwise; the example input, batch row by
-    row, for a model of several inputs, since only it says what each input holds)."""
+    event frames, random spikes at density 0.2 otherwise). A model of several inputs reads
+    `--calibration` as a data set with one array per input (npz:PATH, random:RATE, an entry
+    point); by default its example input, row by row, with a warning when that holds fewer
+    rows than --calibration-samples."""
     from ..data import open_dataset
     from ..frontend.capture import run_capturing
 
@@ -32,7 +34,7 @@ def calibration_inputs(gm, stage, options) -> list:
 
         raise InputError(f"--calibration-samples must be at least 1, got {samples}.")
     if len(placeholders) > 1:
-        x = tuple(t[:samples] for t in gm.meta["example_input"])
+        x = _several_inputs(gm, placeholders, stage, options, samples)
     else:
         shape = placeholders[0].meta["shape"]
         if len(shape) == 5 and shape[1] == 2 and shape[2] == shape[3]:
@@ -48,11 +50,33 @@ def calibration_inputs(gm, stage, options) -> list:
             for i in range(count)]
 
 
+def _several_inputs(gm, placeholders, stage, options, samples) -> tuple:
+    """Calibration samples for a model of several inputs, one batch per input."""
+    import warnings
+
+    from ..data.sources import open_samples
+
+    spec = options.get("calibration", "synthetic")
+    if spec != "synthetic":  # the user's data, one array per input
+        names = ["input"] + [f"input_{k}" for k in range(1, len(placeholders))]
+        dataset = open_samples(spec, {name: tuple(p.meta["shape"][1:]) for name, p in zip(names, placeholders)},
+                               train=True, samples=samples)
+        return dataset.batch(0, min(samples, len(dataset)))[0]
+    x = tuple(t[:samples] for t in gm.meta["example_input"])
+    if x[0].shape[0] < samples:
+        warnings.warn(f"jetson-int8 calibrated stage `{stage.name}` on the example input's {x[0].shape[0]} sample(s): "
+                      "a model of several inputs has no default calibration data. Its scales fit those samples "
+                      "only; pass --calibration npz:PATH (one array per input, named input, input_1, ...) with "
+                      "--calibration-samples N, or give example_input a batch of N representative samples.",
+                      stacklevel=2)
+    return x
+
+
 def _source(gm, options) -> str:
     """What calibrated the stage, for the manifest."""
-    if sum(n.op == "placeholder" for n in gm.graph.nodes) > 1:
-        return "the example input"
-    return options.get("calibration", "synthetic")
+    several = sum(n.op == "placeholder" for n in gm.graph.nodes) > 1
+    spec = options.get("calibration", "synthetic")
+    return "the example input" if several and spec == "synthetic" else spec
 
 
 class _Reader:
