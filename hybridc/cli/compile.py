@@ -67,7 +67,8 @@ def compile(
     force: bool = typer.Option(False, "--force", help="Replace an existing hybridc build in OUTPUT."),
     on_overflow: str = typer.Option("error", "--on-overflow", help="Weights outside Loihi's 8-bit range: "
                                     "error (default) or clip (as slayer's own forward does)."),
-    calibration: str = typer.Option("synthetic", help="jetson-int8: calibration data (synthetic or dvsgesture:PATH)."),
+    calibration: str = typer.Option("synthetic", help="jetson-int8: calibration data (synthetic or "
+                                     "dvsgesture:PATH; several inputs: npz:PATH with one array per input)."),
     calibration_samples: int = typer.Option(32, help="jetson-int8: how many calibration samples."),
     system: Optional[str] = typer.Option(None, "--system", help="Where the loihi stages must fit: loihi2 (the "
                                          "default, one chip), kapoho-point, hala-point, loihi1, or a system file "
