@@ -55,11 +55,12 @@ def _several_inputs(gm, placeholders, stage, options, samples) -> tuple:
     import warnings
 
     from ..data.sources import open_samples
+    from ..frontend.graph import model_inputs
 
     spec = options.get("calibration", "synthetic")
-    if spec != "synthetic":  # the user's data, one array per input
-        names = ["input"] + [f"input_{k}" for k in range(1, len(placeholders))]
-        dataset = open_samples(spec, {name: tuple(p.meta["shape"][1:]) for name, p in zip(names, placeholders)},
+    if spec != "synthetic":  # the user's data, one array per input, named as the manifest names them
+        names = model_inputs(gm)
+        dataset = open_samples(spec, {names[p.name]: tuple(p.meta["shape"][1:]) for p in placeholders if p.name in names},
                                train=True, samples=samples)
         return dataset.batch(0, min(samples, len(dataset)))[0]
     x = tuple(t[:samples] for t in gm.meta["example_input"])
