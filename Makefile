@@ -12,7 +12,7 @@ PYTHON310 := $(shell for c in $$(pyenv root 2>/dev/null)/versions/3.10.*/bin/pyt
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py hybridc/runtime/kernels.pyx
 	@if [ -z "$(PYTHON310)" ]; then \
 	  echo "hybridc needs Python 3.10 (lava-nc and lava-dl support nothing else)."; \
 	  echo "Install it (for example 'pyenv install 3.10') and run 'make setup' again."; \

@@ -77,3 +77,19 @@ def test_api_verify_of_an_in_memory_compile_on_a_dataset(example):
     parity = hybridc.verify(compiled, x, backend="emulate")
     assert parity.backend == "emulate" and parity.spike_match == 1.0
     assert torch.equal(hybridc.run(compiled, x, backend="emulate"), hybridc.run(compiled, x, backend="emulate"))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int64])
+def test_emulate_refuses_values_that_are_not_spikes_as_lava_does(s2a4_build, dtype):
+    """The emulator counts non-unary entries while it lays the input out (float32/64 on the
+    CPU) or beforehand (other dtypes): either way Lava's runner's InputError, naming the stage
+    and the values; one stray value in the last entry of the last sample is enough."""
+    from hybridc.errors import InputError
+
+    x = spikes(3, 2, 32, 32, 16, density=0.3, seed=4).to(dtype)
+    assert torch.equal(hybridc.run(s2a4_build, x, backend="emulate"), hybridc.run(s2a4_build, x.float(),
+                                                                                   backend="emulate"))
+    x[2, 1, 31, 31, 15] = 2
+    for backend in ("emulate", "lava"):
+        with pytest.raises(InputError, match=r"Stage `snn` \(loihi\) receives unary spikes.*\[0.*1.*2"):
+            hybridc.run(s2a4_build, x, backend=backend)

@@ -1,4 +1,4 @@
-"""The emulator's compiled CPU loops (runtime/kernels.py) against the torch ops they replace.
+"""The emulator's compiled CPU loops (runtime/kernels.pyx) against the torch ops they replace.
 
 The Lava comparisons (test_emulator*.py) run the compiled LIF on every build; these check
 the torch path that runs on other devices stays equal to it on what builds rarely reach:
@@ -8,11 +8,12 @@ channels_last layouts. And the input check: exactly the entries that are not 0 o
 
 import pytest
 import torch
+from hybridc.runtime.kernels import count_not_unary
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hybridc.runtime import kernels
 from hybridc.runtime.emulator.neurons import Neuron, lif
-from hybridc.runtime.kernels import count_not_unary
 
 
 @settings(max_examples=40, deadline=None)
@@ -58,3 +59,15 @@ def test_count_not_unary(dtype):
         tiny = torch.zeros(3, dtype=dtype)
         tiny[1] = torch.finfo(dtype).tiny
         assert count_not_unary(tiny) == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_spikes_channels_last_equals_the_strided_copy(dtype):
+    """The blocked layout copy writes what torch's permuted copy writes, only the first T steps, and
+    counts the entries that are not 0 or 1."""
+    x = (torch.rand(3, 5, 7, 9, 6, generator=torch.Generator().manual_seed(1)) < 0.3).to(dtype)
+    x[0, 1, 2, 3, 4] = 0.5  # copied as is and counted: the error is the runner's
+    out = torch.full((3, 8, 7, 9, 5), -1.0)
+    assert kernels.spikes_channels_last(x, out) == 1
+    assert torch.equal(out[:, :6], x.permute(0, 4, 2, 3, 1).float())
+    assert bool((out[:, 6:] == -1).all())

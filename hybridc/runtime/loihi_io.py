@@ -9,12 +9,14 @@ from ..errors import InputError
 from ..manifest import Stage
 from ..netx.layout import to_netx
 
-__all__ = ["check_input", "from_wire", "stage_taps", "to_graded"]
+__all__ = ["check_input", "count_not_unary", "from_wire", "not_unary_error", "stage_taps", "to_graded"]
 
 
-def check_input(stage: Stage, x: torch.Tensor, data: np.ndarray = None) -> np.ndarray:
+def check_input(stage: Stage, x: torch.Tensor, data: np.ndarray = None, unary: bool = True) -> np.ndarray:
     """The input as netx receives it, or InputError: binary spikes, an Encoder's graded
-    spikes (stage.input_bits), or real values for a sigma-delta input (spec.graded)."""
+    spikes (stage.input_bits), or real values for a sigma-delta input (spec.graded).
+    unary=False leaves out the check that spikes are 0 or 1, for a caller that counts them
+    while it copies the input anyway (the emulator) and raises `not_unary_error` itself."""
     spec = stage.inputs[0]
     if data is None:
         data = to_netx(x)
@@ -34,20 +36,25 @@ def check_input(stage: Stage, x: torch.Tensor, data: np.ndarray = None) -> np.nd
                 f"0..{top}), but the input holds values {_some_values(x)}...; pass it through "
                 f"hybridc.nn.Encoder(bits={stage.input_bits})."
             )
-    elif x.dtype != torch.bool and _count_not_unary(x):
-        raise InputError(
-            f"Stage `{stage.name}` (loihi) receives unary spikes, but the input holds values "
-            f"{_some_values(x)}...; binarise it (e.g. `(x > 0).float()`)."
-        )
+    elif unary and x.dtype != torch.bool and count_not_unary(x):
+        raise not_unary_error(stage, x)
     return data
 
 
-def _count_not_unary(x: torch.Tensor) -> int:
+def not_unary_error(stage: Stage, x: torch.Tensor) -> InputError:
+    """The error for a unary stage input `x` holding values other than 0 and 1."""
+    return InputError(
+        f"Stage `{stage.name}` (loihi) receives unary spikes, but the input holds values "
+        f"{_some_values(x)}...; binarise it (e.g. `(x > 0).float()`)."
+    )
+
+
+def count_not_unary(x: torch.Tensor) -> int:
     """Entries neither 0 nor 1: one compiled read on the CPU, torch's compares elsewhere."""
     if x.device.type == "cpu":
-        from .kernels import count_not_unary
+        from . import kernels  # compiled at install; other devices run without it
 
-        return count_not_unary(x)
+        return kernels.count_not_unary(x)
     return int(torch.count_nonzero(torch.ne(x, 0) & torch.ne(x, 1)))
 
 

@@ -28,8 +28,6 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .. import kernels
-
 __all__ = ["DECAY_UNITY", "RF_LIMIT", "SPIKE_EXP", "STATE_EXP", "STATE_SHIFT", "UV_LIMIT", "Neuron", "Resonator",
            "SigmaDelta", "lif", "resonate", "resonator", "sigma_delta", "wrap_int"]
 
@@ -88,7 +86,7 @@ def lif(neuron: Neuron, currents: torch.Tensor, lag: int = 1, feedback=None, fus
     -> (N, T, ...) bool spikes, Lava's LIF. Runs in float64 when that is exact (every input
     below 2**24), else in int64. feedback: (N, ...) spikes of step t - 1 -> (N, ...) int64
     input they send at step t (`synapses.recurrent_feedback`); then step by step in int64.
-    fused: the float64 steps as one compiled loop (`runtime/kernels.py`) rather than torch
+    fused: the float64 steps as one compiled loop (`runtime/kernels.pyx`) rather than torch
     ops; default: on the CPU, where it runs about 8x faster."""
     if feedback is not None:
         return _lif_int(neuron, currents, lag, feedback)
@@ -98,7 +96,9 @@ def lif(neuron: Neuron, currents: torch.Tensor, lag: int = 1, feedback=None, fus
     if peak is None or int(peak.max()) < 1 << 24:
         wrap_current = peak is not None and int(peak.sum()) << STATE_SHIFT >= UV_LIMIT
         if fused if fused is not None else currents.device.type == "cpu":
-            return kernels.lif_float(neuron, currents, wrap_current, lag)
+            from ..kernels import lif_float  # compiled at install; other devices run without it
+
+            return lif_float(neuron, currents, wrap_current, lag)
         return _lif_float(neuron, currents, wrap_current, lag)
     return _lif_int(neuron, currents, lag)
 
