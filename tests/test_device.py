@@ -111,3 +111,21 @@ def test_cuda_equals_cpu_entry_for_entry(tmp_path):
         for a, b in pairs:
             assert torch.equal(a, b), f"{name}: CUDA differs from the CPU in {int((a != b).sum())} entries"
     assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == tf32  # restored after
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="this machine has a CUDA GPU")
+def test_norse_example_training_refuses_cuda_without_a_gpu(tmp_path):
+    """examples/nir_import/train.py --device cuda: the DeviceError's paragraph and exit code 19,
+    before any training (and before anything is written beside the example)."""
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    example = ROOT / "examples/nir_import"
+    before = {p: p.stat().st_mtime_ns for p in example.iterdir()}
+    result = subprocess.run([sys.executable, example / "train.py", "--device", "cuda", "--epochs", "1"],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 19, result.stderr
+    assert "sees no CUDA GPU" in " ".join(result.stderr.split()) and "Traceback" not in result.stderr
+    assert {p: p.stat().st_mtime_ns for p in example.iterdir()} == before

@@ -110,7 +110,7 @@ def integers(messages: torch.Tensor) -> torch.Tensor:
 
 def batch_size(count: int, per_sample_elements: int, device: str = "cpu") -> int:
     """Samples per batch so the largest intermediate stays within the device's budget of int64
-    values (`runtime.device.batch_budget`: 256 MB on the CPU)."""
+    values (`runtime.device.batch_budget`: 64 MB on the CPU)."""
     return max(1, min(count, batch_budget(device) // max(per_sample_elements, 1)))
 
 
