@@ -39,6 +39,7 @@ class Settings:
     jetson: Optional[str] = None
     link: Optional[str] = None
     gpu: bool = False  # Ray gave each trial a GPU (--gpus-per-trial): train on it
+    device: str = "cpu"  # --device of the command: where training and the emulator run otherwise
 
 
 def candidate_name(split: str, interval: int) -> str:
@@ -73,6 +74,7 @@ def _train_compile_profile(row, history, split, interval, settings, folder, repo
     from ..data import open_dataset
     from ..digest import sha256
     from ..frontend.loader import load_model_file
+    from ..runtime.device import using
     from ..train import train
     from .explore import deployed_accuracy
     from .report import profile_build
@@ -96,7 +98,7 @@ def _train_compile_profile(row, history, split, interval, settings, folder, repo
                     "energy_uj": math.nan})
         return False
 
-    device = "cuda" if settings.gpu and torch.cuda.is_available() else None  # the GPU Ray gave this trial
+    device = "cuda" if settings.gpu and torch.cuda.is_available() else settings.device  # Ray's GPU first
     result = train(model, train_set, test_set, settings.epochs, settings.lr, settings.batch_size,
                    checkpoint_dir=folder, resume=True, progress=False, stop=each_epoch, device=device)
     history.extend(asdict(e) for e in result.epochs)
@@ -104,10 +106,11 @@ def _train_compile_profile(row, history, split, interval, settings, folder, repo
     recipe = {"entry": "build", "args": args, "weights": str(weights), "weights_sha256": sha256(weights)}
     compiled = compile_model(model.eval(), example_input, "loihi+jetson", Path(settings.out) / "candidates" / row.name,
                              force=True, source_path=source, source_sha256=digest, recipe=recipe)
-    profile = profile_build(compiled.directory, settings.data, settings.samples, settings.device_profile,
-                            settings.jetson, settings.link, measure=False)
-    fill_costs(row, profile)
-    row.accuracy = deployed_accuracy(compiled, settings.data, settings.samples)
+    with using(device):  # the emulator where the training ran (a Ray trial does not inherit --device)
+        profile = profile_build(compiled.directory, settings.data, settings.samples, settings.device_profile,
+                                settings.jetson, settings.link, measure=False)
+        fill_costs(row, profile)
+        row.accuracy = deployed_accuracy(compiled, settings.data, settings.samples)
 
 
 @reporting("explore", passing=())
@@ -117,6 +120,7 @@ def explore_trained(path, splits, intervals, out, entry_args=None, data="synthet
                     progress=None) -> list:
     """Rows ranked as `hybridc explore` ranks them; writes explore.csv/json/png and
     explore_curves.png (every candidate's per-epoch test accuracy and loss)."""
+    from ..runtime.device import current
     from ..runtime.distributed import wants_ray
 
     if train_epochs < 1:
@@ -133,7 +137,7 @@ def explore_trained(path, splits, intervals, out, entry_args=None, data="synthet
     out = Path(out).resolve()
     settings = Settings(str(Path(path).resolve()), str(out), dict(entry_args or {}), data, samples, train_samples,
                         train_epochs, lr, batch_size, str(device_profile) if device_profile else None, jetson, link,
-                        gpu=on_ray and gpus_per_trial > 0)
+                        gpu=on_ray and gpus_per_trial > 0, device=current())
     grid = [(split, interval) for split in splits for interval in intervals]
     if not grid:
         raise InputError("--splits and --intervals name no candidate.")
