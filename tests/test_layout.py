@@ -23,10 +23,10 @@ import networkx as nx
 PACKAGE = Path(__file__).resolve().parents[1] / "hybridc"
 
 # Shared by every stage: errors, the nn modules users write, the manifest format, hashing,
-# the version, quiet imports, event data, the netx file format, and the target table and
-# contract (names and sides only).
-BASE = ("errors", "nn", "nir_import", "manifest", "digest", "version", "quiet", "data", "netx", "targets.registry",
-        "targets.base")
+# the version, quiet imports, event data, users' array files, the netx file format, and the
+# target table and contract (names and sides only).
+BASE = ("errors", "nn", "nir_import", "manifest", "digest", "version", "quiet", "data", "array_files", "netx",
+        "targets.registry", "targets.base")
 STAGES = ("frontend", "passes", "targets", "mapping", "build_dir", "compiler", "runtime", "deploy")
 # Known exceptions, each with its reason.
 ALLOWED = {

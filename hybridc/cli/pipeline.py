@@ -33,22 +33,16 @@ def pipeline(
     console = make_console()
 
     def body():
-        import numpy as np
         from rich.progress import Progress
 
         from ..deploy.pipeline import run_file
 
-        try:  # for the progress bar only; run_file reports an unreadable input
-            loaded = np.load(input, mmap_mode="r", allow_pickle=False)
-            count = int(loaded[loaded.files[0]].shape[0] if input.suffix == ".npz" else loaded.shape[0])
-        except Exception:  # noqa: BLE001
-            count = None
         with Progress(transient=True, console=console) as progress:
-            task = progress.add_task("streaming", total=count)
+            task = progress.add_task("streaming", total=None)
             stats = run_file(build, input, output, backend, window, resume, json_path,
                              log=lambda m: console.print(m), progress=lambda n: progress.advance(task, n),
                              connect=connect, collect=collect, stall_timeout=stall_timeout, keys=keys,
-                             insecure=insecure)
+                             insecure=insecure, total=lambda count: progress.update(task, total=count))
         if stats.get("samples"):
             console.print(f"wrote {output}: {stats['samples']} sample(s) streamed"
                           + (f" (after {stats['resumed_from']} kept from the interrupted run)"

@@ -69,35 +69,16 @@ def run(
 def read_inputs(paths: list):
     """The model inputs from `--input` files: one array, a tuple of them (one .npy per input,
     in order), or {name: array} from one .npz (np.savez's positional arr_0, arr_1, ... as a
-    tuple). Untrusted files: no pickles, and every malformed file an InputError."""
-    import re
-
-    import numpy as np
-
+    tuple). Untrusted files: `array_files` reads them."""
+    from ..array_files import positional, read_arrays
     from ..errors import InputError
 
-    def load(path):
-        try:
-            loaded = np.load(path, allow_pickle=False)
-            if isinstance(loaded, np.lib.npyio.NpzFile):
-                with loaded:
-                    loaded = {name: loaded[name] for name in loaded.files}
-        except Exception as exc:  # noqa: BLE001
-            raise InputError(f"{path} is not a readable .npy/.npz array: {exc}.") from None
-        if isinstance(loaded, dict) and not loaded:
-            raise InputError(f"{path} holds no arrays; save one per model input (np.savez(path, input=...)).")
-        return loaded
-
-    arrays = [load(path) for path in paths]
+    arrays = [read_arrays(path) for path in paths]
     if len(arrays) == 1 and isinstance(arrays[0], dict):
         named = arrays[0]
-        if all(re.fullmatch(r"arr_\d+", name) for name in named):  # np.savez(path, a, b): in order
-            order = [f"arr_{i}" for i in range(len(named))]
-            if set(order) != set(named):
-                raise InputError(f"{paths[0]} holds {', '.join(sorted(named))}: positional arrays must be arr_0 to "
-                                 f"arr_{len(named) - 1} without a gap; or save them by input name.")
-            values = tuple(named[name] for name in order)
-            return values if len(values) > 1 else values[0]
+        ordered = positional(named, paths[0])
+        if ordered is not None:
+            return tuple(ordered) if len(ordered) > 1 else ordered[0]
         return named if len(named) > 1 else next(iter(named.values()))
     if any(isinstance(a, dict) for a in arrays):
         raise InputError("Give one .npy file per model input, or a single .npz holding them all.")

@@ -20,6 +20,7 @@ array per input in forward()'s order.
 from dataclasses import dataclass
 from typing import Optional
 
+from ..array_files import read_arrays
 from ..errors import InputError
 
 DEFAULT_SPIKE_RATE = 0.1  # for builds no bundled data set fits: about one spike in ten steps
@@ -102,24 +103,22 @@ def _event_frames(spec, shape, train, samples, seed) -> Samples:
 
 
 def _npz(path, shape) -> Samples:
-    import numpy as np
 
     if not path:
         raise InputError("--data npz: needs a path, e.g. --data npz:samples.npz.")
     wanted = shape if isinstance(shape, dict) else {"x": shape}
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            names = set(arrays.files)
-            missing = [name for name in wanted if name not in names]
-            if missing:
-                saved = ", ".join(f"{name}={name}" for name in wanted)
-                raise InputError(f"{path} has no array {', '.join(f'`{name}`' for name in missing)} (it has "
-                                 f"{', '.join(sorted(names)) or 'none'}); save the inputs as "
-                                 f"{', '.join(wanted)}, e.g. np.savez(path, {saved}, y=labels).")
-            xs = {name: arrays[name] for name in wanted}
-            y = arrays["y"] if "y" in names else None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"Cannot read {path} as a NumPy .npz file: {exc}.") from None
+    arrays = read_arrays(path)
+    if not isinstance(arrays, dict):
+        raise InputError(f"{path} is an .npy file; --data npz: takes an .npz of the inputs and labels, e.g. "
+                         f"np.savez(path, {', '.join(f'{name}={name}' for name in wanted)}, y=labels).")
+    missing = [name for name in wanted if name not in arrays]
+    if missing:
+        saved = ", ".join(f"{name}={name}" for name in wanted)
+        raise InputError(f"{path} has no array {', '.join(f'`{name}`' for name in missing)} (it has "
+                         f"{', '.join(sorted(arrays))}); save the inputs as "
+                         f"{', '.join(wanted)}, e.g. np.savez(path, {saved}, y=labels).")
+    xs = {name: arrays[name] for name in wanted}
+    y = arrays.get("y")
     for name, x in xs.items():
         if x.ndim < 1 or tuple(x.shape[1:]) != wanted[name]:
             which = f"Array {name}" if isinstance(shape, dict) else "Array x"

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..array_files import in_input_order, read_arrays
 from ..build_dir.compiled import load
 from ..errors import InputError, LinkError, StageError
 from ..runtime.device import current as current_device
@@ -355,24 +356,9 @@ def pipeline(build_dir, samples, backend: str = "lava", window: int = 4, log=Non
 def _read_samples(path: Path, names: list) -> list:
     """One array of samples per model input from `path`: an .npy for a one-input build
     (memory-mapped), or an .npz holding one array per input by its manifest name (or
-    np.savez's positional arr_0, arr_1, ... in forward()'s order). Untrusted: no pickles."""
-    try:
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                files = set(archive.files)
-                positional = [f"arr_{i}" for i in range(len(names))]
-                keys = names if set(names) <= files else positional if set(positional) <= files else None
-                if keys is None:
-                    raise InputError(f"{path} holds {', '.join(sorted(files)) or 'nothing'}; the build takes "
-                                     f"{', '.join(names)}: save one array per input under those names "
-                                     f"(np.savez(path, {', '.join(f'{n}=...' for n in names)})).")
-                arrays = [archive[key] for key in keys]
-        else:
-            arrays = [np.load(path, mmap_mode="r", allow_pickle=False)]
-    except InputError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise InputError(f"{path} is not a readable .npy/.npz array: {exc}.") from None
+    np.savez's positional arr_0, arr_1, ... in forward()'s order). Untrusted: `array_files`."""
+    loaded = read_arrays(path, mmap=True)
+    arrays = in_input_order(loaded, names, path) if isinstance(loaded, dict) else [loaded]
     if len(arrays) != len(names):
         raise InputError(f"The build takes {len(names)} inputs ({', '.join(names)}) and {path} holds one array; "
                          f"pass an .npz with one array per input (np.savez(path, "
@@ -388,11 +374,12 @@ def _read_samples(path: Path, names: list) -> list:
 
 def run_file(build_dir, input_path, output_path, backend: str = "lava", window: int = 4, resume: bool = False,
              stats_path=None, log=None, progress=None, connect: str = None, collect: str = None,
-             stall_timeout: float = 600.0, keys=None, insecure: bool = False) -> dict:
+             stall_timeout: float = 600.0, keys=None, insecure: bool = False, total=None) -> dict:
     """`hybridc pipeline`: X.npy (or X.npz, one array per input) through the stage processes
     into Y.npy; returns the stats.
     Outputs are journalled as they arrive, so a stopped run keeps them and resume=True
-    sends only the missing samples."""
+    sends only the missing samples. total(count) is called once the input is read (a progress
+    bar's length), progress(n) as n more samples are done."""
     from ..digest import sha256
     from .journal import Journal, path_for
 
@@ -401,6 +388,8 @@ def run_file(build_dir, input_path, output_path, backend: str = "lava", window: 
         raise InputError(f"Input file {input_path} does not exist.")
     arrays = _read_samples(input_path, input_names(load(build_dir).manifest))
     count = int(arrays[0].shape[0])
+    if total:
+        total(count)
     if not output_path.resolve().parent.is_dir():
         from ..errors import OutputError
 
