@@ -37,7 +37,7 @@ def flip_spatial(x):
 
 def to_netx(x: torch.Tensor) -> np.ndarray:
     """A PyTorch batch (N, C, H, W, T) as a netx numpy batch (N, W, H, C, T); (N, F, T) unchanged."""
-    return (x.permute(0, 3, 2, 1, 4) if x.dim() == 5 else x).cpu().numpy()
+    return (x.permute(0, 3, 2, 1, 4) if x.dim() == 5 else x).detach().cpu().numpy()
 
 
 def from_netx(y: np.ndarray) -> torch.Tensor:

@@ -102,7 +102,7 @@ def lif_float(neuron, currents: torch.Tensor, wrap_current: bool, lag: int) -> t
     bool spikes in the same memory layout, Lava's LIF step for step. The current's 24-bit wrap
     is always applied (`wrap_current` only spares the torch path the work)."""
     order = _memory_order(currents)
-    flat = currents.permute(order).contiguous()  # a view's copy only when not already in that order
+    flat = currents.detach().permute(order).contiguous()  # a view's copy only when not already in that order
     shape = flat.shape
     flat = flat.reshape(shape[0], shape[1], -1)
     if flat.dtype not in (torch.float32, torch.float64):
@@ -128,17 +128,27 @@ def lif_float(neuron, currents: torch.Tensor, wrap_current: bool, lag: int) -> t
 
 cdef Py_ssize_t _channels_last(const real[:, :, :, :, ::1] x, float[:, :, :, :, ::1] out) noexcept nogil:
     # x (N, C, H, W, T) -> out (N, T', H, W, C), T' >= T: a row of every channel over every step
-    # is a few KB, read once from cache while each step's row is written contiguously
+    # (C blocks of W x T) is a few KB, read from cache while each step's row (W x C) is written
+    # contiguously; flat offsets within a row, so the compiler sees plain strided loops
     cdef Py_ssize_t n, c, h, w, t, bad = 0
+    cdef Py_ssize_t channels = x.shape[1], width = x.shape[3], steps = x.shape[4]
+    cdef Py_ssize_t plane = x.shape[2] * width * steps  # one channel of a sample
+    cdef const real* row
+    cdef float* step
     cdef real value, one = 1
     for n in range(x.shape[0]):
         for h in range(x.shape[2]):
-            for t in range(x.shape[4]):
-                for w in range(x.shape[3]):
-                    for c in range(x.shape[1]):
-                        value = x[n, c, h, w, t]
-                        bad += <int>(value * (value - one) != 0)
-                        out[n, t, h, w, c] = <float>value
+            for c in range(channels):
+                row = &x[n, c, h, 0, 0]
+                for w in range(width * steps):
+                    value = row[w]
+                    bad += <int>(value * (value - one) != 0)
+            row = &x[n, 0, h, 0, 0]
+            for t in range(steps):
+                step = &out[n, t, h, 0, 0]
+                for w in range(width):
+                    for c in range(channels):
+                        step[w * channels + c] = <float>row[c * plane + w * steps + t]
     return bad
 
 
@@ -147,6 +157,11 @@ def spikes_channels_last(x: torch.Tensor, out: torch.Tensor) -> int:
     of a C-contiguous float32 (N, T', H, W, C) buffer, what `out[:, :T].copy_(x.permute(0, 4, 2,
     3, 1))` does, and returns how many entries are neither 0 nor 1: one pass, as fast as the
     copy alone (memory-bound), where torch's copy and `count_not_unary` take about 2x as long."""
+    x = x.detach()
+    n, c, h, w, t = x.shape  # the loops index without bounds checks: the shapes must agree
+    if out.dtype != torch.float32 or out.dim() != 5 or out.shape[0] != n or out.shape[1] < t or \
+            tuple(out.shape[2:]) != (h, w, c) or not out.is_contiguous():
+        raise ValueError(f"spikes_channels_last: out {tuple(out.shape)} {out.dtype} cannot hold x {tuple(x.shape)}")
     if x.dtype == torch.float32:
         return _channels_last[float](x.numpy(), out.numpy())
     return _channels_last[double](x.numpy(), out.numpy())
