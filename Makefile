@@ -66,4 +66,4 @@ measurements: setup
 	$(PY) docs/make_measurements.py
 
 clean:
-	rm -rf build .pytest_cache
+	rm -rf build .pytest_cache hybridc/runtime/kernels.c hybridc/runtime/kernels.*.so $(STAMP)

@@ -7,7 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from hybridc.array_files import in_input_order, read_arrays
+from hybridc.array_files import input_members, read_arrays
 from hybridc.cli.run import read_inputs
 from hybridc.data.sources import open_samples
 from hybridc.errors import InputError
@@ -43,19 +43,31 @@ def test_npy_handed_to_data_npz_says_how_to_save_one(tmp_path):
 
 
 def test_inputs_by_name_or_position_in_forward_order(tmp_path):
-    a, b = np.zeros((2, 3)), np.ones((2, 5))
-    assert [x.shape for x in in_input_order({"input_1": b, "input": a}, ["input", "input_1"], "f.npz")] == [(2, 3),
-                                                                                                         (2, 5)]
-    assert [x.shape for x in in_input_order({"arr_1": b, "arr_0": a}, ["input", "input_1"], "f.npz")] == [(2, 3),
-                                                                                                         (2, 5)]
-    with pytest.raises(InputError, match=r"f\.npz holds arr_0, arr_2: positional arrays must be arr_0 to arr_1"):
-        in_input_order({"arr_0": a, "arr_2": b}, ["input", "input_1"], "f.npz")
+    names = ["input", "input_1"]
+    assert input_members(["input_1", "input", "y"], names, "f.npz") == names
+    assert input_members(["arr_1", "arr_0"], names, "f.npz") == ["arr_0", "arr_1"]
+    assert input_members(["arr_1", "arr_0", "arr_2", "y"], names, "f.npz") == ["arr_0", "arr_1"]  # extras alone
+    with pytest.raises(InputError, match=r"holds arr_0, arr_2; the build takes input, input_1"):
+        input_members(["arr_0", "arr_2"], names, "f.npz")
     with pytest.raises(InputError, match=r"holds frame, spikes; the build takes input, input_1.*np\.savez\(path, "
                                          r"input=\.\.\., input_1=\.\.\.\)"):
-        in_input_order({"spikes": a, "frame": b}, ["input", "input_1"], "f.npz")
-    with pytest.raises(InputError, match="holds arr_0, arr_1, arr_2; the build takes input, input_1"):
-        in_input_order({"arr_0": a, "arr_1": b, "arr_2": b}, ["input", "input_1"], "f.npz")
+        input_members(["spikes", "frame"], names, "f.npz")
+    a, b = np.zeros((2, 3)), np.ones((2, 5))
     np.savez(tmp_path / "both.npz", a, b)
     x = read_inputs([tmp_path / "both.npz"])
     assert isinstance(x, tuple) and [v.shape for v in x] == [(2, 3), (2, 5)]
-    assert isinstance(read_arrays(tmp_path / "both.npz")["arr_0"], np.ndarray)
+    np.savez(tmp_path / "gap.npz", arr_0=a, arr_2=b)
+    with pytest.raises(InputError, match=r"gap\.npz holds arr_0, arr_2: positional arrays must be arr_0 to arr_1"):
+        read_inputs([tmp_path / "gap.npz"])
+
+
+def test_members_nobody_reads_may_hold_anything(tmp_path):
+    """Only the members a command picks must be numbers: class names saved beside the samples
+    do not stop --data npz: (which reads x and y)."""
+    x = (np.random.default_rng(0).random((3, 4, 5)) < 0.5).astype(np.float32)
+    np.savez(tmp_path / "named.npz", x=x, y=np.array([0, 1, 1]), classes=np.array(["left", "right"]))
+    samples = open_samples(f"npz:{tmp_path / 'named.npz'}", (4, 5))
+    assert len(samples.items) == 3 and samples.labelled
+    assert read_arrays(tmp_path / "named.npz", select=lambda names: ["x"])["x"].shape == (3, 4, 5)
+    with pytest.raises(InputError, match="member `classes` is a <U5 array"):
+        read_arrays(tmp_path / "named.npz")

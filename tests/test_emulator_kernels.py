@@ -6,6 +6,7 @@ the 24-bit current wrap, the voltage clamp, biases, an input layer's lag 0, int6
 channels_last layouts. And the input check: exactly the entries that are not 0 or 1.
 """
 
+import numpy as np
 import pytest
 import torch
 from hybridc.runtime.kernels import count_not_unary
@@ -71,3 +72,45 @@ def test_spikes_channels_last_equals_the_strided_copy(dtype):
     assert kernels.spikes_channels_last(x, out) == 1
     assert torch.equal(out[:, :6], x.permute(0, 4, 2, 3, 1).float())
     assert bool((out[:, 6:] == -1).all())
+
+
+def _lava_lif(neuron, currents, lag):
+    """Lava's PyLifModelBitAcc step (lava/proc/lif/models.py, subthr_dynamics and reset) line
+    for line in numpy int32, one sample (T, width) of integer currents: an oracle that shares no
+    code with the emulator."""
+    u = np.zeros(currents.shape[1], np.int32)
+    v = np.zeros(currents.shape[1], np.int32)
+    limit = 2 ** 23
+    out = []
+    with np.errstate(over="ignore"):
+        for t in range(currents.shape[0]):
+            a_in = currents[t - lag].astype(np.int32) if t >= lag else np.zeros_like(u)
+            decayed = np.int64(u) * neuron.current_factor
+            decayed = np.int32(np.sign(decayed) * np.right_shift(np.abs(decayed), 12))
+            decayed += np.left_shift(a_in, 6)
+            wrapped = np.where(decayed > limit, decayed - 2 * limit, decayed)
+            wrapped = np.where(wrapped <= -limit, decayed + 2 * limit, wrapped)
+            u[:] = wrapped
+            volt = np.int64(v) * neuron.voltage_factor
+            volt = np.int32(np.sign(volt) * np.right_shift(np.abs(volt), 12))
+            v[:] = np.clip(volt + u, -limit + 1, limit - 1)
+            fired = v > neuron.threshold
+            v[fired] = 0
+            out.append(fired.copy())
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("level", [2**17, 277_928, 2**20, 2**23])
+def test_float_steps_give_way_where_lavas_int32_sums_wrap(fused, level):
+    """An input held high while the current barely decays: the 24-bit wrap takes off 2**24 once
+    a step, so from about 2**18 a step (64 x 2**18 = 2**24) the current climbs until Lava's int32
+    sum wraps. Both float paths see it coming and hand over to the int64 step; below that the
+    float steps run (and are exact) where they used to."""
+    neuron = Neuron(current_factor=4095, voltage_factor=4096, threshold=100 << 6, bias=None)
+    currents = torch.full((2, 300, 3), float(level))
+    currents[1, :, 1] = -level
+    expected = np.stack([_lava_lif(neuron, sample.numpy(), 0) for sample in currents])
+    got = lif(neuron, currents, 0, fused=fused).numpy()
+    assert np.array_equal(got, expected), f"{(got != expected).sum()} of {got.size} spikes differ"
+    assert expected.any() and not expected.all()

@@ -76,9 +76,10 @@ def read_inputs(paths: list):
     arrays = [read_arrays(path) for path in paths]
     if len(arrays) == 1 and isinstance(arrays[0], dict):
         named = arrays[0]
-        ordered = positional(named, paths[0])
+        ordered = positional(list(named), paths[0])
         if ordered is not None:
-            return tuple(ordered) if len(ordered) > 1 else ordered[0]
+            values = tuple(named[name] for name in ordered)
+            return values if len(values) > 1 else values[0]
         return named if len(named) > 1 else next(iter(named.values()))
     if any(isinstance(a, dict) for a in arrays):
         raise InputError("Give one .npy file per model input, or a single .npz holding them all.")

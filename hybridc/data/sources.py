@@ -103,20 +103,23 @@ def _event_frames(spec, shape, train, samples, seed) -> Samples:
 
 
 def _npz(path, shape) -> Samples:
-
     if not path:
         raise InputError("--data npz: needs a path, e.g. --data npz:samples.npz.")
     wanted = shape if isinstance(shape, dict) else {"x": shape}
-    arrays = read_arrays(path)
+    saved = ", ".join(f"{name}={name}" for name in wanted)
+
+    def members(names):  # the inputs and, where saved, the labels
+        missing = [name for name in wanted if name not in names]
+        if missing:
+            raise InputError(f"{path} has no array {', '.join(f'`{name}`' for name in missing)} (it has "
+                             f"{', '.join(sorted(names))}); save the inputs as "
+                             f"{', '.join(wanted)}, e.g. np.savez(path, {saved}, y=labels).")
+        return [*wanted, *(["y"] if "y" in names else [])]
+
+    arrays = read_arrays(path, select=members)
     if not isinstance(arrays, dict):
         raise InputError(f"{path} is an .npy file; --data npz: takes an .npz of the inputs and labels, e.g. "
-                         f"np.savez(path, {', '.join(f'{name}={name}' for name in wanted)}, y=labels).")
-    missing = [name for name in wanted if name not in arrays]
-    if missing:
-        saved = ", ".join(f"{name}={name}" for name in wanted)
-        raise InputError(f"{path} has no array {', '.join(f'`{name}`' for name in missing)} (it has "
-                         f"{', '.join(sorted(arrays))}); save the inputs as "
-                         f"{', '.join(wanted)}, e.g. np.savez(path, {saved}, y=labels).")
+                         f"np.savez(path, {saved}, y=labels).")
     xs = {name: arrays[name] for name in wanted}
     y = arrays.get("y")
     for name, x in xs.items():

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..array_files import in_input_order, read_arrays
+from ..array_files import input_members, read_arrays
 from ..build_dir.compiled import load
 from ..errors import InputError, LinkError, StageError
 from ..runtime.device import current as current_device
@@ -357,8 +357,8 @@ def _read_samples(path: Path, names: list) -> list:
     """One array of samples per model input from `path`: an .npy for a one-input build
     (memory-mapped), or an .npz holding one array per input by its manifest name (or
     np.savez's positional arr_0, arr_1, ... in forward()'s order). Untrusted: `array_files`."""
-    loaded = read_arrays(path, mmap=True)
-    arrays = in_input_order(loaded, names, path) if isinstance(loaded, dict) else [loaded]
+    loaded = read_arrays(path, mmap=True, select=lambda members: input_members(members, names, path))
+    arrays = list(loaded.values()) if isinstance(loaded, dict) else [loaded]
     if len(arrays) != len(names):
         raise InputError(f"The build takes {len(names)} inputs ({', '.join(names)}) and {path} holds one array; "
                          f"pass an .npz with one array per input (np.savez(path, "

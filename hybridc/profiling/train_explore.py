@@ -39,7 +39,7 @@ class Settings:
     jetson: Optional[str] = None
     link: Optional[str] = None
     gpu: bool = False  # Ray gave each trial a GPU (--gpus-per-trial): train on it
-    device: str = "cpu"  # --device of the command: where training and the emulator run otherwise
+    device: str = "cpu"  # --device of a local run (a Ray trial has the GPU Ray gives it, or the CPU)
 
 
 def candidate_name(split: str, interval: int) -> str:
@@ -137,7 +137,7 @@ def explore_trained(path, splits, intervals, out, entry_args=None, data="synthet
     out = Path(out).resolve()
     settings = Settings(str(Path(path).resolve()), str(out), dict(entry_args or {}), data, samples, train_samples,
                         train_epochs, lr, batch_size, str(device_profile) if device_profile else None, jetson, link,
-                        gpu=on_ray and gpus_per_trial > 0, device=current())
+                        gpu=on_ray and gpus_per_trial > 0, device="cpu" if on_ray else current())
     grid = [(split, interval) for split in splits for interval in intervals]
     if not grid:
         raise InputError("--splits and --intervals name no candidate.")

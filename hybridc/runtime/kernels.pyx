@@ -49,46 +49,54 @@ def count_not_unary(x: torch.Tensor) -> int:
 
 
 cdef inline double _trunc(double x) noexcept nogil:
-    # trunc for |x| < 2**31 (decayed LIF states stay below 2**23) through int32, which SSE2
-    # converts four at a time; libm's trunc is a call per value on baseline x86-64. Only the
-    # sign of a zero can differ (+0 for -0.5), and no comparison or sum downstream sees it.
+    # trunc through int32, which the vector units convert several at a time (libm's trunc is a
+    # call per value on baseline x86-64): exact while |x| < 2**31, which `_lif_step` watches
+    # (past it the run is discarded). Only the sign of a zero can differ (+0 for -0.5), and no
+    # comparison or sum downstream sees it.
     return <double><int>x
 
 
-cdef inline void _lif_step(const real* arriving, double* u, double* v, const double* bias, double* fired,
-                           unsigned char* spikes, Py_ssize_t width, double current_factor, double voltage_factor,
-                           double threshold) noexcept nogil:
+cdef inline Py_ssize_t _lif_step(const real* arriving, double* u, double* v, const double* bias, double* fired,
+                                 unsigned char* spikes, Py_ssize_t width, double current_factor,
+                                 double voltage_factor, double threshold) noexcept nogil:
     # one step of every neuron, without a branch (selects only) and in doubles only (the bytes
-    # are written by a second loop), so both loops vectorise with SSE2. The current's wrap is
-    # always applied: where `lif` proved no current reaches 2**23 it never fires
-    cdef Py_ssize_t m
-    cdef double limit = <double>(1 << 23), current, voltage, below, above
+    # are written by a second loop), so both loops vectorise. The current's wrap is always
+    # applied: where `lif` proved no current reaches 2**23 it never fires. Returns how many of
+    # Lava's int32 sums overflowed (current before its wrap, voltage before its clamp).
+    cdef Py_ssize_t m, overflow = 0
+    cdef double limit = <double>(1 << 23), wide = 2147483648.0, current, voltage, below, above
     for m in range(width):
         current = _trunc(u[m] * current_factor) + <double>arriving[m] * 64.0
+        overflow += <int>((current >= wide) | (current <= -wide))
         below, above = current - 2.0 * limit, current + 2.0 * limit  # both computed: selects, not branches
         current = below if current > limit else current
         current = above if current <= -limit else current
         u[m] = current
         voltage = _trunc(v[m] * voltage_factor) + current + bias[m]
+        overflow += <int>((voltage >= wide) | (voltage <= -wide))
         voltage = -limit + 1.0 if voltage < -limit + 1.0 else voltage
         voltage = limit - 1.0 if voltage > limit - 1.0 else voltage
         fired[m] = 1.0 if voltage > threshold else 0.0
         v[m] = 0.0 if voltage > threshold else voltage
     for m in range(width):
         spikes[m] = <unsigned char>fired[m]
+    return overflow
 
 
-cdef void _lif(const real[:, :, ::1] currents, Py_ssize_t lag, double current_factor, double voltage_factor,
-               double threshold, const double[::1] bias, unsigned char[:, :, ::1] spikes,
-               double[::1] u, double[::1] v, double[::1] fired, const real[::1] silence) noexcept nogil:
-    cdef Py_ssize_t n, t, m, width = currents.shape[2]
+cdef Py_ssize_t _lif(const real[:, :, ::1] currents, Py_ssize_t lag, double current_factor, double voltage_factor,
+                     double threshold, const double[::1] bias, unsigned char[:, :, ::1] spikes,
+                     double[::1] u, double[::1] v, double[::1] fired, const real[::1] silence) noexcept nogil:
+    cdef Py_ssize_t n, t, m, width = currents.shape[2], overflow = 0
     for n in range(currents.shape[0]):
         for m in range(width):
             u[m] = 0.0
             v[m] = 0.0
         for t in range(currents.shape[1]):  # the first `lag` steps receive nothing (zeros)
-            _lif_step(&currents[n, t - lag, 0] if t >= lag else &silence[0], &u[0], &v[0], &bias[0],
-                      &fired[0], &spikes[n, t, 0], width, current_factor, voltage_factor, threshold)
+            overflow += _lif_step(&currents[n, t - lag, 0] if t >= lag else &silence[0], &u[0], &v[0], &bias[0],
+                                  &fired[0], &spikes[n, t, 0], width, current_factor, voltage_factor, threshold)
+            if overflow:
+                return overflow
+    return overflow
 
 
 def _memory_order(x: torch.Tensor) -> list:
@@ -97,10 +105,11 @@ def _memory_order(x: torch.Tensor) -> list:
     return [0, 1] + sorted(range(2, x.dim()), key=lambda d: (-x.stride(d), d))
 
 
-def lif_float(neuron, currents: torch.Tensor, wrap_current: bool, lag: int) -> torch.Tensor:
+def lif_float(neuron, currents: torch.Tensor, wrap_current: bool, lag: int):
     """`neurons._lif_float` for a CPU tensor: (N, T, ...) integer-valued currents -> (N, T, ...)
-    bool spikes in the same memory layout, Lava's LIF step for step. The current's 24-bit wrap
-    is always applied (`wrap_current` only spares the torch path the work)."""
+    bool spikes in the same memory layout, Lava's LIF step for step; None where one of Lava's
+    int32 sums would overflow (the caller runs the int64 step). The current's 24-bit wrap is
+    always applied (`wrap_current` only spares the torch path the work)."""
     order = _memory_order(currents)
     flat = currents.detach().permute(order).contiguous()  # a view's copy only when not already in that order
     shape = flat.shape
@@ -119,9 +128,11 @@ def lif_float(neuron, currents: torch.Tensor, wrap_current: bool, lag: int) -> t
     args = (lag, neuron.current_factor / 4096, neuron.voltage_factor / 4096, float(neuron.threshold), bias,
             spikes, u, v, fired, silence)
     if flat.dtype == torch.float32:
-        _lif[float](flat.numpy(), *args)
+        overflow = _lif[float](flat.numpy(), *args)
     else:
-        _lif[double](flat.numpy(), *args)
+        overflow = _lif[double](flat.numpy(), *args)
+    if overflow:
+        return None
     inverse = [order.index(d) for d in range(len(order))]
     return torch.from_numpy(spikes.view(np.bool_)).reshape(shape).permute(inverse)
 

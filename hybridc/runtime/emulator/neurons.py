@@ -28,10 +28,11 @@ from typing import Optional
 import numpy as np
 import torch
 
-__all__ = ["DECAY_UNITY", "RF_LIMIT", "SPIKE_EXP", "STATE_EXP", "STATE_SHIFT", "UV_LIMIT", "Neuron", "Resonator",
+__all__ = ["DECAY_UNITY", "INT32_LIMIT", "RF_LIMIT", "SPIKE_EXP", "STATE_EXP", "STATE_SHIFT", "UV_LIMIT", "Neuron", "Resonator",
            "SigmaDelta", "lif", "resonate", "resonator", "sigma_delta", "wrap_int"]
 
 UV_LIMIT = 1 << 23  # LIF current and voltage are 24-bit
+INT32_LIMIT = 1 << 31  # where Lava's int32 sums wrap
 DECAY_UNITY = 1 << 12
 STATE_SHIFT = 6  # threshold, bias and synaptic input are MSB-aligned by 6 bits
 SPIKE_EXP = STATE_EXP = 6  # netx's spike_exp and state_exp for sigma-delta neurons
@@ -84,7 +85,8 @@ def resonator(mode: str, period, alpha, vth) -> Resonator:
 def lif(neuron: Neuron, currents: torch.Tensor, lag: int = 1, feedback=None, fused=None) -> torch.Tensor:
     """(N, T, ...) integer synaptic input (int64 or integer-valued float) computed each step
     -> (N, T, ...) bool spikes, Lava's LIF. Runs in float64 when that is exact (every input
-    below 2**24), else in int64. feedback: (N, ...) spikes of step t - 1 -> (N, ...) int64
+    below 2**24, and no int32 sum of Lava's overflowing, which the float steps watch for), else
+    in int64. feedback: (N, ...) spikes of step t - 1 -> (N, ...) int64
     input they send at step t (`synapses.recurrent_feedback`); then step by step in int64.
     fused: the float64 steps as one compiled loop (`runtime/kernels.pyx`) rather than torch
     ops; default: on the CPU, where it runs about 8x faster."""
@@ -98,9 +100,12 @@ def lif(neuron: Neuron, currents: torch.Tensor, lag: int = 1, feedback=None, fus
         if fused if fused is not None else currents.device.type == "cpu":
             from ..kernels import lif_float  # compiled at install; other devices run without it
 
-            return lif_float(neuron, currents, wrap_current, lag)
-        return _lif_float(neuron, currents, wrap_current, lag)
-    return _lif_int(neuron, currents, lag)
+            spikes = lif_float(neuron, currents, wrap_current, lag)
+        else:
+            spikes = _lif_float(neuron, currents, wrap_current, lag)
+        if spikes is not None:
+            return spikes
+    return _lif_int(neuron, currents, lag)  # large inputs, or a sum past int32 (Lava wraps it)
 
 
 def _lif_int(neuron: Neuron, currents: torch.Tensor, lag: int = 1, feedback=None) -> torch.Tensor:
@@ -126,32 +131,38 @@ def _lif_int(neuron: Neuron, currents: torch.Tensor, lag: int = 1, feedback=None
     return spikes
 
 
-def _lif_float(neuron: Neuron, currents: torch.Tensor, wrap_current: bool, lag: int = 1) -> torch.Tensor:
-    """The same step on float64 holding integers, when every input is below 2**24: no int32
-    sum can then overflow (|u|, |v| < 2**23 + 2**30), so the int32 wraps are no-ops, and every
-    value is an integer below 2**53, so float64 is exact. `u * (f / 4096)` is exact (f / 4096
-    is a power-of-two fraction and the product has at most 36 significant bits); trunc rounds
-    toward zero as Lava's sign * (|x| >> 12) does. wrap_current: whether the 24-bit wrap of the
-    current can happen at all (the sum over time of the largest input says so)."""
+def _lif_float(neuron: Neuron, currents: torch.Tensor, wrap_current: bool, lag: int = 1):
+    """The same step on float64 holding integers, for inputs below 2**24 (input << 6 fits int32),
+    or None where one of Lava's int32 sums would overflow: the current before its 24-bit wrap,
+    or the voltage before its clamp, reaching 2**31. The wrap subtracts 2**24 only once, so a
+    large input held for many steps can drive the current that far. Short of it every int32 wrap
+    is a no-op and every value an integer below 2**53, so float64 is exact: `u * (f / 4096)` is
+    exact (f / 4096 is a power-of-two fraction, the product has at most 43 significant bits);
+    trunc rounds toward zero as Lava's sign * (|x| >> 12) does. wrap_current: whether the
+    24-bit wrap can happen at all (the sum over time of the largest input says so)."""
     current_factor = neuron.current_factor / DECAY_UNITY
     voltage_factor = neuron.voltage_factor / DECAY_UNITY
     bias = neuron.bias.to(torch.float64) if neuron.bias is not None else None
     u = torch.zeros_like(currents[:, 0], dtype=torch.float64)  # in the currents' layout (channels_last)
     v = torch.zeros_like(u)
     spikes = torch.empty_like(currents, dtype=torch.bool)
+    overflow = torch.zeros((), dtype=torch.bool, device=currents.device)
     for t in range(spikes.shape[1]):
         u.mul_(current_factor).trunc_()
         if t >= lag:
             u.add_(currents[:, t - lag], alpha=1 << STATE_SHIFT)
-        if wrap_current:
+        if wrap_current:  # only then can the current reach 2**23, let alone 2**31
+            overflow |= (u.abs() >= INT32_LIMIT).any()
             u = torch.where(u > UV_LIMIT, u - 2 * UV_LIMIT, torch.where(u <= -UV_LIMIT, u + 2 * UV_LIMIT, u))
         v.mul_(voltage_factor).trunc_().add_(u)
         if bias is not None:
             v.add_(bias)
+        if wrap_current:
+            overflow |= (v.abs() >= INT32_LIMIT).any()
         v.clamp_(-UV_LIMIT + 1, UV_LIMIT - 1)
         fired = torch.gt(v, neuron.threshold, out=spikes[:, t])
         v.masked_fill_(fired, 0)
-    return spikes
+    return None if bool(overflow) else spikes
 
 
 def _arrivals(currents: torch.Tensor, lag: int) -> torch.Tensor:
