@@ -111,9 +111,11 @@ def family_speed(family: str, directory: Path, lava_samples: int, emulate_sample
 def peak_memory(build: Path, samples: int, threads: int) -> dict:
     """The emulate backend streaming `samples` samples (batches of 16, as `verify` feeds it)
     through the Loihi stage in a fresh process: its peak RSS, imports included. Each batch's
-    output is reduced and dropped, as verify does (keeping them all would measure the list)."""
+    output is reduced and dropped, as verify does (keeping them all would measure the list).
+    The peak is the kernel's VmHWM of the process's own memory: getrusage's ru_maxrss would
+    also count the copy of this parent it was forked from (Linux keeps the larger across exec)."""
     code = (
-        "import json, resource, sys, time, warnings; warnings.filterwarnings('ignore'); "
+        "import json, sys, time, warnings; warnings.filterwarnings('ignore'); "
         f"sys.path.insert(0, {str(ROOT)!r}); import torch; "
         f"torch.set_num_threads({threads}) if {threads} else None; "
         "from hybridc.build_dir.compiled import load; from hybridc.runtime.stages import run_stage; "
@@ -121,7 +123,8 @@ def peak_memory(build: Path, samples: int, threads: int) -> dict:
         "g = torch.Generator().manual_seed(0); began = time.perf_counter(); "
         f"spikes = sum(float(run_stage(snn, build, (torch.rand(min(16, {samples} - s), c, h, w, t, generator=g) "
         f"< 0.05).float(), backend='emulate').sum()) for s in range(0, {samples}, 16)); "
-        "print(json.dumps({'peak_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "
+        "hwm = [line for line in open('/proc/self/status') if line.startswith('VmHWM:')][0]; "
+        "print(json.dumps({'peak_mib': int(hwm.split()[1]) / 1024, "
         f"'samples': {samples}, 's_per_sample': (time.perf_counter() - began) / {samples}}}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -152,8 +155,7 @@ def main():
         return
     with tempfile.TemporaryDirectory() as tmp:
         build = compile_build(Path(tmp), args.split, args.size)
-        # memory first, in fresh processes, before this one runs Lava (after a Lava run the
-        # same child measured 120-230 MiB more, from nothing it does itself)
+        # memory first, in fresh processes, before this one runs Lava
         memory = [peak_memory(build, count, args.threads)
                   for count in ((args.memory_samples // 10, args.memory_samples) if args.memory_samples else ())]
         lava_s, emulate_s, lava_cpu, emulate_cpu, equal, entries, rate = stage_speed(

@@ -61,13 +61,15 @@ cdef inline Py_ssize_t _lif_step(const real* arriving, double* u, double* v, con
                                  double voltage_factor, double threshold) noexcept nogil:
     # one step of every neuron, without a branch (selects only) and in doubles only (the bytes
     # are written by a second loop), so both loops vectorise. The current's wrap is always
-    # applied: where `lif` proved no current reaches 2**23 it never fires. Returns how many of
-    # Lava's int32 sums overflowed (current before its wrap, voltage before its clamp).
+    # applied (a no-op until a current passes 2**23). Returns how many values left the range
+    # where float64 equals Lava's int32 arithmetic: an input of 2**24 or more (its << 6 would
+    # wrap), a current before its wrap or a voltage before its clamp of 2**31 or more.
     cdef Py_ssize_t m, overflow = 0
-    cdef double limit = <double>(1 << 23), wide = 2147483648.0, current, voltage, below, above
+    cdef double limit = <double>(1 << 23), wide = 2147483648.0, current, voltage, below, above, a
     for m in range(width):
-        current = _trunc(u[m] * current_factor) + <double>arriving[m] * 64.0
-        overflow += <int>((current >= wide) | (current <= -wide))
+        a = <double>arriving[m]
+        current = _trunc(u[m] * current_factor) + a * 64.0
+        overflow += <int>((a >= 16777216.0) | (a <= -16777216.0) | (current >= wide) | (current <= -wide))
         below, above = current - 2.0 * limit, current + 2.0 * limit  # both computed: selects, not branches
         current = below if current > limit else current
         current = above if current <= -limit else current
@@ -105,11 +107,11 @@ def _memory_order(x: torch.Tensor) -> list:
     return [0, 1] + sorted(range(2, x.dim()), key=lambda d: (-x.stride(d), d))
 
 
-def lif_float(neuron, currents: torch.Tensor, wrap_current: bool, lag: int):
+def lif_float(neuron, currents: torch.Tensor, lag: int):
     """`neurons._lif_float` for a CPU tensor: (N, T, ...) integer-valued currents -> (N, T, ...)
-    bool spikes in the same memory layout, Lava's LIF step for step; None where one of Lava's
-    int32 sums would overflow (the caller runs the int64 step). The current's 24-bit wrap is
-    always applied (`wrap_current` only spares the torch path the work)."""
+    bool spikes in the same memory layout, Lava's LIF step for step; None for an input of
+    2**24 or more or where one of Lava's int32 sums would overflow (the caller then runs the
+    int64 step). It checks the bounds as it goes, so the caller needs no pass to find them."""
     order = _memory_order(currents)
     flat = currents.detach().permute(order).contiguous()  # a view's copy only when not already in that order
     shape = flat.shape
@@ -138,28 +140,32 @@ def lif_float(neuron, currents: torch.Tensor, wrap_current: bool, lag: int):
 
 
 cdef Py_ssize_t _channels_last(const real[:, :, :, :, ::1] x, float[:, :, :, :, ::1] out) noexcept nogil:
-    # x (N, C, H, W, T) -> out (N, T', H, W, C), T' >= T: a row of every channel over every step
-    # (C blocks of W x T) is a few KB, read from cache while each step's row (W x C) is written
-    # contiguously; flat offsets within a row, so the compiler sees plain strided loops
+    # x (N, C, H, W, T) -> out (N, T', H, W, C), T' >= T, one row h of a sample at a time (C
+    # blocks of W x T, a few KB, read from cache): counted in one contiguous pass, then copied
+    # a step and a channel at a time, so the inner loop is two fixed strides the compiler
+    # vectorises (with the channel innermost it could not: its count is only known at run time)
     cdef Py_ssize_t n, c, h, w, t, bad = 0
-    cdef Py_ssize_t channels = x.shape[1], width = x.shape[3], steps = x.shape[4]
-    cdef Py_ssize_t plane = x.shape[2] * width * steps  # one channel of a sample
+    cdef Py_ssize_t channels = x.shape[1], height = x.shape[2], width = x.shape[3], steps = x.shape[4]
+    cdef Py_ssize_t plane = height * width * steps  # one channel of a sample in x
+    cdef Py_ssize_t step_size = height * width * channels  # one step of a sample in out
     cdef const real* row
-    cdef float* step
+    cdef const real* source
+    cdef float* target
     cdef real value, one = 1
     for n in range(x.shape[0]):
-        for h in range(x.shape[2]):
-            for c in range(channels):
-                row = &x[n, c, h, 0, 0]
-                for w in range(width * steps):
-                    value = row[w]
-                    bad += <int>(value * (value - one) != 0)
+        for h in range(height):
             row = &x[n, 0, h, 0, 0]
+            for c in range(channels):
+                source = row + c * plane
+                for w in range(width * steps):
+                    value = source[w]
+                    bad += <int>(value * (value - one) != 0)
             for t in range(steps):
-                step = &out[n, t, h, 0, 0]
-                for w in range(width):
-                    for c in range(channels):
-                        step[w * channels + c] = <float>row[c * plane + w * steps + t]
+                for c in range(channels):
+                    source = row + c * plane + t
+                    target = &out[n, 0, h, 0, 0] + t * step_size + c
+                    for w in range(width):
+                        target[w * channels] = <float>source[w * steps]
     return bad
 
 

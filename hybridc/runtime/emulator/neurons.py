@@ -92,17 +92,17 @@ def lif(neuron: Neuron, currents: torch.Tensor, lag: int = 1, feedback=None, fus
     ops; default: on the CPU, where it runs about 8x faster."""
     if feedback is not None:
         return _lif_int(neuron, currents, lag, feedback)
+    if fused if fused is not None else currents.device.type == "cpu":
+        from ..kernels import lif_float  # compiled at install; other devices run without it
+
+        spikes = lif_float(neuron, currents, lag)  # checks its inputs' bound itself, in the same pass
+        return spikes if spikes is not None else _lif_int(neuron, currents, lag)
     used = currents[:, :currents.shape[1] - lag]
     dims = [d for d in range(used.dim()) if d != 1]  # per step: two reductions, no |x| copy
     peak = torch.maximum(used.amax(dim=dims), -used.amin(dim=dims)) if used.numel() else None
     if peak is None or int(peak.max()) < 1 << 24:
         wrap_current = peak is not None and int(peak.sum()) << STATE_SHIFT >= UV_LIMIT
-        if fused if fused is not None else currents.device.type == "cpu":
-            from ..kernels import lif_float  # compiled at install; other devices run without it
-
-            spikes = lif_float(neuron, currents, wrap_current, lag)
-        else:
-            spikes = _lif_float(neuron, currents, wrap_current, lag)
+        spikes = _lif_float(neuron, currents, wrap_current, lag)
         if spikes is not None:
             return spikes
     return _lif_int(neuron, currents, lag)  # large inputs, or a sum past int32 (Lava wraps it)
