@@ -129,3 +129,33 @@ def test_norse_example_training_refuses_cuda_without_a_gpu(tmp_path):
     assert result.returncode == 19, result.stderr
     assert "sees no CUDA GPU" in " ".join(result.stderr.split()) and "Traceback" not in result.stderr
     assert {p: p.stat().st_mtime_ns for p in example.iterdir()} == before
+
+
+def test_the_cuda_check_for_a_machine_without_lava_catches_one_changed_entry(tmp_path):
+    """benchmarks/cuda_check.py, which a GPU session runs where Lava cannot go: prepare here,
+    check on the CPU passes, and one entry changed in a saved CPU output fails it."""
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    script, out = ROOT / "benchmarks/cuda_check.py", tmp_path / "check"
+    prepared = subprocess.run([sys.executable, script, "prepare", out, "--samples", "2"], capture_output=True,
+                              text=True, timeout=600)
+    assert prepared.returncode == 0, prepared.stderr
+    assert {p.name for p in out.iterdir()} == {"s2a4", "branching", "sdnn", "rf", "vendor"}
+
+    def check():
+        return subprocess.run([sys.executable, script, "check", out, "--device", "cpu", "--batches", "2"],
+                              capture_output=True, text=True, timeout=600)
+
+    passed = check()
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert passed.stdout.count(" equal") == 4 and "TF32 flags restored after the runs: True" in passed.stdout
+    with np.load(out / "rf/cpu_outputs.npz") as saved:
+        outputs = [saved[name] for name in saved.files]
+    outputs[0].flat[0] = 1 - outputs[0].flat[0]
+    np.savez_compressed(out / "rf/cpu_outputs.npz", *outputs)
+    failed = check()
+    assert failed.returncode == 1 and "rf         cpu == cpu: 1,023 of 1,024 entries" in failed.stdout, failed.stdout
+    assert "DIFFER" in failed.stdout
