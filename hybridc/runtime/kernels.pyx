@@ -6,15 +6,16 @@ nine passes over its state per step (decay, truncate, add, clamp, compare, reset
 paying torch's dispatch; fused into one loop over the neurons per step, with the state in
 registers, it runs about 8x faster. The same for checking that an input is unary (one read
 instead of compares, an or and a reduction) and for laying spikes out channels innermost
-(a blocked copy instead of torch's strided one).
+(a step and a channel at a time, counting non-unary entries on the way, instead of torch's
+strided copy and a second read).
 
 Compiled when hybridc is installed, not at run time: a JIT (numba, used before) keeps LLVM
 resident, about 115 MiB of a process that must stream a data set in 500 MiB.
 
 Each kernel computes exactly what its torch counterpart does (`emulator/neurons.py` keeps
 those for other devices, and tests hold the two equal): float64 on integer values below
-2**53, IEEE operations in the same order, no fast-math and no fused multiply-add
-(setup.py builds with -ffp-contract=off).
+2**53, IEEE operations in the same order (trunc aside: see `_trunc`), no fast-math and no
+fused multiply-add (setup.py builds with -ffp-contract=off).
 """
 
 import numpy as np
